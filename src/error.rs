@@ -1,0 +1,136 @@
+//! Errors: one enum per kind of operation, folded into [`Error`].
+//!
+//! Every message says what was wrong and what to do about it.
+
+use std::path::PathBuf;
+
+/// Loading a model or creating a context failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// The model file does not exist.
+    #[error("model file {path} not found — run `make model` (or pass --model / set PONDER_MODEL to a GGUF file)")]
+    ModelNotFound {
+        /// The path that was tried.
+        path: PathBuf,
+    },
+    /// The file exists but does not start with the GGUF magic bytes.
+    #[error("{path} is not a GGUF model file (it does not start with the bytes \"GGUF\") — pass a .gguf file produced by llama.cpp's converters")]
+    NotGguf {
+        /// The path that was tried.
+        path: PathBuf,
+    },
+    /// The file could not be read.
+    #[error("cannot read model file {path}: {source}")]
+    Io {
+        /// The path that was tried.
+        path: PathBuf,
+        /// The underlying I/O error.
+        source: std::io::Error,
+    },
+    /// llama.cpp refused the file (truncated, unsupported architecture or quantisation, …).
+    #[error("llama.cpp could not load {path} (corrupt, truncated, or an unsupported architecture) — re-download it; for the default model run `make model`")]
+    Model {
+        /// The path that was tried.
+        path: PathBuf,
+    },
+    /// llama.cpp could not create an inference context.
+    #[error("llama.cpp could not create a context with n_ctx={n_ctx}, n_seq_max={n_seq_max} — lower the context size or the number of parallel sequences")]
+    Context {
+        /// Requested context size in tokens.
+        n_ctx: u32,
+        /// Requested number of parallel sequences.
+        n_seq_max: u32,
+    },
+    /// The llama.cpp backend could not be initialised.
+    #[error("llama.cpp backend initialisation failed: {0}")]
+    Backend(String),
+    /// An option of [`crate::lm::ModelOptions`] is out of range.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+/// A configuration value or request parameter is invalid.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+#[error("invalid {field}: {reason}")]
+pub struct ConfigError {
+    /// Which field (for example `temperature` or `n_seq_max`).
+    pub field: &'static str,
+    /// What is wrong and what is allowed.
+    pub reason: String,
+}
+
+impl ConfigError {
+    /// A new error for `field`.
+    pub fn new(field: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            field,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Running the model (tokenising, decoding, sampling) failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// A node would not fit into the context window.
+    #[error("{what} needs {tokens} tokens but the context holds {n_ctx} — shorten the input or raise the context size (--ctx / ModelOptions::n_ctx)")]
+    ContextOverflow {
+        /// What overflowed (for example "the prompt").
+        what: &'static str,
+        /// Tokens needed.
+        tokens: usize,
+        /// The context size.
+        n_ctx: u32,
+    },
+    /// Even after parking every node not in use, the KV cache has no room for the batch.
+    #[error("the KV cache is full: {tokens} new tokens do not fit even after parking every idle branch — raise the context size or run fewer branches at once")]
+    KvCacheFull {
+        /// Tokens that did not fit.
+        tokens: usize,
+    },
+    /// A node handle that this model never issued, or that was released.
+    #[error("node {node} is unknown or was released — nodes are valid until `release` and only on the model that made them")]
+    UnknownNode {
+        /// The handle's id.
+        node: u32,
+    },
+    /// The model has no chat template and the messages could not be rendered.
+    #[error("could not apply the chat template: {0}")]
+    ChatTemplate(String),
+    /// Text contained an interior NUL byte, which llama.cpp cannot take.
+    #[error("text for {what} contains a NUL byte — remove it")]
+    NulByte {
+        /// Which text.
+        what: &'static str,
+    },
+    /// llama_decode returned an error code.
+    #[error("llama_decode failed with code {code}")]
+    Llama {
+        /// The code llama.cpp returned.
+        code: i32,
+    },
+    /// A request parameter is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+/// Any error of this crate.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// See [`LoadError`].
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// See [`DecodeError`].
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// See [`ConfigError`].
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+/// Result with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

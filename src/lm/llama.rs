@@ -1,0 +1,1146 @@
+//! The in-process llama.cpp backend of [`Lm`].
+//!
+//! One `llama_context` with a unified KV cache serves a whole tree of nodes:
+//!
+//! - A node that holds cache owns a sequence id. A new sequence starts as a copy
+//!   (`llama_memory_seq_cp`) of the live sequence that shares the longest token prefix with it; in a
+//!   unified cache that copy only tags the existing cells, it moves no data. Only the tokens past
+//!   the shared prefix are decoded.
+//! - Every live branch of a [`Lm::generate`] call advances in one `llama_decode` per step; prefills
+//!   of many nodes go into one batch too.
+//! - Under sequence-id or KV-cell pressure the least recently used idle node is *parked*: its
+//!   sequence is removed and its tokens kept. Using it again re-attaches it as above, which usually
+//!   costs nothing (a child or sibling still shares its prefix) or decodes only the difference.
+//! - Each node's next-token logits are kept for a bounded number of nodes, so the first token of
+//!   many children of one parent costs no forward pass.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::io::Read;
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
+use llama_cpp_2::token::LlamaToken;
+use serde::{Deserialize, Serialize};
+
+use super::sampler::{self, Rng, Scratch};
+use super::{FinishReason, GenRequest, Generation, Lm, Message, Node, TokenId, Usage};
+use crate::error::{ConfigError, DecodeError, LoadError};
+
+/// Where the default model lives, relative to the working directory (`make model` puts it there).
+pub const DEFAULT_MODEL_PATH: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+
+/// `$PONDER_MODEL` if set, else [`DEFAULT_MODEL_PATH`].
+pub fn default_model_path() -> PathBuf {
+    std::env::var_os("PONDER_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_MODEL_PATH))
+}
+
+/// How to load a model file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelOptions {
+    /// The GGUF file.
+    pub path: PathBuf,
+    /// Layers to offload to the GPU (0 = CPU only). Defaults to all layers when the crate is
+    /// built with a GPU feature (`cuda`, `vulkan`, `metal`), else 0.
+    pub n_gpu_layers: u32,
+}
+
+impl Default for ModelOptions {
+    fn default() -> Self {
+        Self {
+            path: default_model_path(),
+            n_gpu_layers: if cfg!(any(feature = "cuda", feature = "vulkan", feature = "metal")) {
+                999
+            } else {
+                0
+            },
+        }
+    }
+}
+
+/// How to size the inference context of an [`LlamaLm`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ContextOptions {
+    /// KV cache cells shared by all branches (a token of a prefix shared by many branches takes
+    /// one cell).
+    pub n_ctx: u32,
+    /// CPU threads; 0 = all available cores.
+    pub n_threads: u32,
+    /// Sequences (live branches) at once, 1..=256. More nodes than this are parked and re-attached.
+    pub n_seq_max: u32,
+    /// Tokens per `llama_decode` call; 0 = `min(n_ctx, 2048)`.
+    pub n_batch: u32,
+    /// How many nodes keep their next-token logits (each costs 4 bytes per vocabulary entry).
+    pub logits_cache: u32,
+}
+
+impl Default for ContextOptions {
+    fn default() -> Self {
+        Self {
+            n_ctx: 4096,
+            n_threads: 0,
+            n_seq_max: 64,
+            n_batch: 0,
+            logits_cache: 64,
+        }
+    }
+}
+
+impl ContextOptions {
+    /// Checks every field's range.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the first field out of range.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.n_ctx < 8 {
+            return Err(ConfigError::new(
+                "n_ctx",
+                format!("{} is too small; use at least 8 tokens", self.n_ctx),
+            ));
+        }
+        if !(1..=256).contains(&self.n_seq_max) {
+            return Err(ConfigError::new(
+                "n_seq_max",
+                format!(
+                    "{} is outside 1..=256 (llama.cpp's sequence limit)",
+                    self.n_seq_max
+                ),
+            ));
+        }
+        if self.logits_cache == 0 {
+            return Err(ConfigError::new(
+                "logits_cache",
+                "0 would recompute every node's last token; use at least 1",
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn backend() -> Result<&'static LlamaBackend, LoadError> {
+    static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
+    BACKEND
+        .get_or_init(|| {
+            let mut backend = LlamaBackend::init().map_err(|e| e.to_string())?;
+            if std::env::var_os("PONDER_LLAMA_LOG").is_none() {
+                backend.void_logs();
+            }
+            Ok(backend)
+        })
+        .as_ref()
+        .map_err(|e| LoadError::Backend(e.clone()))
+}
+
+/// llama.cpp mutates the model while creating a context, so contexts are created one at a time.
+static CONTEXT_CREATION: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
+
+/// A loaded GGUF model. Cheap to clone; clones share the weights. Safe to share between threads.
+#[derive(Clone)]
+pub struct Model {
+    inner: Arc<LlamaModel>,
+    path: PathBuf,
+}
+
+impl fmt::Debug for Model {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Model").field("path", &self.path).finish()
+    }
+}
+
+impl Model {
+    /// Loads a GGUF file.
+    ///
+    /// # Errors
+    /// [`LoadError::ModelNotFound`], [`LoadError::NotGguf`], [`LoadError::Io`] when the file is
+    /// missing, not GGUF, or unreadable; [`LoadError::Model`] when llama.cpp rejects it.
+    pub fn load(options: &ModelOptions) -> Result<Self, LoadError> {
+        let path = &options.path;
+        check_gguf(path)?;
+        let backend = backend()?;
+        let params = LlamaModelParams::default().with_n_gpu_layers(options.n_gpu_layers);
+        let inner = LlamaModel::load_from_file(backend, path, &params)
+            .map_err(|_| LoadError::Model { path: path.clone() })?;
+        Ok(Self {
+            inner: Arc::new(inner),
+            path: path.clone(),
+        })
+    }
+
+    /// The file this model was loaded from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The number of tokens in the vocabulary.
+    pub fn vocab_size(&self) -> usize {
+        self.inner.n_vocab().max(0) as usize
+    }
+
+    /// The context length the model was trained with.
+    pub fn n_ctx_train(&self) -> u32 {
+        self.inner.n_ctx_train()
+    }
+
+    /// A new inference context over this model, with an empty tree.
+    ///
+    /// # Errors
+    /// [`LoadError::Config`] for invalid options, [`LoadError::Context`] if llama.cpp cannot
+    /// allocate the context.
+    pub fn session(&self, options: &ContextOptions) -> Result<LlamaLm, LoadError> {
+        LlamaLm::new(self.clone(), options)
+    }
+}
+
+fn check_gguf(path: &Path) -> Result<(), LoadError> {
+    let mut file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(LoadError::ModelNotFound {
+                path: path.to_path_buf(),
+            })
+        }
+        Err(source) => {
+            return Err(LoadError::Io {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+    };
+    if file.metadata().map(|m| m.is_dir()).unwrap_or(false) {
+        return Err(LoadError::NotGguf {
+            path: path.to_path_buf(),
+        });
+    }
+    let mut magic = [0u8; 4];
+    match file.read_exact(&mut magic) {
+        Ok(()) if &magic == b"GGUF" => Ok(()),
+        Ok(()) => Err(LoadError::NotGguf {
+            path: path.to_path_buf(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(LoadError::NotGguf {
+            path: path.to_path_buf(),
+        }),
+        Err(source) => Err(LoadError::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// One node of the tree.
+struct NodeData {
+    /// The whole prefix. Stored whole so that finding the live sequence sharing the longest prefix
+    /// is a plain comparison, whatever the tree's shape.
+    tokens: Vec<LlamaToken>,
+    /// `tokens[own_start..]` are this node's own tokens.
+    own_start: usize,
+    /// Whether the own tokens were sampled (else forced).
+    sampled: bool,
+    /// Leading tokens that have been run through the model for this prefix at some point; decoding
+    /// below this mark again is a recomputation.
+    computed: usize,
+    /// The sequence holding this node's cache, if attached.
+    seq: Option<i32>,
+    /// `tokens[..kv_len]` are in `seq`'s cache.
+    kv_len: usize,
+    /// Logits for the token after the whole prefix.
+    logits: Option<Arc<[f32]>>,
+    last_used: u64,
+    /// In use by the current operation: never parked.
+    pinned: bool,
+    parked: bool,
+}
+
+struct Slot {
+    generation: u32,
+    node: Option<NodeData>,
+}
+
+/// Decode `tokens[kv_len..]` of `node` (already attached), returning its last logits and, with
+/// `logprobs_from = Some(p)`, the log-probability of each token after position `p - 1`.
+struct Pending {
+    node: u32,
+    logprobs_from: Option<usize>,
+}
+
+struct Decoded {
+    last: Arc<[f32]>,
+    logprobs: Vec<f32>,
+}
+
+/// A branch being sampled by [`Lm::generate`].
+struct Branch {
+    node: u32,
+    rng: Rng,
+    bytes: Vec<u8>,
+    logprob: f64,
+    count: u32,
+    finish: Option<FinishReason>,
+}
+
+/// An inference context over a [`Model`] with a tree of nodes: the llama.cpp [`Lm`].
+///
+/// Thread rules: a `LlamaLm` may move between threads (`Send`) but serves one caller at a time
+/// (`&mut self`); share it behind a mutex.
+pub struct LlamaLm {
+    // Field order matters: the context must be dropped before the model it was made from.
+    ctx: LlamaContext<'static>,
+    batch: LlamaBatch<'static>,
+    model: Model,
+    template: LlamaChatTemplate,
+    n_ctx: u32,
+    n_batch: usize,
+    n_seq_max: u32,
+    logits_cache: usize,
+    slots: Vec<Slot>,
+    free_slots: Vec<u32>,
+    free_seqs: Vec<i32>,
+    clock: u64,
+    usage: Usage,
+    wall_us: u64,
+    scratch: Scratch,
+}
+
+impl fmt::Debug for LlamaLm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LlamaLm")
+            .field("model", &self.model)
+            .field("n_ctx", &self.n_ctx)
+            .field("n_seq_max", &self.n_seq_max)
+            .field("nodes", &self.node_count())
+            .field("live_sequences", &self.live_sequences())
+            .finish()
+    }
+}
+
+impl LlamaLm {
+    /// Loads `model` and creates a context: [`Model::load`] then [`Model::session`].
+    ///
+    /// # Errors
+    /// As those two.
+    pub fn open(model: &ModelOptions, context: &ContextOptions) -> Result<Self, LoadError> {
+        Model::load(model)?.session(context)
+    }
+
+    fn new(model: Model, options: &ContextOptions) -> Result<Self, LoadError> {
+        options.validate()?;
+        let backend = backend()?;
+        let n_batch = if options.n_batch == 0 {
+            options.n_ctx.min(2048)
+        } else {
+            options.n_batch.min(options.n_ctx)
+        };
+        let threads = if options.n_threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get() as i32)
+        } else {
+            options.n_threads as i32
+        };
+        let params = LlamaContextParams::default()
+            .with_n_ctx(NonZeroU32::new(options.n_ctx))
+            .with_n_batch(n_batch)
+            .with_n_ubatch(n_batch.min(512))
+            .with_n_seq_max(options.n_seq_max)
+            .with_kv_unified(true)
+            .with_n_threads(threads)
+            .with_n_threads_batch(threads);
+        let ctx = {
+            let _guard = CONTEXT_CREATION.lock();
+            model
+                .inner
+                .new_context(backend, params)
+                .map_err(|_| LoadError::Context {
+                    n_ctx: options.n_ctx,
+                    n_seq_max: options.n_seq_max,
+                })?
+        };
+        // SAFETY: the context only borrows the model to keep it alive; `model` holds an `Arc` to
+        // the same `LlamaModel` and is declared after `ctx`, so it outlives it.
+        let ctx: LlamaContext<'static> = unsafe { std::mem::transmute(ctx) };
+        let template = model
+            .inner
+            .chat_template(None)
+            .or_else(|_| LlamaChatTemplate::new("chatml"))
+            .map_err(|_| LoadError::Model {
+                path: model.path.clone(),
+            })?;
+        Ok(Self {
+            ctx,
+            batch: LlamaBatch::new(n_batch as usize, 1),
+            template,
+            n_ctx: options.n_ctx,
+            n_batch: n_batch as usize,
+            n_seq_max: options.n_seq_max,
+            logits_cache: options.logits_cache as usize,
+            slots: Vec::new(),
+            free_slots: Vec::new(),
+            free_seqs: (0..options.n_seq_max as i32).rev().collect(),
+            clock: 0,
+            usage: Usage::default(),
+            wall_us: 0,
+            scratch: Scratch::default(),
+            model,
+        })
+    }
+
+    /// The model this context runs.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// The context size in tokens.
+    pub fn n_ctx(&self) -> u32 {
+        self.n_ctx
+    }
+
+    /// The most sequences live at once.
+    pub fn n_seq_max(&self) -> u32 {
+        self.n_seq_max
+    }
+
+    /// Nodes not yet released.
+    pub fn node_count(&self) -> usize {
+        self.slots.iter().filter(|s| s.node.is_some()).count()
+    }
+
+    /// Sequences currently holding cache.
+    pub fn live_sequences(&self) -> usize {
+        self.n_seq_max as usize - self.free_seqs.len()
+    }
+
+    // ----- node table -------------------------------------------------------------------------
+
+    fn index(&self, node: Node) -> Result<u32, DecodeError> {
+        match self.slots.get(node.index as usize) {
+            Some(slot) if slot.generation == node.generation && slot.node.is_some() => {
+                Ok(node.index)
+            }
+            _ => Err(DecodeError::UnknownNode { node: node.index }),
+        }
+    }
+
+    fn data(&self, i: u32) -> &NodeData {
+        self.slots[i as usize]
+            .node
+            .as_ref()
+            .expect("index checked by `index`")
+    }
+
+    fn data_mut(&mut self, i: u32) -> &mut NodeData {
+        self.slots[i as usize]
+            .node
+            .as_mut()
+            .expect("index checked by `index`")
+    }
+
+    fn insert(&mut self, data: NodeData) -> Node {
+        let index = match self.free_slots.pop() {
+            Some(i) => {
+                self.slots[i as usize].node = Some(data);
+                i
+            }
+            None => {
+                self.slots.push(Slot {
+                    generation: 0,
+                    node: Some(data),
+                });
+                (self.slots.len() - 1) as u32
+            }
+        };
+        Node {
+            index,
+            generation: self.slots[index as usize].generation,
+        }
+    }
+
+    fn handle(&self, i: u32) -> Node {
+        Node {
+            index: i,
+            generation: self.slots[i as usize].generation,
+        }
+    }
+
+    fn child_of(&self, parent: u32, own: &[LlamaToken], sampled: bool) -> NodeData {
+        let p = self.data(parent);
+        let mut tokens = Vec::with_capacity(p.tokens.len() + own.len().max(16));
+        tokens.extend_from_slice(&p.tokens);
+        tokens.extend_from_slice(own);
+        NodeData {
+            own_start: p.tokens.len(),
+            sampled,
+            computed: p.computed,
+            tokens,
+            seq: None,
+            kv_len: 0,
+            logits: None,
+            last_used: self.clock,
+            pinned: false,
+            parked: false,
+        }
+    }
+
+    fn touch(&mut self, i: u32) {
+        self.clock += 1;
+        let clock = self.clock;
+        self.data_mut(i).last_used = clock;
+    }
+
+    fn pin(&mut self, i: u32) {
+        self.touch(i);
+        self.data_mut(i).pinned = true;
+    }
+
+    fn unpin_all(&mut self) {
+        for slot in &mut self.slots {
+            if let Some(n) = slot.node.as_mut() {
+                n.pinned = false;
+            }
+        }
+    }
+
+    // ----- sequences and parking -------------------------------------------------------------
+
+    fn free_seq(&mut self, seq: i32) {
+        self.ctx
+            .clear_kv_cache_seq(Some(seq as u32), None, None)
+            .ok();
+        self.free_seqs.push(seq);
+    }
+
+    /// Parks the least recently used idle node holding a sequence. Returns false if none.
+    fn park_lru(&mut self) -> bool {
+        let victim = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.node.as_ref().map(|n| (i, n)))
+            .filter(|(_, n)| n.seq.is_some() && !n.pinned)
+            .min_by_key(|(_, n)| n.last_used)
+            .map(|(i, _)| i as u32);
+        let Some(i) = victim else { return false };
+        let n = self.data_mut(i);
+        let seq = n.seq.take().expect("filtered on seq");
+        n.kv_len = 0;
+        n.logits = None;
+        n.parked = true;
+        self.usage.parked += 1;
+        self.free_seq(seq);
+        true
+    }
+
+    fn alloc_seq(&mut self) -> Result<i32, DecodeError> {
+        loop {
+            if let Some(seq) = self.free_seqs.pop() {
+                return Ok(seq);
+            }
+            if !self.park_lru() {
+                // Unreachable while operations pin at most n_seq_max nodes; kept as an error
+                // rather than a panic.
+                return Err(DecodeError::KvCacheFull { tokens: 0 });
+            }
+        }
+    }
+
+    /// Gives node `i` a sequence, sharing the longest prefix any live sequence has with it.
+    fn attach(&mut self, i: u32) -> Result<(), DecodeError> {
+        if self.data(i).seq.is_some() {
+            return Ok(());
+        }
+        let seq = self.alloc_seq()?;
+        let tokens = &self.data(i).tokens;
+        let mut best: Option<(i32, usize)> = None;
+        for (j, slot) in self.slots.iter().enumerate() {
+            let Some(other) = slot.node.as_ref() else {
+                continue;
+            };
+            let (Some(other_seq), true) = (other.seq, j as u32 != i) else {
+                continue;
+            };
+            let shared = tokens
+                .iter()
+                .zip(&other.tokens[..other.kv_len])
+                .take_while(|(a, b)| a == b)
+                .count();
+            if shared > best.map_or(0, |b| b.1) {
+                best = Some((other_seq, shared));
+            }
+        }
+        if let Some((src, shared)) = best {
+            self.ctx
+                .copy_kv_cache_seq(src, seq, Some(0), Some(shared as u32))
+                .ok();
+            self.usage.reused_tokens += shared as u64;
+        }
+        let n = self.data_mut(i);
+        n.seq = Some(seq);
+        n.kv_len = best.map_or(0, |b| b.1);
+        n.computed = n.computed.max(n.kv_len);
+        if n.parked {
+            n.parked = false;
+            self.usage.reactivated += 1;
+        }
+        Ok(())
+    }
+
+    /// Makes sure node `i` (attached) has at least one token left to decode, dropping its last
+    /// cached token if it has none, so that decoding yields its logits.
+    fn reopen_last(&mut self, i: u32) {
+        let n = self.data(i);
+        if n.kv_len == n.tokens.len() {
+            let seq = n.seq.expect("attached") as u32;
+            let last = (n.tokens.len() - 1) as u32;
+            self.ctx
+                .clear_kv_cache_seq(Some(seq), Some(last), None)
+                .ok();
+            self.data_mut(i).kv_len -= 1;
+        }
+    }
+
+    fn store_logits(&mut self, i: u32, logits: Arc<[f32]>) {
+        self.data_mut(i).logits = Some(logits);
+        let holders = self
+            .slots
+            .iter()
+            .filter(|s| s.node.as_ref().is_some_and(|n| n.logits.is_some()))
+            .count();
+        if holders > self.logits_cache {
+            let victim = self
+                .slots
+                .iter()
+                .enumerate()
+                .filter_map(|(j, s)| s.node.as_ref().map(|n| (j, n)))
+                .filter(|(j, n)| n.logits.is_some() && !n.pinned && *j as u32 != i)
+                .min_by_key(|(_, n)| n.last_used)
+                .map(|(j, _)| j as u32);
+            if let Some(j) = victim {
+                self.data_mut(j).logits = None;
+            }
+        }
+    }
+
+    // ----- decoding ----------------------------------------------------------------------------
+
+    /// Decodes the pending tokens of every entry in as few `llama_decode` calls as `n_batch`
+    /// allows (one, usually). Entries must be attached, pinned and have at least one pending token.
+    fn run_batch(&mut self, entries: &[Pending]) -> Result<Vec<Decoded>, DecodeError> {
+        let mut items: Vec<(usize, usize)> = Vec::new();
+        for (e, p) in entries.iter().enumerate() {
+            let n = self.data(p.node);
+            debug_assert!(n.pinned && n.seq.is_some() && n.kv_len < n.tokens.len());
+            items.extend((n.kv_len..n.tokens.len()).map(|pos| (e, pos)));
+        }
+        let mut last: Vec<Option<Arc<[f32]>>> = vec![None; entries.len()];
+        let mut logprobs: Vec<Vec<f32>> = vec![Vec::new(); entries.len()];
+        for chunk in items.chunks(self.n_batch) {
+            loop {
+                self.batch.clear();
+                for &(e, pos) in chunk {
+                    let p = &entries[e];
+                    let n = self.data(p.node);
+                    let wants =
+                        pos + 1 == n.tokens.len() || p.logprobs_from.is_some_and(|f| pos >= f);
+                    let (token, seq) = (n.tokens[pos], n.seq.expect("attached"));
+                    self.batch
+                        .add(token, pos as i32, &[seq], wants)
+                        .expect("chunks are no larger than the batch");
+                }
+                match self.ctx.decode(&mut self.batch) {
+                    Ok(()) => break,
+                    Err(llama_cpp_2::DecodeError::NoKvCacheSlot) => {
+                        if !self.park_lru() {
+                            return Err(DecodeError::KvCacheFull {
+                                tokens: chunk.len(),
+                            });
+                        }
+                    }
+                    Err(llama_cpp_2::DecodeError::NTokensZero) => {
+                        return Err(DecodeError::Llama { code: -1 })
+                    }
+                    Err(llama_cpp_2::DecodeError::Unknown(code)) => {
+                        return Err(DecodeError::Llama { code })
+                    }
+                }
+            }
+            self.usage.forward_passes += 1;
+            for (b, &(e, pos)) in chunk.iter().enumerate() {
+                let p = &entries[e];
+                let n = self
+                    .slots
+                    .get_mut(p.node as usize)
+                    .and_then(|s| s.node.as_mut())
+                    .expect("entry nodes are live");
+                n.kv_len = pos + 1;
+                if pos < n.computed {
+                    self.usage.recomputed_tokens += 1;
+                } else if n.sampled && pos >= n.own_start {
+                    self.usage.decoded_tokens += 1;
+                } else {
+                    self.usage.prefill_tokens += 1;
+                }
+                n.computed = n.computed.max(pos + 1);
+                let is_last = pos + 1 == n.tokens.len();
+                let scored = p.logprobs_from.is_some_and(|f| pos >= f) && !is_last;
+                if is_last || scored {
+                    let logits = self.ctx.get_logits_ith(b as i32);
+                    if scored {
+                        let lse = sampler::log_sum_exp(logits);
+                        let next = n.tokens[pos + 1].0 as usize;
+                        logprobs[e].push(sampler::logprob(logits, lse, next) as f32);
+                    }
+                    if is_last {
+                        last[e] = Some(Arc::from(logits));
+                    }
+                }
+            }
+        }
+        Ok(last
+            .into_iter()
+            .zip(logprobs)
+            .map(|(last, logprobs)| Decoded {
+                last: last.expect("every entry's last token is decoded"),
+                logprobs,
+            })
+            .collect())
+    }
+
+    /// The next-token logits of each node, decoding only what is missing; all nodes' work shares
+    /// forward passes, in waves of at most `n_seq_max` nodes.
+    fn ensure_logits(&mut self, ids: &[u32]) -> Result<Vec<Arc<[f32]>>, DecodeError> {
+        let mut found: HashMap<u32, Arc<[f32]>> = HashMap::new();
+        let mut missing = Vec::new();
+        for &i in ids {
+            self.touch(i);
+            if found.contains_key(&i) || missing.contains(&i) {
+                continue;
+            }
+            match &self.data(i).logits {
+                Some(l) => {
+                    found.insert(i, l.clone());
+                }
+                None => missing.push(i),
+            }
+        }
+        for wave in missing.chunks(self.n_seq_max as usize) {
+            for &i in wave {
+                self.pin(i);
+            }
+            for &i in wave {
+                self.attach(i)?;
+                self.reopen_last(i);
+            }
+            let entries: Vec<Pending> = wave
+                .iter()
+                .map(|&i| Pending {
+                    node: i,
+                    logprobs_from: None,
+                })
+                .collect();
+            let decoded = self.run_batch(&entries)?;
+            for (&i, d) in wave.iter().zip(decoded) {
+                self.store_logits(i, d.last.clone());
+                found.insert(i, d.last);
+            }
+            for &i in wave {
+                self.data_mut(i).pinned = false;
+            }
+        }
+        Ok(ids.iter().map(|i| found[i].clone()).collect())
+    }
+
+    fn check_fits(&self, what: &'static str, tokens: usize) -> Result<(), DecodeError> {
+        if tokens > self.n_ctx as usize {
+            return Err(DecodeError::ContextOverflow {
+                what,
+                tokens,
+                n_ctx: self.n_ctx,
+            });
+        }
+        Ok(())
+    }
+
+    fn new_root(&mut self, tokens: Vec<LlamaToken>) -> Result<Node, DecodeError> {
+        if tokens.is_empty() {
+            return Err(ConfigError::new("prompt", "it is empty; give the model some text").into());
+        }
+        // Leave room for at least one generated token.
+        self.check_fits("the prompt (plus one generated token)", tokens.len() + 1)?;
+        self.usage.prompt_tokens += tokens.len() as u64;
+        self.clock += 1;
+        Ok(self.insert(NodeData {
+            own_start: 0,
+            sampled: false,
+            computed: 0,
+            tokens,
+            seq: None,
+            kv_len: 0,
+            logits: None,
+            last_used: self.clock,
+            pinned: false,
+            parked: false,
+        }))
+    }
+
+    fn tokenize_raw(&self, text: &str, add_special: bool) -> Vec<LlamaToken> {
+        self.model
+            .inner
+            .vocab()
+            .tokenize(text.as_bytes(), add_special, true)
+    }
+
+    fn piece(&self, token: LlamaToken) -> Vec<u8> {
+        self.model.inner.vocab().token_to_piece(token, false, None)
+    }
+
+    fn timed<T>(&mut self, f: impl FnOnce(&mut Self) -> T) -> T {
+        let start = Instant::now();
+        let out = f(self);
+        self.unpin_all();
+        self.wall_us += start.elapsed().as_micros() as u64;
+        self.usage.wall_ms = self.wall_us / 1000;
+        out
+    }
+
+    fn generate_inner(&mut self, requests: &[GenRequest]) -> Result<Vec<Generation>, DecodeError> {
+        for r in requests {
+            r.validate()?;
+        }
+        let parents = requests
+            .iter()
+            .map(|r| self.index(r.parent))
+            .collect::<Result<Vec<_>, _>>()?;
+        let parent_logits = self.ensure_logits(&parents)?;
+
+        let mut branches: Vec<Branch> = requests
+            .iter()
+            .zip(&parents)
+            .map(|(r, &p)| {
+                let data = self.child_of(p, &[], true);
+                let node = self.insert(data).index;
+                Branch {
+                    node,
+                    rng: Rng::new(r.sampling.seed),
+                    bytes: Vec::new(),
+                    logprob: 0.0,
+                    count: 0,
+                    finish: None,
+                }
+            })
+            .collect();
+
+        let mut queue: VecDeque<usize> = (0..requests.len()).collect();
+        let mut active: Vec<usize> = Vec::new();
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let result = (|| {
+            loop {
+                while active.len() < self.n_seq_max as usize {
+                    let Some(b) = queue.pop_front() else { break };
+                    let node = branches[b].node;
+                    self.pin(node);
+                    self.attach(node)?;
+                    self.advance(
+                        &mut branches[b],
+                        &requests[b],
+                        &parent_logits[b],
+                        &mut scratch,
+                    );
+                    if self.data(node).kv_len < self.data(node).tokens.len() {
+                        active.push(b);
+                    } else {
+                        // Nothing to decode: the parent already fills the context.
+                        self.store_logits(node, parent_logits[b].clone());
+                        self.data_mut(node).pinned = false;
+                    }
+                }
+                if active.is_empty() {
+                    return Ok(());
+                }
+                let entries: Vec<Pending> = active
+                    .iter()
+                    .map(|&b| Pending {
+                        node: branches[b].node,
+                        logprobs_from: None,
+                    })
+                    .collect();
+                let decoded = self.run_batch(&entries)?;
+                let mut still = Vec::with_capacity(active.len());
+                for (&b, d) in active.iter().zip(decoded) {
+                    let node = branches[b].node;
+                    if branches[b].finish.is_none() {
+                        self.advance(&mut branches[b], &requests[b], &d.last, &mut scratch);
+                    }
+                    if self.data(node).kv_len < self.data(node).tokens.len() {
+                        still.push(b);
+                    } else {
+                        self.store_logits(node, d.last);
+                        self.data_mut(node).pinned = false;
+                    }
+                }
+                active = still;
+            }
+        })();
+        self.scratch = scratch;
+        if let Err(e) = result {
+            for b in &branches {
+                self.release(self.handle(b.node));
+            }
+            return Err(e);
+        }
+        Ok(branches
+            .into_iter()
+            .map(|b| Generation {
+                node: self.handle(b.node),
+                text: String::from_utf8_lossy(&b.bytes).into_owned(),
+                tokens: b.count,
+                logprob: b.logprob,
+                finish: b.finish.unwrap_or(FinishReason::MaxTokens),
+            })
+            .collect())
+    }
+
+    /// Samples one token for `branch` from `logits` (unless the context is full), appends it, and
+    /// decides whether the branch is finished.
+    fn advance(
+        &mut self,
+        branch: &mut Branch,
+        request: &GenRequest,
+        logits: &[f32],
+        scratch: &mut Scratch,
+    ) {
+        if self.data(branch.node).tokens.len() >= self.n_ctx as usize {
+            branch.finish = Some(FinishReason::ContextFull);
+            return;
+        }
+        let (token, lp) = sampler::sample(logits, &request.sampling, &mut branch.rng, scratch);
+        let token = LlamaToken(token as i32);
+        self.data_mut(branch.node).tokens.push(token);
+        branch.count += 1;
+        branch.logprob += lp;
+        if self.model.inner.vocab().is_eog(token) && !request.ignore_eos {
+            branch.finish = Some(FinishReason::Eos);
+            return;
+        }
+        let piece = self.piece(token);
+        branch.bytes.extend_from_slice(&piece);
+        for (k, stop) in request.stop.iter().enumerate() {
+            let from = branch
+                .bytes
+                .len()
+                .saturating_sub(piece.len() + stop.len().saturating_sub(1));
+            if contains(&branch.bytes[from..], stop.as_bytes()) {
+                branch.finish = Some(FinishReason::Stop(k));
+                return;
+            }
+        }
+        if branch.count >= request.max_tokens {
+            branch.finish = Some(FinishReason::MaxTokens);
+        }
+    }
+
+    fn forced_inner(&mut self, queries: &[(Node, &str)]) -> Result<Vec<Vec<f32>>, DecodeError> {
+        let mut children = Vec::with_capacity(queries.len());
+        let mut parents = Vec::with_capacity(queries.len());
+        for &(node, text) in queries {
+            let p = self.index(node)?;
+            let own = self.tokenize_raw(text, false);
+            self.check_fits(
+                "the forced continuation",
+                self.data(p).tokens.len() + own.len(),
+            )?;
+            parents.push(p);
+            children.push(own);
+        }
+        let parent_logits = self.ensure_logits(&parents)?;
+        let mut out: Vec<Vec<f32>> = Vec::with_capacity(queries.len());
+        let mut temp = Vec::new();
+        for ((&p, own), logits) in parents.iter().zip(&children).zip(&parent_logits) {
+            let mut lps = Vec::with_capacity(own.len());
+            if let Some(first) = own.first() {
+                let lse = sampler::log_sum_exp(logits);
+                lps.push(sampler::logprob(logits, lse, first.0 as usize) as f32);
+            }
+            out.push(lps);
+            if own.len() > 1 {
+                let data = self.child_of(p, own, false);
+                temp.push((out.len() - 1, self.insert(data).index));
+            }
+        }
+        let result = (|| {
+            for wave in temp.chunks(self.n_seq_max as usize) {
+                for &(_, i) in wave {
+                    self.pin(i);
+                    self.attach(i)?;
+                }
+                let entries: Vec<Pending> = wave
+                    .iter()
+                    .map(|&(_, i)| Pending {
+                        node: i,
+                        logprobs_from: Some(self.data(i).own_start),
+                    })
+                    .collect();
+                let decoded = self.run_batch(&entries)?;
+                for (&(q, _), d) in wave.iter().zip(decoded) {
+                    out[q].extend(d.logprobs);
+                }
+                for &(_, i) in wave {
+                    self.data_mut(i).pinned = false;
+                }
+            }
+            Ok(())
+        })();
+        for &(_, i) in &temp {
+            self.release(self.handle(i));
+        }
+        result.map(|()| out)
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+impl Lm for LlamaLm {
+    fn root(&mut self, messages: &[Message]) -> Result<Node, DecodeError> {
+        self.timed(|lm| {
+            let chat = messages
+                .iter()
+                .map(|m| LlamaChatMessage::new(m.role.clone(), m.content.clone()))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|_| DecodeError::NulByte {
+                    what: "a chat message",
+                })?;
+            let rendered = lm
+                .model
+                .inner
+                .apply_chat_template(&lm.template, &chat, true)
+                .map_err(|e| DecodeError::ChatTemplate(e.to_string()))?;
+            let mut tokens = lm.tokenize_raw(&rendered, true);
+            // A template that writes BOS itself plus the tokenizer's own BOS would double it.
+            if tokens.len() >= 2
+                && tokens[0] == tokens[1]
+                && tokens[0] == lm.model.inner.vocab().bos()
+            {
+                tokens.remove(0);
+            }
+            lm.new_root(tokens)
+        })
+    }
+
+    fn root_text(&mut self, text: &str) -> Result<Node, DecodeError> {
+        self.timed(|lm| {
+            let tokens = lm.tokenize_raw(text, true);
+            lm.new_root(tokens)
+        })
+    }
+
+    fn extend(&mut self, node: Node, text: &str) -> Result<Node, DecodeError> {
+        let tokens: Vec<TokenId> = self.tokenize_raw(text, false).iter().map(|t| t.0).collect();
+        self.extend_tokens(node, &tokens)
+    }
+
+    fn extend_tokens(&mut self, node: Node, tokens: &[TokenId]) -> Result<Node, DecodeError> {
+        let p = self.index(node)?;
+        let vocab = self.vocab_size();
+        if let Some(&bad) = tokens.iter().find(|&&t| t < 0 || t as usize >= vocab) {
+            return Err(ConfigError::new(
+                "tokens",
+                format!("token id {bad} is outside the vocabulary (0..{vocab})"),
+            )
+            .into());
+        }
+        self.check_fits(
+            "the extended node",
+            self.data(p).tokens.len() + tokens.len(),
+        )?;
+        let own: Vec<LlamaToken> = tokens.iter().map(|&t| LlamaToken(t)).collect();
+        self.touch(p);
+        let data = self.child_of(p, &own, false);
+        Ok(self.insert(data))
+    }
+
+    fn generate(&mut self, requests: &[GenRequest]) -> Result<Vec<Generation>, DecodeError> {
+        self.timed(|lm| lm.generate_inner(requests))
+    }
+
+    fn next_token_probs(
+        &mut self,
+        queries: &[(Node, &[TokenId])],
+    ) -> Result<Vec<Vec<f32>>, DecodeError> {
+        self.timed(|lm| {
+            let vocab = lm.vocab_size();
+            let ids = queries
+                .iter()
+                .map(|(n, cands)| {
+                    if let Some(&bad) = cands.iter().find(|&&t| t < 0 || t as usize >= vocab) {
+                        return Err(ConfigError::new(
+                            "candidates",
+                            format!("token id {bad} is outside the vocabulary (0..{vocab})"),
+                        )
+                        .into());
+                    }
+                    lm.index(*n)
+                })
+                .collect::<Result<Vec<_>, DecodeError>>()?;
+            let logits = lm.ensure_logits(&ids)?;
+            Ok(queries
+                .iter()
+                .zip(logits)
+                .map(|((_, cands), l)| {
+                    let lse = sampler::log_sum_exp(&l);
+                    cands
+                        .iter()
+                        .map(|&t| sampler::logprob(&l, lse, t as usize).exp() as f32)
+                        .collect()
+                })
+                .collect())
+        })
+    }
+
+    fn forced_logprobs(&mut self, queries: &[(Node, &str)]) -> Result<Vec<Vec<f32>>, DecodeError> {
+        self.timed(|lm| lm.forced_inner(queries))
+    }
+
+    fn release(&mut self, node: Node) {
+        let Ok(i) = self.index(node) else { return };
+        let slot = &mut self.slots[i as usize];
+        let data = slot.node.take().expect("checked");
+        slot.generation = slot.generation.wrapping_add(1);
+        self.free_slots.push(i);
+        if let Some(seq) = data.seq {
+            self.free_seq(seq);
+        }
+    }
+
+    fn usage(&self) -> Usage {
+        self.usage
+    }
+
+    fn tokenize(&self, text: &str) -> Result<Vec<TokenId>, DecodeError> {
+        Ok(self.tokenize_raw(text, false).iter().map(|t| t.0).collect())
+    }
+
+    fn token_text(&self, token: TokenId) -> String {
+        if token < 0 || token as usize >= self.vocab_size() {
+            return String::new();
+        }
+        String::from_utf8_lossy(&self.piece(LlamaToken(token))).into_owned()
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.model.vocab_size()
+    }
+
+    fn node_len(&self, node: Node) -> Result<usize, DecodeError> {
+        Ok(self.data(self.index(node)?).tokens.len())
+    }
+}

@@ -1,0 +1,342 @@
+//! The language-model layer: a tree of token prefixes that strategies fork, extend, sample from in
+//! batches, and score.
+//!
+//! A [`Node`] is a token prefix: a prompt, or a parent node plus some tokens. Strategies never see
+//! sequence ids, batches or logit arrays; they ask the [`Lm`] for many things at once and the backend
+//! ([`llama::LlamaLm`]) turns each call into as few forward passes as it can.
+
+pub mod llama;
+pub use llama::{
+    default_model_path, ContextOptions, LlamaLm, Model, ModelOptions, DEFAULT_MODEL_PATH,
+};
+pub(crate) mod sampler;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ConfigError, DecodeError};
+
+/// A token id of the model's vocabulary.
+pub type TokenId = i32;
+
+/// A handle to a token prefix in an [`Lm`]'s tree.
+///
+/// Handles are cheap to copy. A handle is valid on the model that issued it until it is passed to
+/// [`Lm::release`]; using it afterwards gives [`DecodeError::UnknownNode`], never another node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Node {
+    pub(crate) index: u32,
+    pub(crate) generation: u32,
+}
+
+impl Node {
+    /// A number that identifies the node among the live nodes of its model (slots are reused after
+    /// release, so this is not unique over a model's lifetime).
+    pub fn index(self) -> u32 {
+        self.index
+    }
+}
+
+/// One chat message, rendered through the model's own chat template by [`Lm::root`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    /// `system`, `user` or `assistant`.
+    pub role: String,
+    /// The text of the message.
+    pub content: String,
+}
+
+impl Message {
+    /// A message with the given role.
+    pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
+        Self {
+            role: role.into(),
+            content: content.into(),
+        }
+    }
+
+    /// A `user` message.
+    pub fn user(content: impl Into<String>) -> Self {
+        Self::new("user", content)
+    }
+
+    /// A `system` message.
+    pub fn system(content: impl Into<String>) -> Self {
+        Self::new("system", content)
+    }
+}
+
+/// How to pick each next token.
+///
+/// Filters apply in the order top-k, top-p, min-p, then the temperature-scaled distribution is
+/// sampled with a generator seeded by `seed` alone, so a request's result does not depend on the
+/// other requests of its batch. `temperature == 0` is greedy decoding.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SamplingParams {
+    /// Softmax temperature, `>= 0`; 0 means greedy.
+    pub temperature: f32,
+    /// Keep only the k most likely tokens; 0 disables.
+    pub top_k: u32,
+    /// Keep the smallest set of tokens whose probability sums to at least `top_p`; in (0, 1].
+    pub top_p: f32,
+    /// Drop tokens less likely than `min_p` times the most likely one; in [0, 1).
+    pub min_p: f32,
+    /// Seed of this request's random generator.
+    pub seed: u64,
+}
+
+impl Default for SamplingParams {
+    fn default() -> Self {
+        Self {
+            temperature: 0.8,
+            top_k: 40,
+            top_p: 0.95,
+            min_p: 0.05,
+            seed: 0,
+        }
+    }
+}
+
+impl SamplingParams {
+    /// Greedy decoding: always the most likely token.
+    pub fn greedy() -> Self {
+        Self {
+            temperature: 0.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            seed: 0,
+        }
+    }
+
+    /// These parameters with another seed.
+    pub fn with_seed(self, seed: u64) -> Self {
+        Self { seed, ..self }
+    }
+
+    /// Checks every field's range.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the first field out of range and the range it must lie in.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(self.temperature.is_finite() && self.temperature >= 0.0) {
+            return Err(ConfigError::new(
+                "temperature",
+                format!(
+                    "{} is not allowed; use a finite value >= 0 (0 = greedy)",
+                    self.temperature
+                ),
+            ));
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return Err(ConfigError::new(
+                "top_p",
+                format!(
+                    "{} is outside (0, 1]; use 1 to disable nucleus sampling",
+                    self.top_p
+                ),
+            ));
+        }
+        if !(self.min_p >= 0.0 && self.min_p < 1.0) {
+            return Err(ConfigError::new(
+                "min_p",
+                format!("{} is outside [0, 1); use 0 to disable", self.min_p),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One branch to sample: where from, how, and when to stop.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GenRequest {
+    /// The node to continue.
+    pub parent: Node,
+    /// Sampling parameters (including the seed).
+    pub sampling: SamplingParams,
+    /// Stop as soon as the generated text contains one of these (the stop text is kept in the
+    /// child; see [`Generation::finish`]).
+    pub stop: Vec<String>,
+    /// At most this many new tokens; at least 1.
+    pub max_tokens: u32,
+    /// Keep sampling after an end-of-generation token (benchmarks use this for fixed lengths).
+    pub ignore_eos: bool,
+}
+
+impl GenRequest {
+    /// A request with default sampling, no stop strings, and `max_tokens` new tokens.
+    pub fn new(parent: Node, max_tokens: u32) -> Self {
+        Self {
+            parent,
+            sampling: SamplingParams::default(),
+            stop: Vec::new(),
+            max_tokens,
+            ignore_eos: false,
+        }
+    }
+
+    /// Checks the request's parameters.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the invalid field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.sampling.validate()?;
+        if self.max_tokens == 0 {
+            return Err(ConfigError::new(
+                "max_tokens",
+                "0 would generate nothing; ask for at least 1 token",
+            ));
+        }
+        if self.stop.iter().any(String::is_empty) {
+            return Err(ConfigError::new(
+                "stop",
+                "an empty stop string would stop at once; remove it",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Why a generation ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "reason", content = "detail")]
+pub enum FinishReason {
+    /// The text contains the stop string with this index in [`GenRequest::stop`].
+    Stop(usize),
+    /// The model produced an end-of-generation token (kept as the child's last token).
+    Eos,
+    /// `max_tokens` were generated.
+    MaxTokens,
+    /// The branch reached the end of the context window.
+    ContextFull,
+}
+
+/// The result of one [`GenRequest`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Generation {
+    /// The new child node: the parent plus the generated tokens.
+    pub node: Node,
+    /// The generated text (end-of-generation tokens are not rendered).
+    pub text: String,
+    /// The number of generated tokens.
+    pub tokens: u32,
+    /// Sum over the generated tokens of the model's log-probability of each (temperature 1, no
+    /// filters): the sequence log-likelihood.
+    pub logprob: f64,
+    /// Why it ended.
+    pub finish: FinishReason,
+}
+
+impl Generation {
+    /// The mean per-token log-probability (0 for an empty generation).
+    pub fn mean_logprob(&self) -> f64 {
+        if self.tokens == 0 {
+            0.0
+        } else {
+            self.logprob / f64::from(self.tokens)
+        }
+    }
+}
+
+/// Counters of the work an [`Lm`] has done since it was created.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    /// Tokens of all root prompts.
+    pub prompt_tokens: u64,
+    /// Forced tokens (prompts, extensions) run through the model for the first time.
+    pub prefill_tokens: u64,
+    /// Sampled tokens run through the model (each generated token once).
+    pub decoded_tokens: u64,
+    /// Tokens a new sequence got by sharing another sequence's cache instead of decoding them.
+    pub reused_tokens: u64,
+    /// Tokens run through the model again because their cache had been parked or their logits
+    /// dropped: the price of parking.
+    pub recomputed_tokens: u64,
+    /// Calls to `llama_decode` that succeeded.
+    pub forward_passes: u64,
+    /// Nodes whose sequence was freed under sequence or cache pressure.
+    pub parked: u64,
+    /// Parked nodes brought back.
+    pub reactivated: u64,
+    /// Wall time spent inside the model's operations, in milliseconds.
+    pub wall_ms: u64,
+}
+
+/// A tree of token prefixes over one model, with batched operations.
+///
+/// All methods take slices so that a backend can serve many branches with one forward pass.
+pub trait Lm {
+    /// Renders `messages` through the model's chat template (ending with the assistant's turn
+    /// opened) and returns the prompt's node. Nothing is decoded until a node below it is used.
+    ///
+    /// # Errors
+    /// [`DecodeError::ContextOverflow`] if the prompt does not leave room for one token;
+    /// [`DecodeError::ChatTemplate`] if the messages cannot be rendered.
+    fn root(&mut self, messages: &[Message]) -> Result<Node, DecodeError>;
+
+    /// A root from raw text, without chat template (for base models and benchmarks).
+    ///
+    /// # Errors
+    /// As [`Lm::root`].
+    fn root_text(&mut self, text: &str) -> Result<Node, DecodeError>;
+
+    /// A child of `node` with `text` appended verbatim (a reflection trigger, a judge question).
+    ///
+    /// # Errors
+    /// [`DecodeError::UnknownNode`]; [`DecodeError::ContextOverflow`] if the result would not fit.
+    fn extend(&mut self, node: Node, text: &str) -> Result<Node, DecodeError>;
+
+    /// A child of `node` with `tokens` appended.
+    ///
+    /// # Errors
+    /// As [`Lm::extend`].
+    fn extend_tokens(&mut self, node: Node, tokens: &[TokenId]) -> Result<Node, DecodeError>;
+
+    /// Samples every request, all branches advancing together; one result per request, in order.
+    ///
+    /// # Errors
+    /// [`DecodeError::Config`] for an invalid request (checked before any work);
+    /// [`DecodeError::UnknownNode`]; cache or decode failures.
+    fn generate(&mut self, requests: &[GenRequest]) -> Result<Vec<Generation>, DecodeError>;
+
+    /// For each `(node, candidates)`, the probability (temperature 1) of each candidate token as the
+    /// token right after `node`.
+    ///
+    /// # Errors
+    /// [`DecodeError::UnknownNode`]; [`DecodeError::Config`] for a token id outside the vocabulary.
+    fn next_token_probs(
+        &mut self,
+        queries: &[(Node, &[TokenId])],
+    ) -> Result<Vec<Vec<f32>>, DecodeError>;
+
+    /// For each `(node, text)`, the log-probability of each token of `text` forced after `node`.
+    ///
+    /// # Errors
+    /// [`DecodeError::UnknownNode`]; [`DecodeError::ContextOverflow`].
+    fn forced_logprobs(&mut self, queries: &[(Node, &str)]) -> Result<Vec<Vec<f32>>, DecodeError>;
+
+    /// The caller no longer needs `node`: its sequence and logits are freed. Releasing an unknown
+    /// or already released node does nothing.
+    fn release(&mut self, node: Node);
+
+    /// Work done so far.
+    fn usage(&self) -> Usage;
+
+    /// Tokenises `text` as [`Lm::extend`] would.
+    ///
+    /// # Errors
+    /// [`DecodeError::NulByte`].
+    fn tokenize(&self, text: &str) -> Result<Vec<TokenId>, DecodeError>;
+
+    /// The text of one token, as the model would print it.
+    fn token_text(&self, token: TokenId) -> String;
+
+    /// The number of tokens in the vocabulary.
+    fn vocab_size(&self) -> usize;
+
+    /// The number of tokens in `node`'s whole prefix.
+    ///
+    /// # Errors
+    /// [`DecodeError::UnknownNode`].
+    fn node_len(&self, node: Node) -> Result<usize, DecodeError>;
+}
