@@ -129,7 +129,12 @@ impl ContextOptions {
     }
 }
 
-fn backend() -> Result<&'static LlamaBackend, LoadError> {
+/// The process-wide llama.cpp backend, initialised on first use (llama.cpp allows one per
+/// process). Public for programs that also call `llama-cpp-2` directly next to ponder.
+///
+/// # Errors
+/// [`LoadError::Backend`] if llama.cpp's initialisation failed.
+pub fn llama_backend() -> Result<&'static LlamaBackend, LoadError> {
     static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
     BACKEND
         .get_or_init(|| {
@@ -168,7 +173,7 @@ impl Model {
     pub fn load(options: &ModelOptions) -> Result<Self, LoadError> {
         let path = &options.path;
         check_gguf(path)?;
-        let backend = backend()?;
+        let backend = llama_backend()?;
         let params = LlamaModelParams::default().with_n_gpu_layers(options.n_gpu_layers);
         let inner = LlamaModel::load_from_file(backend, path, &params)
             .map_err(|_| LoadError::Model { path: path.clone() })?;
@@ -186,6 +191,11 @@ impl Model {
     /// The number of tokens in the vocabulary.
     pub fn vocab_size(&self) -> usize {
         self.inner.n_vocab().max(0) as usize
+    }
+
+    /// The underlying `llama-cpp-2` model, for programs that also drive llama.cpp directly.
+    pub fn llama_model(&self) -> &LlamaModel {
+        &self.inner
     }
 
     /// The context length the model was trained with.
@@ -336,7 +346,7 @@ impl LlamaLm {
 
     fn new(model: Model, options: &ContextOptions) -> Result<Self, LoadError> {
         options.validate()?;
-        let backend = backend()?;
+        let backend = llama_backend()?;
         let n_batch = if options.n_batch == 0 {
             options.n_ctx.min(2048)
         } else {
@@ -417,6 +427,14 @@ impl LlamaLm {
     /// Sequences currently holding cache.
     pub fn live_sequences(&self) -> usize {
         self.n_seq_max as usize - self.free_seqs.len()
+    }
+
+    /// Whether `node` currently holds a sequence (false for a parked or never-decoded node).
+    ///
+    /// # Errors
+    /// [`DecodeError::UnknownNode`].
+    pub fn is_attached(&self, node: Node) -> Result<bool, DecodeError> {
+        Ok(self.data(self.index(node)?).seq.is_some())
     }
 
     // ----- node table -------------------------------------------------------------------------
@@ -593,17 +611,16 @@ impl LlamaLm {
         Ok(())
     }
 
-    /// Makes sure node `i` (attached) has at least one token left to decode, dropping its last
-    /// cached token if it has none, so that decoding yields its logits.
-    fn reopen_last(&mut self, i: u32) {
+    /// Drops node `i`'s cached tokens from position `len` on (if it has more), so that decoding
+    /// them again yields their logits.
+    fn truncate_kv(&mut self, i: u32, len: usize) {
         let n = self.data(i);
-        if n.kv_len == n.tokens.len() {
+        if n.kv_len > len {
             let seq = n.seq.expect("attached") as u32;
-            let last = (n.tokens.len() - 1) as u32;
             self.ctx
-                .clear_kv_cache_seq(Some(seq), Some(last), None)
+                .clear_kv_cache_seq(Some(seq), Some(len as u32), None)
                 .ok();
-            self.data_mut(i).kv_len -= 1;
+            self.data_mut(i).kv_len = len;
         }
     }
 
@@ -737,7 +754,8 @@ impl LlamaLm {
             }
             for &i in wave {
                 self.attach(i)?;
-                self.reopen_last(i);
+                let len = self.data(i).tokens.len();
+                self.truncate_kv(i, len - 1);
             }
             let entries: Vec<Pending> = wave
                 .iter()
@@ -756,6 +774,18 @@ impl LlamaLm {
             }
         }
         Ok(ids.iter().map(|i| found[i].clone()).collect())
+    }
+
+    fn check_vocab(&self, field: &'static str, tokens: &[TokenId]) -> Result<(), DecodeError> {
+        let vocab = self.vocab_size();
+        match tokens.iter().find(|&&t| t < 0 || t as usize >= vocab) {
+            Some(&bad) => Err(ConfigError::new(
+                field,
+                format!("token id {bad} is outside the vocabulary (0..{vocab})"),
+            )
+            .into()),
+            None => Ok(()),
+        }
     }
 
     fn check_fits(&self, what: &'static str, tokens: usize) -> Result<(), DecodeError> {
@@ -980,6 +1010,10 @@ impl LlamaLm {
                 for &(_, i) in wave {
                     self.pin(i);
                     self.attach(i)?;
+                    // Another node may hold these very tokens; their logits were not kept, so they
+                    // are decoded again.
+                    let own_start = self.data(i).own_start;
+                    self.truncate_kv(i, own_start);
                 }
                 let entries: Vec<Pending> = wave
                     .iter()
@@ -1043,6 +1077,12 @@ impl Lm for LlamaLm {
         })
     }
 
+    fn root_tokens(&mut self, tokens: &[TokenId]) -> Result<Node, DecodeError> {
+        self.check_vocab("tokens", tokens)?;
+        let tokens = tokens.iter().map(|&t| LlamaToken(t)).collect();
+        self.timed(|lm| lm.new_root(tokens))
+    }
+
     fn extend(&mut self, node: Node, text: &str) -> Result<Node, DecodeError> {
         let tokens: Vec<TokenId> = self.tokenize_raw(text, false).iter().map(|t| t.0).collect();
         self.extend_tokens(node, &tokens)
@@ -1050,14 +1090,7 @@ impl Lm for LlamaLm {
 
     fn extend_tokens(&mut self, node: Node, tokens: &[TokenId]) -> Result<Node, DecodeError> {
         let p = self.index(node)?;
-        let vocab = self.vocab_size();
-        if let Some(&bad) = tokens.iter().find(|&&t| t < 0 || t as usize >= vocab) {
-            return Err(ConfigError::new(
-                "tokens",
-                format!("token id {bad} is outside the vocabulary (0..{vocab})"),
-            )
-            .into());
-        }
+        self.check_vocab("tokens", tokens)?;
         self.check_fits(
             "the extended node",
             self.data(p).tokens.len() + tokens.len(),
@@ -1077,17 +1110,10 @@ impl Lm for LlamaLm {
         queries: &[(Node, &[TokenId])],
     ) -> Result<Vec<Vec<f32>>, DecodeError> {
         self.timed(|lm| {
-            let vocab = lm.vocab_size();
             let ids = queries
                 .iter()
                 .map(|(n, cands)| {
-                    if let Some(&bad) = cands.iter().find(|&&t| t < 0 || t as usize >= vocab) {
-                        return Err(ConfigError::new(
-                            "candidates",
-                            format!("token id {bad} is outside the vocabulary (0..{vocab})"),
-                        )
-                        .into());
-                    }
+                    lm.check_vocab("candidates", cands)?;
                     lm.index(*n)
                 })
                 .collect::<Result<Vec<_>, DecodeError>>()?;

@@ -280,6 +280,12 @@ pub trait Lm {
     /// As [`Lm::root`].
     fn root_text(&mut self, text: &str) -> Result<Node, DecodeError>;
 
+    /// A root from token ids, used as given (no BOS is added).
+    ///
+    /// # Errors
+    /// As [`Lm::root`]; [`DecodeError::Config`] for an id outside the vocabulary.
+    fn root_tokens(&mut self, tokens: &[TokenId]) -> Result<Node, DecodeError>;
+
     /// A child of `node` with `text` appended verbatim (a reflection trigger, a judge question).
     ///
     /// # Errors

@@ -1,0 +1,38 @@
+# ponder — two commands from a fresh machine:
+#   make demo   set up, build, and run the main job on the default model
+#   make test   set up, build, and run every test (what CI runs)
+#
+# One Cargo profile (release) for everything: llama.cpp is rebuilt per profile, so building,
+# testing, linting and benchmarking all share target/release.
+
+CARGO ?= cargo
+MODEL ?= models/SmolLM2-135M-Instruct.Q4_1.gguf
+DEMO_PROMPT ?= A farmer has 15 sheep. He buys 8 more and then sells 6. How many sheep does he have now? Think step by step.
+
+.PHONY: all setup model build demo test check lint doc bench clean
+
+all: build
+
+# apt packages (cmake, libclang-dev) when missing, and the default model when missing.
+setup:
+	bash scripts/setup.sh
+
+model: setup
+
+build: setup
+	$(CARGO) build --release
+
+demo: build
+	./target/release/ponder generate --model $(MODEL) -n 4 --max-tokens 160 --prompt "$(DEMO_PROMPT)"
+
+test: setup
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --release --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --release --no-deps
+	$(CARGO) test --release
+
+bench: setup
+	$(CARGO) bench --bench decode
+
+clean:
+	$(CARGO) clean

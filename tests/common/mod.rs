@@ -1,0 +1,39 @@
+//! Shared set-up for the real-model tests: one loaded default model per test binary, since
+//! llama.cpp's backend initialises once per process and loading twice wastes time.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use ponder::lm::{ContextOptions, LlamaLm, Model, ModelOptions};
+
+/// The default model, as `make model` fetches it. A missing file fails the test with the fix.
+pub fn model_path() -> PathBuf {
+    std::env::var_os("PONDER_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(ponder::lm::DEFAULT_MODEL_PATH)
+        })
+}
+
+pub fn model() -> &'static Model {
+    static MODEL: OnceLock<Model> = OnceLock::new();
+    MODEL.get_or_init(|| {
+        Model::load(&ModelOptions {
+            path: model_path(),
+            n_gpu_layers: ModelOptions::default().n_gpu_layers,
+        })
+        .unwrap_or_else(|e| panic!("the real-model tests need the default model: {e}"))
+    })
+}
+
+pub fn session(n_ctx: u32, n_seq_max: u32) -> LlamaLm {
+    model()
+        .session(&ContextOptions {
+            n_ctx,
+            n_seq_max,
+            ..ContextOptions::default()
+        })
+        .expect("context")
+}

@@ -1,0 +1,418 @@
+//! The llama.cpp `Lm` on the real default model: determinism, shared prefill, lockstep batching,
+//! parking, release, scoring consistency, and typed errors.
+
+mod common;
+
+use common::{model, session};
+use ponder::lm::{
+    ContextOptions, FinishReason, GenRequest, Lm, Message, Model, ModelOptions, SamplingParams,
+};
+use ponder::{ConfigError, DecodeError, LoadError};
+
+const QUESTION: &str = "Tom has 3 apples and buys 5 more. How many apples does he have?";
+
+fn request(parent: ponder::Node, seed: u64, max_tokens: u32) -> GenRequest {
+    GenRequest {
+        parent,
+        sampling: SamplingParams {
+            temperature: 1.0,
+            ..SamplingParams::default()
+        }
+        .with_seed(seed),
+        stop: Vec::new(),
+        max_tokens,
+        ignore_eos: false,
+    }
+}
+
+fn full_vocab(lm: &impl Lm) -> Vec<i32> {
+    (0..lm.vocab_size() as i32).collect()
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn same_request_same_seed_gives_the_same_text() {
+    let mut lm = session(2048, 8);
+    let root = lm.root(&[Message::user(QUESTION)]).unwrap();
+    let first = lm.generate(&[request(root, 42, 48)]).unwrap().remove(0);
+    let again = lm.generate(&[request(root, 42, 48)]).unwrap().remove(0);
+    assert!(first.tokens > 0);
+    assert_eq!(first.text, again.text);
+    assert_eq!(first.tokens, again.tokens);
+    assert!((first.logprob - again.logprob).abs() < 1e-3);
+
+    // A fresh context, same request: same text.
+    let mut other = session(2048, 8);
+    let root2 = other.root(&[Message::user(QUESTION)]).unwrap();
+    let fresh = other.generate(&[request(root2, 42, 48)]).unwrap().remove(0);
+    assert_eq!(first.text, fresh.text);
+
+    // Other seeds explore: among several, at least one differs.
+    let others = lm
+        .generate(&(43..47).map(|s| request(root, s, 48)).collect::<Vec<_>>())
+        .unwrap();
+    assert!(others.iter().any(|g| g.text != first.text));
+}
+
+#[test]
+fn generate_n8_prefills_the_prompt_once_and_decodes_in_lockstep() {
+    let mut lm = session(2048, 16);
+    let root = lm.root(&[Message::user(QUESTION)]).unwrap();
+    let prompt_len = lm.node_len(root).unwrap() as u64;
+    let gens = lm
+        .generate(&(0..8).map(|s| request(root, s, 40)).collect::<Vec<_>>())
+        .unwrap();
+    assert_eq!(gens.len(), 8);
+    let u = lm.usage();
+    assert_eq!(u.prompt_tokens, prompt_len);
+    assert_eq!(
+        u.prefill_tokens, prompt_len,
+        "the prompt is prefilled once, not 8 times"
+    );
+    let generated: u64 = gens.iter().map(|g| u64::from(g.tokens)).sum();
+    assert_eq!(u.decoded_tokens, generated);
+    assert_eq!(u.recomputed_tokens, 0);
+    // One pass for the prompt, then one pass per step for all live branches together.
+    let longest = gens.iter().map(|g| u64::from(g.tokens)).max().unwrap();
+    assert_eq!(u.forward_passes, 1 + longest);
+    for g in &gens {
+        assert!(g.tokens <= 40);
+        assert!(g.logprob < 0.0);
+        assert_eq!(
+            lm.node_len(g.node).unwrap() as u64,
+            prompt_len + u64::from(g.tokens)
+        );
+    }
+}
+
+#[test]
+fn a_tree_that_never_parks_decodes_every_token_once() {
+    let mut lm = session(4096, 32);
+    let root = lm.root(&[Message::user(QUESTION)]).unwrap();
+    let mut tree_tokens = lm.node_len(root).unwrap();
+    let level1 = lm
+        .generate(&(0..3).map(|s| request(root, s, 12)).collect::<Vec<_>>())
+        .unwrap();
+    let mut requests = Vec::new();
+    for g in &level1 {
+        tree_tokens += g.tokens as usize;
+        let nudged = lm.extend(g.node, " Let me check.").unwrap();
+        tree_tokens += lm.node_len(nudged).unwrap() - lm.node_len(g.node).unwrap();
+        requests.push(request(nudged, 7, 10));
+        requests.push(request(nudged, 8, 10));
+    }
+    let level2 = lm.generate(&requests).unwrap();
+    tree_tokens += level2.iter().map(|g| g.tokens as usize).sum::<usize>();
+    let u = lm.usage();
+    assert_eq!(u.parked, 0);
+    assert_eq!(u.recomputed_tokens, 0);
+    assert_eq!(
+        (u.prefill_tokens + u.decoded_tokens) as usize,
+        tree_tokens,
+        "{u:?}"
+    );
+}
+
+#[test]
+fn more_branches_than_sequences_park_and_reactivate_exactly() {
+    let n_seq_max = 4;
+    let mut lm = session(4096, n_seq_max);
+    let root = lm.root(&[Message::user(QUESTION)]).unwrap();
+    let vocab = full_vocab(&lm);
+
+    // 12 branches, three levels deep, with only 4 sequences.
+    let mut frontier = vec![root; 12];
+    let mut levels = Vec::new();
+    for level in 0..3u64 {
+        let requests: Vec<GenRequest> = frontier
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| request(n, level * 100 + i as u64, 8))
+            .collect();
+        let gens = lm.generate(&requests).unwrap();
+        assert_eq!(gens.len(), 12);
+        frontier = gens.iter().map(|g| g.node).collect();
+        levels.push(gens);
+        assert!(lm.live_sequences() <= n_seq_max as usize);
+    }
+    let u = lm.usage();
+    assert!(u.parked > 0, "12 branches on 4 sequences must park: {u:?}");
+
+    // A leaf's next-token distribution, before and after parking it.
+    let leaf = levels[2][0].node;
+    let before = lm.next_token_probs(&[(leaf, &vocab)]).unwrap().remove(0);
+    assert!((before.iter().sum::<f32>() - 1.0).abs() < 1e-3);
+    // Use every other leaf, which pushes this one out of its sequence.
+    let others: Vec<(ponder::Node, &[i32])> = levels[2][1..]
+        .iter()
+        .map(|g| (g.node, &vocab[..1]))
+        .collect();
+    lm.next_token_probs(&others).unwrap();
+    assert!(
+        !lm.is_attached(leaf).unwrap(),
+        "the leaf should have been parked"
+    );
+    let parked_usage = lm.usage();
+    let after = lm.next_token_probs(&[(leaf, &vocab)]).unwrap().remove(0);
+    let diff = max_abs_diff(&before, &after);
+    assert!(
+        diff < 1e-3,
+        "probabilities changed by {diff} across parking"
+    );
+    let u = lm.usage();
+    assert!(u.reactivated > parked_usage.reactivated, "{u:?}");
+    assert!(
+        u.recomputed_tokens > parked_usage.recomputed_tokens,
+        "re-activation costs tokens and usage shows them: {u:?}"
+    );
+}
+
+#[test]
+fn releasing_nodes_frees_their_sequences_and_cells() {
+    // A small cache: leaked sequences or cells would run out long before 400 rounds.
+    let mut lm = session(128, 4);
+    let root = lm.root(&[Message::user("Count with me.")]).unwrap();
+    for i in 0..400 {
+        let child = lm.extend(root, &format!(" {i} and")).unwrap();
+        let probs = lm.next_token_probs(&[(child, &[0, 1])]).unwrap();
+        assert_eq!(probs[0].len(), 2);
+        let gens = lm.generate(&[request(child, i, 4)]).unwrap();
+        lm.release(gens[0].node);
+        lm.release(child);
+        assert!(
+            lm.live_sequences() <= 1,
+            "round {i}: {}",
+            lm.live_sequences()
+        );
+    }
+    assert_eq!(lm.node_count(), 1);
+    assert_eq!(
+        lm.usage().parked,
+        0,
+        "release, not parking, must free the sequences"
+    );
+    // A released handle is rejected, not confused with a newer node.
+    let child = lm.extend(root, " x").unwrap();
+    lm.release(child);
+    let fresh = lm.extend(root, " y").unwrap();
+    assert!(matches!(
+        lm.next_token_probs(&[(child, &[0])]),
+        Err(DecodeError::UnknownNode { .. })
+    ));
+    assert!(lm.next_token_probs(&[(fresh, &[0])]).is_ok());
+}
+
+#[test]
+fn forced_logprobs_agree_with_next_token_probs_and_with_sampling() {
+    let mut lm = session(2048, 8);
+    let root = lm.root(&[Message::user(QUESTION)]).unwrap();
+    let text = "He has 8 apples.";
+    let tokens = lm.tokenize(text).unwrap();
+    let lps = lm.forced_logprobs(&[(root, text)]).unwrap().remove(0);
+    assert_eq!(lps.len(), tokens.len());
+    assert!(lps.iter().all(|&l| l <= 0.0 && l.is_finite()));
+    let p_first = lm.next_token_probs(&[(root, &tokens[..1])]).unwrap()[0][0];
+    assert!((p_first.ln() - lps[0]).abs() < 1e-3);
+    // The second token's logprob equals what the extended node predicts.
+    let one = lm.extend_tokens(root, &tokens[..1]).unwrap();
+    let p_second = lm.next_token_probs(&[(one, &tokens[1..2])]).unwrap()[0][0];
+    assert!(
+        (p_second.ln() - lps[1]).abs() < 1e-3,
+        "{} vs {}",
+        p_second.ln(),
+        lps[1]
+    );
+
+    // A greedy generation's summed logprob equals forcing its own tokens.
+    let g = lm
+        .generate(&[GenRequest {
+            sampling: SamplingParams::greedy(),
+            ..request(root, 0, 12)
+        }])
+        .unwrap()
+        .remove(0);
+    let forced: f64 = lm.forced_logprobs(&[(root, &g.text)]).unwrap()[0]
+        .iter()
+        .map(|&l| f64::from(l))
+        .sum();
+    if lm.tokenize(&g.text).unwrap().len() == g.tokens as usize {
+        assert!(
+            (forced - g.logprob).abs() < 1e-2,
+            "{forced} vs {}",
+            g.logprob
+        );
+    }
+}
+
+#[test]
+fn stop_strings_and_max_tokens_end_generation() {
+    let mut lm = session(2048, 8);
+    let root = lm
+        .root(&[Message::user(
+            "List the numbers from 1 to 20, one per line.",
+        )])
+        .unwrap();
+    let mut r = request(root, 1, 64);
+    r.sampling = SamplingParams::greedy();
+    r.stop = vec!["\n".into()];
+    let g = lm.generate(&[r]).unwrap().remove(0);
+    assert_eq!(g.finish, FinishReason::Stop(0), "{:?}", g.text);
+    assert!(g.text.ends_with('\n') || g.text.contains('\n'));
+    assert_eq!(g.text.matches('\n').count(), 1, "{:?}", g.text);
+
+    let mut r = request(root, 1, 3);
+    r.ignore_eos = true;
+    let g = lm.generate(&[r]).unwrap().remove(0);
+    assert_eq!(g.tokens, 3);
+    assert_eq!(g.finish, FinishReason::MaxTokens);
+}
+
+#[test]
+fn a_branch_stops_at_the_end_of_the_context() {
+    let mut lm = session(64, 2);
+    let root = lm.root(&[Message::user("Write a long story.")]).unwrap();
+    let len = lm.node_len(root).unwrap() as u32;
+    let mut r = request(root, 3, 500);
+    r.ignore_eos = true;
+    let g = lm.generate(&[r]).unwrap().remove(0);
+    assert_eq!(g.finish, FinishReason::ContextFull);
+    assert_eq!(len + g.tokens, 64);
+}
+
+#[test]
+fn invalid_requests_are_typed_errors_before_any_work() {
+    let mut lm = session(256, 4);
+    let root = lm.root(&[Message::user("Hi")]).unwrap();
+    let field = |r: Result<Vec<ponder::Generation>, DecodeError>| match r {
+        Err(DecodeError::Config(ConfigError { field, .. })) => field,
+        other => panic!("expected a config error, got {other:?}"),
+    };
+    let mut r = request(root, 0, 0);
+    assert_eq!(field(lm.generate(&[r.clone()])), "max_tokens");
+    r.max_tokens = 4;
+    r.sampling.temperature = -0.5;
+    assert_eq!(field(lm.generate(&[r.clone()])), "temperature");
+    r.sampling.temperature = 0.7;
+    for bad in [0.0, 1.5, f32::NAN] {
+        r.sampling.top_p = bad;
+        assert_eq!(field(lm.generate(&[r.clone()])), "top_p");
+    }
+    r.sampling.top_p = 0.9;
+    r.sampling.min_p = 1.0;
+    assert_eq!(field(lm.generate(&[r.clone()])), "min_p");
+    assert_eq!(
+        lm.usage().forward_passes,
+        0,
+        "nothing ran for invalid requests"
+    );
+    let msg = lm.generate(&[request(root, 0, 0)]).unwrap_err().to_string();
+    assert!(
+        msg.contains("max_tokens") && msg.contains("at least 1"),
+        "{msg}"
+    );
+
+    let err = lm.next_token_probs(&[(root, &[-1])]).unwrap_err();
+    assert!(matches!(err, DecodeError::Config(_)), "{err}");
+}
+
+#[test]
+fn a_prompt_longer_than_the_context_is_a_typed_error() {
+    let mut lm = session(64, 2);
+    let long = "apples and oranges ".repeat(100);
+    let err = lm.root(&[Message::user(long.clone())]).unwrap_err();
+    match &err {
+        DecodeError::ContextOverflow { tokens, n_ctx, .. } => {
+            assert_eq!(*n_ctx, 64);
+            assert!(*tokens > 64);
+        }
+        other => panic!("expected ContextOverflow, got {other:?}"),
+    }
+    assert!(err.to_string().contains("raise the context size"), "{err}");
+    let root = lm.root(&[Message::user("Hi")]).unwrap();
+    assert!(matches!(
+        lm.extend(root, &long),
+        Err(DecodeError::ContextOverflow { .. })
+    ));
+    assert!(matches!(
+        lm.forced_logprobs(&[(root, &long)]),
+        Err(DecodeError::ContextOverflow { .. })
+    ));
+}
+
+#[test]
+fn missing_and_non_gguf_model_files_are_typed_errors() {
+    let dir = std::env::temp_dir().join(format!("ponder-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let load = |path: std::path::PathBuf| {
+        Model::load(&ModelOptions {
+            path,
+            n_gpu_layers: 0,
+        })
+    };
+
+    let err = load(dir.join("missing.gguf")).unwrap_err();
+    assert!(matches!(err, LoadError::ModelNotFound { .. }), "{err:?}");
+    assert!(err.to_string().contains("make model"), "{err}");
+
+    let text = dir.join("notes.gguf");
+    std::fs::write(&text, "these are not weights").unwrap();
+    let err = load(text).unwrap_err();
+    assert!(matches!(err, LoadError::NotGguf { .. }), "{err:?}");
+
+    let empty = dir.join("empty.gguf");
+    std::fs::write(&empty, "").unwrap();
+    assert!(matches!(
+        load(empty).unwrap_err(),
+        LoadError::NotGguf { .. }
+    ));
+
+    // A real GGUF header with the rest cut off: llama.cpp rejects it, we report it.
+    let real = std::fs::read(common::model_path()).unwrap();
+    let truncated = dir.join("truncated.gguf");
+    std::fs::write(&truncated, &real[..real.len() / 3]).unwrap();
+    let err = load(truncated).unwrap_err();
+    assert!(matches!(err, LoadError::Model { .. }), "{err:?}");
+
+    let err = load(dir.clone()).unwrap_err();
+    assert!(matches!(err, LoadError::NotGguf { .. }), "{err:?}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn invalid_context_options_are_typed_errors() {
+    for (opts, field) in [
+        (
+            ContextOptions {
+                n_seq_max: 0,
+                ..ContextOptions::default()
+            },
+            "n_seq_max",
+        ),
+        (
+            ContextOptions {
+                n_seq_max: 257,
+                ..ContextOptions::default()
+            },
+            "n_seq_max",
+        ),
+        (
+            ContextOptions {
+                n_ctx: 0,
+                ..ContextOptions::default()
+            },
+            "n_ctx",
+        ),
+    ] {
+        match model().session(&opts) {
+            Err(LoadError::Config(e)) => assert_eq!(e.field, field),
+            other => panic!("expected a config error for {field}, got {other:?}"),
+        }
+    }
+}
