@@ -29,6 +29,19 @@ fn full_vocab(lm: &impl Lm) -> Vec<i32> {
     (0..lm.vocab_size() as i32).collect()
 }
 
+/// The number of distinct token prefixes over the given generations' nodes: the size of the
+/// token trie they form, which is what must be decoded once each.
+fn distinct_prefixes(lm: &impl Lm, nodes: impl IntoIterator<Item = ponder::Node>) -> usize {
+    let mut seen = std::collections::HashSet::new();
+    for node in nodes {
+        let tokens = lm.node_tokens(node).unwrap();
+        for end in 1..=tokens.len() {
+            seen.insert(tokens[..end].to_vec());
+        }
+    }
+    seen.len()
+}
+
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
     a.iter()
@@ -77,7 +90,13 @@ fn generate_n8_prefills_the_prompt_once_and_decodes_in_lockstep() {
         "the prompt is prefilled once, not 8 times"
     );
     let generated: u64 = gens.iter().map(|g| u64::from(g.tokens)).sum();
-    assert_eq!(u.decoded_tokens, generated);
+    assert_eq!(u.generated_tokens, generated);
+    // Branches that sampled identical tokens share them, so at most one decode per token.
+    assert!(u.decoded_tokens <= generated);
+    assert_eq!(
+        u.decoded_tokens as usize,
+        distinct_prefixes(&lm, gens.iter().map(|g| g.node)) - prompt_len as usize
+    );
     assert_eq!(u.recomputed_tokens, 0);
     // One pass for the prompt, then one pass per step for all live branches together.
     let longest = gens.iter().map(|g| u64::from(g.tokens)).max().unwrap();
@@ -96,27 +115,33 @@ fn generate_n8_prefills_the_prompt_once_and_decodes_in_lockstep() {
 fn a_tree_that_never_parks_decodes_every_token_once() {
     let mut lm = session(4096, 32);
     let root = lm.root(&[Message::user(QUESTION)]).unwrap();
-    let mut tree_tokens = lm.node_len(root).unwrap();
     let level1 = lm
         .generate(&(0..3).map(|s| request(root, s, 12)).collect::<Vec<_>>())
         .unwrap();
     let mut requests = Vec::new();
+    let mut nudged_nodes = Vec::new();
     for g in &level1 {
-        tree_tokens += g.tokens as usize;
         let nudged = lm.extend(g.node, " Let me check.").unwrap();
-        tree_tokens += lm.node_len(nudged).unwrap() - lm.node_len(g.node).unwrap();
+        nudged_nodes.push(nudged);
         requests.push(request(nudged, 7, 10));
         requests.push(request(nudged, 8, 10));
     }
     let level2 = lm.generate(&requests).unwrap();
-    tree_tokens += level2.iter().map(|g| g.tokens as usize).sum::<usize>();
+    let tree = distinct_prefixes(
+        &lm,
+        level1
+            .iter()
+            .chain(&level2)
+            .map(|g| g.node)
+            .chain(nudged_nodes),
+    );
     let u = lm.usage();
     assert_eq!(u.parked, 0);
     assert_eq!(u.recomputed_tokens, 0);
     assert_eq!(
         (u.prefill_tokens + u.decoded_tokens) as usize,
-        tree_tokens,
-        "{u:?}"
+        tree,
+        "every distinct token of the tree is decoded exactly once: {u:?}"
     );
 }
 
@@ -414,5 +439,47 @@ fn invalid_context_options_are_typed_errors() {
             Err(LoadError::Config(e)) => assert_eq!(e.field, field),
             other => panic!("expected a config error for {field}, got {other:?}"),
         }
+    }
+}
+
+#[test]
+fn a_prefix_shared_by_new_nodes_is_decoded_once_in_one_pass() {
+    let mut lm = session(4096, 16);
+    let root = lm.root(&[Message::user(QUESTION)]).unwrap();
+    let shared = lm
+        .extend(root, "Here is a proposed solution. Check it carefully.\n")
+        .unwrap();
+    let endings = [
+        "He has 8 apples.",
+        "He has 9 apples.",
+        "3 + 5 = 8, so 8.",
+        "He has 15 apples.",
+    ];
+    let nodes: Vec<ponder::Node> = endings
+        .iter()
+        .map(|e| lm.extend(shared, e).unwrap())
+        .collect();
+    let yes = lm.tokenize(" Yes").unwrap();
+    let queries: Vec<(ponder::Node, &[i32])> = nodes.iter().map(|&n| (n, &yes[..])).collect();
+    let batched = lm.next_token_probs(&queries).unwrap();
+    let u = lm.usage();
+    // The root, the shared part, and each ending's tokens after the longest prefix it shares
+    // with another ending: the size of their token trie.
+    let distinct = distinct_prefixes(&lm, nodes.iter().copied());
+    assert!(distinct < lm.node_len(shared).unwrap() * 2);
+    assert_eq!(u.prefill_tokens as usize, distinct, "{u:?}");
+    assert_eq!(u.forward_passes, 1);
+
+    // One at a time, in a fresh context, gives the same probabilities.
+    let mut alone = session(4096, 16);
+    let root = alone.root(&[Message::user(QUESTION)]).unwrap();
+    let shared = alone
+        .extend(root, "Here is a proposed solution. Check it carefully.\n")
+        .unwrap();
+    for (e, b) in endings.iter().zip(&batched) {
+        let n = alone.extend(shared, e).unwrap();
+        let p = alone.next_token_probs(&[(n, &yes[..])]).unwrap();
+        assert!((p[0][0] - b[0]).abs() < 1e-3, "{} vs {}", p[0][0], b[0]);
+        alone.release(n);
     }
 }

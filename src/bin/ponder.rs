@@ -116,6 +116,7 @@ struct SampleOut {
 struct UsageOut {
     prompt_tokens: u64,
     prefill_tokens: u64,
+    generated_tokens: u64,
     decoded_tokens: u64,
     reused_tokens: u64,
     recomputed_tokens: u64,
@@ -129,6 +130,7 @@ impl From<Usage> for UsageOut {
         Self {
             prompt_tokens: u.prompt_tokens,
             prefill_tokens: u.prefill_tokens,
+            generated_tokens: u.generated_tokens,
             decoded_tokens: u.decoded_tokens,
             reused_tokens: u.reused_tokens,
             recomputed_tokens: u.recomputed_tokens,
@@ -216,10 +218,10 @@ fn generate(args: &GenerateArgs) -> ponder::Result<()> {
             "--- prompt {} tokens (prefilled {}), {} tokens generated in {} forward passes, {:.2} s ({:.1} tokens/s)",
             usage.prompt_tokens,
             usage.prefill_tokens,
-            usage.decoded_tokens,
+            usage.generated_tokens,
             usage.forward_passes,
             secs,
-            usage.decoded_tokens as f64 / secs.max(1e-9)
+            usage.generated_tokens as f64 / secs.max(1e-9)
         );
     }
     Ok(())

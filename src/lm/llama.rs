@@ -285,6 +285,39 @@ struct Pending {
     logprobs_from: Option<usize>,
 }
 
+/// One token of a batch, shared by every entry that has it pending after the same prefix.
+struct BatchItem {
+    pos: usize,
+    token: LlamaToken,
+    seqs: Vec<i32>,
+    members: Vec<usize>,
+    logits: bool,
+}
+
+/// A 128-bit hash of a token prefix (two independent 64-bit rolling hashes), so that equal
+/// pending tokens of different entries can be found without comparing whole prefixes.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct PrefixHash(u64, u64);
+
+impl PrefixHash {
+    fn of(tokens: &[LlamaToken]) -> Self {
+        tokens
+            .iter()
+            .fold(Self(0xcbf2_9ce4_8422_2325, 0), |h, &t| h.push(t))
+    }
+
+    fn push(self, token: LlamaToken) -> Self {
+        let t = u64::from(token.0 as u32);
+        Self(
+            (self.0 ^ t).wrapping_mul(0x0000_0100_0000_01b3),
+            self.1
+                .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                .wrapping_add(t + 1)
+                .rotate_left(17),
+        )
+    }
+}
+
 struct Decoded {
     last: Arc<[f32]>,
     logprobs: Vec<f32>,
@@ -387,7 +420,7 @@ impl LlamaLm {
             })?;
         Ok(Self {
             ctx,
-            batch: LlamaBatch::new(n_batch as usize, 1),
+            batch: LlamaBatch::new(n_batch as usize, options.n_seq_max as i32),
             template,
             n_ctx: options.n_ctx,
             n_batch: n_batch as usize,
@@ -650,26 +683,52 @@ impl LlamaLm {
 
     /// Decodes the pending tokens of every entry in as few `llama_decode` calls as `n_batch`
     /// allows (one, usually). Entries must be attached, pinned and have at least one pending token.
+    ///
+    /// Pending tokens that several entries have at the same position after the same prefix go
+    /// into the batch once, tagged with all their sequences, so a prefix shared by many new nodes
+    /// is decoded once even when none of them was decoded before.
     fn run_batch(&mut self, entries: &[Pending]) -> Result<Vec<Decoded>, DecodeError> {
-        let mut items: Vec<(usize, usize)> = Vec::new();
+        let mut items: Vec<BatchItem> = Vec::new();
+        let mut by_prefix: HashMap<(usize, PrefixHash), usize> = HashMap::new();
         for (e, p) in entries.iter().enumerate() {
             let n = self.data(p.node);
             debug_assert!(n.pinned && n.seq.is_some() && n.kv_len < n.tokens.len());
-            items.extend((n.kv_len..n.tokens.len()).map(|pos| (e, pos)));
+            let seq = n.seq.expect("attached");
+            let mut hash = PrefixHash::of(&n.tokens[..n.kv_len]);
+            for pos in n.kv_len..n.tokens.len() {
+                hash = hash.push(n.tokens[pos]);
+                let wants = pos + 1 == n.tokens.len() || p.logprobs_from.is_some_and(|f| pos >= f);
+                match by_prefix.entry((pos, hash)) {
+                    std::collections::hash_map::Entry::Occupied(o) => {
+                        let item = &mut items[*o.get()];
+                        item.seqs.push(seq);
+                        item.members.push(e);
+                        item.logits |= wants;
+                    }
+                    std::collections::hash_map::Entry::Vacant(v) => {
+                        v.insert(items.len());
+                        items.push(BatchItem {
+                            pos,
+                            token: n.tokens[pos],
+                            seqs: vec![seq],
+                            members: vec![e],
+                            logits: wants,
+                        });
+                    }
+                }
+            }
         }
+        // Each sequence must see its positions in increasing order.
+        items.sort_by_key(|item| item.pos);
+
         let mut last: Vec<Option<Arc<[f32]>>> = vec![None; entries.len()];
         let mut logprobs: Vec<Vec<f32>> = vec![Vec::new(); entries.len()];
         for chunk in items.chunks(self.n_batch) {
             loop {
                 self.batch.clear();
-                for &(e, pos) in chunk {
-                    let p = &entries[e];
-                    let n = self.data(p.node);
-                    let wants =
-                        pos + 1 == n.tokens.len() || p.logprobs_from.is_some_and(|f| pos >= f);
-                    let (token, seq) = (n.tokens[pos], n.seq.expect("attached"));
+                for item in chunk {
                     self.batch
-                        .add(token, pos as i32, &[seq], wants)
+                        .add(item.token, item.pos as i32, &item.seqs, item.logits)
                         .expect("chunks are no larger than the batch");
                 }
                 match self.ctx.decode(&mut self.batch) {
@@ -690,33 +749,36 @@ impl LlamaLm {
                 }
             }
             self.usage.forward_passes += 1;
-            for (b, &(e, pos)) in chunk.iter().enumerate() {
-                let p = &entries[e];
-                let n = self
-                    .slots
-                    .get_mut(p.node as usize)
-                    .and_then(|s| s.node.as_mut())
-                    .expect("entry nodes are live");
-                n.kv_len = pos + 1;
-                if pos < n.computed {
+            for (b, item) in chunk.iter().enumerate() {
+                let pos = item.pos;
+                // Count the token once, as its first entry sees it.
+                let first = self.data(entries[item.members[0]].node);
+                if pos < first.computed {
                     self.usage.recomputed_tokens += 1;
-                } else if n.sampled && pos >= n.own_start {
+                } else if first.sampled && pos >= first.own_start {
                     self.usage.decoded_tokens += 1;
                 } else {
                     self.usage.prefill_tokens += 1;
                 }
-                n.computed = n.computed.max(pos + 1);
-                let is_last = pos + 1 == n.tokens.len();
-                let scored = p.logprobs_from.is_some_and(|f| pos >= f) && !is_last;
-                if is_last || scored {
-                    let logits = self.ctx.get_logits_ith(b as i32);
-                    if scored {
+                let logits: Option<Arc<[f32]>> = item
+                    .logits
+                    .then(|| Arc::from(self.ctx.get_logits_ith(b as i32)));
+                for &e in &item.members {
+                    let p = &entries[e];
+                    let n = self
+                        .slots
+                        .get_mut(p.node as usize)
+                        .and_then(|s| s.node.as_mut())
+                        .expect("entry nodes are live");
+                    n.kv_len = pos + 1;
+                    n.computed = n.computed.max(pos + 1);
+                    let Some(logits) = &logits else { continue };
+                    if pos + 1 == n.tokens.len() {
+                        last[e] = Some(logits.clone());
+                    } else if p.logprobs_from.is_some_and(|f| pos >= f) {
                         let lse = sampler::log_sum_exp(logits);
                         let next = n.tokens[pos + 1].0 as usize;
                         logprobs[e].push(sampler::logprob(logits, lse, next) as f32);
-                    }
-                    if is_last {
-                        last[e] = Some(Arc::from(logits));
                     }
                 }
             }
@@ -954,6 +1016,7 @@ impl LlamaLm {
         let (token, lp) = sampler::sample(logits, &request.sampling, &mut branch.rng, scratch);
         let token = LlamaToken(token as i32);
         self.data_mut(branch.node).tokens.push(token);
+        self.usage.generated_tokens += 1;
         branch.count += 1;
         branch.logprob += lp;
         if self.model.inner.vocab().is_eog(token) && !request.ignore_eos {
@@ -1168,5 +1231,14 @@ impl Lm for LlamaLm {
 
     fn node_len(&self, node: Node) -> Result<usize, DecodeError> {
         Ok(self.data(self.index(node)?).tokens.len())
+    }
+
+    fn node_tokens(&self, node: Node) -> Result<Vec<TokenId>, DecodeError> {
+        Ok(self
+            .data(self.index(node)?)
+            .tokens
+            .iter()
+            .map(|t| t.0)
+            .collect())
     }
 }

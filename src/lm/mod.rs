@@ -245,7 +245,10 @@ pub struct Usage {
     pub prompt_tokens: u64,
     /// Forced tokens (prompts, extensions) run through the model for the first time.
     pub prefill_tokens: u64,
-    /// Sampled tokens run through the model (each generated token once).
+    /// Tokens sampled by [`Lm::generate`].
+    pub generated_tokens: u64,
+    /// Sampled tokens run through the model. Branches that sampled the same tokens after the
+    /// same prefix share them, so this can be below `generated_tokens`.
     pub decoded_tokens: u64,
     /// Tokens a new sequence got by sharing another sequence's cache instead of decoding them.
     pub reused_tokens: u64,
@@ -345,4 +348,10 @@ pub trait Lm {
     /// # Errors
     /// [`DecodeError::UnknownNode`].
     fn node_len(&self, node: Node) -> Result<usize, DecodeError>;
+
+    /// The token ids of `node`'s whole prefix.
+    ///
+    /// # Errors
+    /// [`DecodeError::UnknownNode`].
+    fn node_tokens(&self, node: Node) -> Result<Vec<TokenId>, DecodeError>;
 }

@@ -32,14 +32,66 @@ impl Rng {
     }
 }
 
-/// log(sum(exp(logits))), computed stably.
-pub(crate) fn log_sum_exp(logits: &[f32]) -> f64 {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+/// The largest logit (NaN-free input assumed; llama.cpp's logits are finite or -inf).
+pub(crate) fn max_logit(logits: &[f32]) -> f32 {
+    // Eight independent lanes so that the loop vectorises.
+    let mut lanes = [f32::NEG_INFINITY; 8];
+    let chunks = logits.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (m, &x) in lanes.iter_mut().zip(c) {
+            *m = if x > *m { x } else { *m };
+        }
+    }
+    rest.iter()
+        .chain(lanes.iter())
+        .copied()
+        .fold(f32::NEG_INFINITY, f32::max)
+}
+
+/// exp(x) for x <= 0, branch-free so that loops over it vectorise; relative error below 2e-6.
+#[inline(always)]
+fn exp_nonpositive(x: f32) -> f32 {
+    // exp(x) = 2^t with t = x·log2(e) = i + f, i = round(t), f in [-0.5, 0.5]. Adding 1.5·2^23
+    // rounds t to an integer in the float adder and leaves that integer in the low mantissa bits,
+    // which avoids float-to-int conversions that do not vectorise on baseline x86-64.
+    const ROUND: f32 = 12_582_912.0;
+    let t = (if x > -87.0 { x } else { -87.0 }) * std::f32::consts::LOG2_E;
+    let r = t + ROUND;
+    let i = (r.to_bits() as i32).wrapping_sub(ROUND.to_bits() as i32);
+    let f = (t - (r - ROUND)) * std::f32::consts::LN_2;
+    // e^f for |f| <= 0.35: Taylor to degree 6.
+    let p = 1.0
+        + f * (1.0
+            + f * (0.5
+                + f * (1.0 / 6.0 + f * (1.0 / 24.0 + f * (1.0 / 120.0 + f * (1.0 / 720.0))))));
+    p * f32::from_bits(((i + 127) as u32) << 23)
+}
+
+/// log(sum(exp(logits))), computed stably; `max` must be [`max_logit`] of `logits`.
+pub(crate) fn log_sum_exp_with_max(logits: &[f32], max: f32) -> f64 {
     if !max.is_finite() {
         return f64::from(max);
     }
-    let sum: f64 = logits.iter().map(|&l| f64::from(l - max).exp()).sum();
+    let mut lanes = [0.0f32; 8];
+    let chunks = logits.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (acc, &x) in lanes.iter_mut().zip(c) {
+            *acc += exp_nonpositive(x - max);
+        }
+    }
+    let sum: f64 = lanes.iter().map(|&l| f64::from(l)).sum::<f64>()
+        + rest
+            .iter()
+            .map(|&x| f64::from(exp_nonpositive(x - max)))
+            .sum::<f64>();
     f64::from(max) + sum.ln()
+}
+
+/// log(sum(exp(logits))), computed stably.
+pub(crate) fn log_sum_exp(logits: &[f32]) -> f64 {
+    log_sum_exp_with_max(logits, max_logit(logits))
 }
 
 /// The model's log-probability (temperature 1, no filters) of `token` given `logits`.
@@ -62,11 +114,12 @@ pub(crate) fn sample(
     rng: &mut Rng,
     scratch: &mut Scratch,
 ) -> (u32, f64) {
-    let lse = log_sum_exp(logits);
+    let max = max_logit(logits);
+    let lse = log_sum_exp_with_max(logits, max);
     let token = if params.temperature == 0.0 {
         argmax(logits)
     } else {
-        sample_filtered(logits, params, rng, scratch)
+        sample_filtered(logits, max, params, rng, scratch)
     };
     (token, logprob(logits, lse, token as usize))
 }
@@ -84,32 +137,32 @@ pub(crate) fn argmax(logits: &[f32]) -> u32 {
 
 fn sample_filtered(
     logits: &[f32],
+    max: f32,
     params: &SamplingParams,
     rng: &mut Rng,
     scratch: &mut Scratch,
 ) -> u32 {
     let inv_t = 1.0 / params.temperature;
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let cand = &mut scratch.cand;
     cand.clear();
-
-    // Tokens more than 30 nats below the best carry less than 1e-13 of its mass each; leaving
-    // them out keeps the sort small without changing any filter's choice in practice.
-    let floor = max - 30.0 * params.temperature;
-    cand.extend(
-        logits
-            .iter()
-            .enumerate()
-            .filter(|&(_, &l)| l >= floor)
-            .map(|(i, &l)| (l, i as u32)),
-    );
+    let k = params.top_k as usize;
+    if k > 0 && k < logits.len() {
+        top_k_into(logits, k, cand);
+    } else {
+        // Tokens more than 30 nats (at this temperature) below the best carry less than 1e-13
+        // of its mass each; leaving them out keeps the sort small without changing any
+        // filter's choice in practice.
+        let floor = max - 30.0 * params.temperature;
+        cand.extend(
+            logits
+                .iter()
+                .enumerate()
+                .filter(|&(_, &l)| l >= floor)
+                .map(|(i, &l)| (l, i as u32)),
+        );
+    }
     let by_logit_desc = |a: &(f32, u32), b: &(f32, u32)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
 
-    let k = params.top_k as usize;
-    if k > 0 && k < cand.len() {
-        cand.select_nth_unstable_by(k - 1, by_logit_desc);
-        cand.truncate(k);
-    }
     cand.sort_unstable_by(by_logit_desc);
 
     // Temperature-scaled weights relative to the best token (which has weight 1).
@@ -149,6 +202,42 @@ fn sample_filtered(
         }
     }
     cand.last().map_or(0, |&(_, id)| id)
+}
+
+/// The `k` largest logits (ties: lower id first), unordered, through a size-k min-heap: one
+/// comparison per token once the heap is full.
+fn top_k_into(logits: &[f32], k: usize, heap: &mut Vec<(f32, u32)>) {
+    // "a below b" in the heap order: smaller logit, or equal logit and higher id.
+    let below = |a: (f32, u32), b: (f32, u32)| a.0 < b.0 || (a.0 == b.0 && a.1 > b.1);
+    let sift_down = |heap: &mut Vec<(f32, u32)>, mut i: usize| loop {
+        let (l, r) = (2 * i + 1, 2 * i + 2);
+        let mut m = i;
+        if l < heap.len() && below(heap[l], heap[m]) {
+            m = l;
+        }
+        if r < heap.len() && below(heap[r], heap[m]) {
+            m = r;
+        }
+        if m == i {
+            break;
+        }
+        heap.swap(i, m);
+        i = m;
+    };
+    for (id, &l) in logits.iter().enumerate() {
+        let item = (l, id as u32);
+        if heap.len() < k {
+            heap.push(item);
+            let mut i = heap.len() - 1;
+            while i > 0 && below(heap[i], heap[(i - 1) / 2]) {
+                heap.swap(i, (i - 1) / 2);
+                i = (i - 1) / 2;
+            }
+        } else if l > heap[0].0 {
+            heap[0] = item;
+            sift_down(heap, 0);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -228,6 +317,53 @@ mod tests {
             seen[0], 2000,
             "top_p=0.5 keeps only the top token: {seen:?}"
         );
+    }
+
+    #[test]
+    fn fast_log_sum_exp_matches_the_exact_one() {
+        let mut rng = Rng::new(3);
+        for n in [1usize, 7, 8, 9, 1000, 49152] {
+            let logits: Vec<f32> = (0..n)
+                .map(|_| (rng.next_f64() as f32) * 40.0 - 25.0)
+                .collect();
+            let exact = {
+                let m = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                f64::from(m)
+                    + logits
+                        .iter()
+                        .map(|&l| f64::from(l - m).exp())
+                        .sum::<f64>()
+                        .ln()
+            };
+            let fast = log_sum_exp(&logits);
+            assert!((fast - exact).abs() < 1e-5, "n={n}: {fast} vs {exact}");
+        }
+        assert_eq!(log_sum_exp(&[f32::NEG_INFINITY; 3]), f64::NEG_INFINITY);
+        for x in [0.0f32, -0.3, -1.0, -5.5, -20.0, -86.0, -200.0] {
+            let (fast, exact) = (exp_nonpositive(x), x.exp());
+            assert!(
+                (fast - exact).abs() <= 2e-6 * exact + 1e-37,
+                "{x}: {fast} vs {exact}"
+            );
+        }
+    }
+
+    #[test]
+    fn top_k_heap_finds_the_k_largest_with_low_ids_winning_ties() {
+        let mut rng = Rng::new(8);
+        let logits: Vec<f32> = (0..5000).map(|_| (rng.next_u64() % 50) as f32).collect();
+        for k in [1usize, 5, 40, 4999] {
+            let mut got = Vec::new();
+            top_k_into(&logits, k, &mut got);
+            got.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+            let mut all: Vec<(f32, u32)> = logits
+                .iter()
+                .enumerate()
+                .map(|(i, &l)| (l, i as u32))
+                .collect();
+            all.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+            assert_eq!(got, all[..k], "k={k}");
+        }
     }
 
     #[test]
