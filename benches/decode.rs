@@ -11,7 +11,7 @@ mod common;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
@@ -26,43 +26,6 @@ const WIDTHS: [usize; 3] = [1, 4, 16];
 
 fn threads() -> i32 {
     std::thread::available_parallelism().map_or(1, |n| n.get() as i32)
-}
-
-fn engine(c: &mut Criterion) {
-    let mut group = c.benchmark_group("decode/engine");
-    group.sample_size(10).warm_up_time(Duration::from_secs(1));
-    for n in WIDTHS {
-        let mut lm = common::model()
-            .session(&ContextOptions {
-                n_ctx: N_CTX,
-                n_seq_max: n as u32,
-                ..ContextOptions::default()
-            })
-            .expect("context");
-        let prompt = common::prompt_tokens(&lm, PROMPT_TOKENS);
-        group.throughput(Throughput::Elements(n as u64 * u64::from(NEW_TOKENS)));
-        group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, &n| {
-            b.iter(|| {
-                let root = lm.root_tokens(&prompt).unwrap();
-                let requests: Vec<GenRequest> = (0..n as u64)
-                    .map(|seed| GenRequest {
-                        parent: root,
-                        sampling: SamplingParams::default().with_seed(seed),
-                        stop: Vec::new(),
-                        max_tokens: NEW_TOKENS,
-                        ignore_eos: true,
-                    })
-                    .collect();
-                let gens = lm.generate(&requests).unwrap();
-                assert!(gens.iter().all(|g| g.tokens == NEW_TOKENS));
-                for g in gens {
-                    lm.release(g.node);
-                }
-                lm.release(root);
-            })
-        });
-    }
-    group.finish();
 }
 
 /// The same work written directly against llama-cpp-2.
@@ -111,38 +74,66 @@ fn reference_run(
     }
 }
 
-fn reference(c: &mut Criterion) {
-    let mut group = c.benchmark_group("decode/reference");
-    group.sample_size(10).warm_up_time(Duration::from_secs(1));
+/// Engine and reference side by side for each width, so that both see the same machine state.
+fn decode(c: &mut Criterion) {
     let model = common::model();
     let backend = ponder::lm::llama::llama_backend().expect("backend");
     for n in WIDTHS {
+        let mut group = c.benchmark_group(format!("decode/n={n}"));
+        group.sample_size(10).warm_up_time(Duration::from_secs(1));
+        group.throughput(Throughput::Elements(n as u64 * u64::from(NEW_TOKENS)));
+
+        let mut lm = model
+            .session(&ContextOptions {
+                n_ctx: N_CTX,
+                n_seq_max: n as u32,
+                ..ContextOptions::default()
+            })
+            .expect("context");
+        let prompt = common::prompt_tokens(&lm, PROMPT_TOKENS);
+        group.bench_function("engine", |b| {
+            b.iter(|| {
+                let root = lm.root_tokens(&prompt).unwrap();
+                let requests: Vec<GenRequest> = (0..n as u64)
+                    .map(|seed| GenRequest {
+                        parent: root,
+                        sampling: SamplingParams::default().with_seed(seed),
+                        stop: Vec::new(),
+                        max_tokens: NEW_TOKENS,
+                        ignore_eos: true,
+                    })
+                    .collect();
+                let gens = lm.generate(&requests).unwrap();
+                assert!(gens.iter().all(|g| g.tokens == NEW_TOKENS));
+                for g in gens {
+                    lm.release(g.node);
+                }
+                lm.release(root);
+            })
+        });
+        drop(lm);
+
         let params = LlamaContextParams::default()
             .with_n_ctx(NonZeroU32::new(N_CTX))
             .with_n_batch(2048)
             .with_n_ubatch(512)
             .with_n_seq_max(n as u32)
             .with_kv_unified(true)
+            .with_flash_attention_policy(llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED)
             .with_n_threads(threads())
             .with_n_threads_batch(threads());
         let mut ctx = model
             .llama_model()
             .new_context(backend, params)
             .expect("context");
-        let lm = model.session(&ContextOptions::default()).expect("context");
-        let prompt: Vec<LlamaToken> = common::prompt_tokens(&lm, PROMPT_TOKENS)
-            .into_iter()
-            .map(LlamaToken)
-            .collect();
-        drop(lm);
+        let prompt: Vec<LlamaToken> = prompt.into_iter().map(LlamaToken).collect();
         let mut batch = LlamaBatch::new(2048, 1);
-        group.throughput(Throughput::Elements(n as u64 * u64::from(NEW_TOKENS)));
-        group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, &n| {
+        group.bench_function("reference", |b| {
             b.iter(|| reference_run(&mut ctx, &mut batch, &prompt, n))
         });
+        group.finish();
     }
-    group.finish();
 }
 
-criterion_group!(benches, engine, reference);
+criterion_group!(benches, decode);
 criterion_main!(benches);

@@ -36,11 +36,17 @@
 
 #![warn(missing_docs)]
 
+pub mod engine;
 pub mod error;
+pub mod eval;
 pub mod lm;
+pub mod reward;
+pub mod strategy;
 
+pub use engine::Engine;
 pub use error::{ConfigError, DecodeError, Error, LoadError, Result};
 pub use lm::llama::{ContextOptions, LlamaLm, Model, ModelOptions};
 pub use lm::{
     FinishReason, GenRequest, Generation, Lm, Message, Node, SamplingParams, TokenId, Usage,
 };
+pub use strategy::{Candidate, Outcome, Problem, StrategyConfig};

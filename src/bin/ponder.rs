@@ -6,10 +6,13 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
+use ponder::eval;
 use ponder::lm::{
     ContextOptions, FinishReason, GenRequest, Lm, Message, Model, ModelOptions, SamplingParams,
     Usage, DEFAULT_MODEL_PATH,
 };
+use ponder::strategy::{Outcome, Problem, Rerank, StrategyConfig};
+use ponder::{ConfigError, Engine};
 
 #[derive(Parser)]
 #[command(
@@ -26,6 +29,104 @@ struct Cli {
 enum Command {
     /// Sample N continuations of one prompt, all decoded together from one prefill.
     Generate(GenerateArgs),
+    /// Solve one question with a search strategy and show every candidate with its scores.
+    Solve(SolveArgs),
+    /// Run a strategy over a JSONL dataset and report accuracy, pass@N and judge AUC.
+    Eval(EvalArgs),
+}
+
+#[derive(Args)]
+struct StrategyArgs {
+    /// The strategy.
+    #[arg(long, default_value = "best-of-n")]
+    strategy: String,
+    /// The strategy's configuration: a JSON object or a file holding one (fields of the
+    /// strategy, or a whole {"type": …} object). The flags below override it.
+    #[arg(long)]
+    config: Option<String>,
+    /// Samples (best-of-n).
+    #[arg(long)]
+    n: Option<u32>,
+    /// Reranker (best-of-n): judge, logprob, vote, weighted_vote.
+    #[arg(long)]
+    rerank: Option<String>,
+    /// New tokens per sample, at most.
+    #[arg(long)]
+    max_tokens: Option<u32>,
+    /// Base seed.
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+impl StrategyArgs {
+    fn resolve(&self) -> Result<StrategyConfig, ConfigError> {
+        let mut config = match &self.config {
+            None => StrategyConfig::default_for(&self.strategy)?,
+            Some(text) => {
+                let path = std::path::Path::new(text);
+                let json = if !text.trim_start().starts_with('{') && path.is_file() {
+                    std::fs::read_to_string(path).map_err(|e| {
+                        ConfigError::new("config", format!("cannot read {text}: {e}"))
+                    })?
+                } else {
+                    text.clone()
+                };
+                StrategyConfig::from_json(&self.strategy, &json)?
+            }
+        };
+        match &mut config {
+            StrategyConfig::BestOfN(c) => {
+                if let Some(n) = self.n {
+                    c.n = n;
+                }
+                if let Some(r) = &self.rerank {
+                    c.rerank = Rerank::parse(r)?;
+                }
+                if let Some(m) = self.max_tokens {
+                    c.max_tokens = m;
+                }
+                if let Some(s) = self.seed {
+                    c.sampling.seed = s;
+                }
+            }
+            _ => unreachable!("every strategy is handled"),
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+#[derive(Args)]
+struct SolveArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    strategy: StrategyArgs,
+    /// A reference answer: labels candidates as correct or not (it does not steer the search).
+    #[arg(long)]
+    answer: Option<String>,
+    /// Print the outcome as JSON.
+    #[arg(long)]
+    json: bool,
+    /// The question.
+    question: String,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    strategy: StrategyArgs,
+    /// JSONL file of {"id", "question", "answer"} lines.
+    #[arg(long)]
+    dataset: PathBuf,
+    /// Only the first K problems.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Print the report as JSON (progress still goes to stderr).
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -48,17 +149,29 @@ struct ModelArgs {
 }
 
 impl ModelArgs {
+    fn options(&self) -> (ModelOptions, ContextOptions) {
+        (
+            ModelOptions {
+                path: self.model.clone(),
+                n_gpu_layers: self.n_gpu_layers,
+            },
+            ContextOptions {
+                n_ctx: self.n_ctx,
+                n_threads: self.threads,
+                n_seq_max: self.n_seq_max,
+                ..ContextOptions::default()
+            },
+        )
+    }
+
     fn open(&self) -> ponder::Result<ponder::LlamaLm> {
-        let model = Model::load(&ModelOptions {
-            path: self.model.clone(),
-            n_gpu_layers: self.n_gpu_layers,
-        })?;
-        Ok(model.session(&ContextOptions {
-            n_ctx: self.n_ctx,
-            n_threads: self.threads,
-            n_seq_max: self.n_seq_max,
-            ..ContextOptions::default()
-        })?)
+        let (model, context) = self.options();
+        Ok(Model::load(&model)?.session(&context)?)
+    }
+
+    fn engine(&self) -> ponder::Result<Engine> {
+        let (model, context) = self.options();
+        Engine::load(&model, &context)
     }
 }
 
@@ -159,7 +272,7 @@ fn generate(args: &GenerateArgs) -> ponder::Result<()> {
     // request is checked by `generate` before any work.
     sampling.validate()?;
     if args.n == 0 {
-        return Err(ponder::ConfigError::new("n", "0 samples asked for; use -n 1 or more").into());
+        return Err(ConfigError::new("n", "0 samples asked for; use -n 1 or more").into());
     }
 
     let mut lm = args.model.open()?;
@@ -227,10 +340,152 @@ fn generate(args: &GenerateArgs) -> ponder::Result<()> {
     Ok(())
 }
 
+fn solve(args: &SolveArgs) -> ponder::Result<()> {
+    let strategy = args.strategy.resolve()?;
+    let problem = Problem {
+        id: None,
+        question: args.question.clone(),
+        answer: args.answer.clone(),
+    };
+    problem.validate()?;
+    let engine = args.model.engine()?;
+    let outcome = engine.solve(&problem, &strategy)?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&outcome).expect("plain data serialises")
+        );
+    } else {
+        print_outcome(&outcome);
+    }
+    Ok(())
+}
+
+fn mark(correct: Option<bool>) -> &'static str {
+    match correct {
+        Some(true) => " ✓",
+        Some(false) => " ✗",
+        None => "",
+    }
+}
+
+fn print_outcome(o: &Outcome) {
+    println!("candidates ({}):", o.candidates.len());
+    for (i, c) in o.candidates.iter().enumerate() {
+        let judge = c.judge.map_or(String::new(), |j| format!(" judge {j:.3}"));
+        println!(
+            "{} #{i:<2} score {:.3}{judge} · mean logprob {:.3} · {} tokens · answer {}{}",
+            if i == o.chosen { "→" } else { " " },
+            c.score,
+            c.mean_logprob,
+            c.tokens,
+            c.answer.as_deref().unwrap_or("(none)"),
+            mark(c.correct),
+        );
+    }
+    println!(
+        "\n--- chosen #{} (score {:.3}):\n{}",
+        o.chosen,
+        o.score,
+        o.text.trim()
+    );
+    println!(
+        "\nanswer: {}{}",
+        o.answer.as_deref().unwrap_or("(none)"),
+        mark(o.correct)
+    );
+    let u = &o.usage;
+    println!(
+        "usage: prompt {} · prefill {} · generated {} · decoded {} · {} forward passes · {:.2} s",
+        u.prompt_tokens,
+        u.prefill_tokens,
+        u.generated_tokens,
+        u.decoded_tokens,
+        u.forward_passes,
+        u.wall_ms as f64 / 1000.0
+    );
+}
+
+fn run_eval(args: &EvalArgs) -> ponder::Result<()> {
+    let strategy = args.strategy.resolve()?;
+    let (mut problems, line_errors) = eval::read_dataset(&args.dataset).map_err(|e| {
+        ConfigError::new(
+            "dataset",
+            format!("cannot read {}: {e}", args.dataset.display()),
+        )
+    })?;
+    for e in &line_errors {
+        eprintln!(
+            "{}:{}: skipped: {}",
+            args.dataset.display(),
+            e.line,
+            e.message
+        );
+    }
+    if let Some(k) = args.limit {
+        problems.truncate(k);
+    }
+    let engine = args.model.engine()?;
+    let report = eval::run(&engine, &problems, line_errors, &strategy, |i, n, r| {
+        let status = match (&r.error, r.correct) {
+            (Some(e), _) => format!("error: {e}"),
+            (None, c) => format!(
+                "answer {} expected {}{}",
+                r.answer.as_deref().unwrap_or("(none)"),
+                r.expected.as_deref().unwrap_or("?"),
+                mark(c)
+            ),
+        };
+        eprintln!(
+            "[{}/{n}] {} {status} · {} tokens · {:.1} s",
+            i + 1,
+            r.id,
+            r.generated_tokens,
+            r.wall_ms as f64 / 1000.0
+        );
+    });
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("plain data serialises")
+        );
+    } else {
+        println!(
+            "problems {} · accuracy {:.3} ({}/{}) · pass@N {:.3} · judge AUC {} over {} candidates",
+            report.problems,
+            report.accuracy,
+            report.correct,
+            report.problems,
+            report.pass_at_n,
+            report
+                .judge_auc
+                .map_or("n/a".to_string(), |a| format!("{a:.3}")),
+            report.judged_candidates
+        );
+        println!(
+            "tokens: generated {} · prefill {} · decoded {} · {} forward passes · {:.1} s",
+            report.usage.generated_tokens,
+            report.usage.prefill_tokens,
+            report.usage.decoded_tokens,
+            report.usage.forward_passes,
+            report.wall_ms as f64 / 1000.0
+        );
+        if !report.line_errors.is_empty() {
+            println!(
+                "skipped {} dataset lines (see above)",
+                report.line_errors.len()
+            );
+        }
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Generate(args) => generate(args),
+        Command::Solve(args) => solve(args),
+        Command::Eval(args) => run_eval(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

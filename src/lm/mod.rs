@@ -265,6 +265,28 @@ pub struct Usage {
     pub wall_ms: u64,
 }
 
+impl Usage {
+    /// The work done since `earlier` (a snapshot of the same counters).
+    pub fn since(&self, earlier: &Usage) -> Usage {
+        Usage {
+            prompt_tokens: self.prompt_tokens.saturating_sub(earlier.prompt_tokens),
+            prefill_tokens: self.prefill_tokens.saturating_sub(earlier.prefill_tokens),
+            generated_tokens: self
+                .generated_tokens
+                .saturating_sub(earlier.generated_tokens),
+            decoded_tokens: self.decoded_tokens.saturating_sub(earlier.decoded_tokens),
+            reused_tokens: self.reused_tokens.saturating_sub(earlier.reused_tokens),
+            recomputed_tokens: self
+                .recomputed_tokens
+                .saturating_sub(earlier.recomputed_tokens),
+            forward_passes: self.forward_passes.saturating_sub(earlier.forward_passes),
+            parked: self.parked.saturating_sub(earlier.parked),
+            reactivated: self.reactivated.saturating_sub(earlier.reactivated),
+            wall_ms: self.wall_ms.saturating_sub(earlier.wall_ms),
+        }
+    }
+}
+
 /// A tree of token prefixes over one model, with batched operations.
 ///
 /// All methods take slices so that a backend can serve many branches with one forward pass.
@@ -276,6 +298,13 @@ pub trait Lm {
     /// [`DecodeError::ContextOverflow`] if the prompt does not leave room for one token;
     /// [`DecodeError::ChatTemplate`] if the messages cannot be rendered.
     fn root(&mut self, messages: &[Message]) -> Result<Node, DecodeError>;
+
+    /// `messages` rendered through the model's chat template, ending with the assistant's turn
+    /// opened: the text [`Lm::root`] tokenizes.
+    ///
+    /// # Errors
+    /// [`DecodeError::ChatTemplate`], [`DecodeError::NulByte`].
+    fn chat_text(&self, messages: &[Message]) -> Result<String, DecodeError>;
 
     /// A root from raw text, without chat template (for base models and benchmarks).
     ///

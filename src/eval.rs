@@ -1,0 +1,298 @@
+//! Evaluation over a JSONL dataset: accuracy, pass@N, judge discrimination, tokens and time.
+//!
+//! Each line is `{"id": …, "question": "…", "answer": …}` (`id` optional; `answer` a string or a
+//! number). A line that is not JSON, or lacks `question`, is reported with its line number and
+//! skipped; the rest of the dataset still runs.
+
+use std::io::BufRead;
+use std::path::Path;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::Engine;
+use crate::error::Error;
+use crate::lm::Usage;
+use crate::strategy::{Outcome, Problem, StrategyConfig};
+
+/// A dataset line that could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineError {
+    /// 1-based line number.
+    pub line: usize,
+    /// What was wrong.
+    pub message: String,
+}
+
+/// Reads a JSONL dataset: the problems, and an error for each unusable line. Blank lines are
+/// skipped silently.
+///
+/// # Errors
+/// Only when the file cannot be read at all.
+pub fn read_dataset(path: &Path) -> std::io::Result<(Vec<Problem>, Vec<LineError>)> {
+    let file = std::fs::File::open(path)?;
+    let mut problems = Vec::new();
+    let mut errors = Vec::new();
+    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line_no = i + 1;
+        let line = match line {
+            Ok(l) => l,
+            Err(e) => {
+                errors.push(LineError {
+                    line: line_no,
+                    message: format!("unreadable: {e}"),
+                });
+                continue;
+            }
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
+        match parse_line(&line) {
+            Ok(p) => problems.push(p),
+            Err(message) => errors.push(LineError {
+                line: line_no,
+                message,
+            }),
+        }
+    }
+    Ok((problems, errors))
+}
+
+fn parse_line(line: &str) -> Result<Problem, String> {
+    let v: serde_json::Value =
+        serde_json::from_str(line).map_err(|e| format!("not valid JSON: {e}"))?;
+    let obj = v
+        .as_object()
+        .ok_or("not a JSON object; expected {\"id\", \"question\", \"answer\"}")?;
+    let question = match obj.get("question") {
+        Some(serde_json::Value::String(q)) if !q.trim().is_empty() => q.clone(),
+        Some(serde_json::Value::String(_)) => return Err("\"question\" is empty".into()),
+        Some(_) => return Err("\"question\" is not a string".into()),
+        None => return Err("missing \"question\"".into()),
+    };
+    let scalar = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    };
+    Ok(Problem {
+        id: obj.get("id").and_then(scalar),
+        question,
+        answer: obj.get("answer").and_then(scalar),
+    })
+}
+
+/// One problem's result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProblemResult {
+    /// The problem's id (or its index).
+    pub id: String,
+    /// The chosen answer.
+    pub answer: Option<String>,
+    /// The reference answer.
+    pub expected: Option<String>,
+    /// Whether the chosen answer is right.
+    pub correct: Option<bool>,
+    /// Whether any candidate is right.
+    pub pass: Option<bool>,
+    /// Tokens generated for this problem.
+    pub generated_tokens: u64,
+    /// Wall time for this problem, in milliseconds.
+    pub wall_ms: u64,
+    /// The error, if solving failed.
+    pub error: Option<String>,
+}
+
+/// The summary of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalReport {
+    /// The strategy's configuration.
+    pub strategy: StrategyConfig,
+    /// Problems attempted.
+    pub problems: usize,
+    /// Problems whose chosen answer is right.
+    pub correct: usize,
+    /// `correct / problems with a reference`.
+    pub accuracy: f64,
+    /// Share of problems where any candidate is right (pass@N).
+    pub pass_at_n: f64,
+    /// AUC of the judge's score against correctness over all judged candidates: the chance that
+    /// a right candidate outscores a wrong one. `None` without judge scores or without both kinds.
+    pub judge_auc: Option<f64>,
+    /// Candidates judged for the AUC.
+    pub judged_candidates: usize,
+    /// Work over the whole run.
+    pub usage: Usage,
+    /// Wall time of the whole run, in milliseconds.
+    pub wall_ms: u64,
+    /// Dataset lines that could not be used.
+    pub line_errors: Vec<LineError>,
+    /// Per-problem results.
+    pub results: Vec<ProblemResult>,
+}
+
+/// Solves every problem and summarises. `progress` is called after each problem with its index,
+/// the total, and its result.
+pub fn run(
+    engine: &Engine,
+    problems: &[Problem],
+    line_errors: Vec<LineError>,
+    strategy: &StrategyConfig,
+    mut progress: impl FnMut(usize, usize, &ProblemResult),
+) -> EvalReport {
+    let start = Instant::now();
+    let before = engine.usage();
+    let mut results = Vec::with_capacity(problems.len());
+    let mut judged: Vec<(f64, bool)> = Vec::new();
+    for (i, problem) in problems.iter().enumerate() {
+        let t = Instant::now();
+        let id = problem.id.clone().unwrap_or_else(|| i.to_string());
+        let result = match engine.solve(problem, strategy) {
+            Ok(outcome) => {
+                collect_judged(&outcome, &mut judged);
+                ProblemResult {
+                    id,
+                    answer: outcome.answer.clone(),
+                    expected: problem.answer.clone(),
+                    correct: outcome.correct,
+                    pass: pass(&outcome),
+                    generated_tokens: outcome.usage.generated_tokens,
+                    wall_ms: t.elapsed().as_millis() as u64,
+                    error: None,
+                }
+            }
+            Err(e) => ProblemResult {
+                id,
+                answer: None,
+                expected: problem.answer.clone(),
+                correct: problem.answer.as_ref().map(|_| false),
+                pass: problem.answer.as_ref().map(|_| false),
+                generated_tokens: 0,
+                wall_ms: t.elapsed().as_millis() as u64,
+                error: Some(error_text(&e)),
+            },
+        };
+        progress(i, problems.len(), &result);
+        results.push(result);
+    }
+    let labelled = results.iter().filter(|r| r.correct.is_some()).count();
+    let correct = results.iter().filter(|r| r.correct == Some(true)).count();
+    let passed = results.iter().filter(|r| r.pass == Some(true)).count();
+    let ratio = |k: usize| {
+        if labelled == 0 {
+            0.0
+        } else {
+            k as f64 / labelled as f64
+        }
+    };
+    EvalReport {
+        strategy: strategy.clone(),
+        problems: problems.len(),
+        correct,
+        accuracy: ratio(correct),
+        pass_at_n: ratio(passed),
+        judge_auc: auc(&judged),
+        judged_candidates: judged.len(),
+        usage: engine.usage().since(&before),
+        wall_ms: start.elapsed().as_millis() as u64,
+        line_errors,
+        results,
+    }
+}
+
+fn error_text(e: &Error) -> String {
+    e.to_string()
+}
+
+fn pass(outcome: &Outcome) -> Option<bool> {
+    let labels: Vec<bool> = outcome
+        .candidates
+        .iter()
+        .filter_map(|c| c.correct)
+        .collect();
+    if labels.is_empty() {
+        outcome.correct
+    } else {
+        Some(labels.into_iter().any(|c| c))
+    }
+}
+
+fn collect_judged(outcome: &Outcome, into: &mut Vec<(f64, bool)>) {
+    for c in &outcome.candidates {
+        if let (Some(j), Some(ok)) = (c.judge, c.correct) {
+            into.push((j, ok));
+        }
+    }
+}
+
+/// Area under the ROC curve of `score` for predicting the label (Mann–Whitney U, ties count ½).
+pub fn auc(samples: &[(f64, bool)]) -> Option<f64> {
+    let pos: Vec<f64> = samples.iter().filter(|s| s.1).map(|s| s.0).collect();
+    let neg: Vec<f64> = samples.iter().filter(|s| !s.1).map(|s| s.0).collect();
+    if pos.is_empty() || neg.is_empty() {
+        return None;
+    }
+    let mut wins = 0.0;
+    for &p in &pos {
+        for &n in &neg {
+            wins += if p > n {
+                1.0
+            } else if p == n {
+                0.5
+            } else {
+                0.0
+            };
+        }
+    }
+    Some(wins / (pos.len() * neg.len()) as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auc_of_perfect_random_and_inverted_scores() {
+        assert_eq!(auc(&[(0.9, true), (0.1, false)]), Some(1.0));
+        assert_eq!(auc(&[(0.1, true), (0.9, false)]), Some(0.0));
+        assert_eq!(auc(&[(0.5, true), (0.5, false)]), Some(0.5));
+        assert_eq!(
+            auc(&[(0.8, true), (0.4, true), (0.6, false), (0.2, false)]),
+            Some(0.75)
+        );
+        assert_eq!(auc(&[(0.8, true)]), None);
+    }
+
+    #[test]
+    fn dataset_lines_are_checked_one_by_one() {
+        let dir = std::env::temp_dir().join(format!("ponder-eval-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("d.jsonl");
+        std::fs::write(
+            &path,
+            [
+                r#"{"id": "a", "question": "1+1?", "answer": 2}"#,
+                "not json",
+                r#"{"id": "b", "answer": "3"}"#,
+                "",
+                r#"{"question": "2+2?", "answer": "4"}"#,
+                r#"{"question": ""}"#,
+                r#"[1, 2]"#,
+                r#"{"question": 5}"#,
+            ]
+            .join("\n"),
+        )
+        .unwrap();
+        let (problems, errors) = read_dataset(&path).unwrap();
+        assert_eq!(problems.len(), 2);
+        assert_eq!(problems[0].id.as_deref(), Some("a"));
+        assert_eq!(problems[0].answer.as_deref(), Some("2"));
+        assert_eq!(problems[1].id, None);
+        let lines: Vec<usize> = errors.iter().map(|e| e.line).collect();
+        assert_eq!(lines, vec![2, 3, 6, 7, 8]);
+        assert!(errors[0].message.contains("not valid JSON"));
+        assert!(errors[1].message.contains("missing \"question\""));
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

@@ -1,0 +1,12 @@
+//! Self-reward: the pieces every strategy ranks candidates with.
+//!
+//! - [`answer`]: extract a final answer and compare answers after normalisation;
+//! - [`judge`]: the model, prompted as a verifier, scores whole solutions and single steps from
+//!   its next-token probabilities of "Yes" and "No" (one forward pass, no sampling);
+//! - [`seqlogp`]: the sequence log-likelihood of a candidate (the "sharpening" verifier);
+//! - [`vote`]: majority and weighted votes over extracted answers.
+
+pub mod answer;
+pub mod judge;
+pub mod seqlogp;
+pub mod vote;
