@@ -119,7 +119,7 @@ fn decode(c: &mut Criterion) {
             .with_n_ubatch(512)
             .with_n_seq_max(n as u32)
             .with_kv_unified(true)
-            .with_flash_attention_policy(llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED)
+            .with_flash_attention_policy(llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_AUTO)
             .with_n_threads(threads())
             .with_n_threads_batch(threads());
         let mut ctx = model

@@ -109,3 +109,106 @@ fn bad_input_is_a_clear_error_not_a_crash() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("context holds 64"), "{err}");
 }
+
+#[test]
+fn solve_best_of_n_prints_candidates_with_judge_scores() {
+    let out = ponder(&[
+        "solve",
+        "--strategy",
+        "best-of-n",
+        "--n",
+        "3",
+        "--rerank",
+        "judge",
+        "--max-tokens",
+        "48",
+        "--answer",
+        "8",
+        "--json",
+        "Tom has 3 apples and buys 5 more. How many apples does he have now?",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let cands = v["candidates"].as_array().unwrap();
+    assert_eq!(cands.len(), 3);
+    for c in cands {
+        let j = c["judge"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&j));
+        assert!(c["correct"].is_boolean());
+    }
+    let chosen = v["chosen"].as_u64().unwrap() as usize;
+    assert_eq!(v["score"], cands[chosen]["judge"]);
+    assert!(v["usage"]["generated_tokens"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn solve_rejects_bad_strategy_input_clearly() {
+    for (args, needle) in [
+        (vec!["solve", "--rerank", "oracle", "q"], "unknown reranker"),
+        (vec!["solve", "--n", "0", "q"], "invalid n"),
+        (
+            vec!["solve", "--strategy", "magic", "q"],
+            "unknown strategy",
+        ),
+        (
+            vec!["solve", "--config", "{\"nn\": 1}", "q"],
+            "unknown field",
+        ),
+        (vec!["solve", "   "], "invalid question"),
+    ] {
+        let out = ponder(&args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn eval_reports_accuracy_pass_at_n_and_auc_and_skips_bad_lines() {
+    let dir = std::env::temp_dir().join(format!("ponder-cli-eval-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = dir.join("mixed.jsonl");
+    std::fs::write(
+        &data,
+        [
+            r#"{"id": "a", "question": "What is 2 + 2?", "answer": "4"}"#,
+            "this line is not json",
+            r#"{"id": "b", "answer": "5"}"#,
+            r#"{"id": "c", "question": "What is 3 + 4?", "answer": 7}"#,
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    let out = ponder(&[
+        "eval",
+        "--dataset",
+        data.to_str().unwrap(),
+        "--n",
+        "2",
+        "--max-tokens",
+        "32",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(":2: skipped: not valid JSON"), "{err}");
+    assert!(err.contains(":3: skipped: missing \"question\""), "{err}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["problems"], 2, "the good lines still ran");
+    let acc = v["accuracy"].as_f64().unwrap();
+    let pass = v["pass_at_n"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&acc) && pass >= acc);
+    assert!(v["judge_auc"].is_null() || v["judge_auc"].as_f64().is_some());
+    assert_eq!(v["judged_candidates"], 4);
+    assert_eq!(v["line_errors"].as_array().unwrap().len(), 2);
+    assert_eq!(v["results"].as_array().unwrap().len(), 2);
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -1,5 +1,7 @@
 //! Shared bench set-up: the default model, loaded once.
 
+#![allow(dead_code)]
+
 use std::path::PathBuf;
 use std::sync::OnceLock;
 

@@ -29,10 +29,15 @@ pub fn model() -> &'static Model {
 }
 
 pub fn session(n_ctx: u32, n_seq_max: u32) -> LlamaLm {
+    session_with(n_ctx, n_seq_max, ContextOptions::default().flash_attention)
+}
+
+pub fn session_with(n_ctx: u32, n_seq_max: u32, flash_attention: bool) -> LlamaLm {
     model()
         .session(&ContextOptions {
             n_ctx,
             n_seq_max,
+            flash_attention,
             ..ContextOptions::default()
         })
         .expect("context")
