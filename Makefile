@@ -7,7 +7,7 @@
 
 CARGO ?= cargo
 MODEL ?= models/SmolLM2-135M-Instruct.Q4_1.gguf
-DEMO_PROMPT ?= A farmer has 15 sheep. He buys 8 more and then sells 6. How many sheep does he have now? Think step by step.
+DEMO_PROMPT ?= A farmer has 15 sheep. He buys 8 more and then sells 6. How many sheep does he have now?
 
 .PHONY: all setup model build demo test check lint doc bench clean
 
@@ -23,7 +23,7 @@ build: setup
 	$(CARGO) build --release
 
 demo: build
-	./target/release/ponder generate --model $(MODEL) -n 4 --max-tokens 160 --prompt "$(DEMO_PROMPT)"
+	./target/release/ponder solve --model $(MODEL) --strategy best-of-n --n 8 --rerank judge --answer 17 "$(DEMO_PROMPT)"
 
 test: setup
 	$(CARGO) fmt --all -- --check
@@ -33,6 +33,7 @@ test: setup
 
 bench: setup
 	$(CARGO) bench --bench decode
+	$(CARGO) bench --bench judge
 
 clean:
 	$(CARGO) clean

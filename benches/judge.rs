@@ -77,14 +77,24 @@ fn judge(c: &mut Criterion) {
         .sample_size(10)
         .warm_up_time(Duration::from_secs(1))
         .throughput(Throughput::Elements(CANDIDATES as u64));
-    group.bench_function("16x150", |b| {
-        b.iter(|| {
-            let v = judge.prepare(&mut lm, QUESTION, Verdict::Outcome).unwrap();
-            let scores = judge.score(&mut lm, &v, &refs).unwrap();
-            v.release(&mut lm);
-            scores
-        })
-    });
+    for (name, batch_tokens) in [("16x150/batch_tokens=256", 256), ("16x150/one_pass", 0)] {
+        let judge = Judge::new(
+            &lm,
+            JudgeConfig {
+                batch_tokens,
+                ..JudgeConfig::default()
+            },
+        )
+        .unwrap();
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let v = judge.prepare(&mut lm, QUESTION, Verdict::Outcome).unwrap();
+                let scores = judge.score(&mut lm, &v, &refs).unwrap();
+                v.release(&mut lm);
+                scores
+            })
+        });
+    }
     group.finish();
 }
 

@@ -73,39 +73,55 @@ fn judge_scores_are_probabilities_deterministic_and_batch_independent() {
 
 #[test]
 fn judging_n_candidates_decodes_the_shared_prefix_once() {
-    let mut lm = session(4096, 16);
-    let judge = Judge::new(&lm, JudgeConfig::default()).unwrap();
-    let v = judge.prepare(&mut lm, QUESTION, Verdict::Outcome).unwrap();
-    let prefix = lm.node_len(v.node()).unwrap() as u64;
-    // The solutions start with different tokens, so they share nothing past the prefix.
-    let own: u64 = SOLUTIONS
-        .iter()
-        .map(|s| lm.tokenize(&format!("{s}{}", v.suffix())).unwrap().len() as u64)
-        .sum();
+    for batch_tokens in [0, 64] {
+        let mut lm = session(4096, 16);
+        let judge = Judge::new(
+            &lm,
+            JudgeConfig {
+                batch_tokens,
+                ..JudgeConfig::default()
+            },
+        )
+        .unwrap();
+        let v = judge.prepare(&mut lm, QUESTION, Verdict::Outcome).unwrap();
+        let prefix = lm.node_len(v.node()).unwrap() as u64;
+        // The solutions start with different tokens, so they share nothing past the prefix.
+        let own: u64 = SOLUTIONS
+            .iter()
+            .map(|s| lm.tokenize(&format!("{s}{}", v.suffix())).unwrap().len() as u64)
+            .sum();
 
-    let before = lm.usage();
-    judge.score(&mut lm, &v, &SOLUTIONS).unwrap();
-    let first = lm.usage().since(&before);
-    assert_eq!(first.prefill_tokens, prefix + own, "{first:?}");
-    assert_eq!(
-        first.forward_passes, 1,
-        "prefix and all candidates in one pass"
-    );
+        let before = lm.usage();
+        judge.score(&mut lm, &v, &SOLUTIONS).unwrap();
+        let first = lm.usage().since(&before);
+        assert_eq!(
+            first.prefill_tokens,
+            prefix + own,
+            "{batch_tokens}: {first:?}"
+        );
+        assert_eq!(first.recomputed_tokens, 0);
+        if batch_tokens == 0 {
+            assert_eq!(
+                first.forward_passes, 1,
+                "prefix and all candidates in one pass"
+            );
+        } else {
+            // Each solution is over 25 tokens: one candidate per pass.
+            assert_eq!(first.forward_passes, SOLUTIONS.len() as u64);
+        }
 
-    // The prefix stays decoded: a second batch costs only the candidates' own tokens.
-    let before = lm.usage();
-    judge.score(&mut lm, &v, &SOLUTIONS[..2]).unwrap();
-    let second = lm.usage().since(&before);
-    let own2: u64 = SOLUTIONS[..2]
-        .iter()
-        .map(|s| lm.tokenize(&format!("{s}{}", v.suffix())).unwrap().len() as u64)
-        .sum();
-    assert_eq!(
-        second.prefill_tokens + second.recomputed_tokens,
-        own2,
-        "{second:?}"
-    );
-    assert_eq!(second.reused_tokens, 2 * prefix);
+        // The prefix stays decoded: a second call costs only the candidates' own tokens.
+        let before = lm.usage();
+        judge.score(&mut lm, &v, &SOLUTIONS[..2]).unwrap();
+        let second = lm.usage().since(&before);
+        let own2: u64 = SOLUTIONS[..2]
+            .iter()
+            .map(|s| lm.tokenize(&format!("{s}{}", v.suffix())).unwrap().len() as u64)
+            .sum();
+        assert_eq!(second.prefill_tokens, own2, "{second:?}");
+        assert_eq!(second.recomputed_tokens, 0);
+        assert_eq!(second.reused_tokens, 2 * prefix);
+    }
 }
 
 #[test]
