@@ -1,35 +1,39 @@
 //! ponder: an embeddable engine for inference-time self-refinement.
 //!
 //! ponder runs GGUF models in-process through llama.cpp and lets the model search over its own
-//! outputs. This release provides the foundation every strategy stands on:
+//! outputs, score them itself, and pick among them. The parts, bottom to top:
 //!
 //! - [`lm`]: the [`Lm`] trait, a tree of token prefixes ([`Node`]s) that can be forked, extended,
 //!   sampled from in batches ([`Lm::generate`]) and scored ([`Lm::next_token_probs`],
 //!   [`Lm::forced_logprobs`]); and its llama.cpp implementation [`LlamaLm`], where forks share KV
 //!   cache and every live branch advances in one forward pass per step.
+//! - [`reward`]: answer extraction and comparison, the model as its own verifier (outcome and
+//!   step scores), sequence log-likelihood, votes.
+//! - [`strategy`]: search strategies behind one serde-tagged [`StrategyConfig`] (best-of-N now).
+//! - [`Engine`]: a loaded model behind a lock; [`Engine::solve`] runs a strategy on a
+//!   [`Problem`] and returns an [`Outcome`] with every candidate and its scores.
+//! - [`eval`]: the dataset runner behind `ponder eval`.
 //! - [`error`]: typed errors whose messages say what to do.
 //!
 //! # Example
 //!
 //! ```no_run
-//! use ponder::lm::{ContextOptions, GenRequest, Lm, Message, Model, ModelOptions};
+//! use ponder::strategy::{BestOfNConfig, Rerank};
+//! use ponder::{ContextOptions, Engine, ModelOptions, Problem, StrategyConfig};
 //!
 //! # fn main() -> ponder::Result<()> {
-//! let model = Model::load(&ModelOptions::default())?; // $PONDER_MODEL or models/…
-//! let mut lm = model.session(&ContextOptions::default())?;
-//! let root = lm.root(&[Message::user("What is 7 * 6?")])?;
-//! // Eight samples from one prefill of the prompt, decoded in lockstep.
-//! let requests: Vec<GenRequest> = (0..8)
-//!     .map(|seed| {
-//!         let mut r = GenRequest::new(root, 64);
-//!         r.sampling.seed = seed;
-//!         r
-//!     })
-//!     .collect();
-//! for g in lm.generate(&requests)? {
-//!     println!("{:.2} {}", g.mean_logprob(), g.text);
+//! // $PONDER_MODEL, else models/SmolLM2-135M-Instruct.Q4_1.gguf (`make model` fetches it).
+//! let engine = Engine::load(&ModelOptions::default(), &ContextOptions::default())?;
+//! let strategy = StrategyConfig::BestOfN(BestOfNConfig {
+//!     n: 8,
+//!     rerank: Rerank::Judge,
+//!     ..BestOfNConfig::default()
+//! });
+//! let outcome = engine.solve(&Problem::new("What is 7 * 6?").with_answer("42"), &strategy)?;
+//! for c in &outcome.candidates {
+//!     println!("{:.3} {:?} {:?}", c.score, c.answer, c.correct);
 //! }
-//! println!("{:?}", lm.usage());
+//! println!("chosen: {:?} · {:?}", outcome.answer, outcome.usage);
 //! # Ok(())
 //! # }
 //! ```
