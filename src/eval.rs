@@ -11,7 +11,6 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::Engine;
-use crate::error::Error;
 use crate::lm::Usage;
 use crate::strategy::{Outcome, Problem, StrategyConfig};
 
@@ -170,7 +169,7 @@ pub fn run(
                 pass: problem.answer.as_ref().map(|_| false),
                 generated_tokens: 0,
                 wall_ms: t.elapsed().as_millis() as u64,
-                error: Some(error_text(&e)),
+                error: Some(e.to_string()),
             },
         };
         progress(i, problems.len(), &result);
@@ -199,10 +198,6 @@ pub fn run(
         line_errors,
         results,
     }
-}
-
-fn error_text(e: &Error) -> String {
-    e.to_string()
 }
 
 fn pass(outcome: &Outcome) -> Option<bool> {
