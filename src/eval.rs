@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::Engine;
 use crate::lm::Usage;
+use crate::reward::{answer, vote};
 use crate::strategy::{Outcome, Problem, StrategyConfig};
 
 /// A dataset line that could not be used.
@@ -127,8 +128,142 @@ pub struct EvalReport {
     pub wall_ms: u64,
     /// Dataset lines that could not be used.
     pub line_errors: Vec<LineError>,
+    /// For `self_correct`: accuracy of the first and the final attempt and how it changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub self_correct: Option<SelfCorrectMetrics>,
+    /// For `deepening`: accuracy after each trigger and tokens used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deepening: Option<DeepeningMetrics>,
     /// Per-problem results.
     pub results: Vec<ProblemResult>,
+}
+
+/// SCoRe's self-correction metrics over the problems with a reference answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SelfCorrectMetrics {
+    /// Problems counted.
+    pub problems: usize,
+    /// Accuracy of the first attempt.
+    pub acc_t1: f64,
+    /// Accuracy of the final answer.
+    pub acc_t2: f64,
+    /// `acc_t2 - acc_t1`, which equals `delta_i_to_c - delta_c_to_i`.
+    pub delta: f64,
+    /// Share of problems wrong at the first attempt and right at the end.
+    pub delta_i_to_c: f64,
+    /// Share of problems right at the first attempt and wrong at the end.
+    pub delta_c_to_i: f64,
+}
+
+/// Iterative-deepening metrics over the problems with a reference answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeepeningMetrics {
+    /// Problems counted.
+    pub problems: usize,
+    /// Element i: accuracy of the branches' majority answer had they stopped after i triggers
+    /// (element 0: before any trigger). A branch that stopped earlier keeps its last answer.
+    pub accuracy_after_trigger: Vec<f64>,
+    /// Mean tokens generated per problem (all branches).
+    pub mean_tokens: f64,
+}
+
+#[derive(Default)]
+struct Tally {
+    /// (first attempt right, final right) per self-correct problem.
+    attempts: Vec<(bool, bool)>,
+    /// Per deepening problem: per branch, the answer after each segment; and the reference.
+    segments: Vec<(Vec<Vec<Option<String>>>, String)>,
+    /// Tokens per deepening problem.
+    deepening_tokens: Vec<u64>,
+}
+
+impl Tally {
+    fn add(&mut self, problem: &Problem, outcome: &Outcome) {
+        let Some(reference) = &problem.answer else {
+            return;
+        };
+        match outcome.strategy.as_str() {
+            "self_correct" => {
+                if let (Some(first), Some(last)) = (
+                    outcome.candidates.first().and_then(|c| c.correct),
+                    outcome.correct,
+                ) {
+                    self.attempts.push((first, last));
+                }
+            }
+            "deepening" => {
+                let mut per_branch: Vec<Vec<Option<String>>> =
+                    vec![Vec::new(); outcome.candidates.len()];
+                for e in &outcome.timeline {
+                    if e.kind == crate::strategy::EntryKind::Generated {
+                        if let Some(b) = per_branch.get_mut(e.branch) {
+                            b.push(e.answer.clone());
+                        }
+                    }
+                }
+                self.segments.push((per_branch, reference.clone()));
+                self.deepening_tokens.push(outcome.usage.generated_tokens);
+            }
+            _ => {}
+        }
+    }
+
+    fn self_correct(&self) -> Option<SelfCorrectMetrics> {
+        let n = self.attempts.len();
+        if n == 0 {
+            return None;
+        }
+        let count =
+            |f: &dyn Fn(&(bool, bool)) -> bool| self.attempts.iter().filter(|a| f(a)).count();
+        let t1 = count(&|a| a.0);
+        let t2 = count(&|a| a.1);
+        let i_to_c = count(&|a| !a.0 && a.1);
+        let c_to_i = count(&|a| a.0 && !a.1);
+        let share = |k: usize| k as f64 / n as f64;
+        Some(SelfCorrectMetrics {
+            problems: n,
+            acc_t1: share(t1),
+            acc_t2: share(t2),
+            delta: (t2 as f64 - t1 as f64) / n as f64,
+            delta_i_to_c: share(i_to_c),
+            delta_c_to_i: share(c_to_i),
+        })
+    }
+
+    fn deepening(&self) -> Option<DeepeningMetrics> {
+        let n = self.segments.len();
+        if n == 0 {
+            return None;
+        }
+        let depth = self
+            .segments
+            .iter()
+            .flat_map(|(branches, _)| branches.iter().map(Vec::len))
+            .max()
+            .unwrap_or(0);
+        let accuracy_after_trigger = (0..depth)
+            .map(|i| {
+                let right = self
+                    .segments
+                    .iter()
+                    .filter(|(branches, reference)| {
+                        let answers: Vec<Option<String>> = branches
+                            .iter()
+                            .map(|b| b.get(i.min(b.len().saturating_sub(1))).cloned().flatten())
+                            .collect();
+                        vote::majority(&answers)
+                            .is_some_and(|w| answer::equivalent(&w.answer, reference))
+                    })
+                    .count();
+                right as f64 / n as f64
+            })
+            .collect();
+        Some(DeepeningMetrics {
+            problems: n,
+            accuracy_after_trigger,
+            mean_tokens: self.deepening_tokens.iter().sum::<u64>() as f64 / n as f64,
+        })
+    }
 }
 
 /// Solves every problem and summarises. `progress` is called after each problem with its index,
@@ -144,12 +279,14 @@ pub fn run(
     let before = engine.usage();
     let mut results = Vec::with_capacity(problems.len());
     let mut judged: Vec<(f64, bool)> = Vec::new();
+    let mut tally = Tally::default();
     for (i, problem) in problems.iter().enumerate() {
         let t = Instant::now();
         let id = problem.id.clone().unwrap_or_else(|| i.to_string());
         let result = match engine.solve(problem, strategy) {
             Ok(outcome) => {
                 collect_judged(&outcome, &mut judged);
+                tally.add(problem, &outcome);
                 ProblemResult {
                     id,
                     answer: outcome.answer.clone(),
@@ -196,6 +333,8 @@ pub fn run(
         usage: engine.usage().since(&before),
         wall_ms: start.elapsed().as_millis() as u64,
         line_errors,
+        self_correct: tally.self_correct(),
+        deepening: tally.deepening(),
         results,
     }
 }

@@ -212,3 +212,76 @@ fn eval_reports_accuracy_pass_at_n_and_auc_and_skips_bad_lines() {
     assert_eq!(v["results"].as_array().unwrap().len(), 2);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn solve_self_correct_and_deepening_show_their_timelines() {
+    let q =
+        "A farmer has 15 sheep. He buys 8 more and then sells 6. How many sheep does he have now?";
+    let out = ponder(&[
+        "solve",
+        "--strategy",
+        "self-correct",
+        "--rounds",
+        "1",
+        "--max-tokens",
+        "40",
+        "--config",
+        r#"{"accept_threshold": null}"#,
+        q,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("timeline:"), "{text}");
+    assert!(text.contains("revision request"), "{text}");
+
+    let out = ponder(&[
+        "solve",
+        "--strategy",
+        "deepening",
+        "--n",
+        "2",
+        "--l0",
+        "16",
+        "--gamma",
+        "2",
+        "--max-tokens",
+        "64",
+        "--json",
+        q,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["strategy"], "deepening");
+    assert_eq!(v["candidates"].as_array().unwrap().len(), 2);
+    let timeline = v["timeline"].as_array().unwrap();
+    assert!(
+        timeline.iter().any(|e| e["kind"] == "trigger"),
+        "{timeline:?}"
+    );
+    for e in timeline {
+        assert!(e["offset"].as_u64().unwrap() + e["tokens"].as_u64().unwrap() <= 64);
+    }
+
+    // Flags that do not fit the strategy are refused, not ignored.
+    let out = ponder(&["solve", "--strategy", "deepening", "--rounds", "2", q]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--rounds applies to self-correct"));
+    let out = ponder(&[
+        "solve",
+        "--strategy",
+        "deepening",
+        "--config",
+        r#"{"gamma": 0.5}"#,
+        q,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid gamma"));
+}

@@ -11,7 +11,7 @@ use ponder::lm::{
     ContextOptions, FinishReason, GenRequest, Lm, Message, Model, ModelOptions, SamplingParams,
     Usage, DEFAULT_MODEL_PATH,
 };
-use ponder::strategy::{Outcome, Problem, Rerank, StrategyConfig};
+use ponder::strategy::{EntryKind, Outcome, Problem, Rerank, StrategyConfig};
 use ponder::{ConfigError, Engine};
 
 #[derive(Parser)]
@@ -37,20 +37,29 @@ enum Command {
 
 #[derive(Args)]
 struct StrategyArgs {
-    /// The strategy.
+    /// The strategy: best-of-n, self-correct, deepening.
     #[arg(long, default_value = "best-of-n")]
     strategy: String,
     /// The strategy's configuration: a JSON object or a file holding one (fields of the
     /// strategy, or a whole {"type": …} object). The flags below override it.
     #[arg(long)]
     config: Option<String>,
-    /// Samples (best-of-n).
+    /// Samples (best-of-n) or branches (deepening).
     #[arg(long)]
     n: Option<u32>,
+    /// Revision rounds (self-correct).
+    #[arg(long)]
+    rounds: Option<u32>,
+    /// First segment's token budget (deepening).
+    #[arg(long)]
+    l0: Option<u32>,
+    /// Budget growth per trigger (deepening).
+    #[arg(long)]
+    gamma: Option<f64>,
     /// Reranker (best-of-n): judge, logprob, vote, weighted_vote.
     #[arg(long)]
     rerank: Option<String>,
-    /// New tokens per sample, at most.
+    /// New tokens per sample or attempt, at most (deepening: the total budget per branch).
     #[arg(long)]
     max_tokens: Option<u32>,
     /// Base seed.
@@ -74,6 +83,12 @@ impl StrategyArgs {
                 StrategyConfig::from_json(&self.strategy, &json)?
             }
         };
+        let only = |flag: &str, strategy: &str| {
+            ConfigError::new(
+                "flags",
+                format!("{flag} applies to {strategy} only; use --config for other fields"),
+            )
+        };
         match &mut config {
             StrategyConfig::BestOfN(c) => {
                 if let Some(n) = self.n {
@@ -89,7 +104,48 @@ impl StrategyArgs {
                     c.sampling.seed = s;
                 }
             }
+            StrategyConfig::SelfCorrect(c) => {
+                if let Some(r) = self.rounds {
+                    c.rounds = r;
+                }
+                if let Some(m) = self.max_tokens {
+                    c.max_tokens = m;
+                }
+                if let Some(s) = self.seed {
+                    c.sampling.seed = s;
+                }
+            }
+            StrategyConfig::Deepening(c) => {
+                if let Some(n) = self.n {
+                    c.width = n;
+                }
+                if let Some(m) = self.max_tokens {
+                    c.total_budget = m;
+                }
+                if let Some(l0) = self.l0 {
+                    c.l0 = l0;
+                }
+                if let Some(g) = self.gamma {
+                    c.gamma = g;
+                }
+                if let Some(s) = self.seed {
+                    c.sampling.seed = s;
+                }
+            }
             _ => unreachable!("every strategy is handled"),
+        }
+        let name = config.name();
+        if self.rerank.is_some() && name != "best_of_n" {
+            return Err(only("--rerank", "best-of-n"));
+        }
+        if self.rounds.is_some() && name != "self_correct" {
+            return Err(only("--rounds", "self-correct"));
+        }
+        if (self.l0.is_some() || self.gamma.is_some()) && name != "deepening" {
+            return Err(only("--l0/--gamma", "deepening"));
+        }
+        if self.n.is_some() && name == "self_correct" {
+            return Err(only("--n", "best-of-n and deepening (width)"));
         }
         config.validate()?;
         Ok(config)
@@ -383,6 +439,24 @@ fn print_outcome(o: &Outcome) {
             mark(c.correct),
         );
     }
+    if !o.timeline.is_empty() {
+        println!("\ntimeline:");
+        for e in &o.timeline {
+            let what = match e.kind {
+                EntryKind::Generated => format!(
+                    "generated {} tokens · answer so far {}{}",
+                    e.tokens,
+                    e.answer.as_deref().unwrap_or("(none)"),
+                    mark(e.correct)
+                ),
+                EntryKind::Revision => format!("revision request ({} tokens)", e.tokens),
+                EntryKind::Trigger => {
+                    format!("trigger ({} tokens): {:?}", e.tokens, e.text.trim())
+                }
+            };
+            println!("  branch {} @ token {:>4}: {what}", e.branch, e.offset);
+        }
+    }
     println!(
         "\n--- chosen #{} (score {:.3}):\n{}",
         o.chosen,
@@ -470,6 +544,24 @@ fn run_eval(args: &EvalArgs) -> ponder::Result<()> {
             report.usage.forward_passes,
             report.wall_ms as f64 / 1000.0
         );
+        if let Some(m) = &report.self_correct {
+            println!(
+                "self-correct: Acc@t1 {:.3} · Acc@t2 {:.3} · Δ {:+.3} · Δ(i→c) {:.3} · Δ(c→i) {:.3}",
+                m.acc_t1, m.acc_t2, m.delta, m.delta_i_to_c, m.delta_c_to_i
+            );
+        }
+        if let Some(m) = &report.deepening {
+            let accs: Vec<String> = m
+                .accuracy_after_trigger
+                .iter()
+                .map(|a| format!("{a:.3}"))
+                .collect();
+            println!(
+                "deepening: accuracy after 0, 1, 2, … triggers: {} · {:.0} tokens per problem",
+                accs.join(" → "),
+                m.mean_tokens
+            );
+        }
         if !report.line_errors.is_empty() {
             println!(
                 "skipped {} dataset lines (see above)",

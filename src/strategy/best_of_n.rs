@@ -141,6 +141,7 @@ pub fn run(config: &BestOfNConfig, lm: &mut dyn Lm, problem: &Problem) -> Result
         correct: problem.check(pick.answer.as_deref()),
         usage: lm.usage().since(&before),
         candidates,
+        timeline: Vec::new(),
     })
 }
 
@@ -285,7 +286,9 @@ mod tests {
             r#"{"n": 4, "rerank": "vote", "sampling": {"temperature": 0.5}}"#,
         )
         .unwrap();
-        let super::super::StrategyConfig::BestOfN(b) = &c;
+        let super::super::StrategyConfig::BestOfN(b) = &c else {
+            panic!("{c:?}")
+        };
         assert_eq!(
             (b.n, b.rerank, b.sampling.temperature),
             (4, Rerank::Vote, 0.5)

@@ -4,6 +4,8 @@
 //! text, its score, every candidate it considered with their scores, and the work it took.
 
 pub mod best_of_n;
+pub mod deepening;
+pub mod self_correct;
 
 use serde::{Deserialize, Serialize};
 
@@ -12,6 +14,8 @@ use crate::lm::{FinishReason, Lm, Message, Usage};
 use crate::reward::answer;
 
 pub use best_of_n::{BestOfNConfig, Rerank};
+pub use deepening::DeepeningConfig;
+pub use self_correct::{Keep, SelfCorrectConfig};
 
 /// A problem to solve.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -104,6 +108,10 @@ impl PromptConfig {
 pub enum StrategyConfig {
     /// See [`best_of_n`].
     BestOfN(BestOfNConfig),
+    /// See [`self_correct`].
+    SelfCorrect(SelfCorrectConfig),
+    /// See [`deepening`].
+    Deepening(DeepeningConfig),
 }
 
 impl StrategyConfig {
@@ -111,6 +119,8 @@ impl StrategyConfig {
     pub fn name(&self) -> &'static str {
         match self {
             Self::BestOfN(_) => "best_of_n",
+            Self::SelfCorrect(_) => "self_correct",
+            Self::Deepening(_) => "deepening",
         }
     }
 
@@ -121,9 +131,11 @@ impl StrategyConfig {
     pub fn default_for(name: &str) -> Result<Self, ConfigError> {
         match name.replace('-', "_").as_str() {
             "best_of_n" => Ok(Self::BestOfN(BestOfNConfig::default())),
+            "self_correct" => Ok(Self::SelfCorrect(SelfCorrectConfig::default())),
+            "deepening" => Ok(Self::Deepening(DeepeningConfig::default())),
             other => Err(ConfigError::new(
                 "strategy",
-                format!("unknown strategy {other:?}; known: best-of-n"),
+                format!("unknown strategy {other:?}; known: best-of-n, self-correct, deepening"),
             )),
         }
     }
@@ -156,6 +168,8 @@ impl StrategyConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         match self {
             Self::BestOfN(c) => c.validate(),
+            Self::SelfCorrect(c) => c.validate(),
+            Self::Deepening(c) => c.validate(),
         }
     }
 
@@ -168,6 +182,8 @@ impl StrategyConfig {
         self.validate()?;
         match self {
             Self::BestOfN(c) => best_of_n::run(c, lm, problem),
+            Self::SelfCorrect(c) => self_correct::run(c, lm, problem),
+            Self::Deepening(c) => deepening::run(c, lm, problem),
         }
     }
 }
@@ -214,6 +230,74 @@ pub struct Outcome {
     pub correct: Option<bool>,
     /// Every candidate, in generation order.
     pub candidates: Vec<Candidate>,
+    /// What happened along each branch, in order: attempts, revision requests, triggers (empty
+    /// for strategies that only sample).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub timeline: Vec<TimelineEntry>,
     /// The work this solve took.
     pub usage: Usage,
+}
+
+/// What a timeline entry records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    /// Text the model generated.
+    Generated,
+    /// A revision request appended as a new user turn (self-correction).
+    Revision,
+    /// A reflection trigger injected into the model's own turn (iterative deepening).
+    Trigger,
+}
+
+/// One span of a branch: generated text or injected text, with its token offset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimelineEntry {
+    /// Which branch (candidate index for `self_correct`'s attempts: always 0).
+    pub branch: usize,
+    /// What the span is.
+    pub kind: EntryKind,
+    /// Tokens of this branch after the prompt before this span starts.
+    pub offset: usize,
+    /// The span's length in tokens.
+    pub tokens: usize,
+    /// The span's text.
+    pub text: String,
+    /// For generated spans: the answer extracted from the branch's text so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<String>,
+    /// For generated spans with a reference: whether that answer is right.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correct: Option<bool>,
+}
+
+/// The tokens that close the assistant turn ending at `node` and open a new user turn with `text`
+/// followed by the assistant's turn, as the model's chat template writes them. When `node` already
+/// ends with the template's end-of-turn token (the model stopped by itself), that token is not
+/// repeated.
+pub(crate) fn user_turn_tokens(
+    lm: &mut dyn Lm,
+    node: crate::lm::Node,
+    text: &str,
+) -> Result<Vec<crate::lm::TokenId>, crate::error::DecodeError> {
+    const MARK: &str = "\u{1}PONDER-TURN\u{1}";
+    let rendered = lm.chat_text(&[
+        Message::user("q"),
+        Message::new("assistant", MARK),
+        Message::user(text),
+    ])?;
+    let after = rendered
+        .split_once(MARK)
+        .map(|(_, a)| a.to_string())
+        .ok_or_else(|| {
+            crate::error::DecodeError::ChatTemplate(
+                "the chat template dropped the assistant's text".into(),
+            )
+        })?;
+    let mut tokens = lm.tokenize(&after)?;
+    let last = lm.node_tokens(node)?.last().copied();
+    if !tokens.is_empty() && last == Some(tokens[0]) {
+        tokens.remove(0);
+    }
+    Ok(tokens)
 }

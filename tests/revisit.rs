@@ -1,0 +1,292 @@
+//! Self-correction and iterative deepening on the real default model.
+
+mod common;
+
+use common::session;
+use ponder::eval;
+use ponder::strategy::{DeepeningConfig, EntryKind, Problem, SelfCorrectConfig, StrategyConfig};
+use ponder::{ConfigError, Engine, Error, SamplingParams};
+
+const QUESTION: &str =
+    "A farmer has 15 sheep. He buys 8 more and then sells 6. How many sheep does he have now?";
+
+fn engine() -> Engine {
+    Engine::from_lm(session(4096, 16))
+}
+
+#[test]
+fn deepening_triggers_sit_where_the_budgets_say_and_the_total_holds() {
+    let engine = engine();
+    let config = DeepeningConfig {
+        width: 2,
+        l0: 16,
+        gamma: 1.5,
+        total_budget: 100,
+        stop_on_confirm: false,
+        ignore_eos: true,
+        ..DeepeningConfig::default()
+    };
+    let trigger = engine
+        .with_lm(|lm| lm.tokenize(&config.trigger))
+        .unwrap()
+        .len();
+    let out = engine
+        .solve(
+            &Problem::new(QUESTION),
+            &StrategyConfig::Deepening(config.clone()),
+        )
+        .unwrap();
+    assert_eq!(out.candidates.len(), 2);
+
+    // What the budgets predict: segment i gets min(floor(16·1.5^i), what is left); a trigger
+    // follows while more than its own length is left.
+    let mut expected = Vec::new();
+    let (mut spent, mut i) = (0usize, 0u32);
+    loop {
+        let n = (config.segment_budget(i) as usize).min(100 - spent);
+        expected.push((EntryKind::Generated, spent, n));
+        spent += n;
+        if 100 - spent <= trigger {
+            break;
+        }
+        expected.push((EntryKind::Trigger, spent, trigger));
+        spent += trigger;
+        i += 1;
+    }
+    assert!(expected.len() >= 5, "several triggers: {expected:?}");
+    for b in 0..2 {
+        let got: Vec<(EntryKind, usize, usize)> = out
+            .timeline
+            .iter()
+            .filter(|e| e.branch == b)
+            .map(|e| (e.kind, e.offset, e.tokens))
+            .collect();
+        assert_eq!(got, expected, "branch {b}");
+        let last = out.timeline.iter().rfind(|e| e.branch == b).unwrap();
+        assert!(last.offset + last.tokens <= 100, "the total budget holds");
+        assert!(out.candidates[b].text.contains(config.trigger.trim()));
+    }
+    // Nothing re-prefilled: the prompt once and each trigger's own tokens.
+    let triggers = out
+        .timeline
+        .iter()
+        .filter(|e| e.kind == EntryKind::Trigger)
+        .count();
+    assert_eq!(
+        out.usage.prefill_tokens,
+        out.usage.prompt_tokens + (triggers * trigger) as u64,
+        "{:?}",
+        out.usage
+    );
+    assert_eq!(out.usage.recomputed_tokens, 0);
+}
+
+#[test]
+fn deepening_with_early_answers_stays_within_budget_and_votes() {
+    let engine = engine();
+    let config = DeepeningConfig {
+        width: 3,
+        l0: 24,
+        total_budget: 120,
+        ..DeepeningConfig::default()
+    };
+    let problem = Problem::new(QUESTION).with_answer("17");
+    let out = engine
+        .solve(&problem, &StrategyConfig::Deepening(config.clone()))
+        .unwrap();
+    for b in 0..3 {
+        let entries: Vec<_> = out.timeline.iter().filter(|e| e.branch == b).collect();
+        let mut segment = 0;
+        for e in &entries {
+            if e.kind == EntryKind::Generated {
+                assert!(e.tokens as u32 <= config.segment_budget(segment));
+                segment += 1;
+            }
+        }
+        let last = entries.last().unwrap();
+        assert!(last.offset + last.tokens <= 120);
+    }
+    // The chosen answer is the branches' majority.
+    if let Some(a) = &out.answer {
+        let key = ponder::reward::answer::normalize(a);
+        let votes = |k: &str| {
+            out.candidates
+                .iter()
+                .filter(|c| {
+                    c.answer
+                        .as_deref()
+                        .map(ponder::reward::answer::normalize)
+                        .as_deref()
+                        == Some(k)
+                })
+                .count()
+        };
+        let top = out
+            .candidates
+            .iter()
+            .filter_map(|c| c.answer.as_deref().map(ponder::reward::answer::normalize))
+            .map(|k| votes(&k))
+            .max()
+            .unwrap();
+        assert_eq!(votes(&key), top);
+    }
+}
+
+#[test]
+fn a_revision_round_decodes_only_the_new_tokens() {
+    let engine = engine();
+    let config = SelfCorrectConfig {
+        rounds: 2,
+        max_tokens: 48,
+        accept_threshold: None,
+        ..SelfCorrectConfig::default()
+    };
+    let out = engine
+        .solve(
+            &Problem::new(QUESTION).with_answer("17"),
+            &StrategyConfig::SelfCorrect(config),
+        )
+        .unwrap();
+    assert_eq!(out.candidates.len(), 3, "first attempt and two revisions");
+    assert_eq!(out.chosen, 2, "keeps the last attempt");
+    let revisions: Vec<_> = out
+        .timeline
+        .iter()
+        .filter(|e| e.kind == EntryKind::Revision)
+        .collect();
+    assert_eq!(revisions.len(), 2);
+    // The conversation so far is never prefilled again: only the prompt and the revision turns.
+    let turns: u64 = revisions.iter().map(|e| e.tokens as u64).sum();
+    assert_eq!(
+        out.usage.prefill_tokens,
+        out.usage.prompt_tokens + turns,
+        "{:?}",
+        out.usage
+    );
+    assert_eq!(out.usage.recomputed_tokens, 0);
+    // Spans follow each other without gaps.
+    for w in out.timeline.windows(2) {
+        assert_eq!(w[1].offset, w[0].offset + w[0].tokens, "{:?}", out.timeline);
+    }
+    for c in &out.candidates {
+        assert!(c.correct.is_some());
+    }
+}
+
+#[test]
+fn an_accepting_judge_stops_self_correction_early() {
+    let engine = engine();
+    // Threshold 0: the first attempt is always accepted.
+    let config = SelfCorrectConfig {
+        rounds: 3,
+        max_tokens: 32,
+        accept_threshold: Some(0.0),
+        ..SelfCorrectConfig::default()
+    };
+    let out = engine
+        .solve(
+            &Problem::new(QUESTION),
+            &StrategyConfig::SelfCorrect(config),
+        )
+        .unwrap();
+    assert_eq!(out.candidates.len(), 1);
+    assert!(out.candidates[0].judge.is_some());
+}
+
+#[test]
+fn bad_configs_are_clear_errors() {
+    let engine = engine();
+    let field = |c: StrategyConfig| match engine.solve(&Problem::new(QUESTION), &c) {
+        Err(Error::Config(ConfigError { field, reason, .. })) => {
+            assert!(!reason.is_empty());
+            field
+        }
+        other => panic!("expected a config error, got {other:?}"),
+    };
+    let d = DeepeningConfig::default;
+    assert_eq!(
+        field(StrategyConfig::Deepening(DeepeningConfig { l0: 0, ..d() })),
+        "l0"
+    );
+    assert_eq!(
+        field(StrategyConfig::Deepening(DeepeningConfig {
+            gamma: 0.9,
+            ..d()
+        })),
+        "gamma"
+    );
+    assert_eq!(
+        field(StrategyConfig::Deepening(DeepeningConfig {
+            trigger: "  ".into(),
+            ..d()
+        })),
+        "trigger"
+    );
+    assert_eq!(
+        field(StrategyConfig::Deepening(DeepeningConfig {
+            width: 0,
+            ..d()
+        })),
+        "width"
+    );
+    assert_eq!(
+        field(StrategyConfig::SelfCorrect(SelfCorrectConfig {
+            rounds: 0,
+            ..SelfCorrectConfig::default()
+        })),
+        "rounds"
+    );
+    assert_eq!(
+        field(StrategyConfig::SelfCorrect(SelfCorrectConfig {
+            sampling: SamplingParams {
+                temperature: -1.0,
+                ..SamplingParams::default()
+            },
+            ..SelfCorrectConfig::default()
+        })),
+        "temperature"
+    );
+    assert_eq!(engine.usage().forward_passes, 0);
+}
+
+#[test]
+fn eval_reports_self_correction_deltas_that_add_up_and_deepening_accuracy() {
+    let engine = engine();
+    let (problems, errors) = eval::read_dataset(&std::path::PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/data/arith40.jsonl"
+    )))
+    .unwrap();
+    assert!(errors.is_empty());
+    let problems = &problems[..4];
+    let sc = StrategyConfig::SelfCorrect(SelfCorrectConfig {
+        max_tokens: 48,
+        accept_threshold: None,
+        ..SelfCorrectConfig::default()
+    });
+    let report = eval::run(&engine, problems, Vec::new(), &sc, |_, _, _| {});
+    let m = report.self_correct.expect("self-correct metrics");
+    assert_eq!(m.problems, 4);
+    assert!(
+        (m.delta - (m.delta_i_to_c - m.delta_c_to_i)).abs() < 1e-12,
+        "{m:?}"
+    );
+    assert!((m.delta - (m.acc_t2 - m.acc_t1)).abs() < 1e-12, "{m:?}");
+    assert!((m.acc_t2 - report.accuracy).abs() < 1e-12);
+
+    let deep = StrategyConfig::Deepening(DeepeningConfig {
+        width: 2,
+        l0: 24,
+        total_budget: 96,
+        ..DeepeningConfig::default()
+    });
+    let report = eval::run(&engine, &problems[..2], Vec::new(), &deep, |_, _, _| {});
+    let m = report.deepening.expect("deepening metrics");
+    assert_eq!(m.problems, 2);
+    assert!(!m.accuracy_after_trigger.is_empty());
+    assert!(m
+        .accuracy_after_trigger
+        .iter()
+        .all(|a| (0.0..=1.0).contains(a)));
+    assert!(m.mean_tokens > 0.0 && m.mean_tokens <= 2.0 * 96.0);
+}
