@@ -27,7 +27,8 @@ pub fn extract(solution: &str) -> Option<String> {
                 Some(p) => {
                     let p = strip_phrase_tail(&p);
                     if numeric_value(&p).is_some() {
-                        p
+                        p.trim_end_matches([',', '.', ';', ':', '!', '?'])
+                            .to_string()
                     } else {
                         last_number(&p).map_or(p.clone(), str::to_string)
                     }
