@@ -130,19 +130,14 @@ pub fn run(config: &BestOfNConfig, lm: &mut dyn Lm, problem: &Problem) -> Result
         lm.release(n);
     }
     let (candidates, chosen) = result?;
-    let pick = &candidates[chosen];
-    Ok(Outcome {
-        id: problem.id.clone(),
-        strategy: "best_of_n".into(),
-        answer: pick.answer.clone(),
-        text: pick.text.clone(),
-        score: pick.score,
-        chosen,
-        correct: problem.check(pick.answer.as_deref()),
-        usage: lm.usage().since(&before),
+    Ok(Outcome::pick(
+        "best_of_n",
+        problem,
         candidates,
-        timeline: Vec::new(),
-    })
+        chosen,
+        Vec::new(),
+        lm.usage().since(&before),
+    ))
 }
 
 fn rank(
@@ -166,7 +161,6 @@ fn rank(
         }
         Rerank::Logprob | Rerank::Vote => None,
     };
-    let seq: Vec<_> = generations.iter().map(seqlogp::of_generation).collect();
 
     // Per-candidate scores, and the chosen index (ties: the lowest index).
     let (scores, chosen): (Vec<f64>, usize) = match config.rerank {
@@ -176,9 +170,9 @@ fn rank(
             (s, c)
         }
         Rerank::Logprob => {
-            let s: Vec<f64> = seq
+            let s: Vec<f64> = generations
                 .iter()
-                .map(|l| l.score(config.length_normalise))
+                .map(|g| seqlogp::of_generation(g).score(config.length_normalise))
                 .collect();
             let c = argmax(&s);
             (s, c)
@@ -229,19 +223,9 @@ fn rank(
 
     let candidates = generations
         .iter()
-        .zip(answers)
-        .zip(seq)
         .enumerate()
-        .map(|(i, ((g, a), l))| Candidate {
-            text: g.text.clone(),
-            correct: problem.check(a.as_deref()),
-            answer: a,
-            tokens: g.tokens,
-            logprob: l.sum,
-            mean_logprob: l.mean,
-            judge: judged.as_ref().map(|j| j[i]),
-            score: scores[i],
-            finish: g.finish.clone(),
+        .map(|(i, g)| {
+            Candidate::from_generation(g, problem, judged.as_ref().map(|j| j[i]), scores[i])
         })
         .collect();
     Ok((candidates, chosen))

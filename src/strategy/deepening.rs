@@ -166,19 +166,14 @@ pub fn run(config: &DeepeningConfig, lm: &mut dyn Lm, problem: &Problem) -> Resu
         })
         .collect();
     let chosen = winner.as_ref().map_or(0, |w| w.members[0]);
-    let pick = &candidates[chosen];
-    Ok(Outcome {
-        id: problem.id.clone(),
-        strategy: "deepening".into(),
-        answer: pick.answer.clone(),
-        text: pick.text.clone(),
-        score: pick.score,
-        chosen,
-        correct: problem.check(pick.answer.as_deref()),
-        usage: lm.usage().since(&before),
+    Ok(Outcome::pick(
+        "deepening",
+        problem,
         candidates,
+        chosen,
         timeline,
-    })
+        lm.usage().since(&before),
+    ))
 }
 
 fn deepen(

@@ -238,6 +238,55 @@ pub struct Outcome {
     pub usage: Usage,
 }
 
+impl Outcome {
+    /// The outcome that picks `candidates[chosen]`.
+    pub(crate) fn pick(
+        strategy: &str,
+        problem: &Problem,
+        candidates: Vec<Candidate>,
+        chosen: usize,
+        timeline: Vec<TimelineEntry>,
+        usage: Usage,
+    ) -> Self {
+        let pick = &candidates[chosen];
+        Self {
+            id: problem.id.clone(),
+            strategy: strategy.into(),
+            answer: pick.answer.clone(),
+            text: pick.text.clone(),
+            score: pick.score,
+            chosen,
+            correct: problem.check(pick.answer.as_deref()),
+            usage,
+            candidates,
+            timeline,
+        }
+    }
+}
+
+impl Candidate {
+    /// A sampled candidate with its extracted answer, labelled against `problem`'s reference.
+    pub(crate) fn from_generation(
+        g: &crate::lm::Generation,
+        problem: &Problem,
+        judge: Option<f64>,
+        score: f64,
+    ) -> Self {
+        let answer = answer::extract(&g.text);
+        Self {
+            correct: problem.check(answer.as_deref()),
+            answer,
+            text: g.text.clone(),
+            tokens: g.tokens,
+            logprob: g.logprob,
+            mean_logprob: g.mean_logprob(),
+            judge,
+            score,
+            finish: g.finish.clone(),
+        }
+    }
+}
+
 /// What a timeline entry records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -14,7 +14,6 @@ use super::{
 use crate::error::{ConfigError, Error};
 use crate::lm::{GenRequest, Lm, Node, SamplingParams};
 use crate::reward::judge::{Judge, JudgeConfig, Verdict};
-use crate::reward::{answer, seqlogp};
 
 /// Which attempt the outcome keeps when the judge never accepts one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -134,19 +133,14 @@ pub fn run(
             .map_or(0, |(i, _)| i),
     };
     // An accepted attempt ends the loop, so it is the last one: `Last` keeps it.
-    let pick = &candidates[chosen];
-    Ok(Outcome {
-        id: problem.id.clone(),
-        strategy: "self_correct".into(),
-        answer: pick.answer.clone(),
-        text: pick.text.clone(),
-        score: pick.score,
-        chosen,
-        correct: problem.check(pick.answer.as_deref()),
-        usage: lm.usage().since(&before),
+    Ok(Outcome::pick(
+        "self_correct",
+        problem,
         candidates,
+        chosen,
         timeline,
-    })
+        lm.usage().since(&before),
+    ))
 }
 
 fn attempts(
@@ -204,32 +198,22 @@ fn attempts(
             .remove(0);
         made.push(g.node);
         parent = g.node;
-        let ans = answer::extract(&g.text);
         let judged = match (&judge, &verifier) {
             (Some(j), Some(v)) => Some(j.score(lm, v, &[&g.text])?[0].score),
             _ => None,
         };
-        let l = seqlogp::of_generation(&g);
+        let candidate =
+            Candidate::from_generation(&g, problem, judged, judged.unwrap_or(g.mean_logprob()));
         timeline.push(TimelineEntry {
             branch: 0,
             kind: EntryKind::Generated,
             offset,
             tokens: g.tokens as usize,
-            text: g.text.clone(),
-            answer: ans.clone(),
-            correct: problem.check(ans.as_deref()),
-        });
-        candidates.push(Candidate {
-            correct: problem.check(ans.as_deref()),
-            answer: ans,
             text: g.text,
-            tokens: g.tokens,
-            logprob: l.sum,
-            mean_logprob: l.mean,
-            judge: judged,
-            score: judged.unwrap_or(l.mean),
-            finish: g.finish,
+            answer: candidate.answer.clone(),
+            correct: candidate.correct,
         });
+        candidates.push(candidate);
         if let (Some(t), Some(s)) = (config.accept_threshold, judged) {
             if s >= t {
                 break;
