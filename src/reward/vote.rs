@@ -24,12 +24,13 @@ pub fn majority(answers: &[Option<String>]) -> Option<VoteWinner> {
     weighted(answers, &vec![1.0; answers.len()])
 }
 
-/// The answer with the largest total weight. Weights must be finite and non-negative (others
-/// count as 0). `None` when no candidate has an answer.
+/// Every answer group, in order of first appearance, with its total weight and its share of
+/// all weight (0 when all weights are 0). Weights must be finite and non-negative (others count
+/// as 0).
 ///
 /// # Panics
 /// If `answers` and `weights` differ in length.
-pub fn weighted(answers: &[Option<String>], weights: &[f64]) -> Option<VoteWinner> {
+pub fn tally(answers: &[Option<String>], weights: &[f64]) -> Vec<VoteWinner> {
     assert_eq!(answers.len(), weights.len(), "one weight per answer");
     let mut groups: Vec<VoteWinner> = Vec::new();
     for (i, (a, &w)) in answers.iter().zip(weights).enumerate() {
@@ -53,6 +54,24 @@ pub fn weighted(answers: &[Option<String>], weights: &[f64]) -> Option<VoteWinne
         }
     }
     let total: f64 = groups.iter().map(|g| g.weight).sum();
+    if total > 0.0 {
+        for g in &mut groups {
+            g.share = g.weight / total;
+        }
+    }
+    groups
+}
+
+/// The answer with the largest total weight. Weights must be finite and non-negative (others
+/// count as 0). `None` when no candidate has an answer. When all weights are 0 the winner's
+/// share is its share of the votes.
+///
+/// # Panics
+/// If `answers` and `weights` differ in length.
+pub fn weighted(answers: &[Option<String>], weights: &[f64]) -> Option<VoteWinner> {
+    let groups = tally(answers, weights);
+    let voters: usize = groups.iter().map(|g| g.members.len()).sum();
+    let all_zero = groups.iter().all(|g| g.weight == 0.0);
     // Groups are in order of first appearance, so keeping the first of equals breaks the last tie.
     let mut best: Option<VoteWinner> = None;
     for g in groups {
@@ -67,11 +86,9 @@ pub fn weighted(answers: &[Option<String>], weights: &[f64]) -> Option<VoteWinne
         }
     }
     best.map(|mut b| {
-        b.share = if total > 0.0 {
-            b.weight / total
-        } else {
-            b.members.len() as f64 / answers.iter().flatten().count().max(1) as f64
-        };
+        if all_zero {
+            b.share = b.members.len() as f64 / voters.max(1) as f64;
+        }
         b
     })
 }

@@ -183,31 +183,13 @@ fn rank(
                 None => vec![1.0; generations.len()],
             };
             let winner = vote::weighted(&answers, &weights);
-            let total: f64 = answers
-                .iter()
-                .zip(&weights)
-                .filter(|(a, _)| a.is_some())
-                .map(|(_, w)| w.max(0.0))
-                .sum();
             // Each candidate scores its answer group's share of the vote.
-            let s: Vec<f64> = answers
-                .iter()
-                .map(|a| {
-                    let Some(a) = a else { return 0.0 };
-                    let key = answer::normalize(a);
-                    let group: f64 = answers
-                        .iter()
-                        .zip(&weights)
-                        .filter(|(b, _)| b.as_deref().map(answer::normalize).as_ref() == Some(&key))
-                        .map(|(_, w)| w.max(0.0))
-                        .sum();
-                    if total > 0.0 {
-                        group / total
-                    } else {
-                        0.0
-                    }
-                })
-                .collect();
+            let mut s = vec![0.0; answers.len()];
+            for group in vote::tally(&answers, &weights) {
+                for &m in &group.members {
+                    s[m] = group.share;
+                }
+            }
             let c = match winner {
                 // Within the winning group, the member with the largest weight.
                 Some(w) => *w
@@ -225,7 +207,13 @@ fn rank(
         .iter()
         .enumerate()
         .map(|(i, g)| {
-            Candidate::from_generation(g, problem, judged.as_ref().map(|j| j[i]), scores[i])
+            Candidate::from_generation(
+                g,
+                answers[i].clone(),
+                problem,
+                judged.as_ref().map(|j| j[i]),
+                scores[i],
+            )
         })
         .collect();
     Ok((candidates, chosen))

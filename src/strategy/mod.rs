@@ -268,11 +268,11 @@ impl Candidate {
     /// A sampled candidate with its extracted answer, labelled against `problem`'s reference.
     pub(crate) fn from_generation(
         g: &crate::lm::Generation,
+        answer: Option<String>,
         problem: &Problem,
         judge: Option<f64>,
         score: f64,
     ) -> Self {
-        let answer = answer::extract(&g.text);
         Self {
             correct: problem.check(answer.as_deref()),
             answer,

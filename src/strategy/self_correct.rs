@@ -13,6 +13,7 @@ use super::{
 };
 use crate::error::{ConfigError, Error};
 use crate::lm::{GenRequest, Lm, Node, SamplingParams};
+use crate::reward::answer;
 use crate::reward::judge::{Judge, JudgeConfig, Verdict};
 
 /// Which attempt the outcome keeps when the judge never accepts one.
@@ -202,8 +203,13 @@ fn attempts(
             (Some(j), Some(v)) => Some(j.score(lm, v, &[&g.text])?[0].score),
             _ => None,
         };
-        let candidate =
-            Candidate::from_generation(&g, problem, judged, judged.unwrap_or(g.mean_logprob()));
+        let candidate = Candidate::from_generation(
+            &g,
+            answer::extract(&g.text),
+            problem,
+            judged,
+            judged.unwrap_or(g.mean_logprob()),
+        );
         timeline.push(TimelineEntry {
             branch: 0,
             kind: EntryKind::Generated,
