@@ -10,6 +10,7 @@ pub use llama::{
     default_model_path, ContextOptions, LlamaLm, Model, ModelOptions, DEFAULT_MODEL_PATH,
 };
 pub(crate) mod sampler;
+pub mod scripted;
 
 use serde::{Deserialize, Serialize};
 
@@ -383,4 +384,33 @@ pub trait Lm {
     /// # Errors
     /// [`DecodeError::UnknownNode`].
     fn node_tokens(&self, node: Node) -> Result<Vec<TokenId>, DecodeError>;
+}
+
+/// The tokens that close the assistant turn ending at `node` and open a new user turn with `text`
+/// followed by the assistant's turn, as the model's chat template writes them. When `node` already
+/// ends with the template's end-of-turn token (the model stopped by itself), that token is not
+/// repeated.
+///
+/// # Errors
+/// [`DecodeError::ChatTemplate`] when the template drops the assistant's text; tokenizer and
+/// unknown-node errors.
+pub fn user_turn_tokens(lm: &dyn Lm, node: Node, text: &str) -> Result<Vec<TokenId>, DecodeError> {
+    const MARK: &str = "\u{1}PONDER-TURN\u{1}";
+    let rendered = lm.chat_text(&[
+        Message::user("q"),
+        Message::new("assistant", MARK),
+        Message::user(text),
+    ])?;
+    let after = rendered
+        .split_once(MARK)
+        .map(|(_, a)| a.to_string())
+        .ok_or_else(|| {
+            DecodeError::ChatTemplate("the chat template dropped the assistant's text".into())
+        })?;
+    let mut tokens = lm.tokenize(&after)?;
+    let last = lm.node_tokens(node)?.last().copied();
+    if !tokens.is_empty() && last == Some(tokens[0]) {
+        tokens.remove(0);
+    }
+    Ok(tokens)
 }

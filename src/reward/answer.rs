@@ -12,28 +12,33 @@
 
 /// The final answer of `solution`, as written (trimmed), or `None` if there is none.
 pub fn extract(solution: &str) -> Option<String> {
+    explicit(solution).or_else(|| {
+        let n = last_number(solution)?.trim().to_string();
+        (!normalize(&n).is_empty()).then_some(n)
+    })
+}
+
+/// The final answer that `solution` states with an explicit marker (`\boxed{…}`, `####`, "the
+/// answer is", "answer:"), or `None`: [`extract`] without its last-number fallback. Tree search
+/// uses it to decide that a step ends the solution.
+pub fn explicit(solution: &str) -> Option<String> {
     // Explicit markers: their contents are the answer as written.
     let explicit = last_boxed(solution).or_else(|| after_marker(solution, "####"));
     let answer = match explicit {
         Some(a) => a,
         None => {
-            let phrase = after_phrase(solution, "final answer: the final answer is")
+            let p = after_phrase(solution, "final answer: the final answer is")
                 .or_else(|| after_phrase(solution, "the final answer is"))
                 .or_else(|| after_phrase(solution, "the answer is"))
-                .or_else(|| after_phrase(solution, "answer:"));
-            match phrase {
-                // "1/2", "$1,200" are numbers as a whole; "8 apples" or "12 + 30 = 42" end
-                // with theirs; "blue" is an answer too.
-                Some(p) => {
-                    let p = strip_phrase_tail(&p);
-                    if numeric_value(&p).is_some() {
-                        p.trim_end_matches([',', '.', ';', ':', '!', '?'])
-                            .to_string()
-                    } else {
-                        last_number(&p).map_or(p.clone(), str::to_string)
-                    }
-                }
-                None => last_number(solution)?.to_string(),
+                .or_else(|| after_phrase(solution, "answer:"))?;
+            // "1/2", "$1,200" are numbers as a whole; "8 apples" or "12 + 30 = 42" end with
+            // theirs; "blue" is an answer too.
+            let p = strip_phrase_tail(&p);
+            if numeric_value(&p).is_some() {
+                p.trim_end_matches([',', '.', ';', ':', '!', '?'])
+                    .to_string()
+            } else {
+                last_number(&p).map_or(p.clone(), str::to_string)
             }
         }
     };

@@ -14,7 +14,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ConfigError, DecodeError};
-use crate::lm::{Lm, Message, Node, TokenId};
+use crate::lm::{user_turn_tokens, Lm, Message, Node, TokenId};
 
 /// Where the solution goes in the verifier prompts.
 pub const SOLUTION: &str = "{solution}";
@@ -63,6 +63,12 @@ pub struct JudgeConfig {
     /// The user message asking whether the last step of a partial solution is correct; must
     /// contain `{solution}` (the steps so far), may contain `{question}`.
     pub step_prompt: String,
+    /// Inline form (tree search): a user turn appended to the solver's own conversation right after
+    /// a partial solution, asking whether its last step is correct. Only these few tokens are
+    /// decoded per verdict; the question and the steps are already in the solver's cache.
+    pub inline_step_prompt: String,
+    /// Inline form of the outcome question, appended after a finished solution.
+    pub inline_outcome_prompt: String,
     /// Words that mean "correct".
     pub yes: Vec<String>,
     /// Words that mean "incorrect".
@@ -85,6 +91,8 @@ impl Default for JudgeConfig {
             system: None,
             outcome_prompt: "Check the following solution to a math problem.\n\nProblem: {question}\n\nSolution:\n{solution}\n\nIs this solution correct? Answer Yes or No.".into(),
             step_prompt: "Check the latest step of the following partial solution to a math problem.\n\nProblem: {question}\n\nSolution so far:\n{solution}\n\nIs the last step correct? Answer Yes or No.".into(),
+            inline_step_prompt: "Is the last step of the solution above correct? Answer Yes or No.".into(),
+            inline_outcome_prompt: "Is the solution above correct? Answer Yes or No.".into(),
             yes: vec!["Yes".into()],
             no: vec!["No".into()],
             aggregate: StepAggregate::Min,
@@ -317,6 +325,73 @@ impl Judge {
             out.push(it.by_ref().take(steps.len()).collect());
         }
         Ok(out)
+    }
+
+    /// The tokens appended to `node` to ask the inline question of `kind` (see
+    /// [`JudgeConfig::inline_step_prompt`]): the solver's turn is closed and the question opens a
+    /// new user turn, followed by the assistant's turn where the verdict word would come.
+    ///
+    /// # Errors
+    /// Chat-template, tokenizer and unknown-node errors.
+    pub fn inline_suffix(
+        &self,
+        lm: &dyn Lm,
+        node: Node,
+        kind: Verdict,
+    ) -> Result<Vec<TokenId>, DecodeError> {
+        let text = match kind {
+            Verdict::Outcome => &self.config.inline_outcome_prompt,
+            Verdict::Step => &self.config.inline_step_prompt,
+        };
+        user_turn_tokens(lm, node, text)
+    }
+
+    /// Scores nodes of the solver's own tree in place: each gets its inline question appended
+    /// ([`Judge::inline_suffix`]) and the verdict is read after it. Batched like [`Judge::score`],
+    /// at most [`JudgeConfig::batch_tokens`] question tokens per forward pass; the question nodes
+    /// are released before returning. Returns the scores and the number of question tokens
+    /// appended in all.
+    ///
+    /// # Errors
+    /// Model errors; [`DecodeError::ContextOverflow`] when a node has no room left for the
+    /// question.
+    pub fn score_inline(
+        &self,
+        lm: &mut dyn Lm,
+        queries: &[(Node, Verdict)],
+    ) -> Result<(Vec<JudgeScore>, usize), DecodeError> {
+        let suffixes = queries
+            .iter()
+            .map(|&(node, kind)| self.inline_suffix(lm, node, kind))
+            .collect::<Result<Vec<_>, _>>()?;
+        let total = suffixes.iter().map(Vec::len).sum();
+        let budget = match self.config.batch_tokens {
+            0 => usize::MAX,
+            b => b as usize,
+        };
+        let mut scores = Vec::with_capacity(queries.len());
+        let mut start = 0;
+        while start < queries.len() {
+            let mut end = start;
+            let mut tokens = 0;
+            while end < queries.len() && (end == start || tokens + suffixes[end].len() <= budget) {
+                tokens += suffixes[end].len();
+                end += 1;
+            }
+            let mut nodes = Vec::with_capacity(end - start);
+            let result = (|| {
+                for i in start..end {
+                    nodes.push(lm.extend_tokens(queries[i].0, &suffixes[i])?);
+                }
+                self.read(lm, &nodes)
+            })();
+            for n in nodes {
+                lm.release(n);
+            }
+            scores.extend(result?);
+            start = end;
+        }
+        Ok((scores, total))
     }
 
     /// The verdict after each node (nodes must end where the answer word would come).

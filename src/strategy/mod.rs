@@ -3,9 +3,12 @@
 //! A strategy takes an [`Lm`] and a [`Problem`] and returns an [`Outcome`]: the chosen answer and
 //! text, its score, every candidate it considered with their scores, and the work it took.
 
+pub mod beam;
 pub mod best_of_n;
 pub mod deepening;
+pub mod mcts;
 pub mod self_correct;
+pub mod tree;
 
 use serde::{Deserialize, Serialize};
 
@@ -13,9 +16,12 @@ use crate::error::{ConfigError, Error};
 use crate::lm::{FinishReason, Lm, Message, Usage};
 use crate::reward::answer;
 
+pub use beam::{BeamAnswer, BeamConfig};
 pub use best_of_n::{BestOfNConfig, Rerank};
 pub use deepening::DeepeningConfig;
+pub use mcts::{AnswerBy, Backup, MctsConfig, RolloutConfig, Selection, Widen};
 pub use self_correct::{Keep, SelfCorrectConfig};
+pub use tree::{Budget, Limit, SearchTree, StepConfig, StopReason, TreeNode};
 
 /// A problem to solve.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -112,6 +118,10 @@ pub enum StrategyConfig {
     SelfCorrect(SelfCorrectConfig),
     /// See [`deepening`].
     Deepening(DeepeningConfig),
+    /// See [`mcts`].
+    Mcts(MctsConfig),
+    /// See [`beam`].
+    Beam(BeamConfig),
 }
 
 impl StrategyConfig {
@@ -121,6 +131,8 @@ impl StrategyConfig {
             Self::BestOfN(_) => "best_of_n",
             Self::SelfCorrect(_) => "self_correct",
             Self::Deepening(_) => "deepening",
+            Self::Mcts(_) => "mcts",
+            Self::Beam(_) => "beam",
         }
     }
 
@@ -133,9 +145,11 @@ impl StrategyConfig {
             "best_of_n" => Ok(Self::BestOfN(BestOfNConfig::default())),
             "self_correct" => Ok(Self::SelfCorrect(SelfCorrectConfig::default())),
             "deepening" => Ok(Self::Deepening(DeepeningConfig::default())),
+            "mcts" => Ok(Self::Mcts(MctsConfig::default())),
+            "beam" => Ok(Self::Beam(BeamConfig::default())),
             other => Err(ConfigError::new(
                 "strategy",
-                format!("unknown strategy {other:?}; known: best-of-n, self-correct, deepening"),
+                format!("unknown strategy {other:?}; known: best-of-n, self-correct, deepening, mcts, beam"),
             )),
         }
     }
@@ -170,6 +184,8 @@ impl StrategyConfig {
             Self::BestOfN(c) => c.validate(),
             Self::SelfCorrect(c) => c.validate(),
             Self::Deepening(c) => c.validate(),
+            Self::Mcts(c) => c.validate(),
+            Self::Beam(c) => c.validate(),
         }
     }
 
@@ -184,6 +200,8 @@ impl StrategyConfig {
             Self::BestOfN(c) => best_of_n::run(c, lm, problem),
             Self::SelfCorrect(c) => self_correct::run(c, lm, problem),
             Self::Deepening(c) => deepening::run(c, lm, problem),
+            Self::Mcts(c) => mcts::run(c, lm, problem),
+            Self::Beam(c) => beam::run(c, lm, problem),
         }
     }
 }
@@ -236,6 +254,9 @@ pub struct Outcome {
     pub timeline: Vec<TimelineEntry>,
     /// The work this solve took.
     pub usage: Usage,
+    /// Tree searches (`mcts`, `beam`): the whole search tree.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tree: Option<Box<SearchTree>>,
 }
 
 impl Outcome {
@@ -260,6 +281,7 @@ impl Outcome {
             usage,
             candidates,
             timeline,
+            tree: None,
         }
     }
 }
@@ -318,35 +340,4 @@ pub struct TimelineEntry {
     /// For generated spans with a reference: whether that answer is right.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub correct: Option<bool>,
-}
-
-/// The tokens that close the assistant turn ending at `node` and open a new user turn with `text`
-/// followed by the assistant's turn, as the model's chat template writes them. When `node` already
-/// ends with the template's end-of-turn token (the model stopped by itself), that token is not
-/// repeated.
-pub(crate) fn user_turn_tokens(
-    lm: &mut dyn Lm,
-    node: crate::lm::Node,
-    text: &str,
-) -> Result<Vec<crate::lm::TokenId>, crate::error::DecodeError> {
-    const MARK: &str = "\u{1}PONDER-TURN\u{1}";
-    let rendered = lm.chat_text(&[
-        Message::user("q"),
-        Message::new("assistant", MARK),
-        Message::user(text),
-    ])?;
-    let after = rendered
-        .split_once(MARK)
-        .map(|(_, a)| a.to_string())
-        .ok_or_else(|| {
-            crate::error::DecodeError::ChatTemplate(
-                "the chat template dropped the assistant's text".into(),
-            )
-        })?;
-    let mut tokens = lm.tokenize(&after)?;
-    let last = lm.node_tokens(node)?.last().copied();
-    if !tokens.is_empty() && last == Some(tokens[0]) {
-        tokens.remove(0);
-    }
-    Ok(tokens)
 }

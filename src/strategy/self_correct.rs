@@ -8,11 +8,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{
-    user_turn_tokens, Candidate, EntryKind, Outcome, Problem, PromptConfig, TimelineEntry,
-};
+use super::{Candidate, EntryKind, Outcome, Problem, PromptConfig, TimelineEntry};
 use crate::error::{ConfigError, Error};
-use crate::lm::{GenRequest, Lm, Node, SamplingParams};
+use crate::lm::{user_turn_tokens, GenRequest, Lm, Node, SamplingParams};
 use crate::reward::answer;
 use crate::reward::judge::{Judge, JudgeConfig, Verdict};
 

@@ -1,0 +1,305 @@
+//! A scripted [`Lm`] for testing search logic without a model.
+//!
+//! Its vocabulary is the 256 bytes plus three words: `Yes` (256), `No` (257) and an
+//! end-of-generation token (258). What it "generates" comes from a closure that sees the parent's
+//! whole text and how many times that parent has been sampled from; what the self-judge reads
+//! comes from a closure that sees the whole text of the node being judged and returns P(yes).
+//! That makes a search's decisions exactly predictable, so tests can assert visit counts.
+//!
+//! It is a test double for strategies, not a model: tests of the engine itself run the real
+//! llama.cpp backend.
+
+use std::collections::HashMap;
+
+use super::{DecodeError, FinishReason, GenRequest, Generation, Lm, Message, Node, TokenId, Usage};
+
+/// Token id of the word `Yes`.
+pub const YES: TokenId = 256;
+/// Token id of the word `No`.
+pub const NO: TokenId = 257;
+/// Token id of end of generation.
+pub const EOS: TokenId = 258;
+
+/// What the script is asked for one sample.
+#[derive(Debug)]
+pub struct StepQuery<'a> {
+    /// The parent's whole text (prompt included).
+    pub text: &'a str,
+    /// How many samples were taken from this same prefix before this one.
+    pub ordinal: usize,
+    /// The request.
+    pub request: &'a GenRequest,
+}
+
+/// What one sample produces.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScriptedStep {
+    /// The text (cut at the request's first stop string or `max_tokens` bytes).
+    pub text: String,
+    /// Whether the model ends its turn after the text.
+    pub eos: bool,
+    /// Log-probability of each generated token.
+    pub logprob_per_token: f64,
+}
+
+type StepFn = dyn FnMut(&StepQuery<'_>) -> ScriptedStep + Send;
+type JudgeFn = dyn FnMut(&str) -> f64 + Send;
+
+/// An [`Lm`] whose samples and verdicts come from closures.
+pub struct ScriptedLm {
+    nodes: Vec<Option<(u32, Vec<TokenId>)>>,
+    generations: Vec<u32>,
+    free: Vec<u32>,
+    sampled: HashMap<Vec<TokenId>, usize>,
+    step: Box<StepFn>,
+    judge: Box<JudgeFn>,
+    usage: Usage,
+}
+
+impl std::fmt::Debug for ScriptedLm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScriptedLm")
+            .field("live_nodes", &self.live_nodes())
+            .field("usage", &self.usage)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ScriptedLm {
+    /// A model that samples with `step` and judges with `judge` (P(yes), clamped to [0, 1]).
+    pub fn new(
+        step: impl FnMut(&StepQuery<'_>) -> ScriptedStep + Send + 'static,
+        judge: impl FnMut(&str) -> f64 + Send + 'static,
+    ) -> Self {
+        Self {
+            nodes: Vec::new(),
+            generations: Vec::new(),
+            free: Vec::new(),
+            sampled: HashMap::new(),
+            step: Box::new(step),
+            judge: Box::new(judge),
+            usage: Usage::default(),
+        }
+    }
+
+    /// Nodes not yet released.
+    pub fn live_nodes(&self) -> usize {
+        self.nodes.iter().filter(|n| n.is_some()).count()
+    }
+
+    /// The text of `tokens`.
+    pub fn detokenize(tokens: &[TokenId]) -> String {
+        let mut bytes = Vec::new();
+        for &t in tokens {
+            match t {
+                YES => bytes.extend_from_slice(b"Yes"),
+                NO => bytes.extend_from_slice(b"No"),
+                0..=255 => bytes.push(t as u8),
+                _ => {}
+            }
+        }
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    fn tokens(&self, node: Node) -> Result<&Vec<TokenId>, DecodeError> {
+        match self.nodes.get(node.index as usize) {
+            Some(Some((generation, tokens))) if *generation == node.generation => Ok(tokens),
+            _ => Err(DecodeError::UnknownNode { node: node.index }),
+        }
+    }
+
+    fn add(&mut self, tokens: Vec<TokenId>) -> Node {
+        let index = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.nodes.push(None);
+                self.generations.push(0);
+                (self.nodes.len() - 1) as u32
+            }
+        };
+        let generation = self.generations[index as usize];
+        self.nodes[index as usize] = Some((generation, tokens));
+        Node { index, generation }
+    }
+}
+
+impl Lm for ScriptedLm {
+    fn root(&mut self, messages: &[Message]) -> Result<Node, DecodeError> {
+        let text = self.chat_text(messages)?;
+        self.root_text(&text)
+    }
+
+    fn chat_text(&self, messages: &[Message]) -> Result<String, DecodeError> {
+        let mut s = String::new();
+        for m in messages {
+            s.push_str(&format!("<|{}|>\n{}\n", m.role, m.content));
+        }
+        s.push_str("<|assistant|>\n");
+        Ok(s)
+    }
+
+    fn root_text(&mut self, text: &str) -> Result<Node, DecodeError> {
+        let tokens = self.tokenize(text)?;
+        self.root_tokens(&tokens)
+    }
+
+    fn root_tokens(&mut self, tokens: &[TokenId]) -> Result<Node, DecodeError> {
+        self.usage.prompt_tokens += tokens.len() as u64;
+        self.usage.prefill_tokens += tokens.len() as u64;
+        Ok(self.add(tokens.to_vec()))
+    }
+
+    fn extend(&mut self, node: Node, text: &str) -> Result<Node, DecodeError> {
+        let tokens = self.tokenize(text)?;
+        self.extend_tokens(node, &tokens)
+    }
+
+    fn extend_tokens(&mut self, node: Node, tokens: &[TokenId]) -> Result<Node, DecodeError> {
+        let mut all = self.tokens(node)?.clone();
+        all.extend_from_slice(tokens);
+        self.usage.prefill_tokens += tokens.len() as u64;
+        Ok(self.add(all))
+    }
+
+    fn generate(&mut self, requests: &[GenRequest]) -> Result<Vec<Generation>, DecodeError> {
+        for r in requests {
+            r.validate()?;
+            self.tokens(r.parent)?;
+        }
+        let mut out = Vec::with_capacity(requests.len());
+        let mut longest = 0;
+        for request in requests {
+            let parent = self.tokens(request.parent)?.clone();
+            let text = Self::detokenize(&parent);
+            let ordinal = {
+                let n = self.sampled.entry(parent.clone()).or_insert(0);
+                *n += 1;
+                *n - 1
+            };
+            let step = (self.step)(&StepQuery {
+                text: &text,
+                ordinal,
+                request,
+            });
+            let mut body = step.text.clone();
+            let mut finish = if step.eos {
+                FinishReason::Eos
+            } else {
+                FinishReason::MaxTokens
+            };
+            let cut = request
+                .stop
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| body.find(s.as_str()).map(|at| (at + s.len(), i)))
+                .min();
+            if let Some((end, i)) = cut {
+                body.truncate(end);
+                finish = FinishReason::Stop(i);
+            }
+            let mut tokens = self.tokenize(&body)?;
+            if tokens.len() > request.max_tokens as usize {
+                tokens.truncate(request.max_tokens as usize);
+                finish = FinishReason::MaxTokens;
+            } else if finish == FinishReason::Eos {
+                tokens.push(EOS);
+            }
+            let n = tokens.len();
+            longest = longest.max(n);
+            let mut all = parent;
+            all.extend_from_slice(&tokens);
+            let node = self.add(all);
+            self.usage.generated_tokens += n as u64;
+            self.usage.decoded_tokens += n as u64;
+            out.push(Generation {
+                node,
+                text: Self::detokenize(&tokens),
+                tokens: n as u32,
+                logprob: step.logprob_per_token * n as f64,
+                finish,
+            });
+        }
+        self.usage.forward_passes += longest as u64;
+        Ok(out)
+    }
+
+    fn next_token_probs(
+        &mut self,
+        queries: &[(Node, &[TokenId])],
+    ) -> Result<Vec<Vec<f32>>, DecodeError> {
+        let mut out = Vec::with_capacity(queries.len());
+        for (node, candidates) in queries {
+            let text = Self::detokenize(self.tokens(*node)?);
+            let yes = (self.judge)(&text).clamp(0.0, 1.0);
+            out.push(
+                candidates
+                    .iter()
+                    .map(|&t| match t {
+                        YES => yes as f32,
+                        NO => (1.0 - yes) as f32,
+                        _ => 0.0,
+                    })
+                    .collect(),
+            );
+        }
+        self.usage.forward_passes += 1;
+        Ok(out)
+    }
+
+    fn forced_logprobs(&mut self, queries: &[(Node, &str)]) -> Result<Vec<Vec<f32>>, DecodeError> {
+        queries
+            .iter()
+            .map(|(node, text)| {
+                self.tokens(*node)?;
+                Ok(vec![-1.0; self.tokenize(text)?.len()])
+            })
+            .collect()
+    }
+
+    fn release(&mut self, node: Node) {
+        if self.tokens(node).is_ok() {
+            self.nodes[node.index as usize] = None;
+            self.generations[node.index as usize] += 1;
+            self.free.push(node.index);
+        }
+    }
+
+    fn usage(&self) -> Usage {
+        self.usage
+    }
+
+    fn tokenize(&self, text: &str) -> Result<Vec<TokenId>, DecodeError> {
+        let bytes = text.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i..].starts_with(b"Yes") {
+                out.push(YES);
+                i += 3;
+            } else if bytes[i..].starts_with(b"No") {
+                out.push(NO);
+                i += 2;
+            } else {
+                out.push(TokenId::from(bytes[i]));
+                i += 1;
+            }
+        }
+        Ok(out)
+    }
+
+    fn token_text(&self, token: TokenId) -> String {
+        Self::detokenize(&[token])
+    }
+
+    fn vocab_size(&self) -> usize {
+        259
+    }
+
+    fn node_len(&self, node: Node) -> Result<usize, DecodeError> {
+        Ok(self.tokens(node)?.len())
+    }
+
+    fn node_tokens(&self, node: Node) -> Result<Vec<TokenId>, DecodeError> {
+        Ok(self.tokens(node)?.clone())
+    }
+}

@@ -1,0 +1,799 @@
+//! What the step-level tree searches ([`mcts`](super::mcts), [`beam`](super::beam)) share: the
+//! search tree they record, their budget, how a step is sampled and checked, and how nodes are
+//! judged in place.
+//!
+//! A tree node is one reasoning step. Its tokens live in the [`Lm`]'s prefix tree as a child of
+//! its parent step's node, so the question and the steps above it are never decoded again: a
+//! child costs its own tokens, and the self-judge's verdict on it costs the few tokens of the
+//! inline question ([`Judge::score_inline`]) appended to it and released after.
+
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Candidate, Outcome, Problem, PromptConfig};
+use crate::error::{ConfigError, Error};
+use crate::lm::{FinishReason, GenRequest, Lm, Node, SamplingParams, Usage};
+use crate::reward::answer;
+use crate::reward::judge::{Judge, JudgeConfig, Verdict};
+
+/// When a search stops: whichever limit is reached first. Limits are checked before every batched
+/// call to the model, so a search ends at most one batch step (one `generate` call and the
+/// judging of its results) past a limit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Budget {
+    /// Generated tokens (accepted steps, rejected steps and rollouts), at most.
+    pub tokens: Option<u64>,
+    /// Forward passes of the model, at most.
+    pub forward_passes: Option<u64>,
+    /// Wall time in milliseconds, at most.
+    pub wall_ms: Option<u64>,
+    /// Search iterations (MCTS: selections; beam: depth levels), at most.
+    pub iterations: Option<u32>,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Self {
+            tokens: Some(1024),
+            forward_passes: None,
+            wall_ms: None,
+            iterations: Some(64),
+        }
+    }
+}
+
+impl Budget {
+    /// Checks that at least one limit is set and none is zero.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let limits = [
+            ("budget.tokens", self.tokens),
+            ("budget.forward_passes", self.forward_passes),
+            ("budget.wall_ms", self.wall_ms),
+            ("budget.iterations", self.iterations.map(u64::from)),
+        ];
+        for (field, limit) in limits {
+            if limit == Some(0) {
+                return Err(ConfigError::new(
+                    field,
+                    "a zero budget allows no work; give a positive limit or null for none",
+                ));
+            }
+        }
+        if limits.iter().all(|(_, l)| l.is_none()) {
+            return Err(ConfigError::new(
+                "budget",
+                "no limit is set, so the search could run forever; set tokens, forward_passes, wall_ms or iterations",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Which limit of a [`Budget`] ended a search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Limit {
+    /// [`Budget::tokens`].
+    Tokens,
+    /// [`Budget::forward_passes`].
+    ForwardPasses,
+    /// [`Budget::wall_ms`].
+    WallTime,
+    /// [`Budget::iterations`].
+    Iterations,
+}
+
+/// Why a search stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "reason")]
+pub enum StopReason {
+    /// A finished solution's value passed the end gate.
+    EndGate {
+        /// The node that passed.
+        node: usize,
+    },
+    /// A budget limit was reached.
+    Budget {
+        /// Which one.
+        limit: Limit,
+    },
+    /// Nothing was left to expand (every leaf is finished or a dead end).
+    Exhausted,
+    /// Beam search: enough beams finished, or none is left.
+    Complete,
+}
+
+impl StopReason {
+    /// Whether the search ran out of budget.
+    pub fn is_budget(self) -> bool {
+        matches!(self, Self::Budget { .. })
+    }
+}
+
+/// How steps are sampled and which are accepted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StepConfig {
+    /// A step ends at the first of these (kept in the step). Default: a blank line.
+    pub delimiters: Vec<String>,
+    /// Tokens per step, at most.
+    pub max_tokens: u32,
+    /// Steps shorter than this many non-blank characters are rejected and sampled again.
+    pub min_chars: u32,
+    /// How many times rejected steps (empty, too short, or repeating an earlier step of the same
+    /// path or a sibling) are sampled again, at most, per expansion.
+    pub retries: u32,
+    /// Steps per path, at most; a step at this depth that gives no answer is a dead end.
+    pub max_depth: u32,
+    /// Sampling parameters; every sample gets its own seed (`seed`, `seed + 1`, …, in order).
+    pub sampling: SamplingParams,
+}
+
+impl Default for StepConfig {
+    fn default() -> Self {
+        Self {
+            delimiters: vec!["\n\n".into()],
+            max_tokens: 128,
+            min_chars: 2,
+            retries: 2,
+            max_depth: 10,
+            sampling: SamplingParams::default(),
+        }
+    }
+}
+
+impl StepConfig {
+    /// Checks every field's range.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.delimiters.is_empty() || self.delimiters.iter().any(String::is_empty) {
+            return Err(ConfigError::new(
+                "step.delimiters",
+                "give at least one non-empty delimiter (the default is a blank line, \"\\n\\n\")",
+            ));
+        }
+        if self.max_tokens == 0 {
+            return Err(ConfigError::new(
+                "step.max_tokens",
+                "0 would generate nothing; ask for at least 1 token",
+            ));
+        }
+        if self.max_depth == 0 {
+            return Err(ConfigError::new(
+                "step.max_depth",
+                "0 allows no step; use at least 1",
+            ));
+        }
+        self.sampling.validate()
+    }
+}
+
+/// A rollout: a greedy continuation of a step to a finished solution, judged as a whole.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RolloutRecord {
+    /// Tokens generated.
+    pub tokens: u32,
+    /// The rollout's text (after the step).
+    pub text: String,
+    /// The answer the rollout reached.
+    pub answer: Option<String>,
+    /// Whether that answer matches the reference, when one was given.
+    pub correct: Option<bool>,
+    /// The self-judge's outcome score of the finished solution.
+    pub score: f64,
+}
+
+/// One node of a search tree: a reasoning step (node 0 is the question).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TreeNode {
+    /// Index in [`SearchTree::nodes`].
+    pub id: usize,
+    /// The parent's id (`None` for the root).
+    pub parent: Option<usize>,
+    /// Children's ids, in the order they were sampled.
+    pub children: Vec<usize>,
+    /// Steps from the root.
+    pub depth: u32,
+    /// The step's text (empty for the root).
+    pub text: String,
+    /// The step's tokens.
+    pub tokens: u32,
+    /// Sum of the step's token log-probabilities.
+    pub logprob: f64,
+    /// Why the step's generation ended.
+    pub finish: Option<FinishReason>,
+    /// The self-judge's score: of the step (is it correct?), or for a finished solution of the
+    /// whole solution.
+    pub judge: Option<f64>,
+    /// MCTS: the prior from the step's normalised log-probability among its siblings.
+    pub prior: Option<f64>,
+    /// How many search iterations went through the node (beam: nodes judged in its subtree).
+    pub visits: u32,
+    /// The node's value in [0, 1].
+    pub value: f64,
+    /// The path ends here with an answer (or the model ended its turn).
+    pub terminal: bool,
+    /// The path cannot go on: no answer within the depth limit or the context, or no acceptable
+    /// step could be sampled.
+    pub dead_end: bool,
+    /// For terminal nodes: the final answer of the path.
+    pub answer: Option<String>,
+    /// For terminal nodes with a reference answer: whether the answer is right.
+    pub correct: Option<bool>,
+    /// MCTS with rollouts: the greedy rollout from this step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutRecord>,
+    /// Running sum of backed-up rewards (MCTS running-mean backup).
+    #[serde(skip)]
+    pub(crate) reward_sum: f64,
+}
+
+impl TreeNode {
+    fn root() -> Self {
+        Self {
+            id: 0,
+            parent: None,
+            children: Vec::new(),
+            depth: 0,
+            text: String::new(),
+            tokens: 0,
+            logprob: 0.0,
+            finish: None,
+            judge: None,
+            prior: None,
+            visits: 0,
+            value: 0.0,
+            terminal: false,
+            dead_end: false,
+            answer: None,
+            correct: None,
+            rollout: None,
+            reward_sum: 0.0,
+        }
+    }
+
+    /// Whether the node can get children.
+    pub fn expandable(&self) -> bool {
+        !self.terminal && !self.dead_end
+    }
+}
+
+/// A search's tree: every node it kept, the chosen path and why it stopped — the record the
+/// training-data exports are made from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchTree {
+    /// The nodes; `nodes[0]` is the question.
+    pub nodes: Vec<TreeNode>,
+    /// Node ids from the root to the chosen node.
+    pub chosen: Vec<usize>,
+    /// Why the search stopped.
+    pub stop: StopReason,
+    /// Tokens of the prompt.
+    pub prompt_tokens: u64,
+    /// Tokens of the self-judge's inline questions, all of them.
+    pub judge_tokens: u64,
+    /// Steps sampled and rejected (empty, too short, repeated).
+    pub rejected_steps: u32,
+    /// Tokens of the rejected steps.
+    pub rejected_tokens: u64,
+    /// Tokens of rollouts.
+    pub rollout_tokens: u64,
+    /// Search iterations run.
+    pub iterations: u32,
+}
+
+impl SearchTree {
+    /// Ids from the root to `id`.
+    pub fn path(&self, id: usize) -> Vec<usize> {
+        let mut path = vec![id];
+        let mut at = id;
+        while let Some(p) = self.nodes[at].parent {
+            path.push(p);
+            at = p;
+        }
+        path.reverse();
+        path
+    }
+
+    /// The steps' text from the root to `id`.
+    pub fn path_text(&self, id: usize) -> String {
+        self.path(id)
+            .into_iter()
+            .map(|i| self.nodes[i].text.as_str())
+            .collect()
+    }
+
+    /// Tokens of all kept steps.
+    pub fn node_tokens(&self) -> u64 {
+        self.nodes.iter().map(|n| u64::from(n.tokens)).sum()
+    }
+
+    /// Every token the tree holds or held: prompt, kept steps, rejected steps, rollouts and judge
+    /// questions. A search that decodes nothing twice processes exactly these.
+    pub fn total_tokens(&self) -> u64 {
+        self.prompt_tokens
+            + self.node_tokens()
+            + self.rejected_tokens
+            + self.rollout_tokens
+            + self.judge_tokens
+    }
+
+    /// The tree as Graphviz `dot` text: one box per step with its value, visits and judge score;
+    /// the chosen path in bold blue; finished solutions green when right, red when wrong, grey
+    /// when unlabelled; dead ends dashed. Render with `dot -Tsvg tree.dot -o tree.svg`.
+    pub fn to_dot(&self) -> String {
+        use std::fmt::Write as _;
+        let mut s = String::from(
+            "digraph search {\n  rankdir=TB;\n  node [shape=box, fontname=\"Helvetica\", fontsize=10];\n",
+        );
+        let on_path = |id: usize| self.chosen.contains(&id);
+        for n in &self.nodes {
+            let mut label = if n.id == 0 {
+                "question".to_string()
+            } else {
+                let t: String = n.text.trim().chars().take(48).collect();
+                let ellipsis = if n.text.trim().chars().count() > 48 {
+                    "…"
+                } else {
+                    ""
+                };
+                format!("{t}{ellipsis}")
+            };
+            let _ = write!(label, "\nV={:.2} n={}", n.value, n.visits);
+            if let Some(j) = n.judge {
+                let _ = write!(label, " judge={j:.2}");
+            }
+            if let Some(a) = &n.answer {
+                let _ = write!(label, "\nanswer: {a}");
+            }
+            let mut attrs = vec![format!("label=\"{}\"", dot_escape(&label))];
+            if n.terminal {
+                let color = match n.correct {
+                    Some(true) => "palegreen",
+                    Some(false) => "lightpink",
+                    None => "lightgrey",
+                };
+                attrs.push(format!("style=filled, fillcolor={color}"));
+            } else if n.dead_end {
+                attrs.push("style=dashed".into());
+            }
+            if on_path(n.id) {
+                attrs.push("penwidth=3, color=blue".into());
+            }
+            let _ = writeln!(s, "  n{} [{}];", n.id, attrs.join(", "));
+        }
+        for n in &self.nodes {
+            if let Some(p) = n.parent {
+                let style = if on_path(n.id) && on_path(p) {
+                    " [penwidth=3, color=blue]"
+                } else {
+                    ""
+                };
+                let _ = writeln!(s, "  n{p} -> n{}{style};", n.id);
+            }
+        }
+        s.push_str("}\n");
+        s
+    }
+}
+
+fn dot_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c if c.is_control() => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A step's text reduced for repetition checks: lower case, words separated by single spaces.
+fn normalise_step(text: &str) -> String {
+    text.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
+}
+
+/// A search in progress: the tree, the model's node for each tree node, the judge and the budget.
+/// Dropping it releases every model node it holds.
+pub(crate) struct Search<'a> {
+    pub lm: &'a mut dyn Lm,
+    pub tree: SearchTree,
+    handles: Vec<Option<Node>>,
+    judge: Judge,
+    step: StepConfig,
+    budget: Budget,
+    problem: &'a Problem,
+    samples: u64,
+    start: Instant,
+    before: Usage,
+}
+
+impl Drop for Search<'_> {
+    fn drop(&mut self) {
+        for h in self.handles.drain(..).flatten() {
+            self.lm.release(h);
+        }
+    }
+}
+
+impl<'a> Search<'a> {
+    /// Renders the prompt and starts the tree.
+    pub fn new(
+        lm: &'a mut dyn Lm,
+        problem: &'a Problem,
+        prompt: &PromptConfig,
+        judge: &JudgeConfig,
+        step: &StepConfig,
+        budget: &Budget,
+    ) -> Result<Self, Error> {
+        let before = lm.usage();
+        let start = Instant::now();
+        let judge = Judge::new(lm, judge.clone())?;
+        let root = lm.root(&prompt.messages(&problem.question))?;
+        let prompt_tokens = lm.node_len(root)? as u64;
+        Ok(Self {
+            lm,
+            tree: SearchTree {
+                nodes: vec![TreeNode::root()],
+                chosen: vec![0],
+                stop: StopReason::Exhausted,
+                prompt_tokens,
+                judge_tokens: 0,
+                rejected_steps: 0,
+                rejected_tokens: 0,
+                rollout_tokens: 0,
+                iterations: 0,
+            },
+            handles: vec![Some(root)],
+            judge,
+            step: step.clone(),
+            budget: budget.clone(),
+            problem,
+            samples: 0,
+            start,
+            before,
+        })
+    }
+
+    /// The work done so far.
+    pub fn usage(&self) -> Usage {
+        self.lm.usage().since(&self.before)
+    }
+
+    /// The first limit reached, if any.
+    pub fn exceeded(&self) -> Option<Limit> {
+        self.resources_exceeded().or_else(|| {
+            let limit = self.budget.iterations?;
+            (self.tree.iterations >= limit).then_some(Limit::Iterations)
+        })
+    }
+
+    /// The first limit on tokens, passes or time reached, if any: checked between the batched
+    /// calls of one iteration (the iteration limit counts whole iterations).
+    pub fn resources_exceeded(&self) -> Option<Limit> {
+        let used = self.usage();
+        let over = |limit: Option<u64>, value: u64| limit.is_some_and(|l| value >= l);
+        if over(self.budget.tokens, used.generated_tokens) {
+            Some(Limit::Tokens)
+        } else if over(self.budget.forward_passes, used.forward_passes) {
+            Some(Limit::ForwardPasses)
+        } else if over(self.budget.wall_ms, self.start.elapsed().as_millis() as u64) {
+            Some(Limit::WallTime)
+        } else {
+            None
+        }
+    }
+
+    fn next_sampling(&mut self) -> SamplingParams {
+        let s = self
+            .step
+            .sampling
+            .with_seed(self.step.sampling.seed.wrapping_add(self.samples));
+        self.samples += 1;
+        s
+    }
+
+    /// Samples `count` new children for each `(parent, count)` in one batched call, sampling
+    /// rejected ones again (at most `step.retries` more calls, while the budget lasts). Returns
+    /// the accepted children's ids in order; a parent that got none becomes a dead end.
+    pub fn expand(&mut self, requests: &[(usize, u32)]) -> Result<Vec<usize>, Error> {
+        let mut missing: Vec<(usize, u32)> = requests.to_vec();
+        let mut added = Vec::new();
+        for attempt in 0..=self.step.retries {
+            if missing.iter().all(|&(_, n)| n == 0)
+                || (attempt > 0 && self.resources_exceeded().is_some())
+            {
+                break;
+            }
+            let mut owners = Vec::new();
+            let mut batch = Vec::new();
+            for &(parent, n) in &missing {
+                let node = self.handles[parent].expect("expandable nodes hold a model node");
+                for _ in 0..n {
+                    owners.push(parent);
+                    batch.push(GenRequest {
+                        parent: node,
+                        sampling: self.next_sampling(),
+                        stop: self.step.delimiters.clone(),
+                        max_tokens: self.step.max_tokens,
+                        ignore_eos: false,
+                    });
+                }
+            }
+            let generations = self.lm.generate(&batch)?;
+            for (g, parent) in generations.into_iter().zip(owners) {
+                if self.acceptable(parent, &g.text) {
+                    added.push(self.add_child(parent, g));
+                    if let Some(m) = missing.iter_mut().find(|(p, _)| *p == parent) {
+                        m.1 -= 1;
+                    }
+                } else {
+                    self.tree.rejected_steps += 1;
+                    self.tree.rejected_tokens += u64::from(g.tokens);
+                    self.lm.release(g.node);
+                }
+            }
+        }
+        for &(parent, _) in requests {
+            if self.tree.nodes[parent].children.is_empty() {
+                self.tree.nodes[parent].dead_end = true;
+            }
+        }
+        Ok(added)
+    }
+
+    /// Whether `text` is an acceptable next step after `parent`: not blank, at least
+    /// `min_chars` non-blank characters, not a repeat of a step above it or of a sibling.
+    fn acceptable(&self, parent: usize, text: &str) -> bool {
+        let norm = normalise_step(text);
+        if norm.chars().filter(|c| !c.is_whitespace()).count() < self.step.min_chars.max(1) as usize
+        {
+            return false;
+        }
+        let path = self.tree.path(parent);
+        let siblings = &self.tree.nodes[parent].children;
+        !path
+            .iter()
+            .chain(siblings)
+            .any(|&i| i != 0 && normalise_step(&self.tree.nodes[i].text) == norm)
+    }
+
+    fn add_child(&mut self, parent: usize, g: crate::lm::Generation) -> usize {
+        let id = self.tree.nodes.len();
+        let depth = self.tree.nodes[parent].depth + 1;
+        let path_text = self.tree.path_text(parent) + &g.text;
+        let marked = answer::explicit(&path_text);
+        let ended = g.finish == FinishReason::Eos;
+        let terminal = marked.is_some() || ended;
+        let answer = if terminal {
+            marked.or_else(|| answer::extract(&path_text))
+        } else {
+            None
+        };
+        let dead_end =
+            !terminal && (g.finish == FinishReason::ContextFull || depth >= self.step.max_depth);
+        self.tree.nodes.push(TreeNode {
+            id,
+            parent: Some(parent),
+            children: Vec::new(),
+            depth,
+            text: g.text,
+            tokens: g.tokens,
+            logprob: g.logprob,
+            finish: Some(g.finish),
+            judge: None,
+            prior: None,
+            visits: 0,
+            value: 0.0,
+            terminal,
+            dead_end,
+            correct: if terminal {
+                self.problem.check(answer.as_deref())
+            } else {
+                None
+            },
+            answer,
+            rollout: None,
+            reward_sum: 0.0,
+        });
+        self.tree.nodes[parent].children.push(id);
+        self.handles.push(Some(g.node));
+        id
+    }
+
+    /// Judges `ids` in place in one batched call: finished solutions by the outcome question,
+    /// other steps by the step question. Sets each node's `judge` and `value` (the score).
+    pub fn evaluate(&mut self, ids: &[usize]) -> Result<(), Error> {
+        let queries: Vec<(Node, Verdict)> = ids
+            .iter()
+            .map(|&i| {
+                let kind = if self.tree.nodes[i].terminal {
+                    Verdict::Outcome
+                } else {
+                    Verdict::Step
+                };
+                (self.handles[i].expect("tree nodes hold a model node"), kind)
+            })
+            .collect();
+        let (scores, tokens) = self.judge.score_inline(self.lm, &queries)?;
+        self.tree.judge_tokens += tokens as u64;
+        for (&i, s) in ids.iter().zip(scores) {
+            self.tree.nodes[i].judge = Some(s.score);
+            self.tree.nodes[i].value = s.score;
+        }
+        Ok(())
+    }
+
+    /// Greedy rollouts of at most `max_tokens` from each expandable node of `ids` (one batched
+    /// call), each judged as a finished solution (one batched call). Returns the outcome score
+    /// per id (`None` for nodes that got no rollout).
+    pub fn rollouts(&mut self, ids: &[usize], max_tokens: u32) -> Result<Vec<Option<f64>>, Error> {
+        let targets: Vec<usize> = ids
+            .iter()
+            .copied()
+            .filter(|&i| self.tree.nodes[i].expandable())
+            .collect();
+        if targets.is_empty() {
+            return Ok(vec![None; ids.len()]);
+        }
+        let batch: Vec<GenRequest> = targets
+            .iter()
+            .map(|&i| GenRequest {
+                parent: self.handles[i].expect("tree nodes hold a model node"),
+                sampling: SamplingParams::greedy(),
+                stop: Vec::new(),
+                max_tokens,
+                ignore_eos: false,
+            })
+            .collect();
+        let generations = self.lm.generate(&batch)?;
+        let nodes: Vec<Node> = generations.iter().map(|g| g.node).collect();
+        let judged = {
+            let queries: Vec<(Node, Verdict)> =
+                nodes.iter().map(|&n| (n, Verdict::Outcome)).collect();
+            self.judge.score_inline(self.lm, &queries)
+        };
+        for &n in &nodes {
+            self.lm.release(n);
+        }
+        let (scores, tokens) = judged?;
+        self.tree.judge_tokens += tokens as u64;
+        let mut out = vec![None; ids.len()];
+        for ((g, s), &i) in generations.into_iter().zip(scores).zip(&targets) {
+            self.tree.rollout_tokens += u64::from(g.tokens);
+            let full = self.tree.path_text(i) + &g.text;
+            let answer = answer::extract(&full);
+            self.tree.nodes[i].rollout = Some(RolloutRecord {
+                tokens: g.tokens,
+                text: g.text,
+                correct: self.problem.check(answer.as_deref()),
+                answer,
+                score: s.score,
+            });
+            let at = ids
+                .iter()
+                .position(|&x| x == i)
+                .expect("a target is in ids");
+            out[at] = Some(s.score);
+        }
+        Ok(out)
+    }
+
+    /// Ends the search: the tree with `chosen` (a node id) and `stop`, and the outcome built from
+    /// it. Candidates are the finished solutions in the order they were found, then the chosen
+    /// node's path if it is not one of them.
+    pub fn finish(mut self, strategy: &str, chosen: usize, stop: StopReason) -> Outcome {
+        self.tree.chosen = self.tree.path(chosen);
+        self.tree.stop = stop;
+        let usage = self.usage();
+        let tree = std::mem::replace(
+            &mut self.tree,
+            SearchTree {
+                nodes: Vec::new(),
+                chosen: Vec::new(),
+                stop,
+                prompt_tokens: 0,
+                judge_tokens: 0,
+                rejected_steps: 0,
+                rejected_tokens: 0,
+                rollout_tokens: 0,
+                iterations: 0,
+            },
+        );
+        let mut ids: Vec<usize> = tree
+            .nodes
+            .iter()
+            .filter(|n| n.terminal)
+            .map(|n| n.id)
+            .collect();
+        if !ids.contains(&chosen) {
+            ids.push(chosen);
+        }
+        let candidates: Vec<Candidate> = ids
+            .iter()
+            .map(|&i| path_candidate(&tree, i, self.problem))
+            .collect();
+        let index = ids.iter().position(|&i| i == chosen).expect("pushed above");
+        let mut outcome =
+            Outcome::pick(strategy, self.problem, candidates, index, Vec::new(), usage);
+        outcome.tree = Some(Box::new(tree));
+        outcome
+    }
+}
+
+/// The path from the root to `id` as a candidate solution.
+fn path_candidate(tree: &SearchTree, id: usize, problem: &Problem) -> Candidate {
+    let path = tree.path(id);
+    let node = &tree.nodes[id];
+    let tokens: u32 = path.iter().map(|&i| tree.nodes[i].tokens).sum();
+    let logprob: f64 = path.iter().map(|&i| tree.nodes[i].logprob).sum();
+    let text = tree.path_text(id);
+    let answer = if node.terminal {
+        node.answer.clone()
+    } else {
+        answer::extract(&text)
+    };
+    Candidate {
+        correct: problem.check(answer.as_deref()),
+        answer,
+        text,
+        tokens,
+        logprob,
+        mean_logprob: if tokens == 0 {
+            0.0
+        } else {
+            logprob / f64::from(tokens)
+        },
+        judge: node.judge,
+        score: node.value,
+        finish: node.finish.clone().unwrap_or(FinishReason::MaxTokens),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budgets_need_a_positive_limit() {
+        assert!(Budget::default().validate().is_ok());
+        let zero = Budget {
+            tokens: Some(0),
+            ..Budget::default()
+        };
+        assert_eq!(zero.validate().unwrap_err().field, "budget.tokens");
+        let none = Budget {
+            tokens: None,
+            forward_passes: None,
+            wall_ms: None,
+            iterations: None,
+        };
+        assert_eq!(none.validate().unwrap_err().field, "budget");
+    }
+
+    #[test]
+    fn steps_normalise_for_repetition() {
+        assert_eq!(
+            normalise_step("  Step 1:\n 2 + 2 = 4\n\n"),
+            "step 1: 2 + 2 = 4"
+        );
+    }
+
+    #[test]
+    fn dot_escapes_quotes_and_newlines() {
+        assert_eq!(dot_escape("a \"b\"\nc\\"), "a \\\"b\\\"\\nc\\\\");
+    }
+}
