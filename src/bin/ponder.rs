@@ -11,7 +11,9 @@ use ponder::lm::{
     ContextOptions, FinishReason, GenRequest, Lm, Message, Model, ModelOptions, SamplingParams,
     Usage, DEFAULT_MODEL_PATH,
 };
-use ponder::strategy::{EntryKind, Outcome, Problem, Rerank, StrategyConfig};
+use ponder::strategy::{
+    EntryKind, Outcome, Problem, Rerank, SearchTree, StopReason, StrategyConfig,
+};
 use ponder::{ConfigError, Engine};
 
 #[derive(Parser)]
@@ -37,7 +39,7 @@ enum Command {
 
 #[derive(Args)]
 struct StrategyArgs {
-    /// The strategy: best-of-n, self-correct, deepening.
+    /// The strategy: best-of-n, self-correct, deepening, mcts, beam.
     #[arg(long, default_value = "best-of-n")]
     strategy: String,
     /// The strategy's configuration: a JSON object or a file holding one (fields of the
@@ -59,9 +61,19 @@ struct StrategyArgs {
     /// Reranker (best-of-n): judge, logprob, vote, weighted_vote.
     #[arg(long)]
     rerank: Option<String>,
-    /// New tokens per sample or attempt, at most (deepening: the total budget per branch).
+    /// New tokens per sample or attempt, at most (deepening: the total budget per branch;
+    /// mcts, beam: per step).
     #[arg(long)]
     max_tokens: Option<u32>,
+    /// Children per expansion (mcts).
+    #[arg(long)]
+    k: Option<u32>,
+    /// Beams kept per level (beam).
+    #[arg(long)]
+    width: Option<u32>,
+    /// Generated tokens for the whole search, at most (mcts, beam).
+    #[arg(long)]
+    budget: Option<u64>,
     /// Base seed.
     #[arg(long)]
     seed: Option<u64>,
@@ -132,6 +144,34 @@ impl StrategyArgs {
                     c.sampling.seed = s;
                 }
             }
+            StrategyConfig::Mcts(c) => {
+                if let Some(k) = self.k {
+                    c.k = k;
+                }
+                if let Some(m) = self.max_tokens {
+                    c.step.max_tokens = m;
+                }
+                if let Some(b) = self.budget {
+                    c.budget.tokens = Some(b);
+                }
+                if let Some(s) = self.seed {
+                    c.step.sampling.seed = s;
+                }
+            }
+            StrategyConfig::Beam(c) => {
+                if let Some(w) = self.width {
+                    c.width = w;
+                }
+                if let Some(m) = self.max_tokens {
+                    c.step.max_tokens = m;
+                }
+                if let Some(b) = self.budget {
+                    c.budget.tokens = Some(b);
+                }
+                if let Some(s) = self.seed {
+                    c.step.sampling.seed = s;
+                }
+            }
             _ => unreachable!("every strategy is handled"),
         }
         let name = config.name();
@@ -144,8 +184,17 @@ impl StrategyArgs {
         if (self.l0.is_some() || self.gamma.is_some()) && name != "deepening" {
             return Err(only("--l0/--gamma", "deepening"));
         }
-        if self.n.is_some() && name == "self_correct" {
+        if self.n.is_some() && !matches!(name, "best_of_n" | "deepening") {
             return Err(only("--n", "best-of-n and deepening (width)"));
+        }
+        if self.k.is_some() && name != "mcts" {
+            return Err(only("--k", "mcts"));
+        }
+        if self.width.is_some() && name != "beam" {
+            return Err(only("--width", "beam"));
+        }
+        if self.budget.is_some() && !matches!(name, "mcts" | "beam") {
+            return Err(only("--budget", "mcts and beam"));
         }
         config.validate()?;
         Ok(config)
@@ -164,6 +213,10 @@ struct SolveArgs {
     /// Print the outcome as JSON.
     #[arg(long)]
     json: bool,
+    /// Tree searches (mcts, beam): also write the search tree to FILE as JSON and, next to it
+    /// with the extension .dot, as Graphviz (render: dot -Tsvg FILE.dot -o tree.svg).
+    #[arg(long, value_name = "FILE")]
+    tree: Option<PathBuf>,
     /// The question.
     question: String,
 }
@@ -404,8 +457,18 @@ fn solve(args: &SolveArgs) -> ponder::Result<()> {
         answer: args.answer.clone(),
     };
     problem.validate()?;
+    if args.tree.is_some() && !matches!(strategy.name(), "mcts" | "beam") {
+        return Err(ConfigError::new(
+            "tree",
+            "--tree applies to the tree searches (mcts, beam) only",
+        )
+        .into());
+    }
     let engine = args.model.engine()?;
     let outcome = engine.solve(&problem, &strategy)?;
+    if let (Some(path), Some(tree)) = (&args.tree, &outcome.tree) {
+        write_tree(path, tree)?;
+    }
     if args.json {
         println!(
             "{}",
@@ -417,6 +480,82 @@ fn solve(args: &SolveArgs) -> ponder::Result<()> {
     Ok(())
 }
 
+/// Writes `tree` as JSON to `path` and as Graphviz next to it (extension `.dot`).
+fn write_tree(path: &std::path::Path, tree: &SearchTree) -> ponder::Result<()> {
+    let dot = path.with_extension("dot");
+    let json = if path == dot {
+        path.with_extension("json")
+    } else {
+        path.to_path_buf()
+    };
+    let write = |p: &std::path::Path, text: String| {
+        std::fs::write(p, text).map_err(|e| {
+            ponder::Error::from(ConfigError::new(
+                "tree",
+                format!("cannot write {}: {e}", p.display()),
+            ))
+        })
+    };
+    write(
+        &json,
+        serde_json::to_string_pretty(tree).expect("plain data serialises"),
+    )?;
+    write(&dot, tree.to_dot())?;
+    eprintln!(
+        "search tree: {} ({} nodes), {}",
+        json.display(),
+        tree.nodes.len(),
+        dot.display()
+    );
+    Ok(())
+}
+
+fn print_tree(tree: &SearchTree) {
+    println!(
+        "search tree: {} steps · {} iterations · stopped: {} · {} steps rejected",
+        tree.nodes.len() - 1,
+        tree.iterations,
+        match tree.stop {
+            StopReason::EndGate { node } => format!("end gate passed by node {node}"),
+            StopReason::Budget { limit } => format!("budget ({limit:?})"),
+            StopReason::Exhausted => "nothing left to expand".into(),
+            StopReason::Complete => "beams complete".into(),
+        },
+        tree.rejected_steps
+    );
+    // Depth-first, children in sampling order.
+    let mut stack = vec![0usize];
+    while let Some(id) = stack.pop() {
+        let n = &tree.nodes[id];
+        stack.extend(n.children.iter().rev());
+        if id == 0 {
+            continue;
+        }
+        let text: String = n.text.split_whitespace().collect::<Vec<_>>().join(" ");
+        let short: String = text.chars().take(60).collect();
+        let more = if text.chars().count() > 60 { "…" } else { "" };
+        let end = match (&n.answer, n.terminal, n.dead_end) {
+            (Some(a), _, _) => format!(" ⇒ {a}{}", mark(n.correct)),
+            (None, true, _) => " ⇒ (no answer)".into(),
+            (None, false, true) => " (dead end)".into(),
+            _ => String::new(),
+        };
+        println!(
+            "{} {}#{id:<3} V {:.2} · n {:<2} · judge {} · {short}{more}{end}",
+            if tree.chosen.contains(&id) {
+                "→"
+            } else {
+                " "
+            },
+            "  ".repeat(n.depth as usize - 1),
+            n.value,
+            n.visits,
+            n.judge.map_or("-".into(), |j| format!("{j:.2}")),
+        );
+    }
+    println!();
+}
+
 fn mark(correct: Option<bool>) -> &'static str {
     match correct {
         Some(true) => " ✓",
@@ -426,6 +565,9 @@ fn mark(correct: Option<bool>) -> &'static str {
 }
 
 fn print_outcome(o: &Outcome) {
+    if let Some(tree) = &o.tree {
+        print_tree(tree);
+    }
     println!("candidates ({}):", o.candidates.len());
     for (i, c) in o.candidates.iter().enumerate() {
         let judge = c.judge.map_or(String::new(), |j| format!(" judge {j:.3}"));
@@ -470,11 +612,13 @@ fn print_outcome(o: &Outcome) {
     );
     let u = &o.usage;
     println!(
-        "usage: prompt {} · prefill {} · generated {} · decoded {} · {} forward passes · {:.2} s",
+        "usage: prompt {} · prefill {} · generated {} · decoded {} · reused {} · recomputed {} · {} forward passes · {:.2} s",
         u.prompt_tokens,
         u.prefill_tokens,
         u.generated_tokens,
         u.decoded_tokens,
+        u.reused_tokens,
+        u.recomputed_tokens,
         u.forward_passes,
         u.wall_ms as f64 / 1000.0
     );

@@ -338,12 +338,9 @@ impl SearchTree {
             let mut label = if n.id == 0 {
                 "question".to_string()
             } else {
-                let t: String = n.text.trim().chars().take(48).collect();
-                let ellipsis = if n.text.trim().chars().count() > 48 {
-                    "…"
-                } else {
-                    ""
-                };
+                let flat = n.text.split_whitespace().collect::<Vec<_>>().join(" ");
+                let t: String = flat.chars().take(48).collect();
+                let ellipsis = if flat.chars().count() > 48 { "…" } else { "" };
                 format!("{t}{ellipsis}")
             };
             let _ = write!(label, "\nV={:.2} n={}", n.value, n.visits);
