@@ -37,6 +37,7 @@ test: test-models
 bench: setup
 	$(CARGO) bench --bench decode
 	$(CARGO) bench --bench judge
+	$(CARGO) bench --bench search
 
 clean:
 	$(CARGO) clean

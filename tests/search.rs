@@ -3,7 +3,6 @@
 
 mod common;
 
-use ponder::lm::Lm;
 use ponder::strategy::{
     BeamConfig, Budget, MctsConfig, Outcome, Problem, RolloutConfig, SearchTree, StepConfig,
     StrategyConfig,
