@@ -80,6 +80,7 @@ fn parse_line(line: &str) -> Result<Problem, String> {
         id: obj.get("id").and_then(scalar),
         question,
         answer: obj.get("answer").and_then(scalar),
+        oracle_guided: false,
     })
 }
 

@@ -9,7 +9,9 @@
 //!   cache and every live branch advances in one forward pass per step.
 //! - [`reward`]: answer extraction and comparison, the model as its own verifier (outcome and
 //!   step scores), sequence log-likelihood, votes.
-//! - [`strategy`]: search strategies behind one serde-tagged [`StrategyConfig`] (best-of-N now).
+//! - [`strategy`]: search strategies behind one serde-tagged [`StrategyConfig`]: best-of-N,
+//!   self-correction, iterative deepening, step-level MCTS and beam search (whose
+//!   [`SearchTree`](strategy::SearchTree)s record every step with its score, visits and value).
 //! - [`Engine`]: a loaded model behind a lock; [`Engine::solve`] runs a strategy on a
 //!   [`Problem`] and returns an [`Outcome`] with every candidate and its scores.
 //! - [`eval`]: the dataset runner behind `ponder eval`.
@@ -46,6 +48,8 @@ pub mod eval;
 pub mod lm;
 pub mod reward;
 pub mod strategy;
+pub mod synth;
+pub mod trace;
 
 pub use engine::Engine;
 pub use error::{ConfigError, DecodeError, Error, LoadError, Result};

@@ -285,3 +285,105 @@ fn solve_self_correct_and_deepening_show_their_timelines() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid gamma"));
 }
+
+#[test]
+fn solve_mcts_and_beam_write_their_trees() {
+    let dir = std::env::temp_dir().join(format!("ponder-cli-tree-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let tree_json = dir.join("tree.json");
+    let out = ponder(&[
+        "solve",
+        "--strategy",
+        "mcts",
+        "--budget",
+        "150",
+        "--max-tokens",
+        "40",
+        "--json",
+        "--answer",
+        "10",
+        "--tree",
+        tree_json.to_str().unwrap(),
+        "Tom has 3 boxes with 4 apples in each box. He eats 2 apples. How many apples are left?",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(v["strategy"], "mcts");
+    let nodes = v["tree"]["nodes"]
+        .as_array()
+        .expect("the tree is in the JSON");
+    assert!(nodes.len() > 1);
+    for n in nodes {
+        for field in [
+            "id", "text", "tokens", "logprob", "visits", "value", "children",
+        ] {
+            assert!(!n[field].is_null(), "node field {field}: {n}");
+        }
+    }
+    let file: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&tree_json).unwrap()).unwrap();
+    assert_eq!(file, v["tree"], "--tree writes the same tree");
+    let dot = std::fs::read_to_string(dir.join("tree.dot")).unwrap();
+    assert!(dot.starts_with("digraph search {"), "{dot}");
+    assert_eq!(
+        dot.matches(" -> ").count(),
+        nodes.len() - 1,
+        "one edge per step"
+    );
+
+    let out = ponder(&[
+        "solve",
+        "--strategy",
+        "beam",
+        "--width",
+        "2",
+        "--budget",
+        "120",
+        "--max-tokens",
+        "40",
+        "What is 6 times 7?",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("search tree:"), "{text}");
+    assert!(text.contains("answer:"), "{text}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn tree_search_bad_config_is_named_before_loading_anything() {
+    for (args, field) in [
+        (&["--strategy", "mcts", "--k", "0"][..], "k"),
+        (&["--strategy", "mcts", "--config", r#"{"c": -1}"#][..], "c"),
+        (
+            &["--strategy", "mcts", "--config", r#"{"end_gate": 1.5}"#][..],
+            "end_gate",
+        ),
+        (
+            &["--strategy", "mcts", "--budget", "0"][..],
+            "budget.tokens",
+        ),
+        (&["--strategy", "beam", "--k", "3"][..], "--k"),
+        (&["--strategy", "best-of-n", "--tree", "x.json"][..], "tree"),
+    ] {
+        let mut all = vec!["solve", "--model", "/nonexistent/model.gguf"];
+        all.extend_from_slice(args);
+        all.push("What is 1 + 1?");
+        let out = ponder(&all);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(err.contains(field), "{args:?}: {err}");
+        assert!(
+            !err.contains("model"),
+            "config errors come before the model: {err}"
+        );
+    }
+}

@@ -455,6 +455,7 @@ fn solve(args: &SolveArgs) -> ponder::Result<()> {
         id: None,
         question: args.question.clone(),
         answer: args.answer.clone(),
+        oracle_guided: false,
     };
     problem.validate()?;
     if args.tree.is_some() && !matches!(strategy.name(), "mcts" | "beam") {

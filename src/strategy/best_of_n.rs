@@ -203,6 +203,16 @@ fn rank(
         }
     };
 
+    // `--oracle-guided`: a right candidate, the best-scored one, when there is one.
+    let right = |i: usize| problem.check(answers[i].as_deref()) == Some(true);
+    let chosen = if problem.oracle_guided && !right(chosen) {
+        (0..answers.len())
+            .filter(|&i| right(i))
+            .max_by(|&a, &b| scores[a].total_cmp(&scores[b]).then(b.cmp(&a)))
+            .unwrap_or(chosen)
+    } else {
+        chosen
+    };
     let candidates = generations
         .iter()
         .enumerate()

@@ -35,6 +35,12 @@ pub struct Problem {
     /// search.
     #[serde(default)]
     pub answer: Option<String>,
+    /// Let the reference answer steer the search (off by default): tree searches value a
+    /// finished solution 1 when right and 0 when wrong instead of the judge's score, and best-of-N
+    /// picks a right candidate when there is one. For data synthesis (`--oracle-guided`);
+    /// self-correction and deepening ignore it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub oracle_guided: bool,
 }
 
 impl Problem {
@@ -44,6 +50,7 @@ impl Problem {
             id: None,
             question: question.into(),
             answer: None,
+            oracle_guided: false,
         }
     }
 
@@ -133,6 +140,28 @@ impl StrategyConfig {
             Self::Deepening(_) => "deepening",
             Self::Mcts(_) => "mcts",
             Self::Beam(_) => "beam",
+        }
+    }
+
+    /// How the strategy asks the model.
+    pub fn prompt(&self) -> &PromptConfig {
+        match self {
+            Self::BestOfN(c) => &c.prompt,
+            Self::SelfCorrect(c) => &c.prompt,
+            Self::Deepening(c) => &c.prompt,
+            Self::Mcts(c) => &c.prompt,
+            Self::Beam(c) => &c.prompt,
+        }
+    }
+
+    /// The base seed of the strategy's sampling.
+    pub fn seed(&self) -> u64 {
+        match self {
+            Self::BestOfN(c) => c.sampling.seed,
+            Self::SelfCorrect(c) => c.sampling.seed,
+            Self::Deepening(c) => c.sampling.seed,
+            Self::Mcts(c) => c.step.sampling.seed,
+            Self::Beam(c) => c.step.sampling.seed,
         }
     }
 

@@ -628,8 +628,15 @@ impl<'a> Search<'a> {
         let (scores, tokens) = self.judge.score_inline(self.lm, &queries)?;
         self.tree.judge_tokens += tokens as u64;
         for (&i, s) in ids.iter().zip(scores) {
-            self.tree.nodes[i].judge = Some(s.score);
-            self.tree.nodes[i].value = s.score;
+            let node = &mut self.tree.nodes[i];
+            node.judge = Some(s.score);
+            node.value = match node.correct {
+                // `--oracle-guided`: the reference answer values finished solutions.
+                Some(right) if self.problem.oracle_guided && node.terminal => {
+                    f64::from(u8::from(right))
+                }
+                _ => s.score,
+            };
         }
         Ok(())
     }

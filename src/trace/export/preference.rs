@@ -1,0 +1,194 @@
+//! Preference records: `{"id", "source_strategy", "oracle", "kind", "gap", "prompt", "chosen",
+//! "rejected"}`, TRL's conversational preference format (`prompt` is the prompt's messages,
+//! `chosen` and `rejected` one assistant message each).
+//!
+//! Two kinds of pair, largest gaps first, at most `max_pairs`:
+//! - `path`: two finished paths — with `oracle`, a right answer against a wrong one; else two
+//!   whose values differ by at least `margin`;
+//! - `step`: two sibling steps after the same partial solution (both messages hold the partial
+//!   solution and the step) — with `oracle`, a step from which a right answer is reachable against
+//!   one from which none is; else two whose judge scores differ by at least `margin`.
+
+use serde::{Deserialize, Serialize};
+
+use super::{oracle_mode, ExportOptions, Reach, RecordHead};
+use crate::lm::Message;
+use crate::trace::Trace;
+
+/// What a pair compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PairKind {
+    /// Two finished solutions.
+    Path,
+    /// Two sibling steps.
+    Step,
+}
+
+/// One preference record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PreferenceRecord {
+    /// Problem id, strategy, oracle.
+    #[serde(flatten)]
+    pub head: RecordHead,
+    /// What the pair compares.
+    pub kind: PairKind,
+    /// The difference of the two values.
+    pub gap: f64,
+    /// The prompt's messages.
+    pub prompt: Vec<Message>,
+    /// The preferred assistant message.
+    pub chosen: Vec<Message>,
+    /// The other one.
+    pub rejected: Vec<Message>,
+}
+
+/// The preference records of `trace`.
+pub fn records(trace: &Trace, options: &ExportOptions) -> Vec<PreferenceRecord> {
+    let oracle = oracle_mode(trace, options);
+    let reach = Reach::of(trace);
+    // (gap, kind, better node, worse node), in discovery order.
+    let mut pairs: Vec<(f64, PairKind, usize, usize)> = Vec::new();
+    let enough = |gap: f64| {
+        if oracle {
+            gap > 0.5
+        } else {
+            gap >= options.margin && gap > 0.0
+        }
+    };
+
+    let finished: Vec<usize> = trace
+        .candidates
+        .iter()
+        .copied()
+        .filter(|&c| trace.nodes[c].terminal)
+        .collect();
+    let path_value = |id: usize| {
+        if oracle {
+            f64::from(u8::from(trace.nodes[id].correct == Some(true)))
+        } else {
+            trace.nodes[id].value
+        }
+    };
+    for (i, &a) in finished.iter().enumerate() {
+        for &b in &finished[i + 1..] {
+            let (va, vb) = (path_value(a), path_value(b));
+            let (hi, lo) = if va >= vb { (a, b) } else { (b, a) };
+            if enough((va - vb).abs()) {
+                pairs.push(((va - vb).abs(), PairKind::Path, hi, lo));
+            }
+        }
+    }
+
+    let step_value = |id: usize| {
+        if oracle {
+            Some(f64::from(u8::from(reach.reachable[id])))
+        } else {
+            trace.nodes[id].judge
+        }
+    };
+    for siblings in trace.children() {
+        for (i, &a) in siblings.iter().enumerate() {
+            for &b in &siblings[i + 1..] {
+                let (Some(va), Some(vb)) = (step_value(a), step_value(b)) else {
+                    continue;
+                };
+                let (hi, lo) = if va >= vb { (a, b) } else { (b, a) };
+                if enough((va - vb).abs()) {
+                    pairs.push(((va - vb).abs(), PairKind::Step, hi, lo));
+                }
+            }
+        }
+    }
+
+    // Largest gaps first; equal gaps keep discovery order (paths before steps).
+    pairs.sort_by(|x, y| y.0.total_cmp(&x.0));
+    let mut out = Vec::new();
+    for (gap, kind, hi, lo) in pairs {
+        if out.len() >= options.max_pairs {
+            break;
+        }
+        let (chosen, rejected) = (trace.text(hi), trace.text(lo));
+        if chosen.trim() == rejected.trim() {
+            continue;
+        }
+        let assistant = |text: String| vec![Message::new("assistant", text.trim().to_string())];
+        out.push(PreferenceRecord {
+            head: RecordHead::of(trace, oracle),
+            kind,
+            gap,
+            prompt: trace.prompt.clone(),
+            chosen: assistant(chosen),
+            rejected: assistant(rejected),
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::export::tests::tree;
+
+    #[test]
+    fn pairs_by_oracle_and_by_value() {
+        let t = tree();
+        let oracle = records(
+            &t,
+            &ExportOptions {
+                oracle: true,
+                ..ExportOptions::default()
+            },
+        );
+        // Paths: a1 (right) over a2 and over b1; steps: a (reaches 4) over b, a1 over a2.
+        let kinds: Vec<(PairKind, &str, &str)> = oracle
+            .iter()
+            .map(|r| {
+                (
+                    r.kind,
+                    r.chosen[0].content.as_str(),
+                    r.rejected[0].content.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (
+                    PairKind::Path,
+                    "a\n\na1 The answer is 4.",
+                    "a\n\na2 The answer is 5."
+                ),
+                (
+                    PairKind::Path,
+                    "a\n\na1 The answer is 4.",
+                    "b\n\nb1 The answer is 6."
+                ),
+                (PairKind::Step, "a", "b"),
+                (
+                    PairKind::Step,
+                    "a\n\na1 The answer is 4.",
+                    "a\n\na2 The answer is 5."
+                ),
+            ]
+        );
+        // By value with margin .2: paths a1 .9 > a2 .3 (.6), a1 > b1 .6 (.3), b1 > a2 (.3);
+        // steps a .7 > b .4 (.3), a1 > a2 (.6).
+        let plain = records(&t, &ExportOptions::default());
+        let gaps: Vec<f64> = plain
+            .iter()
+            .map(|r| (r.gap * 100.0).round() / 100.0)
+            .collect();
+        assert_eq!(gaps, [0.6, 0.6, 0.3, 0.3, 0.3]);
+        assert!(plain.iter().all(|r| !r.head.oracle));
+        let few = records(
+            &t,
+            &ExportOptions {
+                max_pairs: 2,
+                margin: 0.5,
+                ..ExportOptions::default()
+            },
+        );
+        assert_eq!(few.len(), 2);
+    }
+}

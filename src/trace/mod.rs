@@ -1,0 +1,324 @@
+//! Training traces: what one solve found, in a stable, documented JSON shape that the exports in
+//! [`export`] turn into training records.
+//!
+//! A [`Trace`] is a tree of steps. For the tree searches (`mcts`, `beam`) it is the search tree
+//! itself. For strategies that sample whole solutions (`best_of_n`, `self_correct`,
+//! `deepening`), every candidate becomes a chain of its steps under the root — its text split
+//! after each blank line — and its token count, log-probability, judge score and value sit on its
+//! last step.
+//!
+//! Field names are part of the format ([`TRACE_FORMAT`]); new fields may be added, existing ones
+//! are not renamed.
+
+pub mod export;
+
+use serde::{Deserialize, Serialize};
+
+use crate::lm::{Message, Usage};
+use crate::strategy::{Outcome, Problem, StopReason, StrategyConfig};
+
+/// Version of the trace format.
+pub const TRACE_FORMAT: u32 = 1;
+
+/// Where a trace came from: enough to reproduce it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Provenance {
+    /// The model file's name.
+    pub model: String,
+    /// The model file's sha256, lower-case hex.
+    pub model_sha256: String,
+    /// ponder's version (Cargo.toml).
+    pub ponder_version: String,
+    /// The strategy's whole configuration.
+    pub strategy: StrategyConfig,
+    /// The base seed of its sampling.
+    pub seed: u64,
+    /// Whether the reference answer steered the search (`--oracle-guided`).
+    pub oracle_guided: bool,
+}
+
+impl Provenance {
+    /// Provenance for `strategy` run on the model file at `model_path`, hashing the file.
+    ///
+    /// # Errors
+    /// The file cannot be read.
+    pub fn for_model(
+        model_path: &std::path::Path,
+        strategy: &StrategyConfig,
+        oracle_guided: bool,
+    ) -> std::io::Result<Self> {
+        Ok(Self {
+            model: model_path
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+            model_sha256: sha256_file(model_path)?,
+            ponder_version: env!("CARGO_PKG_VERSION").to_string(),
+            strategy: strategy.clone(),
+            seed: strategy.seed(),
+            oracle_guided,
+        })
+    }
+}
+
+/// One step of a trace (node 0 is the question).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TraceNode {
+    /// Index in [`Trace::nodes`].
+    pub id: usize,
+    /// The parent's id (`None` for the root).
+    pub parent: Option<usize>,
+    /// The step's text, delimiter included (empty for the root).
+    pub text: String,
+    /// Tokens generated for the step.
+    pub tokens: u32,
+    /// Sum of the step's token log-probabilities.
+    pub logprob: f64,
+    /// The self-judge's score of the step (or, for a finished solution, of the solution).
+    pub judge: Option<f64>,
+    /// Search iterations through the node.
+    pub visits: u32,
+    /// The node's value in [0, 1] (the strategy's score for the candidate ending here).
+    pub value: f64,
+    /// A finished solution ends here.
+    pub terminal: bool,
+    /// The final answer, for terminal nodes.
+    pub answer: Option<String>,
+    /// Whether that answer matches the reference, when one was given.
+    pub correct: Option<bool>,
+}
+
+/// Everything one solve found.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Trace {
+    /// [`TRACE_FORMAT`].
+    pub format: u32,
+    /// The problem's id.
+    pub id: String,
+    /// The question.
+    pub question: String,
+    /// The reference answer, if known.
+    pub reference: Option<String>,
+    /// The messages the solver was given (system and user).
+    pub prompt: Vec<Message>,
+    /// The strategy's name.
+    pub strategy: String,
+    /// The steps; `nodes[0]` is the question.
+    pub nodes: Vec<TraceNode>,
+    /// Ids of the nodes where candidate solutions end, in the strategy's order.
+    pub candidates: Vec<usize>,
+    /// Node ids from the root to the chosen candidate's end.
+    pub chosen: Vec<usize>,
+    /// The chosen answer.
+    pub answer: Option<String>,
+    /// Whether the chosen answer is right, when a reference was given.
+    pub correct: Option<bool>,
+    /// Why a tree search stopped.
+    pub stop: Option<StopReason>,
+    /// The work the solve took.
+    pub usage: Usage,
+    /// Model, configuration, seeds, version.
+    pub provenance: Provenance,
+}
+
+impl Trace {
+    /// The trace of `outcome`, a solve of `problem` (whose id is `id`).
+    pub fn from_outcome(
+        id: impl Into<String>,
+        problem: &Problem,
+        outcome: &Outcome,
+        provenance: Provenance,
+    ) -> Self {
+        let prompt = provenance.strategy.prompt().messages(&problem.question);
+        let mut trace = Self {
+            format: TRACE_FORMAT,
+            id: id.into(),
+            question: problem.question.clone(),
+            reference: problem.answer.clone(),
+            prompt,
+            strategy: outcome.strategy.clone(),
+            nodes: Vec::new(),
+            candidates: Vec::new(),
+            chosen: Vec::new(),
+            answer: outcome.answer.clone(),
+            correct: outcome.correct,
+            stop: outcome.tree.as_ref().map(|t| t.stop),
+            usage: outcome.usage,
+            provenance,
+        };
+        match &outcome.tree {
+            Some(tree) => {
+                trace.nodes = tree
+                    .nodes
+                    .iter()
+                    .map(|n| TraceNode {
+                        id: n.id,
+                        parent: n.parent,
+                        text: n.text.clone(),
+                        tokens: n.tokens,
+                        logprob: n.logprob,
+                        judge: n.judge,
+                        visits: n.visits,
+                        value: n.value,
+                        terminal: n.terminal,
+                        answer: n.answer.clone(),
+                        correct: n.correct,
+                    })
+                    .collect();
+                trace.candidates = tree
+                    .nodes
+                    .iter()
+                    .filter(|n| n.terminal)
+                    .map(|n| n.id)
+                    .collect();
+                let last = *tree.chosen.last().unwrap_or(&0);
+                if !trace.candidates.contains(&last) && last != 0 {
+                    trace.candidates.push(last);
+                }
+                trace.chosen = tree.chosen.clone();
+            }
+            None => {
+                trace.nodes.push(TraceNode {
+                    id: 0,
+                    parent: None,
+                    text: String::new(),
+                    tokens: 0,
+                    logprob: 0.0,
+                    judge: None,
+                    visits: outcome.candidates.len() as u32,
+                    value: 0.0,
+                    terminal: false,
+                    answer: None,
+                    correct: None,
+                });
+                for (i, c) in outcome.candidates.iter().enumerate() {
+                    let steps = split_steps(&c.text);
+                    let mut parent = 0;
+                    for (k, step) in steps.iter().enumerate() {
+                        let id = trace.nodes.len();
+                        let last = k + 1 == steps.len();
+                        trace.nodes.push(TraceNode {
+                            id,
+                            parent: Some(parent),
+                            text: step.to_string(),
+                            tokens: if last { c.tokens } else { 0 },
+                            logprob: if last { c.logprob } else { 0.0 },
+                            judge: if last { c.judge } else { None },
+                            visits: 1,
+                            value: if last { c.score.clamp(0.0, 1.0) } else { 0.0 },
+                            terminal: last,
+                            answer: if last { c.answer.clone() } else { None },
+                            correct: if last { c.correct } else { None },
+                        });
+                        parent = id;
+                    }
+                    trace.candidates.push(parent);
+                    if i == outcome.chosen {
+                        trace.chosen = trace.path(parent);
+                    }
+                }
+                if trace.chosen.is_empty() {
+                    trace.chosen = vec![0];
+                }
+            }
+        }
+        trace
+    }
+
+    /// Ids from the root to `id`.
+    pub fn path(&self, id: usize) -> Vec<usize> {
+        let mut path = vec![id];
+        let mut at = id;
+        while let Some(p) = self.nodes[at].parent {
+            path.push(p);
+            at = p;
+        }
+        path.reverse();
+        path
+    }
+
+    /// The steps' texts from the root (excluded) to `id`.
+    pub fn steps(&self, id: usize) -> Vec<&str> {
+        self.path(id)
+            .into_iter()
+            .skip(1)
+            .map(|i| self.nodes[i].text.as_str())
+            .collect()
+    }
+
+    /// The text from the root to `id`.
+    pub fn text(&self, id: usize) -> String {
+        self.steps(id).concat()
+    }
+
+    /// Children of every node (index = node id).
+    pub fn children(&self) -> Vec<Vec<usize>> {
+        let mut children = vec![Vec::new(); self.nodes.len()];
+        for n in &self.nodes {
+            if let Some(p) = n.parent {
+                children[p].push(n.id);
+            }
+        }
+        children
+    }
+}
+
+/// `text` split after each blank line (each piece keeps its delimiter); a text without blank
+/// lines is one step. Empty pieces are dropped.
+pub fn split_steps(text: &str) -> Vec<&str> {
+    let mut steps = Vec::new();
+    let mut start = 0;
+    while let Some(at) = text[start..].find("\n\n") {
+        let mut end = start + at + 2;
+        // Keep a run of newlines with the step it ends.
+        while text[end..].starts_with('\n') {
+            end += 1;
+        }
+        steps.push(&text[start..end]);
+        start = end;
+    }
+    if start < text.len() {
+        steps.push(&text[start..]);
+    }
+    steps.retain(|s| !s.trim().is_empty());
+    if steps.is_empty() {
+        steps.push(text);
+    }
+    steps
+}
+
+/// The sha256 of a file, lower-case hex.
+///
+/// # Errors
+/// The file cannot be read.
+pub fn sha256_file(path: &std::path::Path) -> std::io::Result<String> {
+    use sha2::Digest as _;
+    use std::io::Read as _;
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_split_after_blank_lines() {
+        assert_eq!(split_steps("a\n\nb\n\n\nc"), ["a\n\n", "b\n\n\n", "c"]);
+        assert_eq!(split_steps("one step"), ["one step"]);
+        assert_eq!(split_steps(""), [""]);
+        assert_eq!(split_steps("x\n\n"), ["x\n\n"]);
+    }
+}
