@@ -45,6 +45,9 @@ impl Engine {
     /// An invalid problem or configuration ([`Error::Config`]); model errors.
     pub fn solve(&self, problem: &Problem, strategy: &StrategyConfig) -> Result<Outcome, Error> {
         let mut lm = self.lm.lock();
+        // Every solve starts from an empty cache, as in a fresh process: the same problem,
+        // strategy and seeds give the same outcome whatever was solved before.
+        lm.reset();
         strategy.run(lm.as_mut(), problem)
     }
 

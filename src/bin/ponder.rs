@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
+use indicatif::{ProgressBar, ProgressStyle};
 use ponder::eval;
 use ponder::lm::{
     ContextOptions, FinishReason, GenRequest, Lm, Message, Model, ModelOptions, SamplingParams,
@@ -14,6 +15,8 @@ use ponder::lm::{
 use ponder::strategy::{
     EntryKind, Outcome, Problem, Rerank, SearchTree, StopReason, StrategyConfig,
 };
+use ponder::synth::{self, SynthConfig};
+use ponder::trace::export::{ExportOptions, Format, LabelKind};
 use ponder::{ConfigError, Engine};
 
 #[derive(Parser)]
@@ -35,6 +38,46 @@ enum Command {
     Solve(SolveArgs),
     /// Run a strategy over a JSONL dataset and report accuracy, pass@N and judge AUC.
     Eval(EvalArgs),
+    /// Run a strategy over a JSONL dataset and write training records (resumable).
+    Synth(SynthArgs),
+}
+
+#[derive(Args)]
+struct SynthArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    strategy: StrategyArgs,
+    /// JSONL file of {"id", "question", "answer"} lines.
+    #[arg(long)]
+    input: PathBuf,
+    /// Output directory; a run into a directory that holds finished problems resumes it.
+    #[arg(long)]
+    output: PathBuf,
+    /// Record formats, comma-separated: sft, preference, prm, correction.
+    #[arg(long, default_value = "sft,preference,prm,correction")]
+    formats: String,
+    /// Label records with the reference answers (oracle mode).
+    #[arg(long)]
+    oracle: bool,
+    /// Let the reference answers steer the search too (implies nothing about labels).
+    #[arg(long)]
+    oracle_guided: bool,
+    /// Only the first K problems.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Preference pairs need values at least this far apart.
+    #[arg(long, default_value_t = ExportOptions::default().margin)]
+    margin: f64,
+    /// PRM labels: float or bool.
+    #[arg(long, default_value = "float")]
+    labels: String,
+    /// A step is good when its value or judge score reaches this.
+    #[arg(long, default_value_t = ExportOptions::default().threshold)]
+    threshold: f64,
+    /// No progress bar; print the summary as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -717,12 +760,136 @@ fn run_eval(args: &EvalArgs) -> ponder::Result<()> {
     Ok(())
 }
 
+fn run_synth(args: &SynthArgs) -> ponder::Result<()> {
+    let strategy = args.strategy.resolve()?;
+    let formats = Format::parse_list(&args.formats)?;
+    let labels = match args.labels.as_str() {
+        "float" => LabelKind::Float,
+        "bool" => LabelKind::Bool,
+        other => {
+            return Err(ConfigError::new(
+                "labels",
+                format!("unknown label kind {other:?}; use float or bool"),
+            )
+            .into())
+        }
+    };
+    let config = SynthConfig {
+        strategy,
+        formats,
+        export: ExportOptions {
+            oracle: args.oracle,
+            margin: args.margin,
+            labels,
+            threshold: args.threshold,
+            ..ExportOptions::default()
+        },
+        oracle_guided: args.oracle_guided,
+    };
+    config.export.validate()?;
+    let (mut problems, line_errors) = eval::read_dataset(&args.input).map_err(|e| {
+        ConfigError::new(
+            "input",
+            format!("cannot read {}: {e}", args.input.display()),
+        )
+    })?;
+    for e in &line_errors {
+        eprintln!(
+            "{}:{}: skipped: {}",
+            args.input.display(),
+            e.line,
+            e.message
+        );
+    }
+    if let Some(k) = args.limit {
+        problems.truncate(k);
+    }
+    let engine = args.model.engine()?;
+    let bar = if args.json {
+        ProgressBar::hidden()
+    } else {
+        let bar = ProgressBar::new(problems.len() as u64);
+        bar.set_style(
+            ProgressStyle::with_template("{bar:30} {pos}/{len} · ETA {eta} · {msg}")
+                .expect("a valid template"),
+        );
+        bar
+    };
+    let summary = synth::run(
+        &engine,
+        &args.model.model,
+        &problems,
+        line_errors,
+        &args.output,
+        &config,
+        |p| {
+            if p.done == p.resumed + 1 && p.resumed > 0 {
+                bar.println(format!("resuming: {} problems already finished", p.resumed));
+            }
+            bar.set_position(p.done as u64);
+            let acc = if p.labelled == 0 {
+                "n/a".to_string()
+            } else {
+                format!("{:.3}", p.correct as f64 / p.labelled as f64)
+            };
+            bar.set_message(format!(
+                "{:.1} tokens/s · accuracy {acc} ({}/{})",
+                p.tokens as f64 / p.elapsed.max(1e-9),
+                p.correct,
+                p.labelled
+            ));
+            if let Some(e) = &p.last.1 {
+                bar.println(format!("{}: failed: {e}", p.last.0));
+            }
+        },
+    )?;
+    bar.finish_and_clear();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&summary).expect("plain data serialises")
+        );
+    } else {
+        let records: Vec<String> = summary
+            .records
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        println!(
+            "problems {}/{} · accuracy {:.3} · pass@k {:.3} · distinct answers {:.2} · judge AUC {} · balance {}",
+            summary.problems,
+            summary.total,
+            summary.accuracy,
+            summary.pass_at_k,
+            summary.distinct_answers,
+            summary.judge_auc.map_or("n/a".into(), |a| format!("{a:.3}")),
+            summary.balance_score.map_or("n/a".into(), |a| format!("{a:.3}")),
+        );
+        println!("records: {}", records.join(" · "));
+        println!(
+            "tokens: generated {} · processed {} · {:.1} s · written to {}",
+            summary.generated_tokens,
+            summary.processed_tokens,
+            summary.wall_ms as f64 / 1000.0,
+            args.output.display()
+        );
+        if !summary.failures.is_empty() {
+            println!(
+                "{} problems failed (see above); run again to retry them",
+                summary.failures.len()
+            );
+        }
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Generate(args) => generate(args),
         Command::Solve(args) => solve(args),
         Command::Eval(args) => run_eval(args),
+        Command::Synth(args) => run_synth(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1275,6 +1275,15 @@ impl Lm for LlamaLm {
         }
     }
 
+    fn reset(&mut self) -> bool {
+        if self.node_count() > 0 {
+            return false;
+        }
+        self.ctx.clear_kv_cache();
+        self.free_seqs = (0..self.n_seq_max as i32).rev().collect();
+        true
+    }
+
     fn usage(&self) -> Usage {
         self.usage
     }

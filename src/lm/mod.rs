@@ -361,6 +361,14 @@ pub trait Lm {
     /// Work done so far.
     fn usage(&self) -> Usage;
 
+    /// When no node is live, returns the backend's cache to the state of a fresh one, so that
+    /// what follows gives the same results as in a new process (llama.cpp's CPU kernels are not
+    /// independent of where cells sit in the cache). Does nothing and returns `false` while any
+    /// node is live. [`crate::Engine::solve`] calls it before every solve.
+    fn reset(&mut self) -> bool {
+        false
+    }
+
     /// Tokenises `text` as [`Lm::extend`] would.
     ///
     /// # Errors
