@@ -9,6 +9,34 @@
 //!
 //! Field names are part of the format ([`TRACE_FORMAT`]); new fields may be added, existing ones
 //! are not renamed.
+//!
+//! ```no_run
+//! use ponder::strategy::{Budget, MctsConfig, Selection};
+//! use ponder::trace::export::{self, ExportOptions, Format};
+//! use ponder::trace::{Provenance, Trace};
+//! use ponder::{ContextOptions, Engine, ModelOptions, Problem, StrategyConfig};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let engine = Engine::load(&ModelOptions::default(), &ContextOptions::default())?;
+//! let mcts = StrategyConfig::Mcts(MctsConfig {
+//!     k: 3,
+//!     selection: Selection::Puct,
+//!     budget: Budget { tokens: Some(1024), ..Default::default() },
+//!     ..Default::default()
+//! });
+//! let problem = Problem::new("What is 7 * 6?").with_answer("42");
+//! let outcome = engine.solve(&problem, &mcts)?;
+//! let tree = outcome.tree.as_ref().expect("tree searches keep their tree");
+//! std::fs::write("tree.dot", tree.to_dot())?;
+//! let provenance = Provenance::for_model(&ModelOptions::default().path, &mcts, false)?;
+//! let trace = Trace::from_outcome("q1", &problem, &outcome, provenance);
+//! let oracle = ExportOptions { oracle: true, ..Default::default() };
+//! for record in export::records(&trace, Format::Prm, &oracle) {
+//!     println!("{record}");
+//! }
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod export;
 
