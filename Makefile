@@ -9,7 +9,7 @@ CARGO ?= cargo
 MODEL ?= models/SmolLM2-135M-Instruct.Q4_1.gguf
 DEMO_PROMPT ?= A farmer has 15 sheep. He buys 8 more and then sells 6. How many sheep does he have now?
 
-.PHONY: all setup model test-models build demo test check lint doc bench clean
+.PHONY: all setup model test-models build demo test check lint doc bench clean install install-files
 
 all: build
 
@@ -32,12 +32,27 @@ test: test-models
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --all-targets -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --release --no-deps
+	$(CARGO) build --release --lib
 	$(CARGO) test --release
 
 bench: setup
 	$(CARGO) bench --bench decode
 	$(CARGO) bench --bench judge
 	$(CARGO) bench --bench search
+
+# Installs libponder (shared and static), include/ponder.h and a pkg-config file under PREFIX.
+PREFIX ?= /usr/local
+LIBDIR ?= target/release
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+
+install: build install-files
+
+install-files:
+	install -d $(PREFIX)/lib $(PREFIX)/include $(PREFIX)/lib/pkgconfig
+	install -m 755 $(LIBDIR)/libponder.so $(PREFIX)/lib/
+	if [ -f $(LIBDIR)/libponder.a ]; then install -m 644 $(LIBDIR)/libponder.a $(PREFIX)/lib/; fi
+	install -m 644 include/ponder.h $(PREFIX)/include/
+	sed -e 's|@PREFIX@|$(abspath $(PREFIX))|' -e 's|@VERSION@|$(VERSION)|' ponder.pc.in > $(PREFIX)/lib/pkgconfig/ponder.pc
 
 clean:
 	$(CARGO) clean

@@ -7,9 +7,13 @@ cd "$(dirname "$0")/.."
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 
-# --- apt packages: cmake (llama.cpp build) and libclang-dev (bindgen) ---------
+# --- apt packages: cmake (llama.cpp build), libclang-dev (bindgen), and for the C ABI
+# tests a C compiler, pkg-config and valgrind ---------------------------------------------
 missing=()
 command -v cmake >/dev/null 2>&1 || missing+=(cmake)
+command -v cc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
 # bindgen needs libclang.so; libclang-dev provides the unversioned symlink.
 if ! ls /usr/lib/llvm-*/lib/libclang.so >/dev/null 2>&1 && ! ldconfig -p 2>/dev/null | grep -q 'libclang\.so '; then
   missing+=(libclang-dev)

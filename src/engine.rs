@@ -1,19 +1,24 @@
 //! [`Engine`]: a loaded model behind a lock, solving problems with any strategy.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 
 use crate::error::Error;
 use crate::lm::{ContextOptions, Lm, Model, ModelOptions, Usage};
-use crate::strategy::{Outcome, Problem, StrategyConfig};
+use crate::strategy::{Event, Flow, Observer, Outcome, Problem, StrategyConfig};
 
 /// A model and its inference context, ready to solve problems.
 ///
-/// Thread rules: an `Engine` is `Send + Sync`; calls from several threads are served one at a
-/// time (the context is behind a mutex).
+/// Thread rules: an `Engine` is `Send + Sync`; solves from several threads are served one at a
+/// time (the context is behind a mutex), in the order the lock is granted. [`Engine::cancel`] may
+/// be called from any thread at any time.
 pub struct Engine {
     lm: Mutex<Box<dyn Lm + Send>>,
+    /// Bumped by [`Engine::cancel`]; a solve that saw another value when it began is cancelled.
+    cancel_epoch: Arc<AtomicU64>,
 }
 
 impl fmt::Debug for Engine {
@@ -36,6 +41,7 @@ impl Engine {
     pub fn from_lm(lm: impl Lm + Send + 'static) -> Self {
         Self {
             lm: Mutex::new(Box::new(lm)),
+            cancel_epoch: Arc::default(),
         }
     }
 
@@ -44,11 +50,49 @@ impl Engine {
     /// # Errors
     /// An invalid problem or configuration ([`Error::Config`]); model errors.
     pub fn solve(&self, problem: &Problem, strategy: &StrategyConfig) -> Result<Outcome, Error> {
+        self.solve_with(problem, strategy, &mut |_| Flow::Continue)
+    }
+
+    /// As [`Engine::solve`], calling `events` (on this thread) for every [`Event`]; returning
+    /// [`Flow::Stop`] cancels the search. A cancelled solve (here or through [`Engine::cancel`])
+    /// returns [`DecodeError::Cancelled`](crate::DecodeError::Cancelled) within one forward pass.
+    ///
+    /// # Errors
+    /// As [`Engine::solve`]; cancellation.
+    pub fn solve_with(
+        &self,
+        problem: &Problem,
+        strategy: &StrategyConfig,
+        events: &mut dyn FnMut(&Event) -> Flow,
+    ) -> Result<Outcome, Error> {
+        let epoch = self.cancel_epoch.load(Ordering::SeqCst);
+        let mut observer = Observer::new(events);
+        let stop = observer.stop_flag();
+        let current = self.cancel_epoch.clone();
+        let interrupt: crate::lm::Interrupt = Arc::new(move || {
+            stop.load(Ordering::SeqCst) || current.load(Ordering::SeqCst) != epoch
+        });
         let mut lm = self.lm.lock();
+        if interrupt() {
+            return Err(crate::DecodeError::Cancelled.into());
+        }
         // Every solve starts from an empty cache, as in a fresh process: the same problem,
         // strategy and seeds give the same outcome whatever was solved before.
         lm.reset();
-        strategy.run(lm.as_mut(), problem)
+        lm.set_interrupt(Some(interrupt.clone()));
+        let result = strategy.run_observed(lm.as_mut(), problem, &mut observer);
+        lm.set_interrupt(None);
+        // A cancellation noticed by the model surfaces as a model error of the strategy; say it
+        // plainly.
+        match result {
+            Err(_) if interrupt() => Err(crate::DecodeError::Cancelled.into()),
+            other => other,
+        }
+    }
+
+    /// Cancels every solve running or waiting on this engine now; later solves are not affected.
+    pub fn cancel(&self) {
+        self.cancel_epoch.fetch_add(1, Ordering::SeqCst);
     }
 
     /// The work done so far by this engine's model.

@@ -112,6 +112,10 @@ pub enum DecodeError {
         /// The code llama.cpp returned.
         code: i32,
     },
+    /// The caller cancelled the work ([`crate::Engine::cancel`], an event callback that asked
+    /// to stop, or an [`crate::lm::Interrupt`]).
+    #[error("cancelled by the caller")]
+    Cancelled,
     /// A request parameter is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),

@@ -15,6 +15,9 @@
 //! - [`Engine`]: a loaded model behind a lock; [`Engine::solve`] runs a strategy on a
 //!   [`Problem`] and returns an [`Outcome`] with every candidate and its scores.
 //! - [`eval`]: the dataset runner behind `ponder eval`.
+//! - [`trace`]: every solve as a [`Trace`](trace::Trace) and its exports to training records;
+//!   [`synth`]: the resumable dataset runner behind `ponder synth`.
+//! - [`ffi`]: the C ABI (`include/ponder.h`, `libponder`).
 //! - [`error`]: typed errors whose messages say what to do.
 //!
 //! # Example
@@ -45,6 +48,7 @@
 pub mod engine;
 pub mod error;
 pub mod eval;
+pub mod ffi;
 pub mod lm;
 pub mod reward;
 pub mod strategy;

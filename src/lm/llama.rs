@@ -362,6 +362,7 @@ pub struct LlamaLm {
     usage: Usage,
     wall_us: u64,
     scratch: Scratch,
+    interrupt: Option<super::Interrupt>,
 }
 
 impl fmt::Debug for LlamaLm {
@@ -440,6 +441,7 @@ impl LlamaLm {
             usage: Usage::default(),
             wall_us: 0,
             scratch: Scratch::default(),
+            interrupt: None,
             model,
         })
     }
@@ -457,6 +459,10 @@ impl LlamaLm {
     /// The most sequences live at once.
     pub fn n_seq_max(&self) -> u32 {
         self.n_seq_max
+    }
+
+    fn interrupted(&self) -> bool {
+        self.interrupt.as_ref().is_some_and(|f| f())
     }
 
     /// Nodes not yet released.
@@ -833,6 +839,9 @@ impl LlamaLm {
     /// The next-token logits of each node, decoding only what is missing; all nodes' work shares
     /// forward passes, in waves of at most `n_seq_max` nodes.
     fn ensure_logits(&mut self, ids: &[u32]) -> Result<Vec<Arc<[f32]>>, DecodeError> {
+        if self.interrupted() {
+            return Err(DecodeError::Cancelled);
+        }
         let mut found: HashMap<u32, Arc<[f32]>> = HashMap::new();
         let mut missing = Vec::new();
         for &i in ids {
@@ -1001,6 +1010,9 @@ impl LlamaLm {
                         logprobs_from: None,
                     })
                     .collect();
+                if self.interrupted() {
+                    return Err(DecodeError::Cancelled);
+                }
                 let decoded = self.run_batch(&entries)?;
                 let mut still = Vec::with_capacity(active.len());
                 for (&b, d) in active.iter().zip(decoded) {
@@ -1273,6 +1285,10 @@ impl Lm for LlamaLm {
         if let Some(seq) = data.seq {
             self.free_seq(seq);
         }
+    }
+
+    fn set_interrupt(&mut self, interrupt: Option<super::Interrupt>) {
+        self.interrupt = interrupt;
     }
 
     fn reset(&mut self) -> bool {

@@ -16,6 +16,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{ConfigError, DecodeError};
 
+/// A check the backend calls before every forward pass; when it returns true, the operation in
+/// progress stops with [`DecodeError::Cancelled`] (its new nodes released).
+pub type Interrupt = std::sync::Arc<dyn Fn() -> bool + Send + Sync>;
+
 /// A token id of the model's vocabulary.
 pub type TokenId = i32;
 
@@ -367,6 +371,12 @@ pub trait Lm {
     /// node is live. [`crate::Engine::solve`] calls it before every solve.
     fn reset(&mut self) -> bool {
         false
+    }
+
+    /// Installs (or, with `None`, removes) a check that can stop long operations between
+    /// forward passes. Backends that cannot be interrupted ignore it.
+    fn set_interrupt(&mut self, interrupt: Option<Interrupt>) {
+        let _ = interrupt;
     }
 
     /// Tokenises `text` as [`Lm::extend`] would.

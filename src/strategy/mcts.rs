@@ -30,7 +30,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::tree::{Budget, Search, StepConfig, StopReason, TreeNode};
-use super::{Outcome, Problem, PromptConfig};
+use super::{Observer, Outcome, Problem, PromptConfig};
 use crate::error::{ConfigError, Error};
 use crate::lm::Lm;
 use crate::reward::judge::JudgeConfig;
@@ -218,9 +218,23 @@ impl MctsConfig {
 /// # Errors
 /// Invalid configuration; model errors.
 pub fn run(config: &MctsConfig, lm: &mut dyn Lm, problem: &Problem) -> Result<Outcome, Error> {
+    run_observed(config, lm, problem, &mut Observer::default())
+}
+
+/// Runs the search, reporting every step and verdict to `observer`.
+///
+/// # Errors
+/// Invalid configuration; model errors; cancellation by the observer.
+pub fn run_observed(
+    config: &MctsConfig,
+    lm: &mut dyn Lm,
+    problem: &Problem,
+    observer: &mut Observer<'_>,
+) -> Result<Outcome, Error> {
     config.validate()?;
     let mut search = Search::new(
         lm,
+        observer,
         problem,
         &config.prompt,
         &config.judge,

@@ -223,14 +223,152 @@ impl StrategyConfig {
     /// # Errors
     /// Invalid problem or configuration; model errors.
     pub fn run(&self, lm: &mut dyn Lm, problem: &Problem) -> Result<Outcome, Error> {
+        self.run_observed(lm, problem, &mut Observer::default())
+    }
+
+    /// Runs the strategy, reporting [`Event`]s to `observer`; the search stops with
+    /// [`DecodeError::Cancelled`](crate::DecodeError::Cancelled) as soon as the observer asks.
+    ///
+    /// # Errors
+    /// Invalid problem or configuration; model errors; cancellation.
+    pub fn run_observed(
+        &self,
+        lm: &mut dyn Lm,
+        problem: &Problem,
+        observer: &mut Observer<'_>,
+    ) -> Result<Outcome, Error> {
         problem.validate()?;
         self.validate()?;
-        match self {
+        let outcome = match self {
             Self::BestOfN(c) => best_of_n::run(c, lm, problem),
             Self::SelfCorrect(c) => self_correct::run(c, lm, problem),
             Self::Deepening(c) => deepening::run(c, lm, problem),
-            Self::Mcts(c) => mcts::run(c, lm, problem),
-            Self::Beam(c) => beam::run(c, lm, problem),
+            Self::Mcts(c) => mcts::run_observed(c, lm, problem, observer),
+            Self::Beam(c) => beam::run_observed(c, lm, problem, observer),
+        }?;
+        for (index, c) in outcome.candidates.iter().enumerate() {
+            observer.emit(Event::Candidate {
+                index,
+                answer: c.answer.clone(),
+                score: c.score,
+            })?;
+        }
+        observer.emit(Event::Done {
+            answer: outcome.answer.clone(),
+            score: outcome.score,
+        })?;
+        Ok(outcome)
+    }
+}
+
+/// Something a search did, reported while it runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Event {
+    /// A tree search added a step (`node` indexes its [`SearchTree`]).
+    Step {
+        /// The new node.
+        node: usize,
+        /// Its parent.
+        parent: usize,
+        /// Steps from the root.
+        depth: u32,
+        /// Tokens of the step.
+        tokens: u32,
+        /// The step's text.
+        text: String,
+    },
+    /// A tree search judged a step.
+    Scored {
+        /// The node.
+        node: usize,
+        /// The self-judge's score.
+        judge: f64,
+        /// The node's value.
+        value: f64,
+    },
+    /// A candidate of the finished search, in the outcome's order.
+    Candidate {
+        /// Its index in [`Outcome::candidates`].
+        index: usize,
+        /// Its answer.
+        answer: Option<String>,
+        /// Its score.
+        score: f64,
+    },
+    /// The solve is complete.
+    Done {
+        /// The chosen answer.
+        answer: Option<String>,
+        /// Its score.
+        score: f64,
+    },
+}
+
+/// What an event callback wants next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Go on.
+    Continue,
+    /// Cancel the search.
+    Stop,
+}
+
+/// Receives a strategy's [`Event`]s and tells it to stop. A stop request is shared through
+/// [`Observer::stop_flag`] so that the model can also be interrupted between forward passes.
+#[derive(Default)]
+pub struct Observer<'a> {
+    callback: Option<&'a mut dyn FnMut(&Event) -> Flow>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl std::fmt::Debug for Observer<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Observer")
+            .field("callback", &self.callback.is_some())
+            .field("stop", &self.stop)
+            .finish()
+    }
+}
+
+impl<'a> Observer<'a> {
+    /// An observer calling `callback` for every event.
+    pub fn new(callback: &'a mut dyn FnMut(&Event) -> Flow) -> Self {
+        Self {
+            callback: Some(callback),
+            stop: std::sync::Arc::default(),
+        }
+    }
+
+    /// The flag set when a stop is requested (by the callback or by anyone holding it).
+    pub fn stop_flag(&self) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+        self.stop.clone()
+    }
+
+    /// Reports `event`.
+    ///
+    /// # Errors
+    /// [`DecodeError::Cancelled`](crate::DecodeError::Cancelled) once a stop was requested.
+    pub fn emit(&mut self, event: Event) -> Result<(), crate::error::DecodeError> {
+        use std::sync::atomic::Ordering;
+        if let Some(cb) = self.callback.as_mut() {
+            if cb(&event) == Flow::Stop {
+                self.stop.store(true, Ordering::SeqCst);
+            }
+        }
+        self.check()
+    }
+
+    /// [`DecodeError::Cancelled`](crate::DecodeError::Cancelled) once a stop was requested.
+    ///
+    /// # Errors
+    /// As said.
+    pub fn check(&self) -> Result<(), crate::error::DecodeError> {
+        if self.stop.load(std::sync::atomic::Ordering::SeqCst) {
+            Err(crate::error::DecodeError::Cancelled)
+        } else {
+            Ok(())
         }
     }
 }

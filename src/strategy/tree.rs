@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Candidate, Outcome, Problem, PromptConfig};
+use super::{Candidate, Event, Observer, Outcome, Problem, PromptConfig};
 use crate::error::{ConfigError, Error};
 use crate::lm::{FinishReason, GenRequest, Lm, Node, SamplingParams, Usage};
 use crate::reward::answer;
@@ -405,8 +405,9 @@ fn normalise_step(text: &str) -> String {
 
 /// A search in progress: the tree, the model's node for each tree node, the judge and the budget.
 /// Dropping it releases every model node it holds.
-pub(crate) struct Search<'a> {
+pub(crate) struct Search<'a, 'o> {
     pub lm: &'a mut dyn Lm,
+    observer: &'a mut Observer<'o>,
     pub tree: SearchTree,
     handles: Vec<Option<Node>>,
     judge: Judge,
@@ -418,7 +419,7 @@ pub(crate) struct Search<'a> {
     before: Usage,
 }
 
-impl Drop for Search<'_> {
+impl Drop for Search<'_, '_> {
     fn drop(&mut self) {
         for h in self.handles.drain(..).flatten() {
             self.lm.release(h);
@@ -426,10 +427,12 @@ impl Drop for Search<'_> {
     }
 }
 
-impl<'a> Search<'a> {
+impl<'a, 'o> Search<'a, 'o> {
     /// Renders the prompt and starts the tree.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         lm: &'a mut dyn Lm,
+        observer: &'a mut Observer<'o>,
         problem: &'a Problem,
         prompt: &PromptConfig,
         judge: &JudgeConfig,
@@ -443,6 +446,7 @@ impl<'a> Search<'a> {
         let prompt_tokens = lm.node_len(root)? as u64;
         Ok(Self {
             lm,
+            observer,
             tree: SearchTree {
                 nodes: vec![TreeNode::root()],
                 chosen: vec![0],
@@ -533,7 +537,16 @@ impl<'a> Search<'a> {
             let generations = self.lm.generate(&batch)?;
             for (g, parent) in generations.into_iter().zip(owners) {
                 if self.acceptable(parent, &g.text) {
-                    added.push(self.add_child(parent, g));
+                    let id = self.add_child(parent, g);
+                    added.push(id);
+                    let n = &self.tree.nodes[id];
+                    self.observer.emit(Event::Step {
+                        node: id,
+                        parent,
+                        depth: n.depth,
+                        tokens: n.tokens,
+                        text: n.text.clone(),
+                    })?;
                     if let Some(m) = missing.iter_mut().find(|(p, _)| *p == parent) {
                         m.1 -= 1;
                     }
@@ -637,6 +650,12 @@ impl<'a> Search<'a> {
                 }
                 _ => s.score,
             };
+            let (judge, value) = (s.score, node.value);
+            self.observer.emit(Event::Scored {
+                node: i,
+                judge,
+                value,
+            })?;
         }
         Ok(())
     }

@@ -1,0 +1,570 @@
+//! The C ABI (`include/ponder.h`, generated from this module by cbindgen).
+//!
+//! Conventions, after rustls-ffi: opaque handles (`ponder_engine`, `ponder_outcome`); functions
+//! `ponder_<type>_<verb>`; fallible functions return a [`ponder_status`] with fixed numbers and
+//! write their out-parameters only on success; strings in are pointer + length and must be UTF-8;
+//! strings out go into a caller buffer with its length, NUL-terminated, the length without the NUL
+//! in `*out_n` (also on `PONDER_STATUS_BUFFER_TOO_SMALL`, so the caller can retry);
+//! `ponder_*_free(NULL)` does nothing; every body runs inside a panic boundary; the detail of the
+//! last failure on the calling thread is in `ponder_last_error`.
+
+#![allow(non_camel_case_types)]
+// Every exported function checks its pointers itself; the safety contract is the header's.
+#![allow(clippy::missing_safety_doc)]
+
+mod status;
+
+use std::ffi::{c_char, c_int, c_void};
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use serde::Deserialize;
+
+pub use status::ponder_status;
+use status::{boundary, fail, fail_with, static_cstr};
+
+use crate::engine::Engine;
+use crate::lm::{ContextOptions, ModelOptions};
+use crate::strategy::{Event, Flow, Outcome, Problem, StrategyConfig};
+use crate::trace::{Provenance, Trace};
+
+/// Major version of this library (the header's value must equal `ponder_version()`'s).
+pub const PONDER_VERSION_MAJOR: u32 = 0;
+/// Minor version of this library.
+pub const PONDER_VERSION_MINOR: u32 = 1;
+/// Patch version of this library.
+pub const PONDER_VERSION_PATCH: u32 = 0;
+
+/// A loaded model and its inference context.
+///
+/// Thread rules: an engine may be used from several threads at once. Solves are served one at a
+/// time, in the order they take the engine's lock; `ponder_engine_cancel` may be called from any
+/// thread at any time. Free it only when no call on it is running.
+pub struct ponder_engine {
+    engine: Engine,
+    model: PathBuf,
+    sha256: OnceLock<String>,
+}
+
+/// What one solve found: the answer, the chosen text, its score, the work it took, and the whole
+/// trace.
+///
+/// Thread rules: an outcome is immutable; it may be read from several threads at once and freed
+/// from any thread once no call on it is running.
+pub struct ponder_outcome {
+    outcome: Outcome,
+    problem: Problem,
+    strategy: StrategyConfig,
+    model: PathBuf,
+    sha256: String,
+}
+
+/// What an event reports.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ponder_event_kind {
+    /// A tree search added a step: `node`, `parent`, `depth`, `tokens`, `text`.
+    Step = 1,
+    /// A tree search judged a step: `node`, `judge`, `value`.
+    Scored = 2,
+    /// A candidate of the finished search: `node` (its index), `value` (its score), `text` (its
+    /// answer, empty when none).
+    Candidate = 3,
+    /// The solve is complete: `value` (the score), `text` (the answer, empty when none).
+    Done = 4,
+}
+
+/// One event of a running solve. Pointers are valid only during the callback.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct ponder_event {
+    /// What happened.
+    pub kind: ponder_event_kind,
+    /// A node id (or a candidate index).
+    pub node: u64,
+    /// The parent node's id (`Step`).
+    pub parent: u64,
+    /// Steps from the root (`Step`).
+    pub depth: u32,
+    /// Tokens of the step (`Step`).
+    pub tokens: u32,
+    /// The self-judge's score (`Scored`; NaN otherwise).
+    pub judge: f64,
+    /// A value or score (`Scored`, `Candidate`, `Done`; NaN otherwise).
+    pub value: f64,
+    /// UTF-8 text, NUL-terminated (a step, or an answer).
+    pub text: *const c_char,
+    /// Its length in bytes, without the NUL.
+    pub text_len: usize,
+}
+
+/// Called on the solving thread for every event, with the `userdata` given to
+/// `ponder_engine_solve`. Return 0 to go on, anything else to cancel the solve.
+pub type ponder_event_callback =
+    Option<unsafe extern "C" fn(userdata: *mut c_void, event: *const ponder_event) -> c_int>;
+
+/// Work counters of a solve.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ponder_usage {
+    /// Tokens of the prompt.
+    pub prompt_tokens: u64,
+    /// Forced tokens decoded for the first time.
+    pub prefill_tokens: u64,
+    /// Tokens sampled.
+    pub generated_tokens: u64,
+    /// Sampled tokens run through the model.
+    pub decoded_tokens: u64,
+    /// Tokens shared from the cache instead of decoded.
+    pub reused_tokens: u64,
+    /// Tokens decoded again after parking.
+    pub recomputed_tokens: u64,
+    /// `llama_decode` calls.
+    pub forward_passes: u64,
+    /// Time in the model, milliseconds.
+    pub wall_ms: u64,
+}
+
+/// The library's version, e.g. `"0.1.0"` (static, NUL-terminated).
+#[no_mangle]
+pub extern "C" fn ponder_version() -> *const c_char {
+    static_cstr(concat!(env!("CARGO_PKG_VERSION"), "\0"))
+}
+
+/// The fixed message of a status (static, NUL-terminated); an unknown number gives
+/// `"unknown status"`.
+#[no_mangle]
+pub extern "C" fn ponder_status_message(status: u32) -> *const c_char {
+    match ponder_status::from_u32(status) {
+        Some(s) => static_cstr(s.message()),
+        None => static_cstr("unknown status\0"),
+    }
+}
+
+/// Copies the detail of the last failure on the calling thread (what was wrong and what to do)
+/// into `buf`, as `ponder_outcome_text` does. Empty when nothing failed yet.
+#[no_mangle]
+pub unsafe extern "C" fn ponder_last_error(
+    buf: *mut c_char,
+    len: usize,
+    out_n: *mut usize,
+) -> ponder_status {
+    // Not through `boundary`/`fail`: reading the last error must not replace it.
+    let message = status::last_error();
+    match std::panic::catch_unwind(|| unsafe { copy_raw(&message, buf, len, out_n) }) {
+        Ok(s) => s,
+        Err(_) => ponder_status::Panic,
+    }
+}
+
+/// The engine's configuration (`ponder_engine_new`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct EngineConfig {
+    model: Option<PathBuf>,
+    n_gpu_layers: Option<u32>,
+    n_ctx: Option<u32>,
+    n_threads: Option<u32>,
+    n_seq_max: Option<u32>,
+}
+
+/// Loads a model and creates its context. `config_json` (`len` bytes of UTF-8) is a JSON object
+/// with optional fields `model` (a GGUF path; default `$PONDER_MODEL`, else
+/// `models/SmolLM2-135M-Instruct.Q4_1.gguf`), `n_gpu_layers`, `n_ctx` (default 4096),
+/// `n_threads` (0: all cores) and `n_seq_max` (default 64). On success `*out` holds the engine,
+/// to be freed with `ponder_engine_free`.
+#[no_mangle]
+pub unsafe extern "C" fn ponder_engine_new(
+    config_json: *const c_char,
+    len: usize,
+    out: *mut *mut ponder_engine,
+) -> ponder_status {
+    boundary(|| {
+        if out.is_null() {
+            return fail(ponder_status::NullArgument, "out is NULL");
+        }
+        let text = match unsafe { str_arg(config_json, len, "config_json") } {
+            Ok(t) => t,
+            Err(s) => return s,
+        };
+        let config: EngineConfig = match serde_json::from_str(text) {
+            Ok(c) => c,
+            Err(e) if e.is_data() => {
+                return fail(
+                    ponder_status::InvalidConfig,
+                    format!("invalid engine config: {e}"),
+                )
+            }
+            Err(e) => {
+                return fail(
+                    ponder_status::InvalidJson,
+                    format!("engine config is not valid JSON: {e}"),
+                )
+            }
+        };
+        let defaults = (ModelOptions::default(), ContextOptions::default());
+        let model = ModelOptions {
+            path: config.model.unwrap_or(defaults.0.path),
+            n_gpu_layers: config.n_gpu_layers.unwrap_or(defaults.0.n_gpu_layers),
+        };
+        let context = ContextOptions {
+            n_ctx: config.n_ctx.unwrap_or(defaults.1.n_ctx),
+            n_threads: config.n_threads.unwrap_or(defaults.1.n_threads),
+            n_seq_max: config.n_seq_max.unwrap_or(defaults.1.n_seq_max),
+            ..defaults.1
+        };
+        match Engine::load(&model, &context) {
+            Ok(engine) => {
+                let handle = Box::new(ponder_engine {
+                    engine,
+                    model: model.path,
+                    sha256: OnceLock::new(),
+                });
+                unsafe { *out = Box::into_raw(handle) };
+                ponder_status::Ok
+            }
+            Err(e) => fail_with(&e),
+        }
+    })
+}
+
+/// Frees an engine. NULL does nothing.
+#[no_mangle]
+pub unsafe extern "C" fn ponder_engine_free(engine: *mut ponder_engine) {
+    let _ = boundary(|| {
+        if !engine.is_null() {
+            drop(unsafe { Box::from_raw(engine) });
+        }
+        ponder_status::Ok
+    });
+}
+
+/// Solves `question` (`question_len` bytes of UTF-8) with the strategy described by
+/// `strategy_json` (`strategy_len` bytes: a JSON object with `"type"` one of `best_of_n`,
+/// `self_correct`, `deepening`, `mcts`, `beam`, and any of that strategy's fields). `callback`
+/// (may be NULL) is called on this thread with `userdata` for every event; a non-zero return
+/// cancels the solve (`PONDER_STATUS_CANCELLED`). On success `*out` holds the outcome, to be freed
+/// with `ponder_outcome_free`.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn ponder_engine_solve(
+    engine: *const ponder_engine,
+    question: *const c_char,
+    question_len: usize,
+    strategy_json: *const c_char,
+    strategy_len: usize,
+    callback: ponder_event_callback,
+    userdata: *mut c_void,
+    out: *mut *mut ponder_outcome,
+) -> ponder_status {
+    boundary(|| {
+        let Some(engine) = (unsafe { engine.as_ref() }) else {
+            return fail(ponder_status::NullArgument, "engine is NULL");
+        };
+        if out.is_null() {
+            return fail(ponder_status::NullArgument, "out is NULL");
+        }
+        let question = match unsafe { str_arg(question, question_len, "question") } {
+            Ok(t) => t,
+            Err(s) => return s,
+        };
+        let strategy_text = match unsafe { str_arg(strategy_json, strategy_len, "strategy_json") }
+        {
+            Ok(t) => t,
+            Err(s) => return s,
+        };
+        if let Err(e) = serde_json::from_str::<serde_json::Value>(strategy_text) {
+            return fail(
+                ponder_status::InvalidJson,
+                format!("strategy_json is not valid JSON: {e}"),
+            );
+        }
+        let strategy = match StrategyConfig::from_json("", strategy_text) {
+            Ok(s) => s,
+            Err(e) => return fail(ponder_status::InvalidConfig, e.to_string()),
+        };
+        let problem = Problem::new(question);
+        let mut texts = Vec::<u8>::new();
+        let mut on_event = |event: &Event| -> Flow {
+            let Some(cb) = callback else {
+                return Flow::Continue;
+            };
+            let (kind, node, parent, depth, tokens, judge, value, text) = match event {
+                Event::Step {
+                    node,
+                    parent,
+                    depth,
+                    tokens,
+                    text,
+                } => (
+                    ponder_event_kind::Step,
+                    *node as u64,
+                    *parent as u64,
+                    *depth,
+                    *tokens,
+                    f64::NAN,
+                    f64::NAN,
+                    text.as_str(),
+                ),
+                Event::Scored { node, judge, value } => (
+                    ponder_event_kind::Scored,
+                    *node as u64,
+                    0,
+                    0,
+                    0,
+                    *judge,
+                    *value,
+                    "",
+                ),
+                Event::Candidate {
+                    index,
+                    answer,
+                    score,
+                } => (
+                    ponder_event_kind::Candidate,
+                    *index as u64,
+                    0,
+                    0,
+                    0,
+                    f64::NAN,
+                    *score,
+                    answer.as_deref().unwrap_or(""),
+                ),
+                Event::Done { answer, score } => (
+                    ponder_event_kind::Done,
+                    0,
+                    0,
+                    0,
+                    0,
+                    f64::NAN,
+                    *score,
+                    answer.as_deref().unwrap_or(""),
+                ),
+            };
+            texts.clear();
+            texts.extend_from_slice(text.as_bytes());
+            texts.push(0);
+            let ev = ponder_event {
+                kind,
+                node,
+                parent,
+                depth,
+                tokens,
+                judge,
+                value,
+                text: texts.as_ptr().cast(),
+                text_len: text.len(),
+            };
+            if unsafe { cb(userdata, &ev) } == 0 {
+                Flow::Continue
+            } else {
+                Flow::Stop
+            }
+        };
+        match engine
+            .engine
+            .solve_with(&problem, &strategy, &mut on_event)
+        {
+            Ok(outcome) => {
+                let handle = Box::new(ponder_outcome {
+                    outcome,
+                    problem,
+                    strategy,
+                    model: engine.model.clone(),
+                    sha256: engine
+                        .sha256
+                        .get_or_init(|| {
+                            crate::trace::sha256_file(&engine.model).unwrap_or_default()
+                        })
+                        .clone(),
+                });
+                unsafe { *out = Box::into_raw(handle) };
+                ponder_status::Ok
+            }
+            Err(e) => fail_with(&e),
+        }
+    })
+}
+
+/// Cancels every solve running or waiting on `engine` now (from any thread); they return
+/// `PONDER_STATUS_CANCELLED` within one forward pass. Later solves are not affected.
+#[no_mangle]
+pub unsafe extern "C" fn ponder_engine_cancel(engine: *const ponder_engine) -> ponder_status {
+    boundary(|| match unsafe { engine.as_ref() } {
+        Some(e) => {
+            e.engine.cancel();
+            ponder_status::Ok
+        }
+        None => fail(ponder_status::NullArgument, "engine is NULL"),
+    })
+}
+
+/// Frees an outcome. NULL does nothing.
+#[no_mangle]
+pub unsafe extern "C" fn ponder_outcome_free(outcome: *mut ponder_outcome) {
+    let _ = boundary(|| {
+        if !outcome.is_null() {
+            drop(unsafe { Box::from_raw(outcome) });
+        }
+        ponder_status::Ok
+    });
+}
+
+/// Copies the chosen answer into `buf` (`len` bytes, NUL-terminated; `*out_n` = its length).
+/// `PONDER_STATUS_NO_ANSWER` when there is none, or `PONDER_STATUS_BUDGET_EXHAUSTED` when a tree
+/// search ran out of budget before any answer.
+#[no_mangle]
+pub unsafe extern "C" fn ponder_outcome_answer(
+    outcome: *const ponder_outcome,
+    buf: *mut c_char,
+    len: usize,
+    out_n: *mut usize,
+) -> ponder_status {
+    boundary(|| {
+        let Some(o) = (unsafe { outcome.as_ref() }) else {
+            return fail(ponder_status::NullArgument, "outcome is NULL");
+        };
+        match &o.outcome.answer {
+            Some(a) => unsafe { copy_out(a, buf, len, out_n) },
+            None if o.outcome.tree.as_ref().is_some_and(|t| t.stop.is_budget()) => fail(
+                ponder_status::BudgetExhausted,
+                "the search ran out of budget before any answer; raise budget.tokens",
+            ),
+            None => fail(ponder_status::NoAnswer, "the chosen solution states no answer"),
+        }
+    })
+}
+
+/// Copies the chosen solution's text into `buf`, as `ponder_outcome_answer` does.
+#[no_mangle]
+pub unsafe extern "C" fn ponder_outcome_text(
+    outcome: *const ponder_outcome,
+    buf: *mut c_char,
+    len: usize,
+    out_n: *mut usize,
+) -> ponder_status {
+    boundary(|| match unsafe { outcome.as_ref() } {
+        Some(o) => unsafe { copy_out(&o.outcome.text, buf, len, out_n) },
+        None => fail(ponder_status::NullArgument, "outcome is NULL"),
+    })
+}
+
+/// The chosen solution's score.
+#[no_mangle]
+pub unsafe extern "C" fn ponder_outcome_score(
+    outcome: *const ponder_outcome,
+    out: *mut f64,
+) -> ponder_status {
+    boundary(|| match (unsafe { outcome.as_ref() }, out.is_null()) {
+        (Some(o), false) => {
+            unsafe { *out = o.outcome.score };
+            ponder_status::Ok
+        }
+        _ => fail(ponder_status::NullArgument, "outcome or out is NULL"),
+    })
+}
+
+/// The work the solve took.
+#[no_mangle]
+pub unsafe extern "C" fn ponder_outcome_usage(
+    outcome: *const ponder_outcome,
+    out: *mut ponder_usage,
+) -> ponder_status {
+    boundary(|| match (unsafe { outcome.as_ref() }, out.is_null()) {
+        (Some(o), false) => {
+            let u = o.outcome.usage;
+            unsafe {
+                *out = ponder_usage {
+                    prompt_tokens: u.prompt_tokens,
+                    prefill_tokens: u.prefill_tokens,
+                    generated_tokens: u.generated_tokens,
+                    decoded_tokens: u.decoded_tokens,
+                    reused_tokens: u.reused_tokens,
+                    recomputed_tokens: u.recomputed_tokens,
+                    forward_passes: u.forward_passes,
+                    wall_ms: u.wall_ms,
+                }
+            };
+            ponder_status::Ok
+        }
+        _ => fail(ponder_status::NullArgument, "outcome or out is NULL"),
+    })
+}
+
+/// Copies the solve's whole trace as JSON (ponder's `Trace` format: every step with its text,
+/// tokens, logprob, judge score, visits and value; the chosen path; usage; provenance) into
+/// `buf`, as `ponder_outcome_answer` does.
+#[no_mangle]
+pub unsafe extern "C" fn ponder_outcome_trace_json(
+    outcome: *const ponder_outcome,
+    buf: *mut c_char,
+    len: usize,
+    out_n: *mut usize,
+) -> ponder_status {
+    boundary(|| {
+        let Some(o) = (unsafe { outcome.as_ref() }) else {
+            return fail(ponder_status::NullArgument, "outcome is NULL");
+        };
+        let provenance = Provenance {
+            model: o
+                .model
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+            model_sha256: o.sha256.clone(),
+            ponder_version: env!("CARGO_PKG_VERSION").into(),
+            strategy: o.strategy.clone(),
+            seed: o.strategy.seed(),
+            oracle_guided: false,
+        };
+        let trace = Trace::from_outcome("0", &o.problem, &o.outcome, provenance);
+        let json = serde_json::to_string(&trace).expect("plain data");
+        unsafe { copy_out(&json, buf, len, out_n) }
+    })
+}
+
+/// A string argument: non-NULL and UTF-8.
+unsafe fn str_arg<'a>(
+    ptr: *const c_char,
+    len: usize,
+    what: &str,
+) -> Result<&'a str, ponder_status> {
+    if ptr.is_null() {
+        return Err(fail(ponder_status::NullArgument, format!("{what} is NULL")));
+    }
+    let bytes = unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len) };
+    std::str::from_utf8(bytes).map_err(|e| {
+        fail(
+            ponder_status::InvalidUtf8,
+            format!("{what} is not valid UTF-8: {e}"),
+        )
+    })
+}
+
+/// Copies `s` and a NUL into `buf` when it fits; `*out_n` = `s.len()` either way. Failures are
+/// recorded as the thread's last error.
+unsafe fn copy_out(s: &str, buf: *mut c_char, len: usize, out_n: *mut usize) -> ponder_status {
+    match unsafe { copy_raw(s, buf, len, out_n) } {
+        ponder_status::NullArgument => fail(ponder_status::NullArgument, "out_n is NULL"),
+        ponder_status::BufferTooSmall => fail(
+            ponder_status::BufferTooSmall,
+            format!("{} bytes are needed (with the NUL); the buffer has {len}", s.len() + 1),
+        ),
+        other => other,
+    }
+}
+
+/// [`copy_out`] without recording anything.
+unsafe fn copy_raw(s: &str, buf: *mut c_char, len: usize, out_n: *mut usize) -> ponder_status {
+    if out_n.is_null() {
+        return ponder_status::NullArgument;
+    }
+    unsafe { *out_n = s.len() };
+    if buf.is_null() || len < s.len() + 1 {
+        return ponder_status::BufferTooSmall;
+    }
+    unsafe {
+        std::ptr::copy_nonoverlapping(s.as_ptr(), buf.cast::<u8>(), s.len());
+        *buf.add(s.len()) = 0;
+    }
+    ponder_status::Ok
+}

@@ -1,0 +1,308 @@
+/*
+ * Every function of the C ABI, from C, on the real default model ($PONDER_MODEL).
+ * Driven by tests/c_abi.rs; `--light` (used under valgrind) keeps the model work small.
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ponder.h"
+
+static int failures = 0;
+
+#define CHECK(cond)                                                            \
+  do {                                                                         \
+    if (!(cond)) {                                                             \
+      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
+      failures++;                                                              \
+    }                                                                          \
+  } while (0)
+
+#define CHECK_STATUS(expr, want)                                               \
+  do {                                                                         \
+    ponder_status got_ = (expr);                                               \
+    if (got_ != (want)) {                                                      \
+      char msg_[512];                                                          \
+      size_t n_ = 0;                                                           \
+      ponder_last_error(msg_, sizeof msg_, &n_);                               \
+      fprintf(stderr, "%s:%d: %s gave %u (%s: %s), wanted %u\n", __FILE__,     \
+              __LINE__, #expr, (unsigned)got_, ponder_status_message(got_),    \
+              msg_, (unsigned)(want));                                         \
+      failures++;                                                              \
+    }                                                                          \
+  } while (0)
+
+static ponder_status solve(ponder_engine *e, const char *question,
+                           const char *strategy, ponder_event_callback cb,
+                           void *userdata, ponder_outcome **out) {
+  return ponder_engine_solve(e, question, strlen(question), strategy,
+                             strlen(strategy), cb, userdata, out);
+}
+
+static const char *SMALL_MCTS =
+    "{\"type\":\"mcts\",\"k\":2,\"budget\":{\"tokens\":40},"
+    "\"step\":{\"max_tokens\":20}}";
+static const char *TINY_BEST_OF_N =
+    "{\"type\":\"best_of_n\",\"n\":2,\"max_tokens\":12,\"rerank\":\"logprob\"}";
+static const char *QUESTION = "What is 2 + 3?";
+
+struct counts {
+  int step, scored, candidate, done;
+  int stop_at_first_step;
+};
+
+static int count_events(void *userdata, const ponder_event *ev) {
+  struct counts *c = userdata;
+  switch (ev->kind) {
+  case PONDER_EVENT_KIND_STEP:
+    c->step++;
+    CHECK(ev->text != NULL && strlen(ev->text) == ev->text_len);
+    CHECK(ev->depth >= 1);
+    return c->stop_at_first_step;
+  case PONDER_EVENT_KIND_SCORED:
+    c->scored++;
+    CHECK(ev->judge >= 0.0 && ev->judge <= 1.0);
+    break;
+  case PONDER_EVENT_KIND_CANDIDATE:
+    c->candidate++;
+    break;
+  case PONDER_EVENT_KIND_DONE:
+    c->done++;
+    CHECK(!isnan(ev->value));
+    break;
+  default:
+    CHECK(!"unknown event kind");
+  }
+  return 0;
+}
+
+static void test_static_functions(void) {
+  char want[64];
+  snprintf(want, sizeof want, "%d.%d.%d", PONDER_VERSION_MAJOR,
+           PONDER_VERSION_MINOR, PONDER_VERSION_PATCH);
+  CHECK(strcmp(ponder_version(), want) == 0);
+  for (unsigned s = 0; s <= PONDER_STATUS_PANIC; s++) {
+    const char *m = ponder_status_message(s);
+    CHECK(m != NULL && strlen(m) > 0);
+  }
+  CHECK(strcmp(ponder_status_message(9999), "unknown status") == 0);
+}
+
+static void test_null_and_bad_arguments(void) {
+  ponder_engine *e = NULL;
+  ponder_outcome *o = NULL;
+  size_t n = 0;
+  char buf[512];
+  double d = 0;
+  ponder_usage u;
+
+  ponder_engine_free(NULL);
+  ponder_outcome_free(NULL);
+  CHECK_STATUS(ponder_engine_new(NULL, 0, &e), PONDER_STATUS_NULL_ARGUMENT);
+  CHECK_STATUS(ponder_engine_new("{}", 2, NULL), PONDER_STATUS_NULL_ARGUMENT);
+  CHECK(e == NULL);
+  CHECK_STATUS(ponder_engine_new("\xff\xfe", 2, &e), PONDER_STATUS_INVALID_UTF8);
+  CHECK_STATUS(ponder_engine_new("{", 1, &e), PONDER_STATUS_INVALID_JSON);
+  CHECK_STATUS(ponder_engine_new("{\"modle\":1}", 11, &e),
+               PONDER_STATUS_INVALID_CONFIG);
+  const char *missing = "{\"model\":\"/nonexistent/model.gguf\"}";
+  CHECK_STATUS(ponder_engine_new(missing, strlen(missing), &e),
+               PONDER_STATUS_MODEL_NOT_FOUND);
+  CHECK(e == NULL);
+  CHECK_STATUS(ponder_last_error(buf, sizeof buf, &n), PONDER_STATUS_OK);
+  CHECK(strstr(buf, "not found") != NULL);
+  /* A buffer too small: the length needed comes back, and the message stays. */
+  size_t full = n;
+  CHECK_STATUS(ponder_last_error(buf, 4, &n), PONDER_STATUS_BUFFER_TOO_SMALL);
+  CHECK(n == full && n > 4);
+  CHECK_STATUS(ponder_last_error(buf, sizeof buf, NULL),
+               PONDER_STATUS_NULL_ARGUMENT);
+
+  CHECK_STATUS(solve(NULL, QUESTION, TINY_BEST_OF_N, NULL, NULL, &o),
+               PONDER_STATUS_NULL_ARGUMENT);
+  CHECK_STATUS(ponder_engine_cancel(NULL), PONDER_STATUS_NULL_ARGUMENT);
+  CHECK_STATUS(ponder_outcome_answer(NULL, buf, sizeof buf, &n),
+               PONDER_STATUS_NULL_ARGUMENT);
+  CHECK_STATUS(ponder_outcome_text(NULL, buf, sizeof buf, &n),
+               PONDER_STATUS_NULL_ARGUMENT);
+  CHECK_STATUS(ponder_outcome_trace_json(NULL, buf, sizeof buf, &n),
+               PONDER_STATUS_NULL_ARGUMENT);
+  CHECK_STATUS(ponder_outcome_score(NULL, &d), PONDER_STATUS_NULL_ARGUMENT);
+  CHECK_STATUS(ponder_outcome_usage(NULL, &u), PONDER_STATUS_NULL_ARGUMENT);
+}
+
+static void test_solve_arguments(ponder_engine *e) {
+  ponder_outcome *o = NULL;
+  CHECK_STATUS(ponder_engine_solve(e, NULL, 3, "{}", 2, NULL, NULL, &o),
+               PONDER_STATUS_NULL_ARGUMENT);
+  CHECK_STATUS(ponder_engine_solve(e, QUESTION, strlen(QUESTION), NULL, 0, NULL,
+                                   NULL, &o),
+               PONDER_STATUS_NULL_ARGUMENT);
+  CHECK_STATUS(solve(e, QUESTION, TINY_BEST_OF_N, NULL, NULL, NULL),
+               PONDER_STATUS_NULL_ARGUMENT);
+  CHECK_STATUS(ponder_engine_solve(e, "\xc3\x28", 2, TINY_BEST_OF_N,
+                                   strlen(TINY_BEST_OF_N), NULL, NULL, &o),
+               PONDER_STATUS_INVALID_UTF8);
+  CHECK_STATUS(solve(e, QUESTION, "{\"type\":", NULL, NULL, &o),
+               PONDER_STATUS_INVALID_JSON);
+  CHECK_STATUS(solve(e, QUESTION, "{\"type\":\"magic\"}", NULL, NULL, &o),
+               PONDER_STATUS_INVALID_CONFIG);
+  CHECK_STATUS(solve(e, QUESTION, "{\"type\":\"mcts\",\"k\":0}", NULL, NULL, &o),
+               PONDER_STATUS_INVALID_CONFIG);
+  CHECK_STATUS(solve(e, "   ", TINY_BEST_OF_N, NULL, NULL, &o),
+               PONDER_STATUS_INVALID_CONFIG);
+  CHECK(o == NULL);
+}
+
+static void test_mcts_outcome(ponder_engine *e) {
+  struct counts c = {0, 0, 0, 0, 0};
+  ponder_outcome *o = NULL;
+  CHECK_STATUS(solve(e, QUESTION, SMALL_MCTS, count_events, &c, &o),
+               PONDER_STATUS_OK);
+  if (o == NULL)
+    return;
+  CHECK(c.step > 0 && c.scored == c.step && c.done == 1 && c.candidate >= 1);
+
+  char small[2];
+  size_t n = 0;
+  ponder_status s = ponder_outcome_answer(o, small, sizeof small, &n);
+  CHECK(s == PONDER_STATUS_OK || s == PONDER_STATUS_BUFFER_TOO_SMALL ||
+        s == PONDER_STATUS_NO_ANSWER || s == PONDER_STATUS_BUDGET_EXHAUSTED);
+  if (s == PONDER_STATUS_OK || s == PONDER_STATUS_BUFFER_TOO_SMALL) {
+    char *answer = malloc(n + 1);
+    size_t m = 0;
+    CHECK_STATUS(ponder_outcome_answer(o, answer, n + 1, &m), PONDER_STATUS_OK);
+    CHECK(m == n && strlen(answer) == n);
+    free(answer);
+  }
+  size_t tn = 0;
+  CHECK_STATUS(ponder_outcome_text(o, NULL, 0, &tn),
+               PONDER_STATUS_BUFFER_TOO_SMALL);
+  char *text = malloc(tn + 1);
+  CHECK_STATUS(ponder_outcome_text(o, text, tn + 1, &n), PONDER_STATUS_OK);
+  CHECK(strlen(text) == tn);
+  free(text);
+
+  double score = -1;
+  CHECK_STATUS(ponder_outcome_score(o, &score), PONDER_STATUS_OK);
+  CHECK(score >= 0.0 && score <= 1.0);
+  ponder_usage u;
+  memset(&u, 0, sizeof u);
+  CHECK_STATUS(ponder_outcome_usage(o, &u), PONDER_STATUS_OK);
+  CHECK(u.generated_tokens > 0 && u.prompt_tokens > 0 && u.forward_passes > 0);
+
+  size_t jn = 0;
+  CHECK_STATUS(ponder_outcome_trace_json(o, NULL, 0, &jn),
+               PONDER_STATUS_BUFFER_TOO_SMALL);
+  char *json = malloc(jn + 1);
+  CHECK_STATUS(ponder_outcome_trace_json(o, json, jn + 1, &n), PONDER_STATUS_OK);
+  CHECK(json[0] == '{' && strstr(json, "\"nodes\"") != NULL &&
+        strstr(json, "\"model_sha256\"") != NULL);
+  free(json);
+  ponder_outcome_free(o);
+}
+
+static void test_cancel_from_callback(ponder_engine *e) {
+  struct counts c = {0, 0, 0, 0, 1};
+  ponder_outcome *o = NULL;
+  CHECK_STATUS(solve(e, QUESTION, SMALL_MCTS, count_events, &c, &o),
+               PONDER_STATUS_CANCELLED);
+  CHECK(o == NULL);
+  CHECK(c.step == 1);
+}
+
+struct canceller {
+  ponder_engine *engine;
+  int delay_ms;
+};
+
+static void *cancel_later(void *arg) {
+  struct canceller *c = arg;
+  struct timespec ts = {c->delay_ms / 1000, (long)(c->delay_ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+  CHECK_STATUS(ponder_engine_cancel(c->engine), PONDER_STATUS_OK);
+  return NULL;
+}
+
+static void test_cancel_from_another_thread(ponder_engine *e, int delay_ms) {
+  /* Far more work than the delay allows. */
+  const char *big = "{\"type\":\"best_of_n\",\"n\":4,\"max_tokens\":4000,"
+                    "\"rerank\":\"logprob\"}";
+  struct canceller c = {e, delay_ms};
+  pthread_t t;
+  CHECK(pthread_create(&t, NULL, cancel_later, &c) == 0);
+  ponder_outcome *o = NULL;
+  CHECK_STATUS(solve(e, "Write a very long story about a dragon.", big, NULL,
+                     NULL, &o),
+               PONDER_STATUS_CANCELLED);
+  CHECK(o == NULL);
+  pthread_join(t, NULL);
+  /* A later solve is not affected. */
+  CHECK_STATUS(solve(e, QUESTION, TINY_BEST_OF_N, NULL, NULL, &o),
+               PONDER_STATUS_OK);
+  ponder_outcome_free(o);
+}
+
+struct solver {
+  ponder_engine *engine;
+  ponder_status status;
+  char answer[64];
+};
+
+static void *solve_in_thread(void *arg) {
+  struct solver *s = arg;
+  ponder_outcome *o = NULL;
+  s->status = solve(s->engine, QUESTION, TINY_BEST_OF_N, NULL, NULL, &o);
+  if (s->status == PONDER_STATUS_OK) {
+    size_t n = 0;
+    ponder_outcome_text(o, s->answer, sizeof s->answer, &n);
+    ponder_outcome_free(o);
+  }
+  return NULL;
+}
+
+static void test_four_threads_on_one_engine(ponder_engine *e) {
+  struct solver solvers[4];
+  pthread_t threads[4];
+  for (int i = 0; i < 4; i++) {
+    solvers[i].engine = e;
+    solvers[i].status = PONDER_STATUS_PANIC;
+    CHECK(pthread_create(&threads[i], NULL, solve_in_thread, &solvers[i]) == 0);
+  }
+  for (int i = 0; i < 4; i++) {
+    pthread_join(threads[i], NULL);
+    CHECK_STATUS(solvers[i].status, PONDER_STATUS_OK);
+  }
+}
+
+int main(int argc, char **argv) {
+  int light = argc > 1 && strcmp(argv[1], "--light") == 0;
+  test_static_functions();
+  test_null_and_bad_arguments();
+
+  const char *config = "{\"n_ctx\":2048,\"n_seq_max\":16}";
+  ponder_engine *e = NULL;
+  CHECK_STATUS(ponder_engine_new(config, strlen(config), &e), PONDER_STATUS_OK);
+  if (e == NULL) {
+    fprintf(stderr, "no engine: is $PONDER_MODEL set? (make model)\n");
+    return 1;
+  }
+  test_solve_arguments(e);
+  test_mcts_outcome(e);
+  test_cancel_from_callback(e);
+  test_cancel_from_another_thread(e, light ? 3000 : 300);
+  test_four_threads_on_one_engine(e);
+  ponder_engine_free(e);
+
+  if (failures) {
+    fprintf(stderr, "%d C checks failed\n", failures);
+    return 1;
+  }
+  printf("all C tests passed\n");
+  return 0;
+}
