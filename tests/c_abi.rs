@@ -135,15 +135,14 @@ fn c_tests_are_clean_under_valgrind() {
             "--errors-for-leak-kinds=definite",
             "--show-leak-kinds=definite",
         ])
-        .arg(format!(
-            "--suppressions={}",
-            root().join("tests/c/valgrind.supp").display()
-        ))
         .arg(&exe)
         .arg("--light"));
     assert!(out.contains("all C tests passed"), "{out}");
     assert!(out.contains("ERROR SUMMARY: 0 errors"), "{out}");
-    assert!(out.contains("definitely lost: 0 bytes") || out.contains("no leaks are possible"), "{out}");
+    assert!(
+        out.contains("definitely lost: 0 bytes") || out.contains("no leaks are possible"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -158,7 +157,11 @@ fn example_builds_from_the_installed_header_and_pkg_config() {
         .status()
         .unwrap();
     assert!(status.success(), "make install-files");
-    for f in ["include/ponder.h", "lib/libponder.so", "lib/pkgconfig/ponder.pc"] {
+    for f in [
+        "include/ponder.h",
+        "lib/libponder.so",
+        "lib/pkgconfig/ponder.pc",
+    ] {
         assert!(prefix.join(f).exists(), "{f} is installed");
     }
     let pc = Command::new("pkg-config")
@@ -166,7 +169,11 @@ fn example_builds_from_the_installed_header_and_pkg_config() {
         .env("PKG_CONFIG_PATH", prefix.join("lib/pkgconfig"))
         .output()
         .expect("pkg-config");
-    assert!(pc.status.success(), "{}", String::from_utf8_lossy(&pc.stderr));
+    assert!(
+        pc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pc.stderr)
+    );
     let flags: Vec<String> = String::from_utf8_lossy(&pc.stdout)
         .split_whitespace()
         .map(str::to_string)
@@ -182,7 +189,11 @@ fn example_builds_from_the_installed_header_and_pkg_config() {
         .arg(format!("-Wl,-rpath,{}", prefix.join("lib").display()))
         .output()
         .unwrap();
-    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
     let out = run(Command::new(&exe).args([
         "--budget",
         "120",

@@ -268,8 +268,7 @@ pub unsafe extern "C" fn ponder_engine_solve(
             Ok(t) => t,
             Err(s) => return s,
         };
-        let strategy_text = match unsafe { str_arg(strategy_json, strategy_len, "strategy_json") }
-        {
+        let strategy_text = match unsafe { str_arg(strategy_json, strategy_len, "strategy_json") } {
             Ok(t) => t,
             Err(s) => return s,
         };
@@ -361,10 +360,7 @@ pub unsafe extern "C" fn ponder_engine_solve(
                 Flow::Stop
             }
         };
-        match engine
-            .engine
-            .solve_with(&problem, &strategy, &mut on_event)
-        {
+        match engine.engine.solve_with(&problem, &strategy, &mut on_event) {
             Ok(outcome) => {
                 let handle = Box::new(ponder_outcome {
                     outcome,
@@ -430,7 +426,10 @@ pub unsafe extern "C" fn ponder_outcome_answer(
                 ponder_status::BudgetExhausted,
                 "the search ran out of budget before any answer; raise budget.tokens",
             ),
-            None => fail(ponder_status::NoAnswer, "the chosen solution states no answer"),
+            None => fail(
+                ponder_status::NoAnswer,
+                "the chosen solution states no answer",
+            ),
         }
     })
 }
@@ -547,7 +546,10 @@ unsafe fn copy_out(s: &str, buf: *mut c_char, len: usize, out_n: *mut usize) -> 
         ponder_status::NullArgument => fail(ponder_status::NullArgument, "out_n is NULL"),
         ponder_status::BufferTooSmall => fail(
             ponder_status::BufferTooSmall,
-            format!("{} bytes are needed (with the NUL); the buffer has {len}", s.len() + 1),
+            format!(
+                "{} bytes are needed (with the NUL); the buffer has {len}",
+                s.len() + 1
+            ),
         ),
         other => other,
     }

@@ -537,16 +537,7 @@ impl<'a, 'o> Search<'a, 'o> {
             let generations = self.lm.generate(&batch)?;
             for (g, parent) in generations.into_iter().zip(owners) {
                 if self.acceptable(parent, &g.text) {
-                    let id = self.add_child(parent, g);
-                    added.push(id);
-                    let n = &self.tree.nodes[id];
-                    self.observer.emit(Event::Step {
-                        node: id,
-                        parent,
-                        depth: n.depth,
-                        tokens: n.tokens,
-                        text: n.text.clone(),
-                    })?;
+                    added.push(self.add_child(parent, g));
                     if let Some(m) = missing.iter_mut().find(|(p, _)| *p == parent) {
                         m.1 -= 1;
                     }
@@ -561,6 +552,18 @@ impl<'a, 'o> Search<'a, 'o> {
             if self.tree.nodes[parent].children.is_empty() {
                 self.tree.nodes[parent].dead_end = true;
             }
+        }
+        // Reported once every sampled node is in the tree (or released), so that a stop
+        // requested by the observer leaves nothing behind.
+        for &id in &added {
+            let n = &self.tree.nodes[id];
+            self.observer.emit(Event::Step {
+                node: id,
+                parent: n.parent.expect("a child has a parent"),
+                depth: n.depth,
+                tokens: n.tokens,
+                text: n.text.clone(),
+            })?;
         }
         Ok(added)
     }
