@@ -15,9 +15,14 @@
 static int on_event(void *userdata, const ponder_event *ev) {
   (void)userdata;
   if (ev->kind == PONDER_EVENT_KIND_STEP) {
-    printf("step %llu (parent %llu, depth %u, %u tokens): %.60s\n",
+    char line[61];
+    size_t i = 0;
+    for (; i + 1 < sizeof line && i < ev->text_len; i++)
+      line[i] = ev->text[i] == '\n' ? ' ' : ev->text[i];
+    line[i] = '\0';
+    printf("step %llu (parent %llu, depth %u, %u tokens): %s\n",
            (unsigned long long)ev->node, (unsigned long long)ev->parent,
-           ev->depth, ev->tokens, ev->text);
+           ev->depth, ev->tokens, line);
   } else if (ev->kind == PONDER_EVENT_KIND_SCORED) {
     printf("  judged %llu: %.2f\n", (unsigned long long)ev->node, ev->judge);
   }
