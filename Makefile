@@ -9,7 +9,7 @@ CARGO ?= cargo
 MODEL ?= models/SmolLM2-135M-Instruct.Q4_1.gguf
 DEMO_PROMPT ?= A farmer has 15 sheep. He buys 8 more and then sells 6. How many sheep does he have now?
 
-.PHONY: all setup model test-models build demo test check lint doc bench clean install install-files
+.PHONY: all setup model test-models server build demo test check lint doc bench clean install install-files
 
 all: build
 
@@ -28,7 +28,11 @@ demo: build
 test-models:
 	bash scripts/setup.sh --test-models
 
-test: test-models
+# llama.cpp's llama-server (from the llama-cpp-python sdist), for the remote backend's tests.
+server: setup
+	bash scripts/build-server.sh
+
+test: test-models server
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --all-targets -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --release --no-deps

@@ -81,6 +81,11 @@ enum ponder_status
   PONDER_STATUS_DECODE_FAILED = 13,
   // A Rust panic was caught at the boundary (a bug: please report it).
   PONDER_STATUS_PANIC = 14,
+  // A server of the remote backend could not be reached or failed after the retries.
+  PONDER_STATUS_REMOTE_FAILED = 15,
+  // The backend cannot do what the strategy asked (for example prompt log-probabilities
+  // through a server that does not return them).
+  PONDER_STATUS_UNSUPPORTED = 16,
 };
 #ifndef __cplusplus
 typedef uint32_t ponder_status;
@@ -165,10 +170,13 @@ ponder_status ponder_last_error(char *buf,
                                 size_t *out_n);
 
 // Loads a model and creates its context. `config_json` (`len` bytes of UTF-8) is a JSON object
-// with optional fields `model` (a GGUF path; default `$PONDER_MODEL`, else
-// `models/SmolLM2-135M-Instruct.Q4_1.gguf`), `n_gpu_layers`, `n_ctx` (default 4096),
-// `n_threads` (0: all cores) and `n_seq_max` (default 64). On success `*out` holds the engine,
-// to be freed with `ponder_engine_free`.
+// with optional fields `backend` (`"llama"`, the default, or `"remote"`), for `llama`: `model`
+// (a GGUF path; default `$PONDER_MODEL`, else `models/SmolLM2-135M-Instruct.Q4_1.gguf`),
+// `n_gpu_layers`, `n_ctx` (default 4096), `n_threads` (0: all cores) and `n_seq_max` (default
+// 64); for `remote`: `remote`, an object with `urls` (required: base URLs of OpenAI-compatible
+// servers), `model`, `api_key`, `max_in_flight`, `timeout_ms`, `attempts`, `backoff_ms`,
+// `top_logprobs` and `n_ctx`. On success `*out` holds the engine, to be freed with
+// `ponder_engine_free`.
 ponder_status ponder_engine_new(const char *config_json,
                                 size_t len,
                                 ponder_engine **out);

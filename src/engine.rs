@@ -7,7 +7,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::error::Error;
-use crate::lm::{ContextOptions, Lm, Model, ModelOptions, Usage};
+use crate::lm::{ContextOptions, Lm, Model, ModelOptions, RemoteLm, RemoteOptions, Usage};
 use crate::strategy::{Event, Flow, Observer, Outcome, Problem, StrategyConfig};
 
 /// A model and its inference context, ready to solve problems.
@@ -35,6 +35,14 @@ impl Engine {
     pub fn load(model: &ModelOptions, context: &ContextOptions) -> Result<Self, Error> {
         let lm = Model::load(model)?.session(context)?;
         Ok(Self::from_lm(lm))
+    }
+
+    /// Connects to models served over the OpenAI-compatible API (the remote backend).
+    ///
+    /// # Errors
+    /// As [`RemoteLm::connect`].
+    pub fn connect(remote: &RemoteOptions) -> Result<Self, Error> {
+        Ok(Self::from_lm(RemoteLm::connect(remote)?))
     }
 
     /// An engine over any [`Lm`] (another backend, or a scripted one in tests).

@@ -34,6 +34,14 @@ pub enum LoadError {
         /// The path that was tried.
         path: PathBuf,
     },
+    /// A server of the remote backend could not be used at start.
+    #[error("cannot use the server at {url}: {message} — start it (for example `llama-server -m MODEL --port PORT`) or fix --url")]
+    Remote {
+        /// The server's base URL.
+        url: String,
+        /// What went wrong.
+        message: String,
+    },
     /// llama.cpp could not create an inference context.
     #[error("llama.cpp could not create a context with n_ctx={n_ctx}, n_seq_max={n_seq_max} — lower the context size or the number of parallel sequences")]
     Context {
@@ -116,6 +124,26 @@ pub enum DecodeError {
     /// to stop, or an [`crate::lm::Interrupt`]).
     #[error("cancelled by the caller")]
     Cancelled,
+    /// A request to a server of the remote backend failed: after the last of `attempts` attempts
+    /// for connection errors, timeouts, 5xx and unreadable bodies, or at once when the server
+    /// refused the request (4xx).
+    #[error("request to {url} failed after {attempts} attempts: {message} — check that the server is up and serves the model (ponder retries with backoff; raise attempts or timeout_ms for a slow server)")]
+    Remote {
+        /// The URL of the request.
+        url: String,
+        /// What went wrong, with the server's own message where it sent one.
+        message: String,
+        /// Attempts made.
+        attempts: u32,
+    },
+    /// The backend cannot do this operation.
+    #[error("{what} is not supported by this backend: {hint}")]
+    Unsupported {
+        /// The operation.
+        what: &'static str,
+        /// What to use instead.
+        hint: String,
+    },
     /// A request parameter is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),

@@ -6,7 +6,8 @@
 //! - [`lm`]: the [`Lm`] trait, a tree of token prefixes ([`Node`]s) that can be forked, extended,
 //!   sampled from in batches ([`Lm::generate`]) and scored ([`Lm::next_token_probs`],
 //!   [`Lm::forced_logprobs`]); and its llama.cpp implementation [`LlamaLm`], where forks share KV
-//!   cache and every live branch advances in one forward pass per step.
+//!   cache and every live branch advances in one forward pass per step; and [`RemoteLm`], the
+//!   same tree over models served by OpenAI-compatible engines (llama-server, vLLM, SGLang).
 //! - [`reward`]: answer extraction and comparison, the model as its own verifier (outcome and
 //!   step scores), sequence log-likelihood, votes.
 //! - [`strategy`]: search strategies behind one serde-tagged [`StrategyConfig`]: best-of-N,
@@ -58,6 +59,7 @@ pub mod trace;
 pub use engine::Engine;
 pub use error::{ConfigError, DecodeError, Error, LoadError, Result};
 pub use lm::llama::{ContextOptions, LlamaLm, Model, ModelOptions};
+pub use lm::remote::{RemoteLm, RemoteOptions};
 pub use lm::{
     FinishReason, GenRequest, Generation, Lm, Message, Node, SamplingParams, TokenId, Usage,
 };

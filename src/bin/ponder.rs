@@ -9,14 +9,15 @@ use serde::Serialize;
 use indicatif::{ProgressBar, ProgressStyle};
 use ponder::eval;
 use ponder::lm::{
-    ContextOptions, FinishReason, GenRequest, Lm, Message, Model, ModelOptions, SamplingParams,
-    Usage, DEFAULT_MODEL_PATH,
+    ContextOptions, FinishReason, GenRequest, Lm, Message, Model, ModelOptions, RemoteLm,
+    RemoteOptions, SamplingParams, Usage, DEFAULT_MODEL_PATH,
 };
 use ponder::strategy::{
     EntryKind, Outcome, Problem, Rerank, SearchTree, StopReason, StrategyConfig,
 };
 use ponder::synth::{self, SynthConfig};
 use ponder::trace::export::{ExportOptions, Format, LabelKind};
+use ponder::trace::ModelId;
 use ponder::{ConfigError, Engine};
 
 #[derive(Parser)]
@@ -283,21 +284,49 @@ struct EvalArgs {
 
 #[derive(Args)]
 struct ModelArgs {
-    /// GGUF model file.
+    /// Where the model runs: `llama` (in-process llama.cpp) or `remote` (OpenAI-compatible
+    /// servers given with --url).
+    #[arg(long, default_value = "llama")]
+    backend: String,
+    /// GGUF model file (backend llama).
     #[arg(long, env = "PONDER_MODEL", default_value = DEFAULT_MODEL_PATH)]
     model: PathBuf,
-    /// Layers to offload to the GPU (needs a build with --features cuda, vulkan or metal).
+    /// Layers to offload to the GPU (backend llama; needs a build with --features cuda, vulkan
+    /// or metal).
     #[arg(long, default_value_t = ModelOptions::default().n_gpu_layers)]
     n_gpu_layers: u32,
-    /// Context size in tokens (KV cells shared by all branches).
-    #[arg(long = "ctx", default_value_t = ContextOptions::default().n_ctx)]
-    n_ctx: u32,
-    /// CPU threads (0 = all cores).
+    /// Context size in tokens (backend llama: KV cells shared by all branches; backend remote:
+    /// the server's context per request, default what the server reports).
+    #[arg(long = "ctx")]
+    n_ctx: Option<u32>,
+    /// CPU threads (backend llama; 0 = all cores).
     #[arg(long, default_value_t = 0)]
     threads: u32,
-    /// Most branches decoded at once; more are parked and re-attached.
+    /// Most branches decoded at once; more are parked and re-attached (backend llama).
     #[arg(long, default_value_t = ContextOptions::default().n_seq_max)]
     n_seq_max: u32,
+    /// Base URL of a server (backend remote), e.g. http://127.0.0.1:8080; give it more than once
+    /// to spread requests over several servers.
+    #[arg(long = "url")]
+    urls: Vec<String>,
+    /// The `model` field sent to the servers (backend remote; default the first they list).
+    #[arg(long)]
+    served_model: Option<String>,
+    /// Most requests in flight at once over all servers (backend remote).
+    #[arg(long, default_value_t = RemoteOptions::default().max_in_flight)]
+    max_in_flight: usize,
+    /// Time limit of one request in milliseconds (backend remote).
+    #[arg(long, default_value_t = RemoteOptions::default().timeout_ms)]
+    timeout_ms: u64,
+    /// Attempts per request before giving up (backend remote).
+    #[arg(long, default_value_t = RemoteOptions::default().attempts)]
+    attempts: u32,
+}
+
+/// A model behind either backend, and what provenance records of it.
+enum Backend {
+    Llama(ponder::LlamaLm, PathBuf),
+    Remote(RemoteLm),
 }
 
 impl ModelArgs {
@@ -308,7 +337,7 @@ impl ModelArgs {
                 n_gpu_layers: self.n_gpu_layers,
             },
             ContextOptions {
-                n_ctx: self.n_ctx,
+                n_ctx: self.n_ctx.unwrap_or(ContextOptions::default().n_ctx),
                 n_threads: self.threads,
                 n_seq_max: self.n_seq_max,
                 ..ContextOptions::default()
@@ -316,14 +345,76 @@ impl ModelArgs {
         )
     }
 
-    fn open(&self) -> ponder::Result<ponder::LlamaLm> {
-        let (model, context) = self.options();
-        Ok(Model::load(&model)?.session(&context)?)
+    fn remote_options(&self) -> RemoteOptions {
+        RemoteOptions {
+            urls: self.urls.clone(),
+            model: self.served_model.clone(),
+            max_in_flight: self.max_in_flight,
+            timeout_ms: self.timeout_ms,
+            attempts: self.attempts,
+            n_ctx: self.n_ctx,
+            ..RemoteOptions::default()
+        }
+    }
+
+    /// Checks that the flags given belong to the backend chosen, then opens it.
+    fn open(&self) -> ponder::Result<Backend> {
+        match self.backend.as_str() {
+            "llama" => {
+                if !self.urls.is_empty() || self.served_model.is_some() {
+                    return Err(ConfigError::new(
+                        "url",
+                        "--url and --served-model apply to --backend remote only",
+                    )
+                    .into());
+                }
+                let (model, context) = self.options();
+                let lm = Model::load(&model)?.session(&context)?;
+                Ok(Backend::Llama(lm, self.model.clone()))
+            }
+            "remote" => {
+                if self.n_gpu_layers != ModelOptions::default().n_gpu_layers
+                    || self.threads != 0
+                    || self.n_seq_max != ContextOptions::default().n_seq_max
+                {
+                    return Err(ConfigError::new(
+                        "backend",
+                        "--n-gpu-layers, --threads and --n-seq-max apply to --backend llama only; set them on the servers",
+                    )
+                    .into());
+                }
+                Ok(Backend::Remote(RemoteLm::connect(&self.remote_options())?))
+            }
+            other => Err(ConfigError::new(
+                "backend",
+                format!("unknown backend {other:?}; use llama or remote"),
+            )
+            .into()),
+        }
     }
 
     fn engine(&self) -> ponder::Result<Engine> {
-        let (model, context) = self.options();
-        Engine::load(&model, &context)
+        Ok(self.engine_and_id(false)?.0)
+    }
+
+    /// The engine, and (when `identify`) the model's identity for provenance.
+    fn engine_and_id(&self, identify: bool) -> ponder::Result<(Engine, Option<ModelId>)> {
+        Ok(match self.open()? {
+            Backend::Llama(lm, path) => {
+                let id = if identify {
+                    Some(ModelId::of_file(&path).map_err(|e| {
+                        ConfigError::new("model", format!("cannot read {}: {e}", path.display()))
+                    })?)
+                } else {
+                    None
+                };
+                (Engine::from_lm(lm), id)
+            }
+            Backend::Remote(lm) => {
+                let id = identify.then(|| ModelId::of_remote(&lm));
+                (Engine::from_lm(lm), id)
+            }
+        })
     }
 }
 
@@ -427,7 +518,10 @@ fn generate(args: &GenerateArgs) -> ponder::Result<()> {
         return Err(ConfigError::new("n", "0 samples asked for; use -n 1 or more").into());
     }
 
-    let mut lm = args.model.open()?;
+    let mut lm: Box<dyn Lm> = match args.model.open()? {
+        Backend::Llama(lm, _) => Box::new(lm),
+        Backend::Remote(lm) => Box::new(lm),
+    };
     let root = if args.raw {
         lm.root_text(&args.prompt)?
     } else {
@@ -804,7 +898,8 @@ fn run_synth(args: &SynthArgs) -> ponder::Result<()> {
     if let Some(k) = args.limit {
         problems.truncate(k);
     }
-    let engine = args.model.engine()?;
+    let (engine, model) = args.model.engine_and_id(true)?;
+    let model = model.expect("asked for");
     let bar = if args.json {
         ProgressBar::hidden()
     } else {
@@ -817,7 +912,7 @@ fn run_synth(args: &SynthArgs) -> ponder::Result<()> {
     };
     let summary = synth::run(
         &engine,
-        &args.model.model,
+        &model,
         &problems,
         line_errors,
         &args.output,
@@ -879,6 +974,14 @@ fn run_synth(args: &SynthArgs) -> ponder::Result<()> {
                 summary.failures.len()
             );
         }
+    }
+    if let Some(why) = summary.stopped {
+        // Every record is already synced; exit non-zero so that scripts notice.
+        eprintln!(
+            "error: synth stopped early: {why}\nthe finished problems are kept in {}; run the same command again once the server is back to resume",
+            args.output.display()
+        );
+        std::process::exit(1);
     }
     Ok(())
 }

@@ -24,9 +24,9 @@ pub use status::ponder_status;
 use status::{boundary, fail, fail_with, static_cstr};
 
 use crate::engine::Engine;
-use crate::lm::{ContextOptions, ModelOptions};
+use crate::lm::{ContextOptions, ModelOptions, RemoteLm, RemoteOptions};
 use crate::strategy::{Event, Flow, Outcome, Problem, StrategyConfig};
-use crate::trace::{Provenance, Trace};
+use crate::trace::{ModelId, Provenance, Trace};
 
 /// Major version of this library (the header's value must equal `ponder_version()`'s).
 pub const PONDER_VERSION_MAJOR: u32 = 0;
@@ -42,8 +42,29 @@ pub const PONDER_VERSION_PATCH: u32 = 0;
 /// thread at any time. Free it only when no call on it is running.
 pub struct ponder_engine {
     engine: Engine,
-    model: PathBuf,
-    sha256: OnceLock<String>,
+    source: ModelSource,
+    id: OnceLock<ModelId>,
+}
+
+/// Where an engine's model is, for the provenance of its traces.
+enum ModelSource {
+    File(PathBuf),
+    Served(ModelId),
+}
+
+impl ponder_engine {
+    /// The model's identity, the file hashed on first use.
+    fn model_id(&self) -> ModelId {
+        self.id
+            .get_or_init(|| match &self.source {
+                ModelSource::File(path) => ModelId::of_file(path).unwrap_or_else(|_| ModelId {
+                    name: path.display().to_string(),
+                    sha256: String::new(),
+                }),
+                ModelSource::Served(id) => id.clone(),
+            })
+            .clone()
+    }
 }
 
 /// What one solve found: the answer, the chosen text, its score, the work it took, and the whole
@@ -55,8 +76,7 @@ pub struct ponder_outcome {
     outcome: Outcome,
     problem: Problem,
     strategy: StrategyConfig,
-    model: PathBuf,
-    sha256: String,
+    model: ModelId,
 }
 
 /// What an event reports.
@@ -161,18 +181,23 @@ pub unsafe extern "C" fn ponder_last_error(
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 struct EngineConfig {
+    backend: Option<String>,
     model: Option<PathBuf>,
     n_gpu_layers: Option<u32>,
     n_ctx: Option<u32>,
     n_threads: Option<u32>,
     n_seq_max: Option<u32>,
+    remote: Option<RemoteOptions>,
 }
 
 /// Loads a model and creates its context. `config_json` (`len` bytes of UTF-8) is a JSON object
-/// with optional fields `model` (a GGUF path; default `$PONDER_MODEL`, else
-/// `models/SmolLM2-135M-Instruct.Q4_1.gguf`), `n_gpu_layers`, `n_ctx` (default 4096),
-/// `n_threads` (0: all cores) and `n_seq_max` (default 64). On success `*out` holds the engine,
-/// to be freed with `ponder_engine_free`.
+/// with optional fields `backend` (`"llama"`, the default, or `"remote"`), for `llama`: `model`
+/// (a GGUF path; default `$PONDER_MODEL`, else `models/SmolLM2-135M-Instruct.Q4_1.gguf`),
+/// `n_gpu_layers`, `n_ctx` (default 4096), `n_threads` (0: all cores) and `n_seq_max` (default
+/// 64); for `remote`: `remote`, an object with `urls` (required: base URLs of OpenAI-compatible
+/// servers), `model`, `api_key`, `max_in_flight`, `timeout_ms`, `attempts`, `backoff_ms`,
+/// `top_logprobs` and `n_ctx`. On success `*out` holds the engine, to be freed with
+/// `ponder_engine_free`.
 #[no_mangle]
 pub unsafe extern "C" fn ponder_engine_new(
     config_json: *const c_char,
@@ -202,6 +227,56 @@ pub unsafe extern "C" fn ponder_engine_new(
                 )
             }
         };
+        match config.backend.as_deref().unwrap_or("llama") {
+            "llama" => {
+                if config.remote.is_some() {
+                    return fail(
+                        ponder_status::InvalidConfig,
+                        "invalid remote: it applies to \"backend\": \"remote\" only",
+                    );
+                }
+            }
+            "remote" => {
+                if config.model.is_some()
+                    || config.n_gpu_layers.is_some()
+                    || config.n_ctx.is_some()
+                    || config.n_threads.is_some()
+                    || config.n_seq_max.is_some()
+                {
+                    return fail(
+                        ponder_status::InvalidConfig,
+                        "invalid backend: model, n_gpu_layers, n_ctx, n_threads and n_seq_max apply to \"backend\": \"llama\"; put the remote settings in \"remote\"",
+                    );
+                }
+                let Some(remote) = config.remote else {
+                    return fail(
+                        ponder_status::InvalidConfig,
+                        "invalid remote: \"backend\": \"remote\" needs \"remote\": {\"urls\": [\"http://HOST:PORT\"]}",
+                    );
+                };
+                return match RemoteLm::connect(&remote) {
+                    Ok(lm) => {
+                        let id = ModelId::of_remote(&lm);
+                        let handle = Box::new(ponder_engine {
+                            engine: Engine::from_lm(lm),
+                            source: ModelSource::Served(id),
+                            id: OnceLock::new(),
+                        });
+                        unsafe { *out = Box::into_raw(handle) };
+                        ponder_status::Ok
+                    }
+                    Err(e) => fail_with(&crate::Error::from(e)),
+                };
+            }
+            other => {
+                return fail(
+                    ponder_status::InvalidConfig,
+                    format!(
+                        "invalid backend: unknown backend {other:?}; use \"llama\" or \"remote\""
+                    ),
+                )
+            }
+        }
         let defaults = (ModelOptions::default(), ContextOptions::default());
         let model = ModelOptions {
             path: config.model.unwrap_or(defaults.0.path),
@@ -217,8 +292,8 @@ pub unsafe extern "C" fn ponder_engine_new(
             Ok(engine) => {
                 let handle = Box::new(ponder_engine {
                     engine,
-                    model: model.path,
-                    sha256: OnceLock::new(),
+                    source: ModelSource::File(model.path),
+                    id: OnceLock::new(),
                 });
                 unsafe { *out = Box::into_raw(handle) };
                 ponder_status::Ok
@@ -366,13 +441,7 @@ pub unsafe extern "C" fn ponder_engine_solve(
                     outcome,
                     problem,
                     strategy,
-                    model: engine.model.clone(),
-                    sha256: engine
-                        .sha256
-                        .get_or_init(|| {
-                            crate::trace::sha256_file(&engine.model).unwrap_or_default()
-                        })
-                        .clone(),
+                    model: engine.model_id(),
                 });
                 unsafe { *out = Box::into_raw(handle) };
                 ponder_status::Ok
@@ -504,17 +573,7 @@ pub unsafe extern "C" fn ponder_outcome_trace_json(
         let Some(o) = (unsafe { outcome.as_ref() }) else {
             return fail(ponder_status::NullArgument, "outcome is NULL");
         };
-        let provenance = Provenance {
-            model: o
-                .model
-                .file_name()
-                .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
-            model_sha256: o.sha256.clone(),
-            ponder_version: env!("CARGO_PKG_VERSION").into(),
-            strategy: o.strategy.clone(),
-            seed: o.strategy.seed(),
-            oracle_guided: false,
-        };
+        let provenance = Provenance::new(&o.model, &o.strategy, false);
         let trace = Trace::from_outcome("0", &o.problem, &o.outcome, provenance);
         let json = serde_json::to_string(&trace).expect("plain data");
         unsafe { copy_out(&json, buf, len, out_n) }

@@ -41,6 +41,11 @@ pub enum ponder_status {
     DecodeFailed = 13,
     /// A Rust panic was caught at the boundary (a bug: please report it).
     Panic = 14,
+    /// A server of the remote backend could not be reached or failed after the retries.
+    RemoteFailed = 15,
+    /// The backend cannot do what the strategy asked (for example prompt log-probabilities
+    /// through a server that does not return them).
+    Unsupported = 16,
 }
 
 impl ponder_status {
@@ -62,6 +67,8 @@ impl ponder_status {
             Self::KvCacheFull => "the KV cache is full\0",
             Self::DecodeFailed => "llama.cpp failed while decoding\0",
             Self::Panic => "internal error (a panic was caught); please report it\0",
+            Self::RemoteFailed => "a server of the remote backend failed\0",
+            Self::Unsupported => "the backend does not support this operation\0",
         }
     }
 
@@ -82,6 +89,8 @@ impl ponder_status {
             12 => Self::KvCacheFull,
             13 => Self::DecodeFailed,
             14 => Self::Panic,
+            15 => Self::RemoteFailed,
+            16 => Self::Unsupported,
             _ => return None,
         })
     }
@@ -93,6 +102,9 @@ impl From<&Error> for ponder_status {
             Error::Config(_) => Self::InvalidConfig,
             Error::Load(LoadError::ModelNotFound { .. }) => Self::ModelNotFound,
             Error::Load(LoadError::Config(_)) => Self::InvalidConfig,
+            Error::Load(LoadError::Remote { .. }) => Self::RemoteFailed,
+            Error::Decode(DecodeError::Remote { .. }) => Self::RemoteFailed,
+            Error::Decode(DecodeError::Unsupported { .. }) => Self::Unsupported,
             Error::Load(_) => Self::ModelLoadFailed,
             Error::Decode(DecodeError::ContextOverflow { .. }) => Self::ContextOverflow,
             Error::Decode(DecodeError::Cancelled) => Self::Cancelled,

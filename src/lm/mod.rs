@@ -9,6 +9,8 @@ pub mod llama;
 pub use llama::{
     default_model_path, ContextOptions, LlamaLm, Model, ModelOptions, DEFAULT_MODEL_PATH,
 };
+pub mod remote;
+pub use remote::{RemoteLm, RemoteOptions};
 pub(crate) mod sampler;
 pub mod scripted;
 

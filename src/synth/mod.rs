@@ -24,12 +24,12 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::Engine;
-use crate::error::{ConfigError, Error};
+use crate::error::{ConfigError, DecodeError, Error};
 use crate::eval::{auc, LineError};
 use crate::reward::answer;
 use crate::strategy::{Problem, StrategyConfig};
 use crate::trace::export::{self, ExportOptions, Format};
-use crate::trace::{Provenance, Trace};
+use crate::trace::{ModelId, Provenance, Trace};
 
 /// What a synth run does.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -128,6 +128,11 @@ pub struct SynthSummary {
     pub failures: Vec<Failure>,
     /// Input lines that could not be used.
     pub line_errors: Vec<LineError>,
+    /// Why this run stopped before the end of the input: a server of the remote backend failed
+    /// after its retries, so every later problem would fail too. Finished problems are kept;
+    /// running again resumes after them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
 }
 
 /// The id synth uses for the `index`-th problem: its own, else its index.
@@ -135,14 +140,14 @@ pub fn problem_id(problem: &Problem, index: usize) -> String {
     problem.id.clone().unwrap_or_else(|| index.to_string())
 }
 
-/// Runs `config` over `problems` on `engine` (loaded from `model_path`), writing into `dir`.
+/// Runs `config` over `problems` on `engine` (running `model`), writing into `dir`.
 ///
 /// # Errors
 /// An invalid configuration, a directory written with other settings, or I/O errors. A problem
 /// the model fails on is reported in [`SynthSummary::failures`] and the run goes on.
 pub fn run(
     engine: &Engine,
-    model_path: &Path,
+    model: &ModelId,
     problems: &[Problem],
     line_errors: Vec<LineError>,
     dir: &Path,
@@ -158,8 +163,7 @@ pub fn run(
         ConfigError::new("output", format!("cannot {what} {}: {e}", path.display())).into()
     };
     std::fs::create_dir_all(dir).map_err(|e| io("create", dir, e))?;
-    let provenance = Provenance::for_model(model_path, &config.strategy, config.oracle_guided)
-        .map_err(|e| io("read the model file", model_path, e))?;
+    let provenance = Provenance::new(model, &config.strategy, config.oracle_guided);
     let settings = RunSettings {
         config: config.clone(),
         model_sha256: provenance.model_sha256.clone(),
@@ -197,6 +201,7 @@ pub fn run(
     let start = Instant::now();
     let before = engine.usage();
     let mut failures = Vec::new();
+    let mut stopped = None;
     let mut seen = HashSet::new();
     let (mut correct, mut labelled) = (0, 0);
     let resumed = problems
@@ -240,6 +245,9 @@ pub fn run(
                     id: id.clone(),
                     error: e.to_string(),
                 });
+                if matches!(e, Error::Decode(DecodeError::Remote { .. })) {
+                    stopped = Some(e.to_string());
+                }
                 Some(e.to_string())
             }
         };
@@ -253,11 +261,15 @@ pub fn run(
             labelled,
             last: (id, error),
         });
+        if stopped.is_some() {
+            break;
+        }
     }
     drop(files);
 
-    let summary = summarise(dir, config, problems.len(), failures, line_errors, start)
+    let mut summary = summarise(dir, config, problems.len(), failures, line_errors, start)
         .map_err(|e| io("summarise", dir, e))?;
+    summary.stopped = stopped;
     let path = dir.join("summary.json");
     write_atomic(
         &path,
@@ -510,6 +522,7 @@ fn summarise(
         wall_ms: start.elapsed().as_millis() as u64,
         failures,
         line_errors,
+        stopped: None,
     })
 }
 

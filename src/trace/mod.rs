@@ -75,16 +75,59 @@ impl Provenance {
         strategy: &StrategyConfig,
         oracle_guided: bool,
     ) -> std::io::Result<Self> {
-        Ok(Self {
-            model: model_path
-                .file_name()
-                .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
-            model_sha256: sha256_file(model_path)?,
+        Ok(Self::new(
+            &ModelId::of_file(model_path)?,
+            strategy,
+            oracle_guided,
+        ))
+    }
+
+    /// Provenance for `strategy` run on `model`.
+    pub fn new(model: &ModelId, strategy: &StrategyConfig, oracle_guided: bool) -> Self {
+        Self {
+            model: model.name.clone(),
+            model_sha256: model.sha256.clone(),
             ponder_version: env!("CARGO_PKG_VERSION").to_string(),
             strategy: strategy.clone(),
             seed: strategy.seed(),
             oracle_guided,
+        }
+    }
+}
+
+/// Which model a solve ran on, as [`Provenance`] records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelId {
+    /// The model file's name; for a served model `remote:` and the name the server gives it.
+    pub name: String,
+    /// The model file's sha256, lower-case hex; for a served model the sha256 of the file the
+    /// server says it loaded when that file is readable here, else empty.
+    pub sha256: String,
+}
+
+impl ModelId {
+    /// The model file at `path`, hashed.
+    ///
+    /// # Errors
+    /// The file cannot be read.
+    pub fn of_file(path: &std::path::Path) -> std::io::Result<Self> {
+        Ok(Self {
+            name: path
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+            sha256: sha256_file(path)?,
         })
+    }
+
+    /// The model behind a remote backend.
+    pub fn of_remote(lm: &crate::lm::RemoteLm) -> Self {
+        Self {
+            name: format!("remote:{}", lm.model_name()),
+            sha256: lm
+                .model_path()
+                .and_then(|p| sha256_file(std::path::Path::new(p)).ok())
+                .unwrap_or_default(),
+        }
     }
 }
 

@@ -91,7 +91,7 @@ static void test_static_functions(void) {
   snprintf(want, sizeof want, "%d.%d.%d", PONDER_VERSION_MAJOR,
            PONDER_VERSION_MINOR, PONDER_VERSION_PATCH);
   CHECK(strcmp(ponder_version(), want) == 0);
-  for (unsigned s = 0; s <= PONDER_STATUS_PANIC; s++) {
+  for (unsigned s = 0; s <= PONDER_STATUS_UNSUPPORTED; s++) {
     const char *m = ponder_status_message(s);
     CHECK(m != NULL && strlen(m) > 0);
   }
@@ -121,6 +121,21 @@ static void test_null_and_bad_arguments(void) {
   CHECK(e == NULL);
   CHECK_STATUS(ponder_last_error(buf, sizeof buf, &n), PONDER_STATUS_OK);
   CHECK(strstr(buf, "not found") != NULL);
+  /* The remote backend: its settings in "remote", an unreachable server a typed status. */
+  const char *no_remote = "{\"backend\":\"remote\"}";
+  CHECK_STATUS(ponder_engine_new(no_remote, strlen(no_remote), &e),
+               PONDER_STATUS_INVALID_CONFIG);
+  const char *mixed =
+      "{\"backend\":\"remote\",\"n_ctx\":512,\"remote\":{\"urls\":[\"http://127.0.0.1:1\"]}}";
+  CHECK_STATUS(ponder_engine_new(mixed, strlen(mixed), &e),
+               PONDER_STATUS_INVALID_CONFIG);
+  const char *unreachable = "{\"backend\":\"remote\",\"remote\":{\"urls\":"
+                            "[\"http://127.0.0.1:1\"],\"attempts\":1}}";
+  CHECK_STATUS(ponder_engine_new(unreachable, strlen(unreachable), &e),
+               PONDER_STATUS_REMOTE_FAILED);
+  CHECK(e == NULL);
+  CHECK_STATUS(ponder_engine_new(missing, strlen(missing), &e),
+               PONDER_STATUS_MODEL_NOT_FOUND);
   /* A buffer too small: the length needed comes back, and the message stays. */
   size_t full = n;
   CHECK_STATUS(ponder_last_error(buf, 4, &n), PONDER_STATUS_BUFFER_TOO_SMALL);

@@ -42,3 +42,5 @@ pub fn session_with(n_ctx: u32, n_seq_max: u32, flash_attention: bool) -> LlamaL
         })
         .expect("context")
 }
+
+pub mod server;

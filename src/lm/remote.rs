@@ -1,0 +1,1099 @@
+//! [`RemoteLm`]: the [`Lm`] tree over models served by engines that speak the OpenAI-compatible
+//! HTTP API (llama.cpp's `llama-server`, vLLM, SGLang).
+//!
+//! A node is a token prefix kept on the client. Every request sends the whole prefix as token ids
+//! (`"prompt": [ids…]`), so what the server sees is exactly the node, and the server's own prefix
+//! cache (llama-server's `cache_prompt`, vLLM's `--enable-prefix-caching`, SGLang's radix cache)
+//! is what keeps a tree search from paying for its shared prefixes again: [`Usage::reused_tokens`]
+//! counts the prompt tokens the servers report as cached, [`Usage::prefill_tokens`] the ones they
+//! processed.
+//!
+//! Endpoints used: `POST /v1/completions` (sampling, and one-token completions with top
+//! logprobs for [`Lm::next_token_probs`]); `POST /tokenize` and `POST /detokenize` (llama-server
+//! and vLLM shapes); `POST /apply-template` (llama-server) or `/tokenize` with `messages` (vLLM)
+//! for the chat template; `GET /v1/models` and `GET /props` at start for the model's name,
+//! vocabulary and context size. [`Lm::forced_logprobs`] needs prompt log-probabilities, which
+//! llama-server does not return: it is [`DecodeError::Unsupported`] there.
+//!
+//! Requests of one call run concurrently (at most [`RemoteOptions::max_in_flight`]), each to the
+//! server with the fewest outstanding requests; a connection error, a 5xx/429 status or an
+//! unreadable body is retried with exponential backoff on another server where there is one, and
+//! after the last attempt the call fails with [`DecodeError::Remote`]. Nothing is half-applied: a
+//! failed call creates no node.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::{FinishReason, GenRequest, Generation, Interrupt, Lm, Message, Node, TokenId, Usage};
+use crate::error::{ConfigError, DecodeError, LoadError};
+
+/// How to reach the served model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RemoteOptions {
+    /// Base URLs of the servers (`http://host:port`, without `/v1`); requests are spread over all.
+    pub urls: Vec<String>,
+    /// The `model` field of each request; default: the first model the first server lists.
+    pub model: Option<String>,
+    /// Sent as `Authorization: Bearer …` when set.
+    pub api_key: Option<String>,
+    /// Most requests in flight at once, over all servers.
+    pub max_in_flight: usize,
+    /// Time limit of one HTTP request, in milliseconds.
+    pub timeout_ms: u64,
+    /// Attempts per request (the first included) before the call fails.
+    pub attempts: u32,
+    /// Wait before the second attempt, in milliseconds; doubled before each further one.
+    pub backoff_ms: u64,
+    /// How many most-likely next tokens [`Lm::next_token_probs`] asks for; a candidate outside
+    /// them gets probability 0.
+    pub top_logprobs: u32,
+    /// The context size per request; default: what the server reports (`/props`, vLLM's
+    /// `max_model_len`).
+    pub n_ctx: Option<u32>,
+}
+
+impl Default for RemoteOptions {
+    fn default() -> Self {
+        Self {
+            urls: Vec::new(),
+            model: None,
+            api_key: None,
+            max_in_flight: 16,
+            timeout_ms: 120_000,
+            attempts: 4,
+            backoff_ms: 250,
+            top_logprobs: 20,
+            n_ctx: None,
+        }
+    }
+}
+
+impl RemoteOptions {
+    /// Options for the servers at `urls`, other fields default.
+    pub fn new(urls: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        Self {
+            urls: urls.into_iter().map(Into::into).collect(),
+            ..Self::default()
+        }
+    }
+
+    /// Checks every field.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the first invalid field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.urls.is_empty() {
+            return Err(ConfigError::new(
+                "url",
+                "no server given; pass --url http://HOST:PORT (more than once for several servers)",
+            ));
+        }
+        for u in &self.urls {
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                return Err(ConfigError::new(
+                    "url",
+                    format!("{u:?} is not an http:// or https:// URL"),
+                ));
+            }
+        }
+        if self.max_in_flight == 0 {
+            return Err(ConfigError::new(
+                "max_in_flight",
+                "0 would send nothing; allow at least 1 request in flight",
+            ));
+        }
+        if self.timeout_ms == 0 {
+            return Err(ConfigError::new(
+                "timeout_ms",
+                "0 would fail every request; give a time limit in milliseconds",
+            ));
+        }
+        if self.attempts == 0 {
+            return Err(ConfigError::new(
+                "attempts",
+                "0 would send nothing; use at least 1",
+            ));
+        }
+        if self.top_logprobs == 0 {
+            return Err(ConfigError::new(
+                "top_logprobs",
+                "0 would give every candidate probability 0; use at least 1 (20 is typical)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One server and its outstanding requests.
+#[derive(Debug)]
+struct Server {
+    url: String,
+    outstanding: AtomicUsize,
+    sent: AtomicUsize,
+}
+
+/// Why one HTTP exchange failed.
+#[derive(Debug)]
+enum Failure {
+    /// Worth another attempt: connection error, timeout, 5xx, 429, unreadable body.
+    Transient(String),
+    /// The server refused the request (4xx): retrying would not help.
+    Refused(u16, String),
+}
+
+/// The servers, the HTTP agent and the retry policy; shared by the worker threads of a call.
+struct Client {
+    servers: Vec<Server>,
+    agent: ureq::Agent,
+    opts: RemoteOptions,
+}
+
+impl Client {
+    fn new(opts: &RemoteOptions) -> Self {
+        let agent = ureq::AgentBuilder::new()
+            .timeout(Duration::from_millis(opts.timeout_ms))
+            .build();
+        Self {
+            servers: opts
+                .urls
+                .iter()
+                .map(|u| Server {
+                    url: u.trim_end_matches('/').to_string(),
+                    outstanding: AtomicUsize::new(0),
+                    sent: AtomicUsize::new(0),
+                })
+                .collect(),
+            agent,
+            opts: opts.clone(),
+        }
+    }
+
+    /// The server with the fewest outstanding requests, avoiding `avoid` when there is another.
+    fn pick(&self, avoid: Option<usize>) -> usize {
+        (0..self.servers.len())
+            .filter(|&i| Some(i) != avoid || self.servers.len() == 1)
+            .min_by_key(|&i| (self.servers[i].outstanding.load(Ordering::SeqCst), i))
+            .unwrap_or(0)
+    }
+
+    fn once(&self, server: usize, path: &str, body: Option<&Value>) -> Result<Value, Failure> {
+        let s = &self.servers[server];
+        let url = format!("{}{path}", s.url);
+        let mut req = match body {
+            Some(_) => self.agent.post(&url),
+            None => self.agent.get(&url),
+        };
+        if let Some(key) = &self.opts.api_key {
+            req = req.set("Authorization", &format!("Bearer {key}"));
+        }
+        s.outstanding.fetch_add(1, Ordering::SeqCst);
+        s.sent.fetch_add(1, Ordering::SeqCst);
+        let result = match body {
+            Some(b) => req
+                .set("Content-Type", "application/json")
+                .send_string(&b.to_string()),
+            None => req.call(),
+        };
+        s.outstanding.fetch_sub(1, Ordering::SeqCst);
+        let response = match result {
+            Ok(r) => r,
+            Err(ureq::Error::Status(code, r)) => {
+                let text = r.into_string().unwrap_or_default();
+                let message = server_message(&text);
+                return Err(if code >= 500 || code == 429 || code == 408 {
+                    Failure::Transient(format!("HTTP {code}: {message}"))
+                } else {
+                    Failure::Refused(code, message)
+                });
+            }
+            Err(e) => return Err(Failure::Transient(e.to_string())),
+        };
+        let text = response
+            .into_string()
+            .map_err(|e| Failure::Transient(format!("reading the response: {e}")))?;
+        serde_json::from_str(&text).map_err(|e| {
+            let head: String = text.chars().take(80).collect();
+            Failure::Transient(format!("the response is not JSON ({e}): {head:?}"))
+        })
+    }
+
+    /// `body` to `path` with retries; `None` is a GET.
+    fn call(
+        &self,
+        path: &str,
+        body: Option<&Value>,
+        interrupt: Option<&Interrupt>,
+    ) -> Result<Value, DecodeError> {
+        let mut last: Option<(usize, String)> = None;
+        let mut wait = Duration::from_millis(self.opts.backoff_ms);
+        for attempt in 0..self.opts.attempts {
+            if interrupt.is_some_and(|i| i()) {
+                return Err(DecodeError::Cancelled);
+            }
+            if attempt > 0 {
+                sleep_unless(wait, interrupt)?;
+                wait = wait.saturating_mul(2);
+            }
+            let server = self.pick(last.as_ref().map(|l| l.0));
+            match self.once(server, path, body) {
+                Ok(v) => return Ok(v),
+                Err(Failure::Transient(m)) => last = Some((server, m)),
+                Err(Failure::Refused(code, message)) => {
+                    return Err(DecodeError::Remote {
+                        url: format!("{}{path}", self.servers[server].url),
+                        message: format!("refused with HTTP {code}: {message}"),
+                        attempts: attempt + 1,
+                    })
+                }
+            }
+        }
+        let (server, message) = last.expect("at least one attempt");
+        Err(DecodeError::Remote {
+            url: format!("{}{path}", self.servers[server].url),
+            message,
+            attempts: self.opts.attempts,
+        })
+    }
+
+    /// Every body to `path`, at most `max_in_flight` at once; results in order. The first
+    /// failure stops the requests not yet sent.
+    fn call_many(
+        &self,
+        path: &str,
+        bodies: &[Value],
+        interrupt: Option<&Interrupt>,
+    ) -> Result<Vec<Value>, DecodeError> {
+        if bodies.len() == 1 {
+            return Ok(vec![self.call(path, Some(&bodies[0]), interrupt)?]);
+        }
+        let next = AtomicUsize::new(0);
+        let failed = std::sync::atomic::AtomicBool::new(false);
+        let results: Mutex<Vec<Option<Result<Value, DecodeError>>>> =
+            Mutex::new((0..bodies.len()).map(|_| None).collect());
+        let workers = self.opts.max_in_flight.min(bodies.len());
+        std::thread::scope(|scope| {
+            for _ in 0..workers {
+                scope.spawn(|| loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    if i >= bodies.len() || failed.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let r = self.call(path, Some(&bodies[i]), interrupt);
+                    if r.is_err() {
+                        failed.store(true, Ordering::SeqCst);
+                    }
+                    results.lock()[i] = Some(r);
+                });
+            }
+        });
+        let mut out = Vec::with_capacity(bodies.len());
+        let mut first_error = None;
+        for r in results.into_inner() {
+            match r {
+                Some(Ok(v)) => out.push(v),
+                // A cancellation is only reported when nothing else went wrong.
+                Some(Err(e))
+                    if first_error.is_none()
+                        || matches!(first_error, Some(DecodeError::Cancelled)) =>
+                {
+                    first_error = Some(e);
+                }
+                Some(Err(_)) | None => {}
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
+    }
+}
+
+fn sleep_unless(wait: Duration, interrupt: Option<&Interrupt>) -> Result<(), DecodeError> {
+    let end = Instant::now() + wait;
+    while Instant::now() < end {
+        if interrupt.is_some_and(|i| i()) {
+            return Err(DecodeError::Cancelled);
+        }
+        std::thread::sleep((end - Instant::now()).min(Duration::from_millis(20)));
+    }
+    Ok(())
+}
+
+/// The error message inside a server's error body (OpenAI shape `{"error":{"message":…}}`), else
+/// the start of the body.
+fn server_message(text: &str) -> String {
+    serde_json::from_str::<Value>(text)
+        .ok()
+        .and_then(|v| {
+            v.pointer("/error/message")
+                .or_else(|| v.get("message"))
+                .or_else(|| v.get("detail"))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| text.chars().take(200).collect())
+}
+
+fn bad_response(what: &str, v: &Value) -> DecodeError {
+    let head: String = v.to_string().chars().take(160).collect();
+    DecodeError::Remote {
+        url: String::new(),
+        message: format!("unexpected {what} response: {head}"),
+        attempts: 1,
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Slot {
+    tokens: Option<Vec<TokenId>>,
+    generation: u32,
+}
+
+/// One sampled token as a server reports it.
+struct Sampled {
+    id: Option<TokenId>,
+    text: String,
+    logprob: f64,
+}
+
+/// An [`Lm`] whose model runs behind one or more OpenAI-compatible servers.
+///
+/// Thread rules: as every [`Lm`], used from one thread at a time (wrap it in an
+/// [`crate::Engine`] to share it); each call fans its requests out over worker threads itself.
+pub struct RemoteLm {
+    client: Client,
+    model: String,
+    model_path: Option<String>,
+    n_ctx: u32,
+    vocab: usize,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    usage: Usage,
+    interrupt: Option<Interrupt>,
+    token_texts: Mutex<HashMap<TokenId, String>>,
+    stop_tokens: Mutex<HashMap<String, Vec<TokenId>>>,
+}
+
+impl std::fmt::Debug for RemoteLm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteLm")
+            .field("urls", &self.client.opts.urls)
+            .field("model", &self.model)
+            .field("n_ctx", &self.n_ctx)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RemoteLm {
+    /// Connects to the servers: asks the first for its model, vocabulary and context size, and
+    /// checks that every other one answers.
+    ///
+    /// # Errors
+    /// [`LoadError::Config`] for invalid options; [`LoadError::Remote`] when a server cannot be
+    /// reached (after the configured attempts) or does not say what its context size is.
+    pub fn connect(opts: &RemoteOptions) -> Result<Self, LoadError> {
+        opts.validate()?;
+        let client = Client::new(opts);
+        let unreachable = |i: usize, e: DecodeError| LoadError::Remote {
+            url: client.servers[i].url.clone(),
+            message: e.to_string(),
+        };
+        let mut model = opts.model.clone();
+        let mut n_ctx = opts.n_ctx;
+        let mut vocab = None;
+        let mut model_path = None;
+        for i in 0..client.servers.len() {
+            let one = Client {
+                servers: vec![Server {
+                    url: client.servers[i].url.clone(),
+                    outstanding: AtomicUsize::new(0),
+                    sent: AtomicUsize::new(0),
+                }],
+                agent: client.agent.clone(),
+                opts: client.opts.clone(),
+            };
+            let models = one
+                .call("/v1/models", None, None)
+                .map_err(|e| unreachable(i, e))?;
+            if i > 0 {
+                continue;
+            }
+            let first = models.pointer("/data/0");
+            if model.is_none() {
+                model = first
+                    .and_then(|m| m.get("id"))
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+            }
+            vocab = first
+                .and_then(|m| m.pointer("/meta/n_vocab"))
+                .and_then(Value::as_u64)
+                .map(|v| v as usize);
+            if n_ctx.is_none() {
+                n_ctx = first
+                    .and_then(|m| m.get("max_model_len"))
+                    .and_then(Value::as_u64)
+                    .map(|v| v as u32);
+            }
+            // llama-server: the context per slot and the model file.
+            if let Ok(props) = one.call("/props", None, None) {
+                if n_ctx.is_none() {
+                    n_ctx = props
+                        .pointer("/default_generation_settings/n_ctx")
+                        .and_then(Value::as_u64)
+                        .map(|v| v as u32);
+                }
+                model_path = props
+                    .get("model_path")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+            }
+        }
+        let n_ctx = n_ctx.ok_or_else(|| LoadError::Remote {
+            url: client.servers[0].url.clone(),
+            message: "the server does not report its context size; set n_ctx (--ctx) to it".into(),
+        })?;
+        Ok(Self {
+            client,
+            model: model.unwrap_or_else(|| "default".into()),
+            model_path,
+            n_ctx,
+            vocab: vocab.unwrap_or(usize::MAX),
+            slots: Vec::new(),
+            free: Vec::new(),
+            usage: Usage::default(),
+            interrupt: None,
+            token_texts: Mutex::new(HashMap::new()),
+            stop_tokens: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The served model's name (the `model` field of each request).
+    pub fn model_name(&self) -> &str {
+        &self.model
+    }
+
+    /// The model file the (first) server says it loaded, where it says so (llama-server).
+    pub fn model_path(&self) -> Option<&str> {
+        self.model_path.as_deref()
+    }
+
+    /// The context size each request may fill.
+    pub fn n_ctx(&self) -> u32 {
+        self.n_ctx
+    }
+
+    /// Each server's URL and the HTTP requests sent to it so far (retries included).
+    pub fn requests_per_server(&self) -> Vec<(String, usize)> {
+        self.client
+            .servers
+            .iter()
+            .map(|s| (s.url.clone(), s.sent.load(Ordering::SeqCst)))
+            .collect()
+    }
+
+    /// The options this model was connected with.
+    pub fn options(&self) -> &RemoteOptions {
+        &self.client.opts
+    }
+
+    fn index(&self, node: Node) -> Result<usize, DecodeError> {
+        match self.slots.get(node.index as usize) {
+            Some(s) if s.generation == node.generation && s.tokens.is_some() => {
+                Ok(node.index as usize)
+            }
+            _ => Err(DecodeError::UnknownNode { node: node.index }),
+        }
+    }
+
+    fn tokens_of(&self, node: Node) -> Result<&Vec<TokenId>, DecodeError> {
+        let i = self.index(node)?;
+        Ok(self.slots[i].tokens.as_ref().expect("checked"))
+    }
+
+    fn insert(&mut self, tokens: Vec<TokenId>) -> Node {
+        if let Some(i) = self.free.pop() {
+            let slot = &mut self.slots[i as usize];
+            slot.tokens = Some(tokens);
+            Node {
+                index: i,
+                generation: slot.generation,
+            }
+        } else {
+            self.slots.push(Slot {
+                tokens: Some(tokens),
+                generation: 0,
+            });
+            Node {
+                index: (self.slots.len() - 1) as u32,
+                generation: 0,
+            }
+        }
+    }
+
+    fn check_fits(&self, what: &'static str, tokens: usize) -> Result<(), DecodeError> {
+        if tokens + 1 > self.n_ctx as usize {
+            return Err(DecodeError::ContextOverflow {
+                what,
+                tokens: tokens + 1,
+                n_ctx: self.n_ctx,
+            });
+        }
+        Ok(())
+    }
+
+    fn check_vocab(&self, field: &'static str, tokens: &[TokenId]) -> Result<(), DecodeError> {
+        if let Some(&t) = tokens.iter().find(|&&t| t < 0 || t as usize >= self.vocab) {
+            return Err(ConfigError::new(
+                field,
+                format!("token id {t} is outside the vocabulary (0..{})", self.vocab),
+            )
+            .into());
+        }
+        Ok(())
+    }
+
+    fn tokenize_with(&self, text: &str, add_special: bool) -> Result<Vec<TokenId>, DecodeError> {
+        if text.is_empty() {
+            return Ok(Vec::new());
+        }
+        // llama-server reads `content`/`add_special`, vLLM `prompt`/`add_special_tokens`.
+        let body = json!({
+            "model": self.model,
+            "content": text,
+            "prompt": text,
+            "add_special": add_special,
+            "add_special_tokens": add_special,
+            "parse_special": true,
+        });
+        let v = self
+            .client
+            .call("/tokenize", Some(&body), self.interrupt.as_ref())?;
+        token_ids(&v, "tokens").ok_or_else(|| bad_response("/tokenize", &v))
+    }
+
+    fn detokenize(&self, tokens: &[TokenId]) -> Result<String, DecodeError> {
+        let body = json!({ "model": self.model, "tokens": tokens });
+        let v = self.client.call("/detokenize", Some(&body), None)?;
+        v.get("content")
+            .or_else(|| v.get("prompt"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| bad_response("/detokenize", &v))
+    }
+
+    fn stop_tokens(&self, stop: &str) -> Result<Vec<TokenId>, DecodeError> {
+        if let Some(t) = self.stop_tokens.lock().get(stop) {
+            return Ok(t.clone());
+        }
+        let t = self.tokenize_with(stop, false)?;
+        self.stop_tokens.lock().insert(stop.to_string(), t.clone());
+        Ok(t)
+    }
+
+    /// The body of a completion request continuing `prompt`.
+    fn completion_body(&self, prompt: &[TokenId], max_tokens: u32, logprobs: u32) -> Value {
+        json!({
+            "model": self.model,
+            "prompt": prompt,
+            "max_tokens": max_tokens,
+            "logprobs": logprobs,
+            "stream": false,
+            // llama-server: reuse the longest cached prefix of a slot.
+            "cache_prompt": true,
+            // vLLM: ids instead of strings in the logprobs, and the stop text left in.
+            "return_tokens_as_token_ids": true,
+            "include_stop_str_in_output": true,
+        })
+    }
+
+    fn account(&mut self, responses: &[Value]) {
+        for v in responses {
+            let prompt = v
+                .pointer("/usage/prompt_tokens")
+                .and_then(Value::as_u64)
+                .unwrap_or(0);
+            let cached = v
+                .pointer("/usage/prompt_tokens_details/cached_tokens")
+                .or_else(|| v.pointer("/timings/cache_n"))
+                .and_then(Value::as_u64)
+                .unwrap_or(0)
+                .min(prompt);
+            let generated = v
+                .pointer("/usage/completion_tokens")
+                .and_then(Value::as_u64)
+                .unwrap_or(0);
+            self.usage.prefill_tokens += prompt - cached;
+            self.usage.reused_tokens += cached;
+            self.usage.generated_tokens += generated;
+            self.usage.decoded_tokens += generated;
+            self.usage.forward_passes += 1;
+        }
+    }
+
+    fn timed<T>(&mut self, f: impl FnOnce(&mut Self) -> T) -> T {
+        let start = Instant::now();
+        let out = f(self);
+        self.usage.wall_ms += start.elapsed().as_millis() as u64;
+        out
+    }
+
+    fn generate_inner(&mut self, requests: &[GenRequest]) -> Result<Vec<Generation>, DecodeError> {
+        for r in requests {
+            r.validate()?;
+        }
+        let mut bodies = Vec::with_capacity(requests.len());
+        let mut room = Vec::with_capacity(requests.len());
+        for r in requests {
+            let prompt = self.tokens_of(r.parent)?;
+            self.check_fits("the branch", prompt.len())?;
+            let left = (self.n_ctx as usize - prompt.len() - 1) as u32;
+            let max_tokens = r.max_tokens.min(left);
+            room.push(max_tokens < r.max_tokens);
+            let mut body = self.completion_body(prompt, max_tokens, 1);
+            let s = &r.sampling;
+            let extra = json!({
+                "temperature": s.temperature,
+                "top_p": s.top_p,
+                "top_k": s.top_k,
+                "min_p": s.min_p,
+                // llama-server takes a 32-bit seed (-1 = random): fold the 64 bits into 31.
+                "seed": ((s.seed ^ (s.seed >> 32)) & 0x7fff_ffff),
+                "stop": r.stop,
+                "ignore_eos": r.ignore_eos,
+            });
+            merge(&mut body, extra);
+            bodies.push(body);
+        }
+        let responses =
+            self.client
+                .call_many("/v1/completions", &bodies, self.interrupt.as_ref())?;
+        // Read everything before creating any node, so that a bad response leaves no trace.
+        let mut read = Vec::with_capacity(requests.len());
+        for ((r, v), clipped) in requests.iter().zip(&responses).zip(&room) {
+            read.push(self.read_generation(r, v, *clipped)?);
+        }
+        self.account(&responses);
+        let mut out = Vec::with_capacity(read.len());
+        for (r, (own, text, logprob, finish)) in requests.iter().zip(read) {
+            let mut tokens = self.tokens_of(r.parent)?.clone();
+            let n = own.len() as u32;
+            tokens.extend(own);
+            let node = self.insert(tokens);
+            out.push(Generation {
+                node,
+                text,
+                tokens: n,
+                logprob,
+                finish,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The new tokens, text, log-likelihood and finish reason of one completion.
+    fn read_generation(
+        &self,
+        r: &GenRequest,
+        v: &Value,
+        clipped: bool,
+    ) -> Result<(Vec<TokenId>, String, f64, FinishReason), DecodeError> {
+        let choice = v
+            .pointer("/choices/0")
+            .ok_or_else(|| bad_response("/v1/completions", v))?;
+        let mut text = choice
+            .get("text")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad_response("/v1/completions", v))?
+            .to_string();
+        let finish = choice
+            .get("finish_reason")
+            .and_then(Value::as_str)
+            .unwrap_or("length");
+        let sampled = sampled_tokens(choice.get("logprobs"));
+        let logprob: f64 = sampled.iter().map(|s| s.logprob).sum();
+        let ids: Option<Vec<TokenId>> = sampled.iter().map(|s| s.id).collect();
+        let reason = if finish == "length" {
+            if clipped {
+                FinishReason::ContextFull
+            } else {
+                FinishReason::MaxTokens
+            }
+        } else if let Some(i) = r.stop.iter().position(|s| text.ends_with(s.as_str())) {
+            // The server left the stop text in (vLLM's include_stop_str_in_output).
+            FinishReason::Stop(i)
+        } else if sampled.last().is_some_and(|s| s.text.is_empty()) || r.stop.is_empty() {
+            // llama-server reports the end-of-generation token itself, with empty text.
+            FinishReason::Eos
+        } else {
+            // The server cut the stop text off (llama-server): it dropped as many trailing
+            // tokens from the logprobs as the stop text has.
+            let completion = v
+                .pointer("/usage/completion_tokens")
+                .and_then(Value::as_u64)
+                .unwrap_or(0) as usize;
+            let dropped = completion.saturating_sub(sampled.len());
+            let mut which = 0;
+            if r.stop.len() > 1 {
+                for (i, s) in r.stop.iter().enumerate() {
+                    if self.stop_tokens(s)?.len() == dropped {
+                        which = i;
+                        break;
+                    }
+                }
+            }
+            text.push_str(&r.stop[which]);
+            FinishReason::Stop(which)
+        };
+        // The child's tokens: the sampled ids where the server gave every one of them and cut
+        // nothing; otherwise the text tokenised (a stop cut can split a token).
+        let own = match (&reason, ids) {
+            (FinishReason::Stop(_), _) | (_, None) => self.tokenize_with(&text, false)?,
+            (_, Some(ids)) if !ids.is_empty() || text.is_empty() => ids,
+            _ => self.tokenize_with(&text, false)?,
+        };
+        Ok((own, text, logprob, reason))
+    }
+}
+
+/// Sets every field of `extra` in `body`.
+fn merge(body: &mut Value, extra: Value) {
+    if let (Some(b), Value::Object(e)) = (body.as_object_mut(), extra) {
+        b.extend(e);
+    }
+}
+
+/// `v[field]` as token ids (plain numbers, or llama-server's `{"id":…}` pieces).
+fn token_ids(v: &Value, field: &str) -> Option<Vec<TokenId>> {
+    v.get(field)?
+        .as_array()?
+        .iter()
+        .map(|t| {
+            t.as_i64()
+                .or_else(|| t.get("id").and_then(Value::as_i64))
+                .map(|x| x as TokenId)
+        })
+        .collect()
+}
+
+/// A token id from vLLM's `"token_id:123"` strings.
+fn id_from_token_string(s: &str) -> Option<TokenId> {
+    s.strip_prefix("token_id:")?.parse().ok()
+}
+
+/// The sampled tokens of a completion's `logprobs`: llama-server's `{"content":[{id, token,
+/// logprob}]}` or the OpenAI legacy `{"tokens":[…], "token_logprobs":[…]}`.
+fn sampled_tokens(logprobs: Option<&Value>) -> Vec<Sampled> {
+    let Some(lp) = logprobs else {
+        return Vec::new();
+    };
+    if let Some(content) = lp.get("content").and_then(Value::as_array) {
+        return content
+            .iter()
+            .map(|t| {
+                let text = t
+                    .get("token")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                Sampled {
+                    id: t
+                        .get("id")
+                        .and_then(Value::as_i64)
+                        .map(|x| x as TokenId)
+                        .or_else(|| id_from_token_string(&text)),
+                    text,
+                    logprob: t.get("logprob").and_then(Value::as_f64).unwrap_or(0.0),
+                }
+            })
+            .collect();
+    }
+    let tokens = lp.get("tokens").and_then(Value::as_array);
+    let lps = lp.get("token_logprobs").and_then(Value::as_array);
+    match (tokens, lps) {
+        (Some(t), Some(l)) => t
+            .iter()
+            .zip(l)
+            .map(|(t, l)| {
+                let text = t.as_str().unwrap_or_default().to_string();
+                Sampled {
+                    id: id_from_token_string(&text),
+                    text,
+                    logprob: l.as_f64().unwrap_or(0.0),
+                }
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The top next-token log-probabilities of a one-token completion, by token id.
+fn top_logprobs(v: &Value) -> Option<HashMap<TokenId, f64>> {
+    let lp = v.pointer("/choices/0/logprobs")?;
+    let mut out = HashMap::new();
+    if let Some(first) = lp.pointer("/content/0") {
+        for t in first.get("top_logprobs")?.as_array()? {
+            let id = t
+                .get("id")
+                .and_then(Value::as_i64)
+                .map(|x| x as TokenId)
+                .or_else(|| {
+                    t.get("token")
+                        .and_then(Value::as_str)
+                        .and_then(id_from_token_string)
+                })?;
+            out.insert(id, t.get("logprob")?.as_f64()?);
+        }
+        return Some(out);
+    }
+    // OpenAI legacy: [{ "token_id:123": logprob, … }]
+    for (k, l) in lp.pointer("/top_logprobs/0")?.as_object()? {
+        out.insert(id_from_token_string(k)?, l.as_f64()?);
+    }
+    Some(out)
+}
+
+impl Lm for RemoteLm {
+    fn root(&mut self, messages: &[Message]) -> Result<Node, DecodeError> {
+        let text = self.chat_text(messages)?;
+        self.root_text(&text)
+    }
+
+    fn chat_text(&self, messages: &[Message]) -> Result<String, DecodeError> {
+        let msgs: Vec<Value> = messages
+            .iter()
+            .map(|m| json!({ "role": m.role, "content": m.content }))
+            .collect();
+        let body = json!({ "model": self.model, "messages": msgs });
+        match self
+            .client
+            .call("/apply-template", Some(&body), self.interrupt.as_ref())
+        {
+            Ok(v) => v
+                .get("prompt")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .ok_or_else(|| bad_response("/apply-template", &v)),
+            // vLLM has no /apply-template; its /tokenize renders messages.
+            Err(DecodeError::Remote { message, .. }) if message.contains("HTTP 404") => {
+                let body = json!({
+                    "model": self.model,
+                    "messages": msgs,
+                    "add_generation_prompt": true,
+                });
+                let v = self
+                    .client
+                    .call("/tokenize", Some(&body), self.interrupt.as_ref())?;
+                let ids = token_ids(&v, "tokens").ok_or_else(|| bad_response("/tokenize", &v))?;
+                self.detokenize(&ids)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn root_text(&mut self, text: &str) -> Result<Node, DecodeError> {
+        self.timed(|lm| {
+            let tokens = lm.tokenize_with(text, true)?;
+            lm.check_fits("the prompt", tokens.len())?;
+            lm.usage.prompt_tokens += tokens.len() as u64;
+            Ok(lm.insert(tokens))
+        })
+    }
+
+    fn root_tokens(&mut self, tokens: &[TokenId]) -> Result<Node, DecodeError> {
+        self.check_vocab("tokens", tokens)?;
+        self.check_fits("the prompt", tokens.len())?;
+        self.usage.prompt_tokens += tokens.len() as u64;
+        Ok(self.insert(tokens.to_vec()))
+    }
+
+    fn extend(&mut self, node: Node, text: &str) -> Result<Node, DecodeError> {
+        self.index(node)?;
+        let tokens = self.timed(|lm| lm.tokenize_with(text, false))?;
+        self.extend_tokens(node, &tokens)
+    }
+
+    fn extend_tokens(&mut self, node: Node, tokens: &[TokenId]) -> Result<Node, DecodeError> {
+        self.check_vocab("tokens", tokens)?;
+        let mut all = self.tokens_of(node)?.clone();
+        all.extend_from_slice(tokens);
+        self.check_fits("the extended node", all.len())?;
+        Ok(self.insert(all))
+    }
+
+    fn generate(&mut self, requests: &[GenRequest]) -> Result<Vec<Generation>, DecodeError> {
+        self.timed(|lm| lm.generate_inner(requests))
+    }
+
+    fn next_token_probs(
+        &mut self,
+        queries: &[(Node, &[TokenId])],
+    ) -> Result<Vec<Vec<f32>>, DecodeError> {
+        self.timed(|lm| {
+            let mut bodies = Vec::new();
+            let mut asked = Vec::new();
+            for (i, (node, cands)) in queries.iter().enumerate() {
+                lm.check_vocab("candidates", cands)?;
+                let prompt = lm.tokens_of(*node)?;
+                // A query with no candidates only asks to keep the node warm: the server's
+                // prefix cache does that by itself.
+                if cands.is_empty() {
+                    continue;
+                }
+                lm.check_fits("the scored node", prompt.len())?;
+                let mut body = lm.completion_body(prompt, 1, lm.client.opts.top_logprobs);
+                merge(
+                    &mut body,
+                    json!({ "temperature": 0.0, "top_k": 1, "seed": 0, "ignore_eos": true }),
+                );
+                bodies.push(body);
+                asked.push(i);
+            }
+            let responses =
+                lm.client
+                    .call_many("/v1/completions", &bodies, lm.interrupt.as_ref())?;
+            let mut out: Vec<Vec<f32>> = queries.iter().map(|_| Vec::new()).collect();
+            for (&i, v) in asked.iter().zip(&responses) {
+                let top = top_logprobs(v).ok_or_else(|| bad_response("/v1/completions", v))?;
+                out[i] = queries[i]
+                    .1
+                    .iter()
+                    .map(|t| top.get(t).map_or(0.0, |l| l.exp() as f32))
+                    .collect();
+            }
+            lm.account(&responses);
+            Ok(out)
+        })
+    }
+
+    fn forced_logprobs(&mut self, queries: &[(Node, &str)]) -> Result<Vec<Vec<f32>>, DecodeError> {
+        if queries.is_empty() {
+            return Ok(Vec::new());
+        }
+        Err(DecodeError::Unsupported {
+            what: "forced_logprobs (prompt log-probabilities)",
+            hint: "OpenAI-compatible servers such as llama-server do not return the log-probabilities of given text; use the self-judge (--rerank judge) or the in-process backend".into(),
+        })
+    }
+
+    fn release(&mut self, node: Node) {
+        let Ok(i) = self.index(node) else { return };
+        let slot = &mut self.slots[i];
+        slot.tokens = None;
+        slot.generation = slot.generation.wrapping_add(1);
+        self.free.push(i as u32);
+    }
+
+    fn usage(&self) -> Usage {
+        self.usage
+    }
+
+    fn set_interrupt(&mut self, interrupt: Option<Interrupt>) {
+        self.interrupt = interrupt;
+    }
+
+    fn reset(&mut self) -> bool {
+        self.slots.iter().all(|s| s.tokens.is_none())
+    }
+
+    fn tokenize(&self, text: &str) -> Result<Vec<TokenId>, DecodeError> {
+        self.tokenize_with(text, false)
+    }
+
+    fn token_text(&self, token: TokenId) -> String {
+        if let Some(t) = self.token_texts.lock().get(&token) {
+            return t.clone();
+        }
+        let text = self.detokenize(&[token]).unwrap_or_default();
+        self.token_texts.lock().insert(token, text.clone());
+        text
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.vocab
+    }
+
+    fn node_len(&self, node: Node) -> Result<usize, DecodeError> {
+        Ok(self.tokens_of(node)?.len())
+    }
+
+    fn node_tokens(&self, node: Node) -> Result<Vec<TokenId>, DecodeError> {
+        Ok(self.tokens_of(node)?.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_are_checked() {
+        assert_eq!(
+            RemoteOptions::default().validate().unwrap_err().field,
+            "url"
+        );
+        let mut o = RemoteOptions::new(["localhost:8080"]);
+        assert_eq!(o.validate().unwrap_err().field, "url");
+        o.urls = vec!["http://127.0.0.1:1".into()];
+        assert!(o.validate().is_ok());
+        o.attempts = 0;
+        assert_eq!(o.validate().unwrap_err().field, "attempts");
+    }
+
+    #[test]
+    fn reads_both_logprob_shapes() {
+        let llama = json!({"content": [
+            {"id": 5, "token": "a", "logprob": -0.5, "top_logprobs": [{"id": 5, "token": "a", "logprob": -0.5}]},
+            {"id": 2, "token": "", "logprob": -0.25, "top_logprobs": []}
+        ]});
+        let s = sampled_tokens(Some(&llama));
+        assert_eq!(
+            s.iter().map(|t| t.id).collect::<Vec<_>>(),
+            [Some(5), Some(2)]
+        );
+        assert!((s.iter().map(|t| t.logprob).sum::<f64>() + 0.75).abs() < 1e-12);
+        let legacy = json!({"tokens": ["token_id:7", "token_id:9"], "token_logprobs": [-1.0, -2.0],
+                            "top_logprobs": [{"token_id:7": -1.0, "token_id:3": -1.5}]});
+        let s = sampled_tokens(Some(&legacy));
+        assert_eq!(
+            s.iter().map(|t| t.id).collect::<Vec<_>>(),
+            [Some(7), Some(9)]
+        );
+        let top = top_logprobs(&json!({"choices": [{"logprobs": legacy}]})).unwrap();
+        assert_eq!(top.get(&3), Some(&-1.5));
+        let top = top_logprobs(&json!({"choices": [{"logprobs": llama}]})).unwrap();
+        assert_eq!(top.get(&5), Some(&-0.5));
+    }
+
+    #[test]
+    fn server_messages_are_extracted() {
+        assert_eq!(
+            server_message(r#"{"error":{"code":400,"message":"too long","type":"x"}}"#),
+            "too long"
+        );
+        assert_eq!(server_message("<html>bad gateway"), "<html>bad gateway");
+    }
+
+    #[test]
+    fn an_unreachable_server_is_a_clear_error_after_the_attempts() {
+        // Port 1 on localhost refuses connections at once.
+        let opts = RemoteOptions {
+            attempts: 2,
+            backoff_ms: 1,
+            ..RemoteOptions::new(["http://127.0.0.1:1"])
+        };
+        let err = RemoteLm::connect(&opts).unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, LoadError::Remote { .. }), "{text}");
+        assert!(
+            text.contains("127.0.0.1:1") && text.contains("2 attempts"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,528 @@
+//! The remote backend against real llama.cpp `llama-server`s on 127.0.0.1 serving the default
+//! model: the node-tree contract over HTTP, agreement with the in-process model, every strategy
+//! end to end, requests spread over two servers, typed errors, and a synth run whose server dies
+//! mid-run resuming without loss once it is back.
+
+mod common;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use common::server::Server;
+use ponder::lm::{FinishReason, GenRequest, Lm, Message, RemoteLm, RemoteOptions, SamplingParams};
+use ponder::strategy::{Problem, StrategyConfig};
+use ponder::{DecodeError, Engine, LoadError};
+
+const QUESTION: &str =
+    "Tom has 3 boxes with 4 apples in each box. He eats 2 apples. How many apples are left?";
+
+/// One server shared by the tests of this binary (4 slots).
+fn shared() -> &'static Server {
+    static SERVER: OnceLock<Server> = OnceLock::new();
+    SERVER.get_or_init(|| Server::start(4))
+}
+
+fn connect(urls: &[String]) -> RemoteLm {
+    RemoteLm::connect(&RemoteOptions::new(urls.iter().cloned()))
+        .unwrap_or_else(|e| panic!("connect: {e}"))
+}
+
+fn strategy(json: serde_json::Value) -> StrategyConfig {
+    serde_json::from_value(json).expect("a valid strategy")
+}
+
+#[test]
+fn generations_follow_the_node_tree_contract() {
+    let mut lm = connect(&[shared().url()]);
+    assert!(lm.n_ctx() >= 4096, "n_ctx {}", lm.n_ctx());
+    let root = lm.root(&[Message::user(QUESTION)]).unwrap();
+    let root_tokens = lm.node_tokens(root).unwrap();
+    assert_eq!(lm.usage().prompt_tokens, root_tokens.len() as u64);
+    let requests: Vec<GenRequest> = (0..4)
+        .map(|i| GenRequest {
+            stop: vec!["\n\n".into()],
+            sampling: SamplingParams::default().with_seed(i),
+            ..GenRequest::new(root, 48)
+        })
+        .collect();
+    let gens = lm.generate(&requests).unwrap();
+    assert_eq!(gens.len(), 4);
+    let mut generated = 0;
+    for g in &gens {
+        let tokens = lm.node_tokens(g.node).unwrap();
+        assert_eq!(
+            &tokens[..root_tokens.len()],
+            &root_tokens[..],
+            "a child extends its parent"
+        );
+        assert_eq!(tokens.len(), root_tokens.len() + g.tokens as usize);
+        assert!(g.tokens >= 1 && g.tokens <= 48 + 2, "{} tokens", g.tokens);
+        assert!(g.logprob <= 0.0 && g.logprob.is_finite());
+        match g.finish {
+            FinishReason::Stop(0) => assert!(g.text.ends_with("\n\n"), "{:?}", g.text),
+            FinishReason::Eos | FinishReason::MaxTokens => {
+                assert!(!g.text.contains("\n\n"), "{:?}", g.text)
+            }
+            ref other => panic!("unexpected finish {other:?}"),
+        }
+        generated += g.tokens;
+    }
+    let usage = lm.usage();
+    assert_eq!(usage.forward_passes, 4, "one completion request per branch");
+    assert!(usage.generated_tokens > 0 && usage.generated_tokens >= u64::from(generated) / 2);
+    // A continuation of a child: its prefix is the child's tokens.
+    let child = gens[0].node;
+    let ext = lm.extend(child, "So the answer is").unwrap();
+    let g = lm
+        .generate(&[GenRequest {
+            sampling: SamplingParams::greedy(),
+            ..GenRequest::new(ext, 8)
+        }])
+        .unwrap();
+    assert_eq!(
+        lm.node_len(g[0].node).unwrap(),
+        lm.node_len(ext).unwrap() + g[0].tokens as usize
+    );
+    // Released nodes are gone; everything else stays.
+    lm.release(child);
+    assert!(matches!(
+        lm.node_len(child),
+        Err(DecodeError::UnknownNode { .. })
+    ));
+    assert!(lm.node_len(ext).is_ok());
+    // The server's prefix cache: later requests on the same prefix report cached tokens.
+    assert!(
+        lm.usage().reused_tokens > 0,
+        "the server reports no cached prompt tokens: {:?}",
+        lm.usage()
+    );
+}
+
+#[test]
+fn tokens_and_next_token_probabilities_agree_with_the_in_process_model() {
+    let mut remote = connect(&[shared().url()]);
+    let mut local = common::session(2048, 4);
+    let text = "The capital of France is";
+    assert_eq!(
+        remote.tokenize(text).unwrap(),
+        local.tokenize(text).unwrap()
+    );
+    // The server renders chats with the model's own Jinja template (SmolLM2's adds a default
+    // system turn); the in-process backend with llama.cpp's built-in ChatML. Both end with the
+    // same user turn and open assistant turn.
+    let chat = [Message::user(QUESTION)];
+    let (rc, lc) = (
+        remote.chat_text(&chat).unwrap(),
+        local.chat_text(&chat).unwrap(),
+    );
+    assert!(rc.ends_with(&lc), "remote {rc:?} vs in-process {lc:?}");
+    assert_eq!(remote.vocab_size(), local.vocab_size());
+
+    let r = remote.root_text(&lc).unwrap();
+    let l = local.root_text(&lc).unwrap();
+    assert_eq!(
+        remote.node_tokens(r).unwrap(),
+        local.node_tokens(l).unwrap()
+    );
+    // The in-process model's five most likely next tokens, then both models' probabilities.
+    let all: Vec<i32> = (0..local.vocab_size() as i32).collect();
+    let p = local.next_token_probs(&[(l, &all)]).unwrap().remove(0);
+    let mut order: Vec<usize> = (0..p.len()).collect();
+    order.sort_by(|&a, &b| p[b].total_cmp(&p[a]));
+    let top: Vec<i32> = order[..5].iter().map(|&i| i as i32).collect();
+    let rare = *order.last().unwrap() as i32;
+    let mut cands = top.clone();
+    cands.push(rare);
+    let remote_p = remote.next_token_probs(&[(r, &cands)]).unwrap().remove(0);
+    for (k, &t) in top.iter().enumerate() {
+        let lp = p[t as usize];
+        assert!(
+            (remote_p[k] - lp).abs() < 0.03,
+            "token {t} ({:?}): remote {} vs in-process {lp}",
+            local.token_text(t),
+            remote_p[k]
+        );
+    }
+    assert_eq!(
+        remote_p[5], 0.0,
+        "a token outside the top logprobs gets probability 0"
+    );
+    assert!(matches!(
+        remote.forced_logprobs(&[(r, "Paris")]),
+        Err(DecodeError::Unsupported { .. })
+    ));
+}
+
+#[test]
+fn every_strategy_runs_through_the_remote_backend() {
+    let engine = Engine::connect(&RemoteOptions::new([shared().url()])).unwrap();
+    let problem = Problem::new(QUESTION).with_answer("10");
+    let strategies = [
+        serde_json::json!({"type": "best_of_n", "n": 4, "max_tokens": 96, "rerank": "judge"}),
+        serde_json::json!({"type": "self_correct", "rounds": 2, "max_tokens": 96}),
+        serde_json::json!({"type": "deepening", "width": 2, "l0": 32, "gamma": 1.5, "total_budget": 128}),
+        serde_json::json!({"type": "mcts", "k": 3, "step": {"max_tokens": 48},
+                           "budget": {"tokens": 240}}),
+        serde_json::json!({"type": "beam", "width": 2, "expansions": 2,
+                           "step": {"max_tokens": 48}, "budget": {"tokens": 240}}),
+    ];
+    for json in strategies {
+        let s = strategy(json);
+        let before = engine.usage();
+        let o = engine
+            .solve(&problem, &s)
+            .unwrap_or_else(|e| panic!("{}: {e}", s.name()));
+        let used = engine.usage().since(&before);
+        assert!(!o.candidates.is_empty(), "{}: no candidates", s.name());
+        assert!(used.generated_tokens > 0, "{}: {used:?}", s.name());
+        assert!(o.usage.generated_tokens > 0, "{}", s.name());
+        if let Some(tree) = &o.tree {
+            for n in &tree.nodes {
+                assert!(
+                    (0.0..=1.0).contains(&n.value),
+                    "{}: value {}",
+                    s.name(),
+                    n.value
+                );
+                if let Some(p) = n.parent {
+                    assert!(n.visits <= tree.nodes[p].visits, "{}", s.name());
+                    assert!(n.judge.is_some(), "{}: every step is judged", s.name());
+                }
+            }
+            assert!(tree.nodes.len() > 1, "{}: the tree grew", s.name());
+            // Tree search re-sends shared prefixes; the server's cache must take most of them.
+            assert!(
+                used.reused_tokens > used.prefill_tokens,
+                "{}: cached {} vs processed {} prompt tokens",
+                s.name(),
+                used.reused_tokens,
+                used.prefill_tokens
+            );
+        }
+        eprintln!(
+            "{}: answer {:?} · {} generated · {} prompt tokens processed · {} cached · {} requests",
+            s.name(),
+            o.answer,
+            used.generated_tokens,
+            used.prefill_tokens,
+            used.reused_tokens,
+            used.forward_passes
+        );
+    }
+}
+
+#[test]
+fn requests_spread_over_two_servers() {
+    let a = Server::start(2);
+    let b = Server::start(2);
+    let mut lm = connect(&[a.url(), b.url()]);
+    let root = lm.root(&[Message::user(QUESTION)]).unwrap();
+    let requests: Vec<GenRequest> = (0..8)
+        .map(|i| GenRequest {
+            sampling: SamplingParams::default().with_seed(i),
+            ..GenRequest::new(root, 16)
+        })
+        .collect();
+    let before: Vec<usize> = lm.requests_per_server().iter().map(|s| s.1).collect();
+    let gens = lm.generate(&requests).unwrap();
+    assert_eq!(gens.len(), 8);
+    let sent: Vec<usize> = lm
+        .requests_per_server()
+        .iter()
+        .zip(&before)
+        .map(|(s, b)| s.1 - b)
+        .collect();
+    assert_eq!(sent.iter().sum::<usize>(), 8, "{sent:?}");
+    assert!(
+        sent.iter().all(|&n| n >= 2),
+        "both servers took requests: {sent:?}"
+    );
+}
+
+#[test]
+fn unreachable_servers_and_bad_options_are_typed_errors() {
+    let port = common::server::free_port();
+    let err = RemoteLm::connect(&RemoteOptions {
+        attempts: 2,
+        backoff_ms: 10,
+        ..RemoteOptions::new([format!("http://127.0.0.1:{port}")])
+    })
+    .unwrap_err();
+    assert!(matches!(err, LoadError::Remote { .. }), "{err}");
+    assert!(err.to_string().contains(&port.to_string()), "{err}");
+    let err = RemoteLm::connect(&RemoteOptions::default()).unwrap_err();
+    assert!(
+        matches!(err, LoadError::Config(ref c) if c.field == "url"),
+        "{err}"
+    );
+
+    // A server that goes away between requests: the call fails after its attempts, typed.
+    let mut server = Server::start(1);
+    let mut lm = RemoteLm::connect(&RemoteOptions {
+        attempts: 3,
+        backoff_ms: 10,
+        ..RemoteOptions::new([server.url()])
+    })
+    .unwrap();
+    let root = lm.root_text("Once upon a time").unwrap();
+    // A prompt longer than the server's context is refused before any completion request.
+    let long = "word ".repeat(5000);
+    assert!(matches!(
+        lm.root_text(&long),
+        Err(DecodeError::ContextOverflow { .. })
+    ));
+    server.kill();
+    let err = lm.generate(&[GenRequest::new(root, 4)]).unwrap_err();
+    match &err {
+        DecodeError::Remote { attempts, .. } => assert_eq!(*attempts, 3, "{err}"),
+        other => panic!("expected a Remote error, got {other}"),
+    }
+}
+
+#[test]
+fn the_cli_solves_with_the_remote_backend_and_rejects_mixed_flags() {
+    let out = Command::new(env!("CARGO_BIN_EXE_ponder"))
+        .args(["solve", "--backend", "remote", "--url"])
+        .arg(shared().url())
+        .args([
+            "--strategy",
+            "mcts",
+            "--budget",
+            "160",
+            "--max-tokens",
+            "40",
+            "--json",
+        ])
+        .arg(QUESTION)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["strategy"], "mcts");
+    assert!(v["tree"]["nodes"].as_array().unwrap().len() > 1);
+
+    let out = Command::new(env!("CARGO_BIN_EXE_ponder"))
+        .args(["solve", "--backend", "remote", "What is 2 + 2?"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--url"), "{err}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_ponder"))
+        .args(["solve", "--url", "http://127.0.0.1:1", "What is 2 + 2?"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--backend remote"), "{err}");
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        text.is_empty() || text.ends_with('\n'),
+        "{}: torn last line",
+        path.display()
+    );
+    text.lines().map(str::to_string).collect()
+}
+
+fn ids(path: &Path) -> Vec<String> {
+    lines(path)
+        .iter()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+fn synth(input: &Path, output: &Path, url: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ponder"));
+    cmd.args(["synth", "--backend", "remote", "--url", url, "--input"])
+        .arg(input)
+        .arg("--output")
+        .arg(output)
+        .args([
+            "--strategy",
+            "best-of-n",
+            "--n",
+            "2",
+            "--max-tokens",
+            "48",
+            "--attempts",
+            "2",
+            "--formats",
+            "sft,preference,prm",
+            "--oracle",
+            "--json",
+        ]);
+    cmd
+}
+
+#[test]
+fn synth_stops_when_its_server_dies_and_resumes_without_loss() {
+    let dir: PathBuf =
+        std::env::temp_dir().join(format!("ponder-remote-synth-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let data =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("data/arith40.jsonl"))
+            .unwrap();
+    let input = dir.join("input.jsonl");
+    std::fs::write(
+        &input,
+        data.lines().take(8).collect::<Vec<_>>().join("\n") + "\n",
+    )
+    .unwrap();
+    let out = dir.join("out");
+
+    let mut server = Server::start(2);
+    let port = server.port;
+    let url = server.url();
+    let mut child = synth(&input, &out, &url)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Kill the server once two problems are finished.
+    let start = Instant::now();
+    while lines(&out.join("done.jsonl")).len() < 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "synth made no progress"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "synth ended early");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server.kill();
+    let result = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(!result.status.success(), "synth must fail: {stderr}");
+    assert!(
+        stderr.contains("stopped early") && stderr.contains("run the same command again"),
+        "{stderr}"
+    );
+    let finished = ids(&out.join("done.jsonl"));
+    assert!(finished.len() >= 2 && finished.len() < 8, "{finished:?}");
+    let kept: Vec<String> = ["traces", "sft", "preference", "prm"]
+        .iter()
+        .map(|f| std::fs::read_to_string(out.join(format!("{f}.jsonl"))).unwrap_or_default())
+        .collect();
+
+    // The server comes back on the same port; the same command finishes the rest.
+    let _server = Server::start_on(port, 2);
+    let result = synth(&input, &out, &url).output().unwrap();
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&result.stdout).unwrap();
+    assert_eq!(summary["problems"], 8, "{summary}");
+    let done = ids(&out.join("done.jsonl"));
+    assert_eq!(done.len(), 8, "{done:?}");
+    assert_eq!(
+        done.iter().collect::<HashSet<_>>().len(),
+        8,
+        "no duplicates"
+    );
+    assert_eq!(&done[..finished.len()], &finished[..]);
+    let traces = ids(&out.join("traces.jsonl"));
+    assert_eq!(traces, done);
+    for (f, before) in ["traces", "sft", "preference", "prm"].iter().zip(kept) {
+        let now = std::fs::read_to_string(out.join(format!("{f}.jsonl"))).unwrap();
+        assert!(
+            now.starts_with(&before),
+            "{f}: records written before the failure changed"
+        );
+        for l in lines(&out.join(format!("{f}.jsonl"))) {
+            let v: serde_json::Value = serde_json::from_str(&l).unwrap();
+            assert!(v["id"].is_string(), "{f}: {l}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_stalled_server_times_out_into_a_typed_error() {
+    // A listener that accepts connections and never answers: the request times out, is retried,
+    // and the call fails with the attempts it made.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let _keep = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming() {
+            held.push(s);
+        }
+    });
+    let err = RemoteLm::connect(&RemoteOptions {
+        attempts: 2,
+        backoff_ms: 10,
+        timeout_ms: 300,
+        ..RemoteOptions::new([format!("http://127.0.0.1:{port}")])
+    })
+    .unwrap_err();
+    assert!(matches!(err, LoadError::Remote { .. }), "{err}");
+    assert!(err.to_string().contains("2 attempts"), "{err}");
+}
+
+#[test]
+fn the_c_abi_takes_remote_settings_and_solves_through_them() {
+    use ponder::ffi::*;
+    let config = format!(
+        r#"{{"backend": "remote", "remote": {{"urls": ["{}"], "timeout_ms": 60000}}}}"#,
+        shared().url()
+    );
+    let mut engine: *mut ponder_engine = std::ptr::null_mut();
+    let status = unsafe { ponder_engine_new(config.as_ptr().cast(), config.len(), &mut engine) };
+    assert_eq!(status, ponder_status::Ok);
+    let strategy =
+        r#"{"type": "mcts", "k": 2, "step": {"max_tokens": 32}, "budget": {"tokens": 96}}"#;
+    let mut outcome: *mut ponder_outcome = std::ptr::null_mut();
+    let status = unsafe {
+        ponder_engine_solve(
+            engine,
+            QUESTION.as_ptr().cast(),
+            QUESTION.len(),
+            strategy.as_ptr().cast(),
+            strategy.len(),
+            None,
+            std::ptr::null_mut(),
+            &mut outcome,
+        )
+    };
+    assert_eq!(status, ponder_status::Ok);
+    let mut n = 0usize;
+    let status = unsafe { ponder_outcome_trace_json(outcome, std::ptr::null_mut(), 0, &mut n) };
+    assert_eq!(status, ponder_status::BufferTooSmall);
+    let mut buf = vec![0u8; n + 1];
+    let status =
+        unsafe { ponder_outcome_trace_json(outcome, buf.as_mut_ptr().cast(), buf.len(), &mut n) };
+    assert_eq!(status, ponder_status::Ok);
+    let trace: serde_json::Value = serde_json::from_slice(&buf[..n]).unwrap();
+    // The served model's name, and (the file being on this machine) its sha256.
+    let model = common::model_path();
+    assert_eq!(
+        trace["provenance"]["model"],
+        format!("remote:{}", model.display())
+    );
+    assert_eq!(
+        trace["provenance"]["model_sha256"],
+        ponder::trace::sha256_file(&model).unwrap()
+    );
+    unsafe {
+        ponder_outcome_free(outcome);
+        ponder_engine_free(engine);
+    }
+}
