@@ -9,7 +9,7 @@ CARGO ?= cargo
 MODEL ?= models/SmolLM2-135M-Instruct.Q4_1.gguf
 DEMO_PROMPT ?= A farmer has 15 sheep. He buys 8 more and then sells 6. How many sheep does he have now?
 
-.PHONY: all setup model test-models server build demo test check lint doc bench clean install install-files
+.PHONY: all setup model test-models server build demo test check lint doc bench bench-remote fuzz clean install install-files
 
 all: build
 
@@ -43,6 +43,21 @@ bench: setup
 	$(CARGO) bench --bench decode
 	$(CARGO) bench --bench judge
 	$(CARGO) bench --bench search
+
+# The remote backend through local llama-servers, against the in-process backend (CLI runs).
+bench-remote: build server
+	bash scripts/bench-remote.sh
+
+# Every fuzz target for FUZZ_SECONDS each (cargo-fuzz; on a stable toolchain through
+# RUSTC_BOOTSTRAP, without a sanitizer). Crashes land in fuzz/artifacts/TARGET/.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= answer strategy_config dataset_line trace_json c_abi
+fuzz: setup
+	command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $$t --release --sanitizer none -- \
+	    -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 || exit 1; \
+	done
 
 # Installs libponder (shared and static), include/ponder.h and a pkg-config file under PREFIX.
 PREFIX ?= /usr/local

@@ -188,8 +188,10 @@ void ponder_engine_free(ponder_engine *engine);
 // `strategy_json` (`strategy_len` bytes: a JSON object with `"type"` one of `best_of_n`,
 // `self_correct`, `deepening`, `mcts`, `beam`, and any of that strategy's fields). `callback`
 // (may be NULL) is called on this thread with `userdata` for every event; a non-zero return
-// cancels the solve (`PONDER_STATUS_CANCELLED`). On success `*out` holds the outcome, to be freed
-// with `ponder_outcome_free`.
+// cancels the solve (`PONDER_STATUS_CANCELLED`), as `ponder_engine_cancel` does. On success
+// `*out` holds the outcome, to be freed with `ponder_outcome_free`. A cancelled tree search
+// (`mcts`, `beam`) returns `PONDER_STATUS_CANCELLED` with `*out` holding the best outcome found
+// until then (free it too); other cancelled strategies leave `*out` untouched.
 ponder_status ponder_engine_solve(const ponder_engine *engine,
                                   const char *question,
                                   size_t question_len,

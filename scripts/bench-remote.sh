@@ -20,8 +20,8 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 
-start_server() { # PORT SLOTS
-  "$SERVER" -m "$MODEL" --host 127.0.0.1 --port "$1" -c $((4096 * $2)) -np "$2" -t "$(nproc)" \
+start_server() { # PORT SLOTS THREADS
+  "$SERVER" -m "$MODEL" --host 127.0.0.1 --port "$1" -c $((4096 * $2)) -np "$2" -t "$3" \
     --no-webui >"$OUT/server-$1.log" 2>&1 &
   pids+=($!)
   for _ in $(seq 1 600); do
@@ -34,7 +34,8 @@ start_server() { # PORT SLOTS
 
 P1=${P1:-18181}
 P2=${P2:-18182}
-start_server "$P1" 4
+CORES=$(nproc)
+start_server "$P1" 4 "$CORES"
 
 row() { # NAME FILE
   python3 - "$1" "$2" "$LIMIT" <<'PY'
@@ -80,6 +81,12 @@ w = s["wall_ms"] / 1000
 print(f"| {sys.argv[1]} | {w:.1f} | {s['problems'] / w * 60:.1f} | {s['generated_tokens'] / w:.1f} |")
 PY
 }
-synth_row "one server" "http://127.0.0.1:$P1"
-start_server "$P2" 4
-synth_row "two servers" "http://127.0.0.1:$P1" "http://127.0.0.1:$P2"
+synth_row "one server, $CORES threads" "http://127.0.0.1:$P1"
+# Two servers share this machine's cores: half the threads each (more threads than cores make
+# ggml's spinning workers fight over them).
+cleanup
+pids=()
+sleep 1
+start_server "$P1" 4 $(((CORES + 1) / 2))
+start_server "$P2" 4 $(((CORES + 1) / 2))
+synth_row "two servers, $(((CORES + 1) / 2)) threads each" "http://127.0.0.1:$P1" "http://127.0.0.1:$P2"

@@ -63,7 +63,9 @@ impl Engine {
 
     /// As [`Engine::solve`], calling `events` (on this thread) for every [`Event`]; returning
     /// [`Flow::Stop`] cancels the search. A cancelled solve (here or through [`Engine::cancel`])
-    /// returns [`DecodeError::Cancelled`](crate::DecodeError::Cancelled) within one forward pass.
+    /// stops within one forward pass: a tree search (MCTS, beam) returns the best of what it had
+    /// found, its tree's stop reason [`StopReason::Cancelled`](crate::strategy::StopReason);
+    /// the other strategies return [`DecodeError::Cancelled`](crate::DecodeError::Cancelled).
     ///
     /// # Errors
     /// As [`Engine::solve`]; cancellation.

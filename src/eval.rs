@@ -48,7 +48,7 @@ pub fn read_dataset(path: &Path) -> std::io::Result<(Vec<Problem>, Vec<LineError
         if line.trim().is_empty() {
             continue;
         }
-        match parse_line(&line) {
+        match parse_problem(&line) {
             Ok(p) => problems.push(p),
             Err(message) => errors.push(LineError {
                 line: line_no,
@@ -59,7 +59,12 @@ pub fn read_dataset(path: &Path) -> std::io::Result<(Vec<Problem>, Vec<LineError
     Ok((problems, errors))
 }
 
-fn parse_line(line: &str) -> Result<Problem, String> {
+/// One dataset line, `{"id", "question", "answer"}` (`id` and `answer` optional, strings or
+/// numbers), as [`read_dataset`] reads it.
+///
+/// # Errors
+/// What is wrong with the line, in words.
+pub fn parse_problem(line: &str) -> Result<Problem, String> {
     let v: serde_json::Value =
         serde_json::from_str(line).map_err(|e| format!("not valid JSON: {e}"))?;
     let obj = v

@@ -526,3 +526,124 @@ fn the_c_abi_takes_remote_settings_and_solves_through_them() {
         ponder_engine_free(engine);
     }
 }
+
+/// A fake server on 127.0.0.1 answering every request with `respond(n)`, the raw bytes of an
+/// HTTP response (`n` counts the requests so far); returns its URL and the request counter.
+fn fake_server(
+    respond: impl Fn(usize) -> Vec<u8> + Send + 'static,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            // Read the request head and body (Content-Length), then answer.
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            loop {
+                let Ok(n) = s.read(&mut chunk) else { break };
+                if n == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                let text = String::from_utf8_lossy(&buf);
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let len = text[..end]
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    if buf.len() >= end + 4 + len {
+                        break;
+                    }
+                }
+            }
+            let n = seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _ = s.write_all(&respond(n));
+            let _ = s.flush();
+        }
+    });
+    (url, count)
+}
+
+fn http(status: &str, body: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+#[test]
+fn garbage_truncated_and_failing_responses_are_typed_errors_after_bounded_retries() {
+    let opts = |url: &str| RemoteOptions {
+        attempts: 3,
+        backoff_ms: 5,
+        timeout_ms: 2000,
+        ..RemoteOptions::new([url.to_string()])
+    };
+    // Garbage instead of JSON.
+    let (url, count) = fake_server(|_| http("200 OK", "<html>surprise</html>"));
+    let err = RemoteLm::connect(&opts(&url)).unwrap_err();
+    assert!(err.to_string().contains("not JSON"), "{err}");
+    assert_eq!(
+        count.load(std::sync::atomic::Ordering::SeqCst),
+        3,
+        "three attempts"
+    );
+
+    // A body cut off before its Content-Length.
+    let (url, count) = fake_server(|_| {
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 500\r\nConnection: close\r\n\r\n{\"data\": [".to_vec()
+    });
+    let err = RemoteLm::connect(&opts(&url)).unwrap_err();
+    assert!(matches!(err, LoadError::Remote { .. }), "{err}");
+    assert_eq!(
+        count.load(std::sync::atomic::Ordering::SeqCst),
+        3,
+        "three attempts"
+    );
+
+    // 503 twice, then a real answer: the retries hide the outage.
+    let models = r#"{"data": [{"id": "m", "meta": {"n_vocab": 100, "n_ctx": 512}}]}"#;
+    let (url, _) = fake_server(move |n| {
+        if n < 2 {
+            http(
+                "503 Service Unavailable",
+                r#"{"error": {"message": "loading model"}}"#,
+            )
+        } else {
+            http("200 OK", models)
+        }
+    });
+    let lm = RemoteLm::connect(&RemoteOptions {
+        n_ctx: Some(512),
+        ..opts(&url)
+    })
+    .unwrap();
+    assert_eq!(lm.vocab_size(), 100);
+
+    // A 4xx is the server refusing the request: not retried, its message passed on.
+    let (url, count) = fake_server(|_| {
+        http(
+            "400 Bad Request",
+            r#"{"error": {"message": "the request exceeds the available context size"}}"#,
+        )
+    });
+    let err = RemoteLm::connect(&opts(&url)).unwrap_err();
+    assert!(
+        err.to_string().contains("exceeds the available context"),
+        "{err}"
+    );
+    assert_eq!(
+        count.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "no retry"
+    );
+}

@@ -141,9 +141,15 @@ fn synth_writes_every_format_in_its_documented_shape() {
         .to_string();
     let traces = lines(&out.join("traces.jsonl"));
     assert_eq!(traces.len(), 5);
-    for t in traces {
-        let t: Trace = serde_json::from_str(&t).unwrap();
+    for line in traces {
+        let t = Trace::from_json(&line).unwrap();
         assert_eq!(t.provenance.model_sha256, sha);
+        // A hand-edited trace whose structure the exports cannot walk is refused on import.
+        let mut v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        let last = t.nodes.len() - 1;
+        v["nodes"][last]["parent"] = serde_json::json!(last + 5);
+        let err = Trace::from_json(&v.to_string()).unwrap_err();
+        assert_eq!(err.field, "trace", "{err}");
         assert_eq!(t.provenance.ponder_version, env!("CARGO_PKG_VERSION"));
         assert_eq!(t.strategy, "mcts");
     }

@@ -656,6 +656,7 @@ fn print_tree(tree: &SearchTree) {
         match tree.stop {
             StopReason::EndGate { node } => format!("end gate passed by node {node}"),
             StopReason::Budget { limit } => format!("budget ({limit:?})"),
+            StopReason::Cancelled => "cancelled".to_string(),
             StopReason::Exhausted => "nothing left to expand".into(),
             StopReason::Complete => "beams complete".into(),
         },

@@ -318,8 +318,10 @@ pub unsafe extern "C" fn ponder_engine_free(engine: *mut ponder_engine) {
 /// `strategy_json` (`strategy_len` bytes: a JSON object with `"type"` one of `best_of_n`,
 /// `self_correct`, `deepening`, `mcts`, `beam`, and any of that strategy's fields). `callback`
 /// (may be NULL) is called on this thread with `userdata` for every event; a non-zero return
-/// cancels the solve (`PONDER_STATUS_CANCELLED`). On success `*out` holds the outcome, to be freed
-/// with `ponder_outcome_free`.
+/// cancels the solve (`PONDER_STATUS_CANCELLED`), as `ponder_engine_cancel` does. On success
+/// `*out` holds the outcome, to be freed with `ponder_outcome_free`. A cancelled tree search
+/// (`mcts`, `beam`) returns `PONDER_STATUS_CANCELLED` with `*out` holding the best outcome found
+/// until then (free it too); other cancelled strategies leave `*out` untouched.
 #[no_mangle]
 #[allow(clippy::too_many_arguments)]
 pub unsafe extern "C" fn ponder_engine_solve(
@@ -437,6 +439,10 @@ pub unsafe extern "C" fn ponder_engine_solve(
         };
         match engine.engine.solve_with(&problem, &strategy, &mut on_event) {
             Ok(outcome) => {
+                let cancelled = outcome
+                    .tree
+                    .as_ref()
+                    .is_some_and(|t| t.stop == crate::strategy::StopReason::Cancelled);
                 let handle = Box::new(ponder_outcome {
                     outcome,
                     problem,
@@ -444,7 +450,14 @@ pub unsafe extern "C" fn ponder_engine_solve(
                     model: engine.model_id(),
                 });
                 unsafe { *out = Box::into_raw(handle) };
-                ponder_status::Ok
+                if cancelled {
+                    fail(
+                        ponder_status::Cancelled,
+                        "cancelled by the caller; *out holds the best outcome found until then",
+                    )
+                } else {
+                    ponder_status::Ok
+                }
             }
             Err(e) => fail_with(&e),
         }

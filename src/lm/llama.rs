@@ -1291,6 +1291,10 @@ impl Lm for LlamaLm {
         self.interrupt = interrupt;
     }
 
+    fn interrupt(&self) -> Option<super::Interrupt> {
+        self.interrupt.clone()
+    }
+
     fn reset(&mut self) -> bool {
         if self.node_count() > 0 {
             return false;

@@ -381,6 +381,12 @@ pub trait Lm {
         let _ = interrupt;
     }
 
+    /// The check installed by [`Lm::set_interrupt`], so that a caller can add its own condition
+    /// (a deadline) and put the original back afterwards.
+    fn interrupt(&self) -> Option<Interrupt> {
+        None
+    }
+
     /// Tokenises `text` as [`Lm::extend`] would.
     ///
     /// # Errors

@@ -998,6 +998,10 @@ impl Lm for RemoteLm {
         self.interrupt = interrupt;
     }
 
+    fn interrupt(&self) -> Option<super::Interrupt> {
+        self.interrupt.clone()
+    }
+
     fn reset(&mut self) -> bool {
         self.slots.iter().all(|s| s.tokens.is_none())
     }

@@ -129,12 +129,17 @@ pub fn run_observed(
         } else {
             beams.iter().map(|&b| (b, config.expansions)).collect()
         };
-        let children = search.expand(&requests)?;
+        let children = match search.expand(&requests) {
+            Ok(c) => c,
+            Err(e) => break search.stop_for(e)?,
+        };
         if children.is_empty() {
             beams.clear();
             continue;
         }
-        search.evaluate(&children)?;
+        if let Err(e) = search.evaluate(&children) {
+            break search.stop_for(e)?;
+        }
         let nodes = &mut search.tree.nodes;
         for &c in &children {
             let steps: Vec<f64> = search_path(nodes, c)

@@ -254,12 +254,20 @@ pub fn run_observed(
             (Some(w), h) if h > 0 => config.k.min(w.max_children - h),
             _ => config.k,
         };
-        let children = search.expand(&[(leaf, count)])?;
+        let children = match search.expand(&[(leaf, count)]) {
+            Ok(c) => c,
+            Err(e) => break search.stop_for(e)?,
+        };
         if !children.is_empty() {
-            search.evaluate(&children)?;
+            if let Err(e) = search.evaluate(&children) {
+                break search.stop_for(e)?;
+            }
             if let Some(r) = &config.rollout {
                 if search.resources_exceeded().is_none() {
-                    let outcomes = search.rollouts(&children, r.max_tokens)?;
+                    let outcomes = match search.rollouts(&children, r.max_tokens) {
+                        Ok(o) => o,
+                        Err(e) => break search.stop_for(e)?,
+                    };
                     for (&c, o) in children.iter().zip(outcomes) {
                         if let Some(o) = o {
                             let node = &mut search.tree.nodes[c];

@@ -226,8 +226,10 @@ impl StrategyConfig {
         self.run_observed(lm, problem, &mut Observer::default())
     }
 
-    /// Runs the strategy, reporting [`Event`]s to `observer`; the search stops with
-    /// [`DecodeError::Cancelled`](crate::DecodeError::Cancelled) as soon as the observer asks.
+    /// Runs the strategy, reporting [`Event`]s to `observer`; the search stops as soon as the
+    /// observer asks: a tree search (MCTS, beam) returns the best of what it found until then,
+    /// with [`StopReason::Cancelled`]; the other strategies fail with
+    /// [`DecodeError::Cancelled`](crate::DecodeError::Cancelled).
     ///
     /// # Errors
     /// Invalid problem or configuration; model errors; cancellation.
@@ -246,6 +248,14 @@ impl StrategyConfig {
             Self::Mcts(c) => mcts::run_observed(c, lm, problem, observer),
             Self::Beam(c) => beam::run_observed(c, lm, problem, observer),
         }?;
+        // A cancelled tree search returns what it found; the caller asked for no more events.
+        if outcome
+            .tree
+            .as_ref()
+            .is_some_and(|t| t.stop == StopReason::Cancelled)
+        {
+            return Ok(outcome);
+        }
         for (index, c) in outcome.candidates.iter().enumerate() {
             observer.emit(Event::Candidate {
                 index,

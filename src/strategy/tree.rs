@@ -106,6 +106,9 @@ pub enum StopReason {
     Exhausted,
     /// Beam search: enough beams finished, or none is left.
     Complete,
+    /// The caller cancelled the search ([`crate::Engine::cancel`], or an event callback that
+    /// asked to stop); the outcome holds the best of what was found until then.
+    Cancelled,
 }
 
 impl StopReason {
@@ -417,10 +420,16 @@ pub(crate) struct Search<'a, 'o> {
     samples: u64,
     start: Instant,
     before: Usage,
+    /// With a wall-time budget: when it runs out, and the model's interrupt check from before
+    /// the search (put back when the search ends).
+    deadline: Option<(Instant, Option<crate::lm::Interrupt>)>,
 }
 
 impl Drop for Search<'_, '_> {
     fn drop(&mut self) {
+        if let Some((_, outer)) = self.deadline.take() {
+            self.lm.set_interrupt(outer);
+        }
         for h in self.handles.drain(..).flatten() {
             self.lm.release(h);
         }
@@ -444,6 +453,17 @@ impl<'a, 'o> Search<'a, 'o> {
         let judge = Judge::new(lm, judge.clone())?;
         let root = lm.root(&prompt.messages(&problem.question))?;
         let prompt_tokens = lm.node_len(root)? as u64;
+        // A wall-time budget stops the model within one forward pass (through its interrupt
+        // check), not only between iterations.
+        let deadline = budget.wall_ms.map(|ms| {
+            let at = start + std::time::Duration::from_millis(ms);
+            let outer = lm.interrupt();
+            let inner = outer.clone();
+            lm.set_interrupt(Some(std::sync::Arc::new(move || {
+                Instant::now() >= at || inner.as_ref().is_some_and(|f| f())
+            })));
+            (at, outer)
+        });
         Ok(Self {
             lm,
             observer,
@@ -466,7 +486,29 @@ impl<'a, 'o> Search<'a, 'o> {
             samples: 0,
             start,
             before,
+            deadline,
         })
+    }
+
+    /// Why the search must stop, when `e` is the model's cancellation: the caller cancelled
+    /// ([`StopReason::Cancelled`]) or the wall-time budget ran out. Any other error is returned.
+    ///
+    /// # Errors
+    /// `e`, when it is not a cancellation.
+    pub fn stop_for(&self, e: Error) -> Result<StopReason, Error> {
+        if !matches!(e, Error::Decode(crate::DecodeError::Cancelled)) {
+            return Err(e);
+        }
+        let outer_fired = match &self.deadline {
+            Some((_, outer)) => outer.as_ref().is_some_and(|f| f()),
+            None => true,
+        };
+        match &self.deadline {
+            Some((at, _)) if !outer_fired && Instant::now() >= *at => Ok(StopReason::Budget {
+                limit: Limit::WallTime,
+            }),
+            _ => Ok(StopReason::Cancelled),
+        }
     }
 
     /// The work done so far.

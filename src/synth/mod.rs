@@ -431,7 +431,7 @@ fn summarise(
 ) -> std::io::Result<SynthSummary> {
     let traces: Vec<Trace> = complete_lines(&dir.join("traces.jsonl"))?
         .iter()
-        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter_map(|l| Trace::from_json(l).ok())
         .collect();
     let mut records = BTreeMap::new();
     for f in &config.formats {

@@ -192,6 +192,64 @@ pub struct Trace {
 }
 
 impl Trace {
+    /// Reads a trace (a line of `traces.jsonl`) and checks that its structure is one the exports
+    /// can walk: node ids equal their index, every parent precedes its child, and the candidates
+    /// and the chosen path name existing nodes, the path running parent to child from the root.
+    ///
+    /// # Errors
+    /// A [`ConfigError`](crate::ConfigError) (field `trace`) saying what is wrong.
+    pub fn from_json(text: &str) -> Result<Self, crate::ConfigError> {
+        let trace: Trace = serde_json::from_str(text)
+            .map_err(|e| crate::ConfigError::new("trace", format!("not a ponder trace: {e}")))?;
+        trace.validate()?;
+        Ok(trace)
+    }
+
+    /// Checks the structure [`Trace::from_json`] checks.
+    ///
+    /// # Errors
+    /// As [`Trace::from_json`].
+    pub fn validate(&self) -> Result<(), crate::ConfigError> {
+        let bad = |m: String| Err(crate::ConfigError::new("trace", m));
+        if self.format != TRACE_FORMAT {
+            return bad(format!(
+                "format {} is not {TRACE_FORMAT}, the one this version reads",
+                self.format
+            ));
+        }
+        let n = self.nodes.len();
+        if n == 0 || self.nodes[0].parent.is_some() {
+            return bad("nodes[0] must be the question, without a parent".into());
+        }
+        for (i, node) in self.nodes.iter().enumerate() {
+            if node.id != i {
+                return bad(format!("nodes[{i}] has id {}", node.id));
+            }
+            if i > 0 && !node.parent.is_some_and(|p| p < i) {
+                return bad(format!(
+                    "node {i}'s parent {:?} does not precede it",
+                    node.parent
+                ));
+            }
+        }
+        if let Some(&c) = self.candidates.iter().find(|&&c| c >= n) {
+            return bad(format!("candidate {c} is not a node"));
+        }
+        if self.chosen.first().is_some_and(|&c| c != 0)
+            || self.chosen.iter().any(|&c| c >= n)
+            || self
+                .chosen
+                .windows(2)
+                .any(|w| self.nodes[w[1]].parent != Some(w[0]))
+        {
+            return bad(format!(
+                "the chosen path {:?} is not a path from the root",
+                self.chosen
+            ));
+        }
+        Ok(())
+    }
+
     /// The trace of `outcome`, a solve of `problem` (whose id is `id`).
     pub fn from_outcome(
         id: impl Into<String>,

@@ -4,6 +4,7 @@
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// The server binary: `$PONDER_LLAMA_SERVER`, else what scripts/build-server.sh builds.
@@ -21,6 +22,29 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port()
+}
+
+/// Spawns `cmd` from a thread that lives as long as the process: the kernel's parent-death signal
+/// follows the spawning *thread*, and a test's own thread ends before the process does.
+fn spawn_kept(cmd: Command) -> std::io::Result<Child> {
+    type Job = (Command, mpsc::Sender<std::io::Result<Child>>);
+    static KEEPER: OnceLock<Mutex<mpsc::Sender<Job>>> = OnceLock::new();
+    let keeper = KEEPER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<Job>();
+        std::thread::spawn(move || {
+            for (mut cmd, reply) in rx {
+                let _ = reply.send(cmd.spawn());
+            }
+        });
+        Mutex::new(tx)
+    });
+    let (tx, rx) = mpsc::channel();
+    keeper
+        .lock()
+        .unwrap()
+        .send((cmd, tx))
+        .expect("keeper thread");
+    rx.recv().expect("keeper thread")
 }
 
 /// A running server, killed on drop.
@@ -50,17 +74,26 @@ impl Server {
             std::process::id()
         ));
         let out = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(&bin)
-            .arg("-m")
+        let mut cmd = Command::new(&bin);
+        // The shared server lives in a static, which is never dropped: have the kernel kill the
+        // server when the test process ends, however it ends.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        cmd.arg("-m")
             .arg(super::model_path())
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
             .args(["-c", &(4096 * slots).to_string(), "-np", &slots.to_string()])
             .args(["-t", "2", "--no-webui"])
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("log"))
-            .stderr(out)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+            .stderr(out);
+        let child =
+            spawn_kept(cmd).unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
         let mut server = Self {
             child: Some(child),
             port,

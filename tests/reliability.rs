@@ -1,0 +1,369 @@
+//! Hardening on the real default model: wall-time budgets and cancellation that stop a search
+//! inside a model call and still return the best found so far, memory flat over 500 solves, 8
+//! threads sharing one engine with the results of solving one by one, and a synth run killed at
+//! random moments that ends with exactly the records of an uninterrupted run.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ponder::strategy::{Limit, Outcome, Problem, StopReason, StrategyConfig};
+use ponder::Engine;
+
+const QUESTION: &str =
+    "Tom has 3 boxes with 4 apples in each box. He eats 2 apples. How many apples are left?";
+
+/// These tests run one at a time: each keeps both cores busy, and llama.cpp's spinning worker
+/// threads slow down many-fold when several contexts compete for them.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn engine(n_ctx: u32, n_seq_max: u32) -> Engine {
+    Engine::from_lm(common::session(n_ctx, n_seq_max))
+}
+
+fn strategy(json: serde_json::Value) -> StrategyConfig {
+    serde_json::from_value(json).expect("a valid strategy")
+}
+
+/// Every tree invariant that must hold whatever stopped the search.
+fn check_tree(o: &Outcome) {
+    let tree = o.tree.as_deref().expect("tree searches keep their tree");
+    for n in &tree.nodes {
+        assert!((0.0..=1.0).contains(&n.value), "value {}", n.value);
+        if let Some(p) = n.parent {
+            assert!(n.visits <= tree.nodes[p].visits);
+            assert!(tree.nodes[p].children.contains(&n.id));
+        }
+    }
+    assert_eq!(
+        tree.chosen.first(),
+        Some(&0),
+        "the chosen path starts at the root"
+    );
+}
+
+#[test]
+fn a_wall_time_budget_stops_the_search_inside_a_model_call() {
+    let _serial = serial();
+    let e = engine(4096, 16);
+    // Long steps, so that the deadline falls inside a generate call rather than between them.
+    let s = strategy(serde_json::json!({
+        "type": "mcts", "k": 3, "step": {"max_tokens": 256, "delimiters": ["\n\n\n"]},
+        "budget": {"wall_ms": 2000, "tokens": 1000000}
+    }));
+    let start = Instant::now();
+    let o = e.solve(&Problem::new(QUESTION), &s).unwrap();
+    let elapsed = start.elapsed();
+    let tree = o.tree.as_deref().unwrap();
+    assert_eq!(
+        tree.stop,
+        StopReason::Budget {
+            limit: Limit::WallTime
+        }
+    );
+    check_tree(&o);
+    eprintln!(
+        "wall budget 2000 ms: returned after {} ms, {} forward passes, {} steps, answer {:?}",
+        elapsed.as_millis(),
+        o.usage.forward_passes,
+        tree.nodes.len() - 1,
+        o.answer
+    );
+    // The engine's own interrupt check is back in place: a later solve is unaffected.
+    let later = strategy(
+        serde_json::json!({"type": "best_of_n", "n": 1, "max_tokens": 4, "rerank": "vote"}),
+    );
+    assert!(e.solve(&Problem::new(QUESTION), &later).is_ok());
+}
+
+#[test]
+fn cancel_from_another_thread_returns_the_best_so_far() {
+    let _serial = serial();
+    let e = Arc::new(engine(4096, 16));
+    let s = strategy(serde_json::json!({
+        "type": "mcts", "k": 3, "step": {"max_tokens": 64},
+        "budget": {"tokens": 1000000, "iterations": 1000}
+    }));
+    // Another thread cancels once the search has judged a few steps.
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let canceller = {
+        let e = e.clone();
+        std::thread::spawn(move || {
+            rx.recv().unwrap();
+            e.cancel();
+            Instant::now()
+        })
+    };
+    let mut scored = 0;
+    let mut tx = Some(tx);
+    let o = e
+        .solve_with(&Problem::new(QUESTION), &s, &mut |ev| {
+            if matches!(ev, ponder::strategy::Event::Scored { .. }) {
+                scored += 1;
+                if scored == 3 {
+                    tx.take().unwrap().send(()).unwrap();
+                }
+            }
+            ponder::strategy::Flow::Continue
+        })
+        .unwrap();
+    let returned = Instant::now();
+    let cancelled_at = canceller.join().unwrap();
+    let tree = o.tree.as_deref().unwrap();
+    assert_eq!(tree.stop, StopReason::Cancelled);
+    assert!(
+        tree.nodes.len() > 1,
+        "three seconds of search found some steps"
+    );
+    check_tree(&o);
+    eprintln!(
+        "cancel: returned {} ms after the cancel, with {} steps and answer {:?}",
+        returned.saturating_duration_since(cancelled_at).as_millis(),
+        tree.nodes.len() - 1,
+        o.answer
+    );
+    // A strategy with nothing to show yet is cancelled with an error; later solves go on.
+    let later = strategy(
+        serde_json::json!({"type": "best_of_n", "n": 1, "max_tokens": 4, "rerank": "vote"}),
+    );
+    assert!(e.solve(&Problem::new(QUESTION), &later).is_ok());
+}
+
+/// Resident set size of this process, in KiB.
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/self/status")
+}
+
+#[test]
+fn memory_stays_flat_over_500_solves_on_one_engine() {
+    let _serial = serial();
+    let e = engine(512, 4);
+    let s = strategy(
+        serde_json::json!({"type": "best_of_n", "n": 2, "max_tokens": 2, "rerank": "vote"}),
+    );
+    let problem = |i: usize| Problem::new(format!("What is {i} + {}?", i % 7));
+    for i in 0..20 {
+        e.solve(&problem(i), &s).unwrap();
+    }
+    let start = rss_kib();
+    for i in 0..500 {
+        let o = e.solve(&problem(i), &s).unwrap();
+        assert_eq!(o.candidates.len(), 2);
+    }
+    let end = rss_kib();
+    eprintln!("RSS after 20 warm-up solves: {start} KiB; after 500 more: {end} KiB");
+    assert!(
+        end <= start + 8 * 1024,
+        "memory grew by {} KiB over 500 solves",
+        end.saturating_sub(start)
+    );
+}
+
+#[test]
+fn eight_threads_on_one_engine_give_the_results_of_one_by_one() {
+    let _serial = serial();
+    let e = Arc::new(engine(2048, 8));
+    let problems: Vec<(Problem, StrategyConfig)> = (0..25)
+        .map(|i| {
+            (
+                Problem::new(format!("What is {} times {}?", i + 2, i % 5 + 3)),
+                strategy(serde_json::json!({
+                    "type": "best_of_n", "n": 2, "max_tokens": 12, "rerank": "vote",
+                    "sampling": {"seed": i}
+                })),
+            )
+        })
+        .collect();
+    let key = |o: &Outcome| {
+        (
+            o.answer.clone(),
+            o.text.clone(),
+            o.candidates
+                .iter()
+                .map(|c| c.text.clone())
+                .collect::<Vec<_>>(),
+        )
+    };
+    let reference: Vec<_> = problems
+        .iter()
+        .map(|(p, s)| key(&e.solve(p, s).unwrap()))
+        .collect();
+    let problems = Arc::new(problems);
+    let reference = Arc::new(reference);
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let (e, problems, reference) = (e.clone(), problems.clone(), reference.clone());
+            std::thread::spawn(move || {
+                // Each thread walks the problems from its own starting point.
+                for j in 0..25 {
+                    let i = (j + 3 * t) % 25;
+                    let (p, s) = &problems[i];
+                    let o = e
+                        .solve(p, s)
+                        .unwrap_or_else(|err| panic!("thread {t}, problem {i}: {err}"));
+                    assert_eq!(key(&o), reference[i], "thread {t}, problem {i}");
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("no thread panicked");
+    }
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ponder-rel-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        text.is_empty() || text.ends_with('\n'),
+        "{}: torn last line",
+        path.display()
+    );
+    text.lines().map(str::to_string).collect()
+}
+
+fn synth(input: &Path, output: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ponder"));
+    cmd.args(["synth", "--input"])
+        .arg(input)
+        .arg("--output")
+        .arg(output)
+        .args([
+            "--strategy",
+            "best-of-n",
+            "--n",
+            "2",
+            "--max-tokens",
+            "32",
+            "--rerank",
+            "vote",
+            "--formats",
+            "sft,preference,prm",
+            "--oracle",
+            "--json",
+        ])
+        .env("PONDER_MODEL", common::model_path());
+    cmd
+}
+
+#[test]
+fn synth_killed_at_random_moments_ends_with_the_uninterrupted_records() {
+    let _serial = serial();
+    let dir = scratch("durability");
+    let data =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("data/arith40.jsonl"))
+            .unwrap();
+    let input = dir.join("input.jsonl");
+    std::fs::write(
+        &input,
+        data.lines().take(30).collect::<Vec<_>>().join("\n") + "\n",
+    )
+    .unwrap();
+    let whole = dir.join("whole");
+    let run = synth(&input, &whole).output().unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+
+    // Kill -9 after pseudo-random delays (fixed seed: the same moments every run) until at least
+    // five kills have landed, then let the last run finish.
+    let killed = dir.join("killed");
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut kills = 0;
+    let mut runs = 0;
+    let summary = loop {
+        runs += 1;
+        assert!(runs < 40, "too many restarts");
+        let mut child = synth(&input, &killed)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        if kills < 5 {
+            let delay = Duration::from_millis(300 + next() % 2700);
+            let start = Instant::now();
+            while start.elapsed() < delay && child.try_wait().unwrap().is_none() {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if child.try_wait().unwrap().is_none() {
+                child.kill().unwrap(); // SIGKILL
+                child.wait().unwrap();
+                kills += 1;
+                continue;
+            }
+        }
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        if kills >= 5 {
+            break serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap();
+        }
+    };
+    eprintln!("{kills} kills over {runs} runs");
+    for name in ["sft", "preference", "prm", "done"] {
+        let file = format!("{name}.jsonl");
+        assert_eq!(
+            lines(&killed.join(&file)),
+            lines(&whole.join(&file)),
+            "{file}: the same records, none missing, none duplicated, no torn line"
+        );
+    }
+    // summary.json agrees with the records on disk.
+    assert_eq!(summary["problems"], 30);
+    for name in ["sft", "preference", "prm"] {
+        assert_eq!(
+            summary["records"][name].as_u64().unwrap() as usize,
+            lines(&killed.join(format!("{name}.jsonl"))).len(),
+            "{name}"
+        );
+    }
+    let on_disk: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(killed.join("summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(on_disk["records"], summary["records"]);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_question_longer_than_the_context_is_refused_before_any_work() {
+    let _serial = serial();
+    let e = engine(512, 4);
+    let s = strategy(serde_json::json!({"type": "mcts", "budget": {"tokens": 64}}));
+    let before = e.usage();
+    let err = e
+        .solve(&Problem::new("apple ".repeat(2000)), &s)
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ponder::Error::Decode(ponder::DecodeError::ContextOverflow { .. })
+        ),
+        "{err}"
+    );
+    let used = e.usage().since(&before);
+    assert_eq!(used.forward_passes, 0, "nothing was decoded");
+}
