@@ -225,7 +225,7 @@ impl Trace {
             if node.id != i {
                 return bad(format!("nodes[{i}] has id {}", node.id));
             }
-            if i > 0 && !node.parent.is_some_and(|p| p < i) {
+            if i > 0 && node.parent.is_none_or(|p| p >= i) {
                 return bad(format!(
                     "node {i}'s parent {:?} does not precede it",
                     node.parent
