@@ -613,7 +613,10 @@ impl RemoteLm {
         })
     }
 
-    fn account(&mut self, responses: &[Value]) {
+    /// Adds the servers' counts of `responses` to the usage; `sampled` when their completion
+    /// tokens are generated text (not the one-token probes of [`Lm::next_token_probs`], which
+    /// must not use up a search's token budget).
+    fn account(&mut self, responses: &[Value], sampled: bool) {
         for v in responses {
             let prompt = v
                 .pointer("/usage/prompt_tokens")
@@ -631,8 +634,10 @@ impl RemoteLm {
                 .unwrap_or(0);
             self.usage.prefill_tokens += prompt - cached;
             self.usage.reused_tokens += cached;
-            self.usage.generated_tokens += generated;
-            self.usage.decoded_tokens += generated;
+            if sampled {
+                self.usage.generated_tokens += generated;
+                self.usage.decoded_tokens += generated;
+            }
             self.usage.forward_passes += 1;
         }
     }
@@ -679,7 +684,7 @@ impl RemoteLm {
         for ((r, v), clipped) in requests.iter().zip(&responses).zip(&room) {
             read.push(self.read_generation(r, v, *clipped)?);
         }
-        self.account(&responses);
+        self.account(&responses, true);
         let mut out = Vec::with_capacity(read.len());
         for (r, (own, text, logprob, finish)) in requests.iter().zip(read) {
             let mut tokens = self.tokens_of(r.parent)?.clone();
@@ -967,7 +972,7 @@ impl Lm for RemoteLm {
                     .map(|t| top.get(t).map_or(0.0, |l| l.exp() as f32))
                     .collect();
             }
-            lm.account(&responses);
+            lm.account(&responses, false);
             Ok(out)
         })
     }
