@@ -226,19 +226,23 @@ fn requests_spread_over_two_servers() {
             ..GenRequest::new(root, 16)
         })
         .collect();
-    let before: Vec<usize> = lm.requests_per_server().iter().map(|s| s.1).collect();
+    let before = lm.server_stats();
     let gens = lm.generate(&requests).unwrap();
     assert_eq!(gens.len(), 8);
-    let sent: Vec<usize> = lm
-        .requests_per_server()
+    let after = lm.server_stats();
+    eprintln!("before {before:?}\nafter {after:?}");
+    // Requests that each server answered during the call. A slow machine may make a request
+    // time out and be retried, and a generation may need a /tokenize: at least 8 in all.
+    let answered: Vec<usize> = after
         .iter()
         .zip(&before)
-        .map(|(s, b)| s.1 - b)
+        .map(|(a, b)| (a.sent - a.failed) - (b.sent - b.failed))
         .collect();
-    assert_eq!(sent.iter().sum::<usize>(), 8, "{sent:?}");
+    let total: usize = answered.iter().sum();
+    assert!((8..=16).contains(&total), "{answered:?}");
     assert!(
-        sent.iter().all(|&n| n >= 2),
-        "both servers took requests: {sent:?}"
+        answered.iter().all(|&n| n >= 2),
+        "both servers answered requests: {answered:?}"
     );
 }
 

@@ -10,7 +10,7 @@ pub use llama::{
     default_model_path, ContextOptions, LlamaLm, Model, ModelOptions, DEFAULT_MODEL_PATH,
 };
 pub mod remote;
-pub use remote::{RemoteLm, RemoteOptions};
+pub use remote::{RemoteLm, RemoteOptions, ServerStats};
 pub(crate) mod sampler;
 pub mod scripted;
 

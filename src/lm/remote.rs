@@ -136,6 +136,34 @@ struct Server {
     url: String,
     outstanding: AtomicUsize,
     sent: AtomicUsize,
+    failed: AtomicUsize,
+    last_failure: Mutex<Option<String>>,
+}
+
+impl Server {
+    fn new(url: &str) -> Self {
+        Self {
+            url: url.trim_end_matches('/').to_string(),
+            outstanding: AtomicUsize::new(0),
+            sent: AtomicUsize::new(0),
+            failed: AtomicUsize::new(0),
+            last_failure: Mutex::new(None),
+        }
+    }
+}
+
+/// What one server has been sent so far: see [`RemoteLm::server_stats`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerStats {
+    /// The server's base URL.
+    pub url: String,
+    /// HTTP requests sent to it, retries included.
+    pub sent: usize,
+    /// Of those, the ones that failed (timeout, connection error, an error status, a body that
+    /// is not JSON); each transient failure was retried, on another server where there is one.
+    pub failed: usize,
+    /// Why the latest failed request failed.
+    pub last_failure: Option<String>,
 }
 
 /// Why one HTTP exchange failed.
@@ -160,15 +188,7 @@ impl Client {
             .timeout(Duration::from_millis(opts.timeout_ms))
             .build();
         Self {
-            servers: opts
-                .urls
-                .iter()
-                .map(|u| Server {
-                    url: u.trim_end_matches('/').to_string(),
-                    outstanding: AtomicUsize::new(0),
-                    sent: AtomicUsize::new(0),
-                })
-                .collect(),
+            servers: opts.urls.iter().map(|u| Server::new(u)).collect(),
             agent,
             opts: opts.clone(),
         }
@@ -201,6 +221,16 @@ impl Client {
             None => req.call(),
         };
         s.outstanding.fetch_sub(1, Ordering::SeqCst);
+        let outcome = Self::read(result);
+        if let Err(Failure::Transient(m) | Failure::Refused(_, m)) = &outcome {
+            s.failed.fetch_add(1, Ordering::SeqCst);
+            *s.last_failure.lock() = Some(m.clone());
+        }
+        outcome
+    }
+
+    /// The JSON body of a response, or why there is none.
+    fn read(result: Result<ureq::Response, ureq::Error>) -> Result<Value, Failure> {
         let response = match result {
             Ok(r) => r,
             Err(ureq::Error::Status(code, r)) => {
@@ -410,11 +440,7 @@ impl RemoteLm {
         let mut model_path = None;
         for i in 0..client.servers.len() {
             let one = Client {
-                servers: vec![Server {
-                    url: client.servers[i].url.clone(),
-                    outstanding: AtomicUsize::new(0),
-                    sent: AtomicUsize::new(0),
-                }],
+                servers: vec![Server::new(&client.servers[i].url)],
                 agent: client.agent.clone(),
                 opts: client.opts.clone(),
             };
@@ -489,12 +515,18 @@ impl RemoteLm {
         self.n_ctx
     }
 
-    /// Each server's URL and the HTTP requests sent to it so far (retries included).
-    pub fn requests_per_server(&self) -> Vec<(String, usize)> {
+    /// Each server's URL, the HTTP requests sent to it so far (retries included) and how many
+    /// of them failed.
+    pub fn server_stats(&self) -> Vec<ServerStats> {
         self.client
             .servers
             .iter()
-            .map(|s| (s.url.clone(), s.sent.load(Ordering::SeqCst)))
+            .map(|s| ServerStats {
+                url: s.url.clone(),
+                sent: s.sent.load(Ordering::SeqCst),
+                failed: s.failed.load(Ordering::SeqCst),
+                last_failure: s.last_failure.lock().clone(),
+            })
             .collect()
     }
 

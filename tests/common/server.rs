@@ -88,7 +88,10 @@ impl Server {
             .arg(super::model_path())
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
             .args(["-c", &(4096 * slots).to_string(), "-np", &slots.to_string()])
-            .args(["-t", "2", "--no-webui"])
+            // One thread: several servers and tests share this machine's cores, and llama.cpp's
+            // worker threads spin while they wait for each other, so that two multi-threaded
+            // servers busy at once on two cores slow each other down many times over.
+            .args(["-t", "1", "--no-webui"])
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("log"))
             .stderr(out);
