@@ -58,7 +58,7 @@ pub mod trace;
 
 pub use engine::Engine;
 pub use error::{ConfigError, DecodeError, Error, LoadError, Result};
-pub use lm::llama::{ContextOptions, LlamaLm, Model, ModelOptions};
+pub use lm::llama::{devices, ContextOptions, Device, LlamaLm, Model, ModelOptions};
 pub use lm::remote::{RemoteLm, RemoteOptions};
 pub use lm::{
     FinishReason, GenRequest, Generation, Lm, Message, Node, SamplingParams, TokenId, Usage,

@@ -387,3 +387,39 @@ fn tree_search_bad_config_is_named_before_loading_anything() {
         );
     }
 }
+
+#[test]
+fn devices_are_listed_and_gpu_layers_without_a_gpu_are_a_warning_not_an_error() {
+    let out = ponder(&["devices", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let devices: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("JSON list");
+    assert!(
+        devices.iter().any(|d| d["kind"] == "cpu"),
+        "the CPU is always a device: {devices:?}"
+    );
+    let gpu = devices
+        .iter()
+        .any(|d| d["kind"] == "gpu" || d["kind"] == "igpu");
+    let out = ponder(&[
+        "generate",
+        "--prompt",
+        "Name a colour.",
+        "--max-tokens",
+        "4",
+        "--gpu-layers",
+        "99",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!out.stdout.is_empty());
+    // Where there is no GPU the user is told that the layers stay on the CPU; where there is
+    // one, nothing is said.
+    assert_eq!(stderr.contains("has no effect"), !gpu, "{stderr}");
+    if !gpu {
+        assert!(stderr.contains("runs on the CPU"), "{stderr}");
+    }
+}

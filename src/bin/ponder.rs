@@ -41,6 +41,15 @@ enum Command {
     Eval(EvalArgs),
     /// Run a strategy over a JSONL dataset and write training records (resumable).
     Synth(SynthArgs),
+    /// List the devices llama.cpp can run layers on (the CPU, and GPUs in a GPU build).
+    Devices(DevicesArgs),
+}
+
+#[derive(Args)]
+struct DevicesArgs {
+    /// Print the list as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -292,8 +301,8 @@ struct ModelArgs {
     #[arg(long, env = "PONDER_MODEL", default_value = DEFAULT_MODEL_PATH)]
     model: PathBuf,
     /// Layers to offload to the GPU (backend llama; needs a build with --features cuda, vulkan
-    /// or metal).
-    #[arg(long, default_value_t = ModelOptions::default().n_gpu_layers)]
+    /// or metal, and a GPU: see `ponder devices`). Default: all in a GPU build, 0 otherwise.
+    #[arg(long, visible_alias = "gpu-layers", default_value_t = ModelOptions::default().n_gpu_layers)]
     n_gpu_layers: u32,
     /// Context size in tokens (backend llama: KV cells shared by all branches; backend remote:
     /// the server's context per request, default what the server reports).
@@ -369,6 +378,13 @@ impl ModelArgs {
                     .into());
                 }
                 let (model, context) = self.options();
+                if model.n_gpu_layers > 0 && !ponder::devices()?.iter().any(|d| d.is_gpu()) {
+                    eprintln!(
+                        "warning: --n-gpu-layers {} has no effect: {}; the model runs on the CPU",
+                        model.n_gpu_layers,
+                        no_gpu_reason()
+                    );
+                }
                 let lm = Model::load(&model)?.session(&context)?;
                 Ok(Backend::Llama(lm, self.model.clone()))
             }
@@ -987,6 +1003,41 @@ fn run_synth(args: &SynthArgs) -> ponder::Result<()> {
     Ok(())
 }
 
+fn list_devices(args: &DevicesArgs) -> ponder::Result<()> {
+    let devices = ponder::devices()?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&devices).expect("devices serialise")
+        );
+        return Ok(());
+    }
+    for d in &devices {
+        println!(
+            "{:<8} {:<5} {:<8} {:>9} MiB free of {:>9} MiB  {}",
+            d.name,
+            d.kind,
+            d.backend,
+            d.memory_free >> 20,
+            d.memory_total >> 20,
+            d.description
+        );
+    }
+    if !devices.iter().any(|d| d.is_gpu()) {
+        println!("no GPU: {}", no_gpu_reason());
+    }
+    Ok(())
+}
+
+/// Why [`ponder::devices`] lists no GPU.
+fn no_gpu_reason() -> &'static str {
+    if cfg!(any(feature = "cuda", feature = "vulkan", feature = "metal")) {
+        "this GPU build found no GPU (no device, or no driver: see `ponder devices`)"
+    } else {
+        "this build has no GPU backend (build with --features cuda, vulkan or metal)"
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
@@ -994,6 +1045,7 @@ fn main() -> ExitCode {
         Command::Solve(args) => solve(args),
         Command::Eval(args) => run_eval(args),
         Command::Synth(args) => run_synth(args),
+        Command::Devices(args) => list_devices(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -154,6 +154,59 @@ pub fn llama_backend() -> Result<&'static LlamaBackend, LoadError> {
         .map_err(|e| LoadError::Backend(e.clone()))
 }
 
+/// A device llama.cpp can run a model's layers on: see [`devices`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Device {
+    /// llama.cpp's name for it, e.g. `CPU` or `CUDA0`.
+    pub name: String,
+    /// What it is, e.g. `NVIDIA H100 80GB HBM3`.
+    pub description: String,
+    /// The ggml backend that drives it, e.g. `CPU`, `CUDA`, `Vulkan`, `Metal`.
+    pub backend: String,
+    /// `cpu`, `gpu`, `igpu`, `accel` or `unknown`.
+    pub kind: String,
+    /// Memory in bytes, total and free now (as the backend reports it).
+    pub memory_total: usize,
+    /// Free memory in bytes.
+    pub memory_free: usize,
+}
+
+impl Device {
+    /// A device layers can be offloaded to: a GPU or integrated GPU.
+    pub fn is_gpu(&self) -> bool {
+        matches!(self.kind.as_str(), "gpu" | "igpu")
+    }
+}
+
+/// The devices this build of llama.cpp found on this machine. A build without a GPU feature
+/// (`cuda`, `vulkan`, `metal`), or one whose GPU backend finds no device (no GPU, no driver),
+/// lists only the CPU, and `n_gpu_layers` then has no effect: the model runs on the CPU.
+///
+/// # Errors
+/// [`LoadError::Backend`] if llama.cpp's initialisation failed.
+pub fn devices() -> Result<Vec<Device>, LoadError> {
+    use llama_cpp_2::LlamaBackendDeviceType as T;
+    llama_backend()?;
+    Ok(llama_cpp_2::list_llama_ggml_backend_devices()
+        .into_iter()
+        .map(|d| Device {
+            name: d.name,
+            description: d.description,
+            backend: d.backend,
+            kind: match d.device_type {
+                T::Cpu => "cpu",
+                T::Gpu => "gpu",
+                T::IntegratedGpu => "igpu",
+                T::Accelerator => "accel",
+                T::Unknown => "unknown",
+            }
+            .to_string(),
+            memory_total: d.memory_total,
+            memory_free: d.memory_free,
+        })
+        .collect())
+}
+
 /// llama.cpp mutates the model while creating a context, so contexts are created one at a time.
 static CONTEXT_CREATION: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
 

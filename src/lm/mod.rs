@@ -7,7 +7,8 @@
 
 pub mod llama;
 pub use llama::{
-    default_model_path, ContextOptions, LlamaLm, Model, ModelOptions, DEFAULT_MODEL_PATH,
+    default_model_path, devices, ContextOptions, Device, LlamaLm, Model, ModelOptions,
+    DEFAULT_MODEL_PATH,
 };
 pub mod remote;
 pub use remote::{RemoteLm, RemoteOptions, ServerStats};
