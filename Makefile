@@ -9,7 +9,7 @@ CARGO ?= cargo
 MODEL ?= models/SmolLM2-135M-Instruct.Q4_1.gguf
 DEMO_PROMPT ?= A farmer has 15 sheep. He buys 8 more and then sells 6. How many sheep does he have now?
 
-.PHONY: all setup model test-models server build demo test check lint doc bench bench-remote fuzz clean install install-files
+.PHONY: all setup model test-models server build cuda demo test check lint doc bench bench-remote fuzz clean install install-files
 
 all: build
 
@@ -21,6 +21,14 @@ model: setup
 
 build: setup
 	$(CARGO) build --release
+
+# The cuda feature, into its own target dir (CUDA_TARGET_DIR) so the CPU build stays as it is. Needs
+# no GPU to compile: scripts/cuda-toolkit.sh assembles a CUDA 13 toolkit from PyPI wheels where
+# none is installed. CMAKE_CUDA_ARCHITECTURES (default 90) picks the GPU generations.
+CUDA_TARGET_DIR ?= target/cuda
+cuda: setup
+	eval "$$(bash scripts/cuda-toolkit.sh)" && \
+	  CARGO_TARGET_DIR=$(CUDA_TARGET_DIR) $(CARGO) build --release --features cuda
 
 demo: build
 	./target/release/ponder solve --model $(MODEL) --strategy best-of-n --n 8 --rerank judge --answer 17 "$(DEMO_PROMPT)"

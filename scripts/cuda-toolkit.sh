@@ -83,6 +83,12 @@ if [[ ! -f $ROOT/lib/stubs/libcuda.so ]]; then
   rm -rf "$tmp"
 fi
 
+# The stub under the name the loader looks for, in a folder of its own: for running a cuda
+# build on a machine with no NVIDIA driver (it then finds no GPU and runs on the CPU). Never
+# put this folder on LD_LIBRARY_PATH where a driver is installed: it would hide the real one.
+mkdir -p "$DEST/stub-driver"
+ln -sfn "$ROOT/lib/stubs/libcuda.so" "$DEST/stub-driver/libcuda.so.1"
+
 # Empty stand-ins for the static cuBLAS archives that build.rs names.
 mkdir -p "$DEST/rust-link"
 for a in cublas_static cublasLt_static; do
@@ -100,6 +106,8 @@ export PATH=$ROOT/bin:\$PATH
 export CMAKE_CUDA_ARCHITECTURES=\${CMAKE_CUDA_ARCHITECTURES:-90}
 export CMAKE_POSITION_INDEPENDENT_CODE=ON
 export RUSTFLAGS="-L native=$DEST/rust-link -C link-arg=-L$ROOT/lib -C link-arg=-lcublas -C link-arg=-lcublasLt"
-# at run time (the real driver's libcuda.so.1 comes from the NVIDIA driver):
+# at run time (the real driver's libcuda.so.1 comes from the NVIDIA driver; on a machine
+# without one, add $DEST/stub-driver to LD_LIBRARY_PATH and the build runs on the CPU):
 export LD_LIBRARY_PATH=$ROOT/lib\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}
+export PONDER_CUDA_STUB_DRIVER=$DEST/stub-driver
 EOF

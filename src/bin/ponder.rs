@@ -380,7 +380,8 @@ impl ModelArgs {
                 let (model, context) = self.options();
                 if model.n_gpu_layers > 0 && !ponder::devices()?.iter().any(|d| d.is_gpu()) {
                     eprintln!(
-                        "warning: --n-gpu-layers {} has no effect: {}; the model runs on the CPU",
+                        "warning: --n-gpu-layers {} has no effect: {}; the model runs on the CPU \
+                         (`ponder devices` lists what llama.cpp found)",
                         model.n_gpu_layers,
                         no_gpu_reason()
                     );
@@ -1032,7 +1033,7 @@ fn list_devices(args: &DevicesArgs) -> ponder::Result<()> {
 /// Why [`ponder::devices`] lists no GPU.
 fn no_gpu_reason() -> &'static str {
     if cfg!(any(feature = "cuda", feature = "vulkan", feature = "metal")) {
-        "this GPU build found no GPU (no device, or no driver: see `ponder devices`)"
+        "this GPU build found no GPU (none on this machine, or no driver)"
     } else {
         "this build has no GPU backend (build with --features cuda, vulkan or metal)"
     }
