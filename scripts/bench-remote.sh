@@ -2,13 +2,16 @@
 # The remote backend's speed, measured with CLI runs (make bench-remote):
 #   1. the same strategy in-process and through one local llama-server: wall time per solve,
 #      prompt tokens sent, processed and taken from the server's prefix cache;
-#   2. synth throughput through one server and through two servers on this machine.
+#   2. synth throughput through one server and through two servers on this machine, with one
+#      worker and with WORKERS (default 4) problems in flight.
+# SKIP_EVAL=1 runs part 2 only.
 # Prints a Markdown table; the raw JSON of every run is left in $OUT (default /tmp/ponder-bench-remote).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 LIMIT=${LIMIT:-5}
 SYNTH_LIMIT=${SYNTH_LIMIT:-8}
+WORKERS=${WORKERS:-4}
 OUT=${OUT:-/tmp/ponder-bench-remote}
 MODEL=${PONDER_MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
 SERVER=${PONDER_LLAMA_SERVER:-target/llama-server/bin/llama-server}
@@ -49,6 +52,7 @@ print(f"| {name} | {r['wall_ms'] / 1000 / n:.1f} | {u['generated_tokens'] / n:.0
 PY
 }
 
+if [[ -z ${SKIP_EVAL:-} ]]; then
 echo "| strategy · backend | s/problem | generated tokens/problem | prompt tokens sent/problem | processed | from cache | accuracy |"
 echo "|---|---|---|---|---|---|---|"
 for s in "best-of-n --n 4 --max-tokens 128" "mcts --budget 384 --max-tokens 64"; do
@@ -61,27 +65,30 @@ for s in "best-of-n --n 4 --max-tokens 128" "mcts --budget 384 --max-tokens 64";
     --limit "$LIMIT" --strategy $s --json >"$OUT/$name-remote.json"
   row "$name · llama-server" "$OUT/$name-remote.json"
 done
+fi
 
 echo
-echo "| synth (best-of-n, n 4, $SYNTH_LIMIT problems) | wall s | problems/min | generated tokens/s |"
-echo "|---|---|---|---|"
-synth_row() { # NAME URLS...
-  local name=$1
-  shift
+echo "| synth (best-of-n, n 4, $SYNTH_LIMIT problems) | workers | wall s | problems/min | generated tokens/s |"
+echo "|---|---|---|---|---|"
+synth_row() { # NAME WORKERS URLS...
+  local name=$1 workers=$2
+  shift 2
   local args=()
   for u in "$@"; do args+=(--url "$u"); done
-  rm -rf "$OUT/synth-$name"
-  $PONDER synth --backend remote "${args[@]}" --input data/arith40.jsonl --limit "$SYNTH_LIMIT" \
-    --output "$OUT/synth-$name" --strategy best-of-n --n 4 --max-tokens 128 --formats sft,preference \
-    --oracle --json >"$OUT/synth-$name.json"
-  python3 - "$name" "$OUT/synth-$name.json" <<'PY'
+  local dir="$OUT/synth-${name// /_}-$workers"
+  rm -rf "$dir"
+  $PONDER synth --backend remote "${args[@]}" --workers "$workers" --input data/arith40.jsonl \
+    --limit "$SYNTH_LIMIT" --output "$dir" --strategy best-of-n --n 4 --max-tokens 128 \
+    --formats sft,preference --oracle --json >"$dir.json"
+  python3 - "$name" "$workers" "$dir.json" <<'PY'
 import json, sys
-s = json.load(open(sys.argv[2]))
+s = json.load(open(sys.argv[3]))
 w = s["wall_ms"] / 1000
-print(f"| {sys.argv[1]} | {w:.1f} | {s['problems'] / w * 60:.1f} | {s['generated_tokens'] / w:.1f} |")
+print(f"| {sys.argv[1]} | {sys.argv[2]} | {w:.1f} | {s['problems'] / w * 60:.1f} | {s['generated_tokens'] / w:.1f} |")
 PY
 }
-synth_row "one server, $CORES threads" "http://127.0.0.1:$P1"
+synth_row "one server, $CORES threads" 1 "http://127.0.0.1:$P1"
+synth_row "one server, $CORES threads" "$WORKERS" "http://127.0.0.1:$P1"
 # Two servers share this machine's cores: half the threads each (more threads than cores make
 # ggml's spinning workers fight over them).
 cleanup
@@ -89,4 +96,6 @@ pids=()
 sleep 1
 start_server "$P1" 4 $(((CORES + 1) / 2))
 start_server "$P2" 4 $(((CORES + 1) / 2))
-synth_row "two servers, $(((CORES + 1) / 2)) threads each" "http://127.0.0.1:$P1" "http://127.0.0.1:$P2"
+for w in 1 "$WORKERS"; do
+  synth_row "two servers, $(((CORES + 1) / 2)) threads each" "$w" "http://127.0.0.1:$P1" "http://127.0.0.1:$P2"
+done

@@ -352,8 +352,16 @@ fn ids(path: &Path) -> Vec<String> {
 }
 
 fn synth(input: &Path, output: &Path, url: &str) -> Command {
+    synth_over(input, output, &[url])
+}
+
+fn synth_over(input: &Path, output: &Path, urls: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ponder"));
-    cmd.args(["synth", "--backend", "remote", "--url", url, "--input"])
+    cmd.args(["synth", "--backend", "remote"]);
+    for url in urls {
+        cmd.args(["--url", url]);
+    }
+    cmd.arg("--input")
         .arg(input)
         .arg("--output")
         .arg(output)
@@ -376,19 +384,7 @@ fn synth(input: &Path, output: &Path, url: &str) -> Command {
 
 #[test]
 fn synth_stops_when_its_server_dies_and_resumes_without_loss() {
-    let dir: PathBuf =
-        std::env::temp_dir().join(format!("ponder-remote-synth-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let data =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("data/arith40.jsonl"))
-            .unwrap();
-    let input = dir.join("input.jsonl");
-    std::fs::write(
-        &input,
-        data.lines().take(8).collect::<Vec<_>>().join("\n") + "\n",
-    )
-    .unwrap();
+    let (dir, input) = dataset_dir("synth", 8);
     let out = dir.join("out");
 
     let mut server = Server::start(2);
@@ -455,6 +451,83 @@ fn synth_stops_when_its_server_dies_and_resumes_without_loss() {
             assert!(v["id"].is_string(), "{f}: {l}");
         }
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The first `n` problems of data/arith40.jsonl in a file of a fresh directory.
+fn dataset_dir(name: &str, n: usize) -> (PathBuf, PathBuf) {
+    let dir: PathBuf =
+        std::env::temp_dir().join(format!("ponder-remote-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let data =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("data/arith40.jsonl"))
+            .unwrap();
+    let input = dir.join("input.jsonl");
+    std::fs::write(
+        &input,
+        data.lines().take(n).collect::<Vec<_>>().join("\n") + "\n",
+    )
+    .unwrap();
+    (dir, input)
+}
+
+/// Completions a llama-server has answered, from its log.
+fn completions_served(server: &Server) -> usize {
+    std::fs::read_to_string(&server.log)
+        .unwrap_or_default()
+        .matches("prompt eval time")
+        .count()
+}
+
+#[test]
+fn synth_workers_keep_two_servers_busy_and_write_in_input_order() {
+    let (dir, input) = dataset_dir("workers", 6);
+    let out = dir.join("out");
+    let a = Server::start(2);
+    let b = Server::start(2);
+    let before = (completions_served(&a), completions_served(&b));
+    let (url_a, url_b) = (a.url(), b.url());
+    let result = synth_over(&input, &out, &[&url_a, &url_b])
+        .args(["--workers", "3"])
+        .output()
+        .unwrap();
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&result.stdout).unwrap();
+    assert_eq!(summary["problems"], 6, "{summary}");
+    let expected: Vec<String> = lines(&input)
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["id"].as_str().map_or(i.to_string(), str::to_string)
+        })
+        .collect();
+    assert_eq!(ids(&out.join("done.jsonl")), expected, "input order");
+    assert_eq!(ids(&out.join("traces.jsonl")), expected, "input order");
+    let served = (
+        completions_served(&a) - before.0,
+        completions_served(&b) - before.1,
+    );
+    eprintln!("completions served: {served:?}");
+    assert!(
+        served.0 > 0 && served.1 > 0,
+        "both servers worked: {served:?}"
+    );
+    let err = synth_over(&input, &dir.join("zero"), &[&url_a])
+        .args(["--workers", "0"])
+        .output()
+        .unwrap();
+    assert!(!err.status.success());
+    assert!(
+        String::from_utf8_lossy(&err.stderr).contains("--workers must be at least 1"),
+        "{}",
+        String::from_utf8_lossy(&err.stderr)
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -76,6 +76,11 @@ struct SynthArgs {
     /// Only the first K problems.
     #[arg(long)]
     limit: Option<usize>,
+    /// Problems solved at once, each on its own engine. Worth it with --backend remote (more
+    /// requests in flight keep more servers busy); with --backend llama each worker is another
+    /// context on the same weights, sharing the CPU or GPU. Records are written in input order.
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
     /// Preference pairs need values at least this far apart.
     #[arg(long, default_value_t = ExportOptions::default().margin)]
     margin: f64,
@@ -334,7 +339,7 @@ struct ModelArgs {
 
 /// A model behind either backend, and what provenance records of it.
 enum Backend {
-    Llama(ponder::LlamaLm, PathBuf),
+    Llama(ponder::LlamaLm, PathBuf, Model),
     Remote(RemoteLm),
 }
 
@@ -386,8 +391,9 @@ impl ModelArgs {
                         no_gpu_reason()
                     );
                 }
-                let lm = Model::load(&model)?.session(&context)?;
-                Ok(Backend::Llama(lm, self.model.clone()))
+                let model = Model::load(&model)?;
+                let lm = model.session(&context)?;
+                Ok(Backend::Llama(lm, self.model.clone(), model))
             }
             "remote" => {
                 if self.n_gpu_layers != ModelOptions::default().n_gpu_layers
@@ -414,14 +420,39 @@ impl ModelArgs {
         Ok(self.engine_and_id(false)?.0)
     }
 
+    /// `n` engines on the same model (llama: contexts sharing one loaded model; remote: clients
+    /// of the same servers), and the model's identity for provenance.
+    fn engines_and_id(&self, n: usize) -> ponder::Result<(Vec<Engine>, ModelId)> {
+        if n == 0 {
+            return Err(ConfigError::new("workers", "--workers must be at least 1").into());
+        }
+        Ok(match self.open()? {
+            Backend::Llama(lm, path, model) => {
+                let id = file_id(&path)?;
+                let (_, context) = self.options();
+                let mut engines = vec![Engine::from_lm(lm)];
+                for _ in 1..n {
+                    engines.push(Engine::from_lm(model.session(&context)?));
+                }
+                (engines, id)
+            }
+            Backend::Remote(lm) => {
+                let id = ModelId::of_remote(&lm);
+                let mut engines = vec![Engine::from_lm(lm)];
+                for _ in 1..n {
+                    engines.push(Engine::connect(&self.remote_options())?);
+                }
+                (engines, id)
+            }
+        })
+    }
+
     /// The engine, and (when `identify`) the model's identity for provenance.
     fn engine_and_id(&self, identify: bool) -> ponder::Result<(Engine, Option<ModelId>)> {
         Ok(match self.open()? {
-            Backend::Llama(lm, path) => {
+            Backend::Llama(lm, path, _) => {
                 let id = if identify {
-                    Some(ModelId::of_file(&path).map_err(|e| {
-                        ConfigError::new("model", format!("cannot read {}: {e}", path.display()))
-                    })?)
+                    Some(file_id(&path)?)
                 } else {
                     None
                 };
@@ -433,6 +464,12 @@ impl ModelArgs {
             }
         })
     }
+}
+
+/// The identity of a model file: its name and sha256.
+fn file_id(path: &std::path::Path) -> ponder::Result<ModelId> {
+    Ok(ModelId::of_file(path)
+        .map_err(|e| ConfigError::new("model", format!("cannot read {}: {e}", path.display())))?)
 }
 
 #[derive(Args)]
@@ -536,7 +573,7 @@ fn generate(args: &GenerateArgs) -> ponder::Result<()> {
     }
 
     let mut lm: Box<dyn Lm> = match args.model.open()? {
-        Backend::Llama(lm, _) => Box::new(lm),
+        Backend::Llama(lm, ..) => Box::new(lm),
         Backend::Remote(lm) => Box::new(lm),
     };
     let root = if args.raw {
@@ -916,8 +953,7 @@ fn run_synth(args: &SynthArgs) -> ponder::Result<()> {
     if let Some(k) = args.limit {
         problems.truncate(k);
     }
-    let (engine, model) = args.model.engine_and_id(true)?;
-    let model = model.expect("asked for");
+    let (engines, model) = args.model.engines_and_id(args.workers)?;
     let bar = if args.json {
         ProgressBar::hidden()
     } else {
@@ -929,7 +965,7 @@ fn run_synth(args: &SynthArgs) -> ponder::Result<()> {
         bar
     };
     let summary = synth::run(
-        &engine,
+        &engines,
         &model,
         &problems,
         line_errors,

@@ -14,11 +14,18 @@
 //! of unfinished problems and torn last lines (a run killed mid-write) are removed, so a run
 //! killed at any moment and started again loses nothing, duplicates nothing and leaves no torn
 //! line; finished problems are skipped.
+//!
+//! With several engines (`ponder synth --workers N`), each works on its own problem and the
+//! results are written in input order, so the files are the same as one worker's would be
+//! (given the same results). This is for the remote backend, where each engine's requests go to
+//! the servers and more problems in flight keep more servers busy.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -27,7 +34,7 @@ use crate::engine::Engine;
 use crate::error::{ConfigError, DecodeError, Error};
 use crate::eval::{auc, LineError};
 use crate::reward::answer;
-use crate::strategy::{Problem, StrategyConfig};
+use crate::strategy::{Outcome, Problem, StrategyConfig};
 use crate::trace::export::{self, ExportOptions, Format};
 use crate::trace::{ModelId, Provenance, Trace};
 
@@ -140,13 +147,16 @@ pub fn problem_id(problem: &Problem, index: usize) -> String {
     problem.id.clone().unwrap_or_else(|| index.to_string())
 }
 
-/// Runs `config` over `problems` on `engine` (running `model`), writing into `dir`.
+/// Runs `config` over `problems` on `engines` (all running `model`), writing into `dir`: one
+/// worker thread per engine, each solving one problem at a time; records are written in input
+/// order.
 ///
 /// # Errors
-/// An invalid configuration, a directory written with other settings, or I/O errors. A problem
-/// the model fails on is reported in [`SynthSummary::failures`] and the run goes on.
+/// No engine, an invalid configuration, a directory written with other settings, or I/O
+/// errors. A problem the model fails on is reported in [`SynthSummary::failures`] and the run
+/// goes on, except after a remote server failure (see [`SynthSummary::stopped`]).
 pub fn run(
-    engine: &Engine,
+    engines: &[Engine],
     model: &ModelId,
     problems: &[Problem],
     line_errors: Vec<LineError>,
@@ -156,6 +166,9 @@ pub fn run(
 ) -> Result<SynthSummary, Error> {
     config.strategy.validate()?;
     config.export.validate()?;
+    if engines.is_empty() {
+        return Err(ConfigError::new("workers", "no engine given; give at least one").into());
+    }
     if config.formats.is_empty() {
         return Err(ConfigError::new("formats", "no format given").into());
     }
@@ -199,7 +212,14 @@ pub fn run(
     let done_ids: HashSet<String> = done.iter().map(|d| d.id.clone()).collect();
 
     let start = Instant::now();
-    let before = engine.usage();
+    let before: Vec<_> = engines.iter().map(Engine::usage).collect();
+    let generated = || -> u64 {
+        engines
+            .iter()
+            .zip(&before)
+            .map(|(e, b)| e.usage().since(b).generated_tokens)
+            .sum()
+    };
     let mut failures = Vec::new();
     let mut stopped = None;
     let mut seen = HashSet::new();
@@ -211,6 +231,8 @@ pub fn run(
         .count();
     let mut finished = resumed;
     let mut files = Files::open(dir, &config.formats).map_err(|e| io("open", dir, e))?;
+    // The problems to solve, in input order.
+    let mut work = Vec::new();
     for (i, problem) in problems.iter().enumerate() {
         let id = problem_id(problem, i);
         if !seen.insert(id.clone()) {
@@ -227,44 +249,93 @@ pub fn run(
             oracle_guided: config.oracle_guided,
             ..problem.clone()
         };
-        let error = match engine.solve(&problem, &config.strategy) {
-            Ok(outcome) => {
-                let trace = Trace::from_outcome(&id, &problem, &outcome, provenance.clone());
-                files
-                    .write_problem(&trace, &config.formats, &config.export)
-                    .map_err(|e| io("write records into", dir, e))?;
-                finished += 1;
-                if let Some(c) = trace.correct {
-                    labelled += 1;
-                    correct += usize::from(c);
-                }
-                None
-            }
-            Err(e) => {
-                failures.push(Failure {
-                    id: id.clone(),
-                    error: e.to_string(),
-                });
-                if matches!(e, Error::Decode(DecodeError::Remote { .. })) {
-                    stopped = Some(e.to_string());
-                }
-                Some(e.to_string())
-            }
-        };
-        progress(&Progress {
-            done: finished,
-            total: problems.len(),
-            resumed,
-            tokens: engine.usage().since(&before).generated_tokens,
-            elapsed: start.elapsed().as_secs_f64(),
-            correct,
-            labelled,
-            last: (id, error),
-        });
-        if stopped.is_some() {
-            break;
-        }
+        work.push((id, problem));
     }
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let mut written: Result<(), Error> = Ok(());
+    std::thread::scope(|scope| {
+        let (tx, rx) = mpsc::channel();
+        for engine in engines {
+            let (tx, next, stop, work) = (tx.clone(), &next, &stop, &work);
+            scope.spawn(move || loop {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let k = next.fetch_add(1, Ordering::SeqCst);
+                let Some((_, problem)) = work.get(k) else {
+                    break;
+                };
+                let result = engine.solve(problem, &config.strategy);
+                if matches!(result, Err(Error::Decode(DecodeError::Remote { .. }))) {
+                    stop.store(true, Ordering::SeqCst);
+                }
+                if tx.send((k, result)).is_err() {
+                    break;
+                }
+            });
+        }
+        drop(tx);
+        // Writes one problem's records (or notes its failure) and reports progress.
+        let mut commit = |k: usize, result: Result<Outcome, Error>| {
+            let (id, problem) = &work[k];
+            if written.is_err() {
+                return;
+            }
+            let error = match result {
+                Ok(outcome) => {
+                    let trace = Trace::from_outcome(id, problem, &outcome, provenance.clone());
+                    if let Err(e) = files.write_problem(&trace, &config.formats, &config.export) {
+                        written = Err(io("write records into", dir, e));
+                        stop.store(true, Ordering::SeqCst);
+                        return;
+                    }
+                    finished += 1;
+                    if let Some(c) = trace.correct {
+                        labelled += 1;
+                        correct += usize::from(c);
+                    }
+                    None
+                }
+                Err(e) => {
+                    if matches!(e, Error::Decode(DecodeError::Remote { .. })) && stopped.is_none() {
+                        stopped = Some(e.to_string());
+                    }
+                    failures.push(Failure {
+                        id: id.clone(),
+                        error: e.to_string(),
+                    });
+                    Some(e.to_string())
+                }
+            };
+            progress(&Progress {
+                done: finished,
+                total: problems.len(),
+                resumed,
+                tokens: generated(),
+                elapsed: start.elapsed().as_secs_f64(),
+                correct,
+                labelled,
+                last: (id.clone(), error),
+            });
+        };
+        // Results arrive in any order; they are written in input order.
+        let mut pending = BTreeMap::new();
+        let mut cursor = 0;
+        for (k, result) in rx {
+            pending.insert(k, result);
+            while let Some(result) = pending.remove(&cursor) {
+                commit(cursor, result);
+                cursor += 1;
+            }
+        }
+        // After a stop, problems that finished beyond a gap are still written, in order; the
+        // next run solves the gaps.
+        for (k, result) in pending {
+            commit(k, result);
+        }
+    });
+    written?;
     drop(files);
 
     let mut summary = summarise(dir, config, problems.len(), failures, line_errors, start)
