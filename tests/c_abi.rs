@@ -89,10 +89,7 @@ fn compile(sources: &[&Path], out: &Path, extra: &[String]) {
 }
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ponder-c-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    common::scratch(&format!("c-{name}"))
 }
 
 fn run(cmd: &mut Command) -> String {

@@ -223,10 +223,7 @@ fn eight_threads_on_one_engine_give_the_results_of_one_by_one() {
 }
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ponder-rel-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    common::scratch(&format!("rel-{name}"))
 }
 
 fn lines(path: &Path) -> Vec<String> {
@@ -267,15 +264,7 @@ fn synth(input: &Path, output: &Path) -> Command {
 fn synth_killed_at_random_moments_ends_with_the_uninterrupted_records() {
     let _serial = serial();
     let dir = scratch("durability");
-    let data =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("data/arith40.jsonl"))
-            .unwrap();
-    let input = dir.join("input.jsonl");
-    std::fs::write(
-        &input,
-        data.lines().take(30).collect::<Vec<_>>().join("\n") + "\n",
-    )
-    .unwrap();
+    let input = common::write_dataset(&dir, 30);
     let whole = dir.join("whole");
     let run = synth(&input, &whole).output().unwrap();
     assert!(

@@ -454,21 +454,10 @@ fn synth_stops_when_its_server_dies_and_resumes_without_loss() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// The first `n` problems of data/arith40.jsonl in a file of a fresh directory.
+/// A fresh directory holding the first `n` problems of data/arith40.jsonl.
 fn dataset_dir(name: &str, n: usize) -> (PathBuf, PathBuf) {
-    let dir: PathBuf =
-        std::env::temp_dir().join(format!("ponder-remote-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let data =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("data/arith40.jsonl"))
-            .unwrap();
-    let input = dir.join("input.jsonl");
-    std::fs::write(
-        &input,
-        data.lines().take(n).collect::<Vec<_>>().join("\n") + "\n",
-    )
-    .unwrap();
+    let dir = common::scratch(&format!("remote-{name}"));
+    let input = common::write_dataset(&dir, n);
     (dir, input)
 }
 

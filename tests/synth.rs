@@ -15,19 +15,13 @@ use ponder::trace::export::sft::SftRecord;
 use ponder::trace::Trace;
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ponder-synth-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    common::scratch(&format!("synth-{name}"))
 }
 
 /// Five problems of the project's dataset and one bad line (line 3).
 fn input(dir: &Path) -> PathBuf {
-    let data =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("data/arith40.jsonl"))
-            .unwrap();
-    let mut lines: Vec<&str> = data.lines().take(5).collect();
-    lines.insert(2, "{not json");
+    let mut lines = common::dataset_lines(5);
+    lines.insert(2, "{not json".into());
     let path = dir.join("input.jsonl");
     std::fs::write(&path, lines.join("\n") + "\n").unwrap();
     path

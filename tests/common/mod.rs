@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use ponder::lm::{ContextOptions, LlamaLm, Model, ModelOptions};
@@ -44,3 +44,28 @@ pub fn session_with(n_ctx: u32, n_seq_max: u32, flash_attention: bool) -> LlamaL
 }
 
 pub mod server;
+
+/// A fresh, empty directory for one test: `ponder-{name}-{pid}` in the temp dir.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ponder-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The first `n` lines of the project's dataset, data/arith40.jsonl.
+pub fn dataset_lines(n: usize) -> Vec<String> {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("data/arith40.jsonl"))
+        .expect("data/arith40.jsonl")
+        .lines()
+        .take(n)
+        .map(str::to_string)
+        .collect()
+}
+
+/// `dir/input.jsonl` holding the first `n` problems of the project's dataset.
+pub fn write_dataset(dir: &Path, n: usize) -> PathBuf {
+    let path = dir.join("input.jsonl");
+    std::fs::write(&path, dataset_lines(n).join("\n") + "\n").unwrap();
+    path
+}
