@@ -337,9 +337,9 @@ struct ModelArgs {
     attempts: u32,
 }
 
-/// A model behind either backend, and what provenance records of it.
+/// A model behind either backend (llama: a session and the loaded model it runs on).
 enum Backend {
-    Llama(ponder::LlamaLm, PathBuf, Model),
+    Llama(ponder::LlamaLm, Model),
     Remote(RemoteLm),
 }
 
@@ -393,7 +393,7 @@ impl ModelArgs {
                 }
                 let model = Model::load(&model)?;
                 let lm = model.session(&context)?;
-                Ok(Backend::Llama(lm, self.model.clone(), model))
+                Ok(Backend::Llama(lm, model))
             }
             "remote" => {
                 if self.n_gpu_layers != ModelOptions::default().n_gpu_layers
@@ -417,7 +417,10 @@ impl ModelArgs {
     }
 
     fn engine(&self) -> ponder::Result<Engine> {
-        Ok(self.engine_and_id(false)?.0)
+        Ok(match self.open()? {
+            Backend::Llama(lm, _) => Engine::from_lm(lm),
+            Backend::Remote(lm) => Engine::from_lm(lm),
+        })
     }
 
     /// `n` engines on the same model (llama: contexts sharing one loaded model; remote: clients
@@ -427,8 +430,13 @@ impl ModelArgs {
             return Err(ConfigError::new("workers", "--workers must be at least 1").into());
         }
         Ok(match self.open()? {
-            Backend::Llama(lm, path, model) => {
-                let id = file_id(&path)?;
+            Backend::Llama(lm, model) => {
+                let id = ModelId::of_file(&self.model).map_err(|e| {
+                    ConfigError::new(
+                        "model",
+                        format!("cannot read {}: {e}", self.model.display()),
+                    )
+                })?;
                 let (_, context) = self.options();
                 let mut engines = vec![Engine::from_lm(lm)];
                 for _ in 1..n {
@@ -446,30 +454,6 @@ impl ModelArgs {
             }
         })
     }
-
-    /// The engine, and (when `identify`) the model's identity for provenance.
-    fn engine_and_id(&self, identify: bool) -> ponder::Result<(Engine, Option<ModelId>)> {
-        Ok(match self.open()? {
-            Backend::Llama(lm, path, _) => {
-                let id = if identify {
-                    Some(file_id(&path)?)
-                } else {
-                    None
-                };
-                (Engine::from_lm(lm), id)
-            }
-            Backend::Remote(lm) => {
-                let id = identify.then(|| ModelId::of_remote(&lm));
-                (Engine::from_lm(lm), id)
-            }
-        })
-    }
-}
-
-/// The identity of a model file: its name and sha256.
-fn file_id(path: &std::path::Path) -> ponder::Result<ModelId> {
-    Ok(ModelId::of_file(path)
-        .map_err(|e| ConfigError::new("model", format!("cannot read {}: {e}", path.display())))?)
 }
 
 #[derive(Args)]
@@ -573,7 +557,7 @@ fn generate(args: &GenerateArgs) -> ponder::Result<()> {
     }
 
     let mut lm: Box<dyn Lm> = match args.model.open()? {
-        Backend::Llama(lm, ..) => Box::new(lm),
+        Backend::Llama(lm, _) => Box::new(lm),
         Backend::Remote(lm) => Box::new(lm),
     };
     let root = if args.raw {

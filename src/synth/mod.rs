@@ -264,7 +264,7 @@ pub fn run(
                 let before = engine.usage();
                 let result = engine.solve(problem, &config.strategy);
                 let generated = engine.usage().since(&before).generated_tokens;
-                if matches!(result, Err(Error::Decode(DecodeError::Remote { .. }))) {
+                if result.as_ref().is_err_and(stops_the_run) {
                     stop.store(true, Ordering::SeqCst);
                 }
                 if tx.send((k, result, generated)).is_err() {
@@ -296,7 +296,7 @@ pub fn run(
                     None
                 }
                 Err(e) => {
-                    if matches!(e, Error::Decode(DecodeError::Remote { .. })) && stopped.is_none() {
+                    if stops_the_run(&e) && stopped.is_none() {
                         stopped = Some(e.to_string());
                     }
                     failures.push(Failure {
@@ -346,6 +346,12 @@ pub fn run(
     )
     .map_err(|e| io("write", &path, e))?;
     Ok(summary)
+}
+
+/// An error after which every later problem would fail too: a remote server failed after its
+/// retries. The run stops there; running again resumes once the server is back.
+fn stops_the_run(e: &Error) -> bool {
+    matches!(e, Error::Decode(DecodeError::Remote { .. }))
 }
 
 /// The append-only output files of a run.
