@@ -24,12 +24,7 @@ fn generate_json_shows_the_prompt_prefilled_once() {
         "24",
         "--json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    let v = common::json_output(&out);
     let samples = v["samples"].as_array().unwrap();
     assert_eq!(samples.len(), 8);
     let mut longest = 0;
@@ -129,12 +124,7 @@ fn solve_best_of_n_prints_candidates_with_judge_scores() {
         "--json",
         "Tom has 3 apples and buys 5 more. How many apples does he have now?",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = common::json_output(&out);
     let cands = v["candidates"].as_array().unwrap();
     assert_eq!(cands.len(), 3);
     for c in cands {
@@ -255,12 +245,7 @@ fn solve_self_correct_and_deepening_show_their_timelines() {
         "--json",
         q,
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = common::json_output(&out);
     assert_eq!(v["strategy"], "deepening");
     assert_eq!(v["candidates"].as_array().unwrap().len(), 2);
     let timeline = v["timeline"].as_array().unwrap();
@@ -308,12 +293,7 @@ fn solve_mcts_and_beam_write_their_trees() {
         tree_json.to_str().unwrap(),
         "Tom has 3 boxes with 4 apples in each box. He eats 2 apples. How many apples are left?",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    let v = common::json_output(&out);
     assert_eq!(v["strategy"], "mcts");
     let nodes = v["tree"]["nodes"]
         .as_array()
@@ -393,12 +373,8 @@ fn tree_search_bad_config_is_named_before_loading_anything() {
 #[test]
 fn devices_are_listed_and_gpu_layers_without_a_gpu_are_a_warning_not_an_error() {
     let out = ponder(&["devices", "--json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let devices: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("JSON list");
+    let devices = common::json_output(&out);
+    let devices = devices.as_array().expect("JSON list");
     assert!(
         devices.iter().any(|d| d["kind"] == "cpu"),
         "the CPU is always a device: {devices:?}"

@@ -303,12 +303,7 @@ fn the_cli_solves_with_the_remote_backend_and_rejects_mixed_flags() {
         .arg(QUESTION)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = common::json_output(&out);
     assert_eq!(v["strategy"], "mcts");
     assert!(v["tree"]["nodes"].as_array().unwrap().len() > 1);
 
@@ -423,12 +418,7 @@ fn synth_stops_when_its_server_dies_and_resumes_without_loss() {
     // The server comes back on the same port; the same command finishes the rest.
     let _server = Server::start_on(port, 2);
     let result = synth(&input, &out, &url).output().unwrap();
-    assert!(
-        result.status.success(),
-        "{}",
-        String::from_utf8_lossy(&result.stderr)
-    );
-    let summary: serde_json::Value = serde_json::from_slice(&result.stdout).unwrap();
+    let summary = common::json_output(&result);
     assert_eq!(summary["problems"], 8, "{summary}");
     let done = ids(&out.join("done.jsonl"));
     assert_eq!(done.len(), 8, "{done:?}");
@@ -481,12 +471,7 @@ fn synth_workers_keep_two_servers_busy_and_write_in_input_order() {
         .args(["--workers", "3"])
         .output()
         .unwrap();
-    assert!(
-        result.status.success(),
-        "{}",
-        String::from_utf8_lossy(&result.stderr)
-    );
-    let summary: serde_json::Value = serde_json::from_slice(&result.stdout).unwrap();
+    let summary = common::json_output(&result);
     assert_eq!(summary["problems"], 6, "{summary}");
     let expected: Vec<String> = lines(&input)
         .iter()

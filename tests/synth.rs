@@ -63,12 +63,7 @@ fn synth_writes_every_format_in_its_documented_shape() {
     let input = input(&dir);
     let out = dir.join("out");
     let run = synth(&input, &out).output().unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let summary: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    let summary = common::json_output(&run);
     assert_eq!(summary["problems"], 5);
     assert_eq!(summary["line_errors"][0]["line"], 3, "{summary}");
 

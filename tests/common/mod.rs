@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::process::Output;
 use std::sync::OnceLock;
 
 use ponder::lm::{ContextOptions, LlamaLm, Model, ModelOptions};
@@ -68,4 +69,19 @@ pub fn write_dataset(dir: &Path, n: usize) -> PathBuf {
     let path = dir.join("input.jsonl");
     std::fs::write(&path, dataset_lines(n).join("\n") + "\n").unwrap();
     path
+}
+
+/// The JSON a command printed on stdout; fails the test, showing stderr, if the command failed.
+pub fn json_output(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not one JSON value ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
 }
