@@ -14,7 +14,10 @@ use crate::strategy::{Event, Flow, Observer, Outcome, Problem, StrategyConfig};
 ///
 /// Thread rules: an `Engine` is `Send + Sync`; solves from several threads are served one at a
 /// time (the context is behind a mutex), in the order the lock is granted. [`Engine::cancel`] may
-/// be called from any thread at any time.
+/// be called from any thread at any time, also from an event callback. An event callback must not
+/// call [`Engine::solve`], [`Engine::solve_with`], [`Engine::usage`] or [`Engine::with_lm`] on
+/// the engine whose solve is calling it: that call would wait forever for the solve that runs
+/// it, so a solve refuses it at once with [`Error::Reentrant`] and the others panic.
 pub struct Engine {
     lm: Mutex<Box<dyn Lm + Send>>,
     /// Bumped by [`Engine::cancel`]; a solve that saw another value when it began is cancelled.
@@ -27,12 +30,48 @@ impl fmt::Debug for Engine {
     }
 }
 
+thread_local! {
+    /// The engines whose solve is running on this thread (their addresses): a call into one of
+    /// them from an event callback would deadlock on its lock.
+    static SOLVING: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Marks an engine as solving on this thread until dropped (also when the solve panics).
+struct SolvingHere(usize);
+
+impl SolvingHere {
+    fn enter(engine: &Engine) -> Option<Self> {
+        let key = engine as *const Engine as usize;
+        SOLVING.with(|s| {
+            let mut s = s.borrow_mut();
+            if s.contains(&key) {
+                None
+            } else {
+                s.push(key);
+                Some(Self(key))
+            }
+        })
+    }
+
+    fn active(engine: &Engine) -> bool {
+        let key = engine as *const Engine as usize;
+        SOLVING.with(|s| s.borrow().contains(&key))
+    }
+}
+
+impl Drop for SolvingHere {
+    fn drop(&mut self) {
+        SOLVING.with(|s| s.borrow_mut().retain(|k| *k != self.0));
+    }
+}
+
 impl Engine {
     /// Loads a model and creates its context.
     ///
     /// # Errors
     /// As [`Model::load`] and [`Model::session`].
     pub fn load(model: &ModelOptions, context: &ContextOptions) -> Result<Self, Error> {
+        context.validate().map_err(crate::LoadError::from)?;
         let lm = Model::load(model)?.session(context)?;
         Ok(Self::from_lm(lm))
     }
@@ -63,18 +102,26 @@ impl Engine {
 
     /// As [`Engine::solve`], calling `events` (on this thread) for every [`Event`]; returning
     /// [`Flow::Stop`] cancels the search. A cancelled solve (here or through [`Engine::cancel`])
-    /// stops within one forward pass: a tree search (MCTS, beam) returns the best of what it had
-    /// found, its tree's stop reason [`StopReason::Cancelled`](crate::strategy::StopReason);
-    /// the other strategies return [`DecodeError::Cancelled`](crate::DecodeError::Cancelled).
+    /// stops within one forward pass: a tree search (MCTS, beam) that had begun returns the best
+    /// of what it had found, its tree's stop reason
+    /// [`StopReason::Cancelled`](crate::strategy::StopReason); the other strategies, and any
+    /// solve cancelled before it got the engine, return
+    /// [`DecodeError::Cancelled`](crate::DecodeError::Cancelled). The [`Event::Candidate`] and
+    /// [`Event::Done`] events come after the search has finished: a [`Flow::Stop`] returned for
+    /// them stops further events but never discards the finished outcome.
     ///
     /// # Errors
-    /// As [`Engine::solve`]; cancellation.
+    /// As [`Engine::solve`]; cancellation; [`Error::Reentrant`] when called from an event
+    /// callback of a solve running on this engine.
     pub fn solve_with(
         &self,
         problem: &Problem,
         strategy: &StrategyConfig,
         events: &mut dyn FnMut(&Event) -> Flow,
     ) -> Result<Outcome, Error> {
+        let Some(_solving) = SolvingHere::enter(self) else {
+            return Err(Error::Reentrant);
+        };
         let epoch = self.cancel_epoch.load(Ordering::SeqCst);
         let mut observer = Observer::new(events);
         let stop = observer.stop_flag();
@@ -105,14 +152,30 @@ impl Engine {
         self.cancel_epoch.fetch_add(1, Ordering::SeqCst);
     }
 
-    /// The work done so far by this engine's model.
+    /// The work done so far by this engine's model (waits for a running solve to finish).
+    ///
+    /// # Panics
+    /// When called from an event callback of a solve running on this engine (it would wait
+    /// forever).
     pub fn usage(&self) -> Usage {
+        self.check_not_reentrant("usage");
         self.lm.lock().usage()
     }
 
-    /// Runs `f` with exclusive access to the model.
+    /// Runs `f` with exclusive access to the model (waits for a running solve to finish).
+    ///
+    /// # Panics
+    /// As [`Engine::usage`].
     pub fn with_lm<T>(&self, f: impl FnOnce(&mut dyn Lm) -> T) -> T {
+        self.check_not_reentrant("with_lm");
         let mut lm = self.lm.lock();
         f(lm.as_mut())
+    }
+
+    fn check_not_reentrant(&self, what: &str) {
+        assert!(
+            !SolvingHere::active(self),
+            "Engine::{what} called from an event callback of a solve running on the same engine: it would wait forever for that solve"
+        );
     }
 }

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum LoadError {
     /// The model file does not exist.
-    #[error("model file {path} not found — run `make model` (or pass --model / set PONDER_MODEL to a GGUF file)")]
+    #[error("model file {} not found{} — give the path of a GGUF file (the model option, --model, or PONDER_MODEL); ponder's default model is fetched by `make model` in ponder's source tree", .path.display(), relative_note(.path))]
     ModelNotFound {
         /// The path that was tried.
         path: PathBuf,
@@ -58,6 +58,20 @@ pub enum LoadError {
     Config(#[from] ConfigError),
 }
 
+/// For a relative path: where it was looked for (it is relative to the current directory).
+fn relative_note(path: &std::path::Path) -> String {
+    if path.is_absolute() {
+        return String::new();
+    }
+    match std::env::current_dir() {
+        Ok(dir) => format!(
+            " (a relative path, looked for in the current directory {})",
+            dir.display()
+        ),
+        Err(_) => " (a relative path, looked for in the current directory)".into(),
+    }
+}
+
 /// A configuration value or request parameter is invalid.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
@@ -76,6 +90,38 @@ impl ConfigError {
             field,
             reason: reason.into(),
         }
+    }
+
+    /// Checks that `value` (counted in `unit`, e.g. "tokens") lies in `range`, the documented
+    /// range of `field`.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] for `field` saying the value, the allowed range and `hint`.
+    pub fn check_range<T>(
+        field: &'static str,
+        value: T,
+        range: std::ops::RangeInclusive<T>,
+        unit: &str,
+    ) -> Result<(), ConfigError>
+    where
+        T: PartialOrd + std::fmt::Display,
+    {
+        if range.contains(&value) {
+            return Ok(());
+        }
+        let unit = if unit.is_empty() {
+            String::new()
+        } else {
+            format!(" {unit}")
+        };
+        Err(ConfigError::new(
+            field,
+            format!(
+                "{value}{unit} is outside {}..={}",
+                range.start(),
+                range.end()
+            ),
+        ))
     }
 }
 
@@ -162,7 +208,39 @@ pub enum Error {
     /// See [`ConfigError`].
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// An engine was asked to solve from inside an event callback of its own running solve,
+    /// on the solving thread: the call would wait forever for the solve that is running it.
+    #[error("the engine was called from inside an event callback of its own running solve — that call would wait forever for the solve running it; return from the callback first, then solve (or use a second engine)")]
+    Reentrant,
 }
 
 /// Result with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_relative_model_path_says_where_it_was_looked_for() {
+        let relative = LoadError::ModelNotFound {
+            path: "models/x.gguf".into(),
+        }
+        .to_string();
+        let cwd = std::env::current_dir().unwrap();
+        assert!(relative.contains("current directory"), "{relative}");
+        assert!(relative.contains(&cwd.display().to_string()), "{relative}");
+        let absolute = LoadError::ModelNotFound {
+            path: "/m/x.gguf".into(),
+        }
+        .to_string();
+        assert!(!absolute.contains("current directory"), "{absolute}");
+    }
+
+    #[test]
+    fn check_range_names_the_value_and_the_range() {
+        let e = ConfigError::check_range("rounds", 20u32, 1..=16, "rounds").unwrap_err();
+        assert_eq!(e.to_string(), "invalid rounds: 20 rounds is outside 1..=16");
+        assert!(ConfigError::check_range("rounds", 16u32, 1..=16, "").is_ok());
+    }
+}

@@ -142,6 +142,29 @@ fn c_tests_are_clean_under_valgrind() {
     );
 }
 
+/// A program that touches only the remote backend, under valgrind with every leak kind an error
+/// (valgrind's defaults: definite and possible); the HTTP client's one-time process state is
+/// suppressed by tests/c/valgrind.supp, which says why.
+#[test]
+fn remote_only_program_is_clean_under_valgrind_with_every_leak_kind() {
+    let dir = scratch("remote-valgrind");
+    let exe = dir.join("remote_only");
+    compile(&[&root().join("tests/c/remote_only.c")], &exe, &[]);
+    let out = run(Command::new("valgrind")
+        .args(["--error-exitcode=99", "--leak-check=full"])
+        .arg(format!(
+            "--suppressions={}",
+            root().join("tests/c/valgrind.supp").display()
+        ))
+        .arg(&exe));
+    assert!(out.contains("remote C tests passed"), "{out}");
+    assert!(out.contains("ERROR SUMMARY: 0 errors"), "{out}");
+    assert!(
+        out.contains("possibly lost: 0 bytes") || out.contains("no leaks are possible"),
+        "{out}"
+    );
+}
+
 #[test]
 fn example_builds_from_the_installed_header_and_pkg_config() {
     let dir = scratch("install");

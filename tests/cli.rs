@@ -101,6 +101,18 @@ fn bad_input_is_a_clear_error_not_a_crash() {
         );
     }
 
+    // A relative model path: the message says where it was looked for.
+    let out = Command::new(env!("CARGO_BIN_EXE_ponder"))
+        .args(["generate", "--prompt", "hi", "--model", "models/nope.gguf"])
+        .current_dir(std::env::temp_dir())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("models/nope.gguf") && err.contains("current directory"),
+        "{err}"
+    );
+
     let out = ponder(&["generate", "--prompt", &"word ".repeat(500), "--ctx", "64"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -355,6 +367,17 @@ fn tree_search_bad_config_is_named_before_loading_anything() {
         ),
         (&["--strategy", "beam", "--k", "3"][..], "--k"),
         (&["--strategy", "best-of-n", "--tree", "x.json"][..], "tree"),
+        (&["--threads", "100000"][..], "n_threads"),
+        (&["--n-seq-max", "1000"][..], "n_seq_max"),
+        (
+            &[
+                "--strategy",
+                "self-correct",
+                "--config",
+                r#"{"rounds": 1000000}"#,
+            ][..],
+            "rounds",
+        ),
     ] {
         let mut all = vec!["solve", "--model", "/nonexistent/model.gguf"];
         all.extend_from_slice(args);

@@ -356,3 +356,81 @@ fn a_question_longer_than_the_context_is_refused_before_any_work() {
     let used = e.usage().since(&before);
     assert_eq!(used.forward_passes, 0, "nothing was decoded");
 }
+
+#[test]
+fn a_solve_from_its_own_callback_is_refused_and_a_late_stop_keeps_the_outcome() {
+    let _serial = serial();
+    let e = engine(1024, 4);
+    let s = strategy(serde_json::json!({
+        "type": "best_of_n", "n": 2, "max_tokens": 8, "rerank": "logprob"
+    }));
+    let problem = Problem::new(QUESTION);
+    // Re-entry from the callback: refused at once (it would wait forever for its own solve).
+    let mut inner = None;
+    let outer = e
+        .solve_with(&problem, &s, &mut |event| {
+            if matches!(event, ponder::strategy::Event::Done { .. }) {
+                inner = Some(e.solve(&problem, &s));
+            }
+            ponder::strategy::Flow::Continue
+        })
+        .expect("the outer solve finishes");
+    assert!(!outer.text.is_empty());
+    let inner = inner.expect("the callback ran");
+    assert!(matches!(inner, Err(ponder::Error::Reentrant)), "{inner:?}");
+    // Stopping on the events of a finished search ends the events, not the solve.
+    for stop_on_done in [false, true] {
+        let mut after_stop = 0;
+        let mut stopped = false;
+        let o = e.solve_with(&problem, &s, &mut |event| {
+            if stopped {
+                after_stop += 1;
+                return ponder::strategy::Flow::Continue;
+            }
+            let hit = match event {
+                ponder::strategy::Event::Candidate { .. } => !stop_on_done,
+                ponder::strategy::Event::Done { .. } => stop_on_done,
+                _ => false,
+            };
+            if hit {
+                stopped = true;
+                ponder::strategy::Flow::Stop
+            } else {
+                ponder::strategy::Flow::Continue
+            }
+        });
+        let o = o.expect("a finished search is never reported cancelled");
+        assert_eq!(o.candidates.len(), 2);
+        assert!(stopped);
+        assert_eq!(after_stop, 0, "no events after the stop");
+    }
+    // The engine is usable afterwards.
+    assert!(e.solve(&problem, &s).is_ok());
+}
+
+#[test]
+fn thread_counts_beyond_the_machine_are_refused_before_the_model_loads() {
+    let context = ponder::lm::ContextOptions {
+        n_threads: 100_000,
+        ..Default::default()
+    };
+    // The path does not exist: a check after loading would report that instead.
+    let model = ponder::lm::ModelOptions {
+        path: "/nonexistent/model.gguf".into(),
+        ..Default::default()
+    };
+    let err = Engine::load(&model, &context).expect_err("refused");
+    let text = err.to_string();
+    assert!(
+        text.contains("n_threads") && text.contains("100000"),
+        "{text}"
+    );
+    for n_seq_max in [0, 1000] {
+        let context = ponder::lm::ContextOptions {
+            n_seq_max,
+            ..Default::default()
+        };
+        let err = Engine::load(&model, &context).expect_err("refused");
+        assert!(err.to_string().contains("n_seq_max"), "{err}");
+    }
+}

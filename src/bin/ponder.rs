@@ -383,6 +383,8 @@ impl ModelArgs {
                     .into());
                 }
                 let (model, context) = self.options();
+                // Before the (slow) load, so that a bad setting fails at once.
+                context.validate()?;
                 if model.n_gpu_layers > 0 && !ponder::devices()?.iter().any(|d| d.is_gpu()) {
                     eprintln!(
                         "warning: --n-gpu-layers {} has no effect: {}; the model runs on the CPU \

@@ -39,7 +39,8 @@ pub const PONDER_VERSION_PATCH: u32 = 0;
 ///
 /// Thread rules: an engine may be used from several threads at once. Solves are served one at a
 /// time, in the order they take the engine's lock; `ponder_engine_cancel` may be called from any
-/// thread at any time. Free it only when no call on it is running.
+/// thread at any time, also from an event callback. An event callback must not solve on its own
+/// engine (`PONDER_STATUS_REENTRANT`). Free it only when no call on it is running.
 pub struct ponder_engine {
     engine: Engine,
     source: ModelSource,
@@ -191,13 +192,16 @@ struct EngineConfig {
 }
 
 /// Loads a model and creates its context. `config_json` (`len` bytes of UTF-8) is a JSON object
-/// with optional fields `backend` (`"llama"`, the default, or `"remote"`), for `llama`: `model`
-/// (a GGUF path; default `$PONDER_MODEL`, else `models/SmolLM2-135M-Instruct.Q4_1.gguf`),
-/// `n_gpu_layers`, `n_ctx` (default 4096), `n_threads` (0: all cores) and `n_seq_max` (default
-/// 64); for `remote`: `remote`, an object with `urls` (required: base URLs of OpenAI-compatible
-/// servers), `model`, `api_key`, `max_in_flight`, `timeout_ms`, `attempts`, `backoff_ms`,
-/// `top_logprobs` and `n_ctx`. On success `*out` holds the engine, to be freed with
-/// `ponder_engine_free`.
+/// (anything else is `PONDER_STATUS_INVALID_CONFIG`; text that is not JSON,
+/// `PONDER_STATUS_INVALID_JSON`) with optional fields `backend` (`"llama"`, the default, or
+/// `"remote"`), for `llama`: `model` (a GGUF path; default `$PONDER_MODEL`, else
+/// `models/SmolLM2-135M-Instruct.Q4_1.gguf`, relative to the process's current directory),
+/// `n_gpu_layers`, `n_ctx` (8..=1048576, default 4096), `n_threads` (0: one per core, the default;
+/// at most four per core) and `n_seq_max` (1..=256, default 64), all checked before the model is
+/// loaded; for `remote`: `remote`, an object with `urls` (required: base URLs of
+/// OpenAI-compatible servers, `http://HOST[:PORT]` or `https://…`), `model`, `api_key`,
+/// `max_in_flight`, `timeout_ms`, `attempts`, `backoff_ms`, `top_logprobs` and `n_ctx`. On
+/// success `*out` holds the engine, to be freed with `ponder_engine_free`.
 #[no_mangle]
 pub unsafe extern "C" fn ponder_engine_new(
     config_json: *const c_char,
@@ -212,18 +216,30 @@ pub unsafe extern "C" fn ponder_engine_new(
             Ok(t) => t,
             Err(s) => return s,
         };
-        let config: EngineConfig = match serde_json::from_str(text) {
-            Ok(c) => c,
-            Err(e) if e.is_data() => {
-                return fail(
-                    ponder_status::InvalidConfig,
-                    format!("invalid engine config: {e}"),
-                )
-            }
+        // Parsed as JSON first, so that broken JSON (however deep) is INVALID_JSON, and a
+        // well-formed value of the wrong shape (an array: serde would read it as positional
+        // fields) is INVALID_CONFIG.
+        let value: serde_json::Value = match serde_json::from_str(text) {
+            Ok(v) => v,
             Err(e) => {
                 return fail(
                     ponder_status::InvalidJson,
                     format!("engine config is not valid JSON: {e}"),
+                )
+            }
+        };
+        if !value.is_object() {
+            return fail(
+                ponder_status::InvalidConfig,
+                "invalid engine config: it must be a JSON object such as {\"model\": \"models/x.gguf\"} ({} for every default)",
+            );
+        }
+        let config: EngineConfig = match serde_json::from_value(value) {
+            Ok(c) => c,
+            Err(e) => {
+                return fail(
+                    ponder_status::InvalidConfig,
+                    format!("invalid engine config: {e}"),
                 )
             }
         };
@@ -316,12 +332,28 @@ pub unsafe extern "C" fn ponder_engine_free(engine: *mut ponder_engine) {
 
 /// Solves `question` (`question_len` bytes of UTF-8) with the strategy described by
 /// `strategy_json` (`strategy_len` bytes: a JSON object with `"type"` one of `best_of_n`,
-/// `self_correct`, `deepening`, `mcts`, `beam`, and any of that strategy's fields). `callback`
-/// (may be NULL) is called on this thread with `userdata` for every event; a non-zero return
-/// cancels the solve (`PONDER_STATUS_CANCELLED`), as `ponder_engine_cancel` does. On success
-/// `*out` holds the outcome, to be freed with `ponder_outcome_free`. A cancelled tree search
-/// (`mcts`, `beam`) returns `PONDER_STATUS_CANCELLED` with `*out` holding the best outcome found
-/// until then (free it too); other cancelled strategies leave `*out` untouched.
+/// `self_correct`, `deepening`, `mcts`, `beam`, and any of that strategy's fields). Every count
+/// and budget has a fixed range, and a value outside it is `PONDER_STATUS_INVALID_CONFIG`:
+/// `n` and deepening's `width` 1..=256; `k`, beam's `width` and `expansions` 1..=64; `rounds`
+/// 1..=16; every `max_tokens` and `l0` 1..=131072; `total_budget` l0..=10^7; `gamma` 1..=16;
+/// `budget.tokens` 1..=10^7, `budget.forward_passes` 1..=10^8, `budget.wall_ms` 1..=86400000,
+/// `budget.iterations` 1..=100000 (each may be null, not all); `step.max_depth` 1..=1024,
+/// `step.retries` 0..=16, `step.min_chars` 0..=100000. On success `*out` holds the outcome, to
+/// be freed with `ponder_outcome_free`.
+///
+/// `callback` (may be NULL) is called on this thread with `userdata` for every event. A non-zero
+/// return for a `STEP` or `SCORED` event cancels the solve, as `ponder_engine_cancel` does; a
+/// non-zero return for a `CANDIDATE` or `DONE` event (they come after the search has finished)
+/// only ends the events: the solve still returns `PONDER_STATUS_OK` and its outcome. A solve
+/// that had finished is never reported cancelled.
+///
+/// A cancelled solve returns `PONDER_STATUS_CANCELLED` and always sets `*out`: to the best
+/// outcome found until then when it was a tree search (`mcts`, `beam`) that had begun (free it
+/// too), else to NULL (other strategies, and any solve cancelled while it waited for the engine).
+///
+/// The callback must not call `ponder_engine_solve` on the same engine (it would wait forever
+/// for the solve that is calling it): such a call returns `PONDER_STATUS_REENTRANT` at once.
+/// `ponder_engine_cancel` may be called from the callback.
 #[no_mangle]
 #[allow(clippy::too_many_arguments)]
 pub unsafe extern "C" fn ponder_engine_solve(
@@ -358,6 +390,14 @@ pub unsafe extern "C" fn ponder_engine_solve(
         let strategy = match StrategyConfig::from_json("", strategy_text) {
             Ok(s) => s,
             Err(e) => return fail(ponder_status::InvalidConfig, e.to_string()),
+        };
+        // From here on a cancellation writes `*out`: the best outcome so far, or NULL.
+        let cancelled_without_outcome = || {
+            unsafe { *out = std::ptr::null_mut() };
+            fail(
+                ponder_status::Cancelled,
+                "cancelled by the caller before the search had an outcome to hand back; *out is NULL",
+            )
         };
         let problem = Problem::new(question);
         let mut texts = Vec::<u8>::new();
@@ -459,6 +499,7 @@ pub unsafe extern "C" fn ponder_engine_solve(
                     ponder_status::Ok
                 }
             }
+            Err(crate::Error::Decode(crate::DecodeError::Cancelled)) => cancelled_without_outcome(),
             Err(e) => fail_with(&e),
         }
     })

@@ -46,6 +46,9 @@ pub enum ponder_status {
     /// The backend cannot do what the strategy asked (for example prompt log-probabilities
     /// through a server that does not return them).
     Unsupported = 16,
+    /// `ponder_engine_solve` was called from inside an event callback of a solve running on
+    /// the same engine; refused at once, since it would wait forever for that solve.
+    Reentrant = 17,
 }
 
 impl ponder_status {
@@ -69,6 +72,7 @@ impl ponder_status {
             Self::Panic => "internal error (a panic was caught); please report it\0",
             Self::RemoteFailed => "a server of the remote backend failed\0",
             Self::Unsupported => "the backend does not support this operation\0",
+            Self::Reentrant => "the engine was called from inside its own solve's event callback\0",
         }
     }
 
@@ -91,6 +95,7 @@ impl ponder_status {
             14 => Self::Panic,
             15 => Self::RemoteFailed,
             16 => Self::Unsupported,
+            17 => Self::Reentrant,
             _ => return None,
         })
     }
@@ -100,6 +105,7 @@ impl From<&Error> for ponder_status {
     fn from(e: &Error) -> Self {
         match e {
             Error::Config(_) => Self::InvalidConfig,
+            Error::Reentrant => Self::Reentrant,
             Error::Load(LoadError::ModelNotFound { .. }) => Self::ModelNotFound,
             Error::Load(LoadError::Config(_)) => Self::InvalidConfig,
             Error::Load(LoadError::Remote { .. }) => Self::RemoteFailed,
@@ -121,9 +127,13 @@ thread_local! {
     static LAST_ERROR: RefCell<String> = const { RefCell::new(String::new()) };
 }
 
-/// Records `message` as this thread's last error and returns `status`.
+/// Records `message` as this thread's last error and returns `status`. A NUL inside the message
+/// (from a path or text the caller gave) is written `\0`, so that C sees the whole message.
 pub(crate) fn fail(status: ponder_status, message: impl Into<String>) -> ponder_status {
-    let message = message.into();
+    let mut message = message.into();
+    if message.contains('\0') {
+        message = message.replace('\0', "\\0");
+    }
     LAST_ERROR.with(|e| *e.borrow_mut() = message);
     status
 }

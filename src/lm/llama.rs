@@ -76,7 +76,10 @@ pub struct ContextOptions {
     /// KV cache cells shared by all branches (a token of a prefix shared by many branches takes
     /// one cell).
     pub n_ctx: u32,
-    /// CPU threads; 0 = all available cores.
+    /// CPU threads; 0 = all available cores. At most [`ContextOptions::max_threads`] (four per
+    /// core): more only makes llama.cpp's worker threads wait on each other (and at a few
+    /// thousand, crash OpenMP). When another job shares the CPU, fewer threads than cores is
+    /// often faster: llama.cpp's workers spin while they wait.
     pub n_threads: u32,
     /// Sequences (live branches) at once, 1..=256. More nodes than this are parked and re-attached.
     pub n_seq_max: u32,
@@ -116,6 +119,18 @@ impl ContextOptions {
                 format!("{} is too small; use at least 8 tokens", self.n_ctx),
             ));
         }
+        ConfigError::check_range("n_ctx", self.n_ctx, 8..=Self::MAX_N_CTX, "tokens")?;
+        let max_threads = Self::max_threads();
+        if self.n_threads > max_threads {
+            return Err(ConfigError::new(
+                "n_threads",
+                format!(
+                    "{} threads is more than {max_threads} (4 per core of this machine's {} cores); use 0 for one per core, or fewer",
+                    self.n_threads,
+                    max_threads / 4
+                ),
+            ));
+        }
         if !(1..=256).contains(&self.n_seq_max) {
             return Err(ConfigError::new(
                 "n_seq_max",
@@ -131,7 +146,16 @@ impl ContextOptions {
                 "0 would recompute every node's last token; use at least 1",
             ));
         }
-        Ok(())
+        ConfigError::check_range("logits_cache", self.logits_cache, 1..=4096, "nodes")
+    }
+
+    /// The largest `n_ctx` accepted: 2^20 tokens (the model's own limit may be lower).
+    pub const MAX_N_CTX: u32 = 1 << 20;
+
+    /// The most threads accepted in `n_threads`: four per core of this machine.
+    pub fn max_threads() -> u32 {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        u32::try_from(cores.saturating_mul(4)).unwrap_or(u32::MAX)
     }
 }
 
@@ -436,6 +460,8 @@ impl LlamaLm {
     /// # Errors
     /// As those two.
     pub fn open(model: &ModelOptions, context: &ContextOptions) -> Result<Self, LoadError> {
+        // Checked before the (slow) load, so that a bad setting fails at once.
+        context.validate()?;
         Model::load(model)?.session(context)
     }
 

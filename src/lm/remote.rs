@@ -95,12 +95,7 @@ impl RemoteOptions {
             ));
         }
         for u in &self.urls {
-            if !(u.starts_with("http://") || u.starts_with("https://")) {
-                return Err(ConfigError::new(
-                    "url",
-                    format!("{u:?} is not an http:// or https:// URL"),
-                ));
-            }
+            check_url(u)?;
         }
         if self.max_in_flight == 0 {
             return Err(ConfigError::new(
@@ -128,6 +123,27 @@ impl RemoteOptions {
         }
         Ok(())
     }
+}
+
+/// A server's base URL: `http://` or `https://`, a host, an optional port.
+fn check_url(u: &str) -> Result<(), ConfigError> {
+    let bad = |why: &str| {
+        ConfigError::new(
+            "url",
+            format!("{u:?} {why}; give a base URL such as http://127.0.0.1:8080"),
+        )
+    };
+    if !(u.starts_with("http://") || u.starts_with("https://")) {
+        return Err(bad("is not an http:// or https:// URL"));
+    }
+    let parsed = url::Url::parse(u).map_err(|e| bad(&format!("is not a valid URL ({e})")))?;
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(bad("names no host"));
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(bad("has a query or fragment, which a base URL cannot have"));
+    }
+    Ok(())
 }
 
 /// One server and its outstanding requests.
@@ -1081,8 +1097,27 @@ mod tests {
         );
         let mut o = RemoteOptions::new(["localhost:8080"]);
         assert_eq!(o.validate().unwrap_err().field, "url");
+        for bad in [
+            "http://",
+            "https://",
+            "http://:8080",
+            "http://h:99999",
+            "http://h/?q=1",
+        ] {
+            o.urls = vec![bad.into()];
+            let e = o.validate().unwrap_err();
+            assert_eq!(e.field, "url", "{bad}");
+            assert!(e.reason.contains(bad), "{e}");
+        }
+        for good in [
+            "http://127.0.0.1:1",
+            "https://example.com",
+            "http://h:8080/base/",
+        ] {
+            o.urls = vec![good.into()];
+            assert!(o.validate().is_ok(), "{good}");
+        }
         o.urls = vec!["http://127.0.0.1:1".into()];
-        assert!(o.validate().is_ok());
         o.attempts = 0;
         assert_eq!(o.validate().unwrap_err().field, "attempts");
     }

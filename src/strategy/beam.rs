@@ -15,7 +15,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::tree::{Budget, Search, StepConfig, StopReason, TreeNode};
-use super::{Observer, Outcome, Problem, PromptConfig};
+use super::{limits, Observer, Outcome, Problem, PromptConfig};
 use crate::error::{ConfigError, Error};
 use crate::lm::Lm;
 use crate::reward::judge::{JudgeConfig, StepAggregate};
@@ -76,9 +76,7 @@ impl BeamConfig {
     /// [`ConfigError`] naming the field.
     pub fn validate(&self) -> Result<(), ConfigError> {
         for (field, v) in [("width", self.width), ("expansions", self.expansions)] {
-            if !(1..=64).contains(&v) {
-                return Err(ConfigError::new(field, format!("{v} is outside 1..=64")));
-            }
+            ConfigError::check_range(field, v, 1..=limits::MAX_CHILDREN, "")?;
         }
         self.step.validate()?;
         self.budget.validate()

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Candidate, Outcome, Problem, PromptConfig};
+use super::{limits, Candidate, Outcome, Problem, PromptConfig};
 use crate::error::{ConfigError, Error};
 use crate::lm::{GenRequest, Lm, SamplingParams};
 use crate::reward::judge::{Judge, JudgeConfig, Verdict};
@@ -83,7 +83,7 @@ impl BestOfNConfig {
     /// # Errors
     /// [`ConfigError`] naming the field.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if !(1..=256).contains(&self.n) {
+        if !(1..=limits::MAX_SAMPLES).contains(&self.n) {
             return Err(ConfigError::new(
                 "n",
                 format!("{} samples is outside 1..=256", self.n),
@@ -95,6 +95,12 @@ impl BestOfNConfig {
                 "0 would generate nothing; ask for at least 1 token",
             ));
         }
+        ConfigError::check_range(
+            "max_tokens",
+            self.max_tokens,
+            1..=limits::MAX_TOKENS,
+            "tokens",
+        )?;
         self.sampling.validate()
     }
 }

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Candidate, EntryKind, Outcome, Problem, PromptConfig, TimelineEntry};
+use super::{limits, Candidate, EntryKind, Outcome, Problem, PromptConfig, TimelineEntry};
 use crate::error::{ConfigError, Error};
 use crate::lm::{FinishReason, GenRequest, Lm, Node, SamplingParams};
 use crate::reward::{answer, vote};
@@ -59,7 +59,7 @@ impl DeepeningConfig {
     /// # Errors
     /// [`ConfigError`] naming the field.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if !(1..=256).contains(&self.width) {
+        if !(1..=limits::MAX_SAMPLES).contains(&self.width) {
             return Err(ConfigError::new(
                 "width",
                 format!("{} branches is outside 1..=256", self.width),
@@ -89,6 +89,14 @@ impl DeepeningConfig {
                 ),
             ));
         }
+        ConfigError::check_range("l0", self.l0, 1..=limits::MAX_TOKENS, "tokens")?;
+        ConfigError::check_range("gamma", self.gamma, 1.0..=limits::MAX_GAMMA, "")?;
+        ConfigError::check_range(
+            "total_budget",
+            u64::from(self.total_budget),
+            1..=limits::MAX_BUDGET_TOKENS,
+            "tokens",
+        )?;
         if self.trigger.trim().is_empty() {
             return Err(ConfigError::new(
                 "trigger",

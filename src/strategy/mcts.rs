@@ -30,7 +30,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::tree::{Budget, Search, StepConfig, StopReason, TreeNode};
-use super::{Observer, Outcome, Problem, PromptConfig};
+use super::{limits, Observer, Outcome, Problem, PromptConfig};
 use crate::error::{ConfigError, Error};
 use crate::lm::Lm;
 use crate::reward::judge::JudgeConfig;
@@ -149,7 +149,7 @@ impl MctsConfig {
     /// # Errors
     /// [`ConfigError`] naming the field.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if !(1..=64).contains(&self.k) {
+        if !(1..=limits::MAX_CHILDREN).contains(&self.k) {
             return Err(ConfigError::new(
                 "k",
                 format!("{} children per expansion is outside 1..=64", self.k),
@@ -207,6 +207,12 @@ impl MctsConfig {
                     "0 would roll out nothing; ask for at least 1 token",
                 ));
             }
+            ConfigError::check_range(
+                "rollout.max_tokens",
+                r.max_tokens,
+                1..=limits::MAX_TOKENS,
+                "tokens",
+            )?;
         }
         self.step.validate()?;
         self.budget.validate()

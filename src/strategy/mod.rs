@@ -114,6 +114,38 @@ impl PromptConfig {
     }
 }
 
+/// The documented range of every count and budget of the strategies (the README's table lists
+/// them with their fields). A configuration outside them is refused with a [`ConfigError`] before
+/// any work, so that no setting can make a solve run practically forever.
+pub mod limits {
+    /// Tokens one generation may ask for (`max_tokens`, `step.max_tokens`, `l0`, …): 1..=this.
+    /// The context window bounds a generation further.
+    pub const MAX_TOKENS: u32 = 131_072;
+    /// Samples or branches started at once (`n`, deepening's `width`): 1..=this.
+    pub const MAX_SAMPLES: u32 = 256;
+    /// Children of one expansion and beam sizes (`k`, `width`, `expansions`): 1..=this.
+    pub const MAX_CHILDREN: u32 = 64;
+    /// Revision rounds of self-correction: 1..=this.
+    pub const MAX_ROUNDS: u32 = 16;
+    /// Steps of one path of a tree search (`step.max_depth`): 1..=this.
+    pub const MAX_DEPTH: u32 = 1024;
+    /// Re-samplings of a step that was too short (`step.retries`): 0..=this.
+    pub const MAX_RETRIES: u32 = 16;
+    /// `step.min_chars`: 0..=this.
+    pub const MAX_MIN_CHARS: u32 = 100_000;
+    /// Tokens a whole search may generate (`budget.tokens`, deepening's `total_budget`):
+    /// 1..=this.
+    pub const MAX_BUDGET_TOKENS: u64 = 10_000_000;
+    /// `budget.forward_passes`: 1..=this.
+    pub const MAX_FORWARD_PASSES: u64 = 100_000_000;
+    /// `budget.wall_ms`: 1..=this (one day).
+    pub const MAX_WALL_MS: u64 = 86_400_000;
+    /// `budget.iterations`: 1..=this.
+    pub const MAX_ITERATIONS: u32 = 100_000;
+    /// Deepening's `gamma`: 1..=this.
+    pub const MAX_GAMMA: f64 = 16.0;
+}
+
 /// Every strategy's configuration, tagged by `"type"`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
@@ -165,6 +197,10 @@ impl StrategyConfig {
         }
     }
 
+    /// Every strategy's name, as `"type"` spells it.
+    pub const NAMES: &'static [&'static str] =
+        &["best_of_n", "self_correct", "deepening", "mcts", "beam"];
+
     /// The default configuration of the strategy called `name` (`best_of_n` or `best-of-n`).
     ///
     /// # Errors
@@ -178,7 +214,10 @@ impl StrategyConfig {
             "beam" => Ok(Self::Beam(BeamConfig::default())),
             other => Err(ConfigError::new(
                 "strategy",
-                format!("unknown strategy {other:?}; known: best-of-n, self-correct, deepening, mcts, beam"),
+                format!(
+                    "unknown strategy {other:?}; known: {}",
+                    Self::NAMES.join(", ")
+                ),
             )),
         }
     }
@@ -195,6 +234,15 @@ impl StrategyConfig {
             .as_object_mut()
             .ok_or_else(|| ConfigError::new("config", "must be a JSON object"))?;
         if !obj.contains_key("type") {
+            if name.is_empty() {
+                return Err(ConfigError::new(
+                    "strategy",
+                    format!(
+                        "\"type\" is missing; say which strategy, one of {} (e.g. {{\"type\": \"best_of_n\", \"n\": 8}})",
+                        Self::NAMES.join(", ")
+                    ),
+                ));
+            }
             let ty = Self::default_for(name)?.name();
             obj.insert("type".into(), serde_json::Value::String(ty.into()));
         }
@@ -256,17 +304,18 @@ impl StrategyConfig {
         {
             return Ok(outcome);
         }
+        // The search has finished: a stop asked for now ends the events, never the outcome.
         for (index, c) in outcome.candidates.iter().enumerate() {
-            observer.emit(Event::Candidate {
+            observer.notify(Event::Candidate {
                 index,
                 answer: c.answer.clone(),
                 score: c.score,
-            })?;
+            });
         }
-        observer.emit(Event::Done {
+        observer.notify(Event::Done {
             answer: outcome.answer.clone(),
             score: outcome.score,
-        })?;
+        });
         Ok(outcome)
     }
 }
@@ -368,6 +417,20 @@ impl<'a> Observer<'a> {
             }
         }
         self.check()
+    }
+
+    /// Reports `event` about work that is already done, unless a stop was requested before; a
+    /// stop requested now only ends the events.
+    pub fn notify(&mut self, event: Event) {
+        use std::sync::atomic::Ordering;
+        if self.stop.load(Ordering::SeqCst) {
+            return;
+        }
+        if let Some(cb) = self.callback.as_mut() {
+            if cb(&event) == Flow::Stop {
+                self.stop.store(true, Ordering::SeqCst);
+            }
+        }
     }
 
     /// [`DecodeError::Cancelled`](crate::DecodeError::Cancelled) once a stop was requested.
@@ -517,4 +580,95 @@ pub struct TimelineEntry {
     /// For generated spans with a reference: whether that answer is right.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub correct: Option<bool>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field_of(json: &str) -> &'static str {
+        StrategyConfig::from_json("", json).expect_err(json).field
+    }
+
+    #[test]
+    fn every_count_and_budget_has_an_upper_bound() {
+        for (json, field) in [
+            (r#"{"type":"best_of_n","n":257}"#, "n"),
+            (r#"{"type":"best_of_n","max_tokens":131073}"#, "max_tokens"),
+            (r#"{"type":"self_correct","rounds":1000000}"#, "rounds"),
+            (
+                r#"{"type":"self_correct","max_tokens":4000000000}"#,
+                "max_tokens",
+            ),
+            (r#"{"type":"deepening","width":257}"#, "width"),
+            (
+                r#"{"type":"deepening","l0":200000,"total_budget":300000}"#,
+                "l0",
+            ),
+            (r#"{"type":"deepening","gamma":100.0}"#, "gamma"),
+            (
+                r#"{"type":"deepening","total_budget":4000000000}"#,
+                "total_budget",
+            ),
+            (r#"{"type":"mcts","k":65}"#, "k"),
+            (
+                r#"{"type":"mcts","budget":{"tokens":10000001}}"#,
+                "budget.tokens",
+            ),
+            (
+                r#"{"type":"mcts","budget":{"forward_passes":100000001}}"#,
+                "budget.forward_passes",
+            ),
+            (
+                r#"{"type":"mcts","budget":{"wall_ms":86400001}}"#,
+                "budget.wall_ms",
+            ),
+            (
+                r#"{"type":"mcts","budget":{"iterations":100001}}"#,
+                "budget.iterations",
+            ),
+            (
+                r#"{"type":"mcts","rollout":{"alpha":0.5,"max_tokens":200000}}"#,
+                "rollout.max_tokens",
+            ),
+            (
+                r#"{"type":"mcts","step":{"max_tokens":200000}}"#,
+                "step.max_tokens",
+            ),
+            (
+                r#"{"type":"beam","step":{"max_depth":1025}}"#,
+                "step.max_depth",
+            ),
+            (r#"{"type":"beam","step":{"retries":17}}"#, "step.retries"),
+            (
+                r#"{"type":"beam","step":{"min_chars":100001}}"#,
+                "step.min_chars",
+            ),
+            (r#"{"type":"beam","width":65}"#, "width"),
+            (r#"{"type":"beam","expansions":65}"#, "expansions"),
+        ] {
+            assert_eq!(field_of(json), field, "{json}");
+        }
+        // The bounds themselves are accepted.
+        for json in [
+            r#"{"type":"self_correct","rounds":16}"#,
+            r#"{"type":"mcts","budget":{"tokens":10000000,"iterations":100000}}"#,
+            r#"{"type":"best_of_n","max_tokens":131072}"#,
+        ] {
+            StrategyConfig::from_json("", json).expect(json);
+        }
+    }
+
+    #[test]
+    fn a_missing_type_is_named_with_the_spellings_type_takes() {
+        let e = StrategyConfig::from_json("", "{}").unwrap_err();
+        assert!(e.reason.contains("\"type\" is missing"), "{e}");
+        for name in StrategyConfig::NAMES {
+            assert!(e.reason.contains(name), "{e}");
+            let json = format!(r#"{{"type":"{name}"}}"#);
+            assert_eq!(StrategyConfig::from_json("", &json).unwrap().name(), *name);
+        }
+        let e = StrategyConfig::default_for("magic").unwrap_err();
+        assert!(e.reason.contains("best_of_n, self_correct"), "{e}");
+    }
 }

@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Candidate, EntryKind, Outcome, Problem, PromptConfig, TimelineEntry};
+use super::{limits, Candidate, EntryKind, Outcome, Problem, PromptConfig, TimelineEntry};
 use crate::error::{ConfigError, Error};
 use crate::lm::{user_turn_tokens, GenRequest, Lm, Node, SamplingParams};
 use crate::reward::answer;
@@ -78,12 +78,19 @@ impl SelfCorrectConfig {
                 "0 revision rounds is a single attempt; use best_of_n with n=1, or rounds >= 1",
             ));
         }
+        ConfigError::check_range("rounds", self.rounds, 1..=limits::MAX_ROUNDS, "rounds")?;
         if self.max_tokens == 0 {
             return Err(ConfigError::new(
                 "max_tokens",
                 "0 would generate nothing; ask for at least 1 token",
             ));
         }
+        ConfigError::check_range(
+            "max_tokens",
+            self.max_tokens,
+            1..=limits::MAX_TOKENS,
+            "tokens",
+        )?;
         if self.revision_prompt.trim().is_empty() {
             return Err(ConfigError::new(
                 "revision_prompt",

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Candidate, Event, Observer, Outcome, Problem, PromptConfig};
+use super::{limits, Candidate, Event, Observer, Outcome, Problem, PromptConfig};
 use crate::error::{ConfigError, Error};
 use crate::lm::{FinishReason, GenRequest, Lm, Node, SamplingParams, Usage};
 use crate::reward::answer;
@@ -50,21 +50,39 @@ impl Budget {
     /// # Errors
     /// [`ConfigError`] naming the field.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let limits = [
-            ("budget.tokens", self.tokens),
-            ("budget.forward_passes", self.forward_passes),
-            ("budget.wall_ms", self.wall_ms),
-            ("budget.iterations", self.iterations.map(u64::from)),
+        let set = [
+            (
+                "budget.tokens",
+                self.tokens,
+                limits::MAX_BUDGET_TOKENS,
+                "tokens",
+            ),
+            (
+                "budget.forward_passes",
+                self.forward_passes,
+                limits::MAX_FORWARD_PASSES,
+                "forward passes",
+            ),
+            ("budget.wall_ms", self.wall_ms, limits::MAX_WALL_MS, "ms"),
+            (
+                "budget.iterations",
+                self.iterations.map(u64::from),
+                u64::from(limits::MAX_ITERATIONS),
+                "iterations",
+            ),
         ];
-        for (field, limit) in limits {
+        for (field, limit, max, unit) in set {
             if limit == Some(0) {
                 return Err(ConfigError::new(
                     field,
                     "a zero budget allows no work; give a positive limit or null for none",
                 ));
             }
+            if let Some(l) = limit {
+                ConfigError::check_range(field, l, 1..=max, unit)?;
+            }
         }
-        if limits.iter().all(|(_, l)| l.is_none()) {
+        if set.iter().all(|(_, l, _, _)| l.is_none()) {
             return Err(ConfigError::new(
                 "budget",
                 "no limit is set, so the search could run forever; set tokens, forward_passes, wall_ms or iterations",
@@ -174,6 +192,25 @@ impl StepConfig {
                 "0 allows no step; use at least 1",
             ));
         }
+        ConfigError::check_range(
+            "step.max_tokens",
+            self.max_tokens,
+            1..=limits::MAX_TOKENS,
+            "tokens",
+        )?;
+        ConfigError::check_range(
+            "step.max_depth",
+            self.max_depth,
+            1..=limits::MAX_DEPTH,
+            "steps",
+        )?;
+        ConfigError::check_range("step.retries", self.retries, 0..=limits::MAX_RETRIES, "")?;
+        ConfigError::check_range(
+            "step.min_chars",
+            self.min_chars,
+            0..=limits::MAX_MIN_CHARS,
+            "characters",
+        )?;
         self.sampling.validate()
     }
 }

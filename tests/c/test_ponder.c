@@ -13,30 +13,7 @@
 #include <time.h>
 
 #include "ponder.h"
-
-static int failures = 0;
-
-#define CHECK(cond)                                                            \
-  do {                                                                         \
-    if (!(cond)) {                                                             \
-      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-      failures++;                                                              \
-    }                                                                          \
-  } while (0)
-
-#define CHECK_STATUS(expr, want)                                               \
-  do {                                                                         \
-    ponder_status got_ = (expr);                                               \
-    if (got_ != (want)) {                                                      \
-      char msg_[512];                                                          \
-      size_t n_ = 0;                                                           \
-      ponder_last_error(msg_, sizeof msg_, &n_);                               \
-      fprintf(stderr, "%s:%d: %s gave %u (%s: %s), wanted %u\n", __FILE__,     \
-              __LINE__, #expr, (unsigned)got_, ponder_status_message(got_),    \
-              msg_, (unsigned)(want));                                         \
-      failures++;                                                              \
-    }                                                                          \
-  } while (0)
+#include "check.h"
 
 static ponder_status solve(ponder_engine *e, const char *question,
                            const char *strategy, ponder_event_callback cb,
@@ -91,11 +68,61 @@ static void test_static_functions(void) {
   snprintf(want, sizeof want, "%d.%d.%d", PONDER_VERSION_MAJOR,
            PONDER_VERSION_MINOR, PONDER_VERSION_PATCH);
   CHECK(strcmp(ponder_version(), want) == 0);
-  for (unsigned s = 0; s <= PONDER_STATUS_UNSUPPORTED; s++) {
+  for (unsigned s = 0; s <= PONDER_STATUS_REENTRANT; s++) {
     const char *m = ponder_status_message(s);
     CHECK(m != NULL && strlen(m) > 0);
   }
   CHECK(strcmp(ponder_status_message(9999), "unknown status") == 0);
+}
+
+static ponder_status engine_new(const char *config, ponder_engine **e) {
+  return ponder_engine_new(config, strlen(config), e);
+}
+
+/* The last error's text as C sees it: all of it (no NUL inside), NUL-terminated. */
+static void last_error_text(char *buf, size_t len) {
+  size_t n = 0;
+  CHECK_STATUS(ponder_last_error(buf, len, &n), PONDER_STATUS_OK);
+  CHECK(strlen(buf) == n);
+}
+
+/* Engine configs: only an object; JSON errors however deep; every range checked before the
+ * model is loaded (the model path does not exist, so a check after loading would say so). */
+static void test_engine_config_shapes_and_ranges(void) {
+  ponder_engine *e = NULL;
+  char msg[1024];
+  CHECK_STATUS(engine_new("[]", &e), PONDER_STATUS_INVALID_CONFIG);
+  CHECK_STATUS(engine_new("[null, \"/x.gguf\"]", &e), PONDER_STATUS_INVALID_CONFIG);
+  CHECK_STATUS(engine_new("\"/x.gguf\"", &e), PONDER_STATUS_INVALID_CONFIG);
+  last_error_text(msg, sizeof msg);
+  CHECK(strstr(msg, "object") != NULL);
+  size_t deep_n = 100000;
+  char *deep = malloc(deep_n);
+  memset(deep, '[', deep_n);
+  CHECK_STATUS(ponder_engine_new(deep, deep_n, &e), PONDER_STATUS_INVALID_JSON);
+  free(deep);
+  const char *too_many_threads =
+      "{\"model\":\"/nonexistent/model.gguf\",\"n_threads\":100000}";
+  CHECK_STATUS(engine_new(too_many_threads, &e), PONDER_STATUS_INVALID_CONFIG);
+  last_error_text(msg, sizeof msg);
+  CHECK(strstr(msg, "n_threads") != NULL);
+  CHECK_STATUS(engine_new("{\"model\":\"/nonexistent/model.gguf\",\"n_seq_max\":1000}", &e),
+               PONDER_STATUS_INVALID_CONFIG);
+  CHECK_STATUS(engine_new("{\"model\":\"/nonexistent/model.gguf\",\"n_ctx\":4}", &e),
+               PONDER_STATUS_INVALID_CONFIG);
+  CHECK_STATUS(engine_new("{\"model\":\"/nonexistent/model.gguf\",\"n_ctx\":4000000000}", &e),
+               PONDER_STATUS_INVALID_CONFIG);
+  /* A NUL inside the path: the message reaches C whole. */
+  CHECK_STATUS(engine_new("{\"model\":\"/tmp/a\\u0000b.gguf\"}", &e),
+               PONDER_STATUS_MODEL_LOAD_FAILED);
+  last_error_text(msg, sizeof msg);
+  CHECK(strstr(msg, "a\\0b.gguf") != NULL);
+  /* A URL without a host is a config error at once, not a failed request. */
+  CHECK_STATUS(engine_new("{\"backend\":\"remote\",\"remote\":{\"urls\":[\"http://\"]}}", &e),
+               PONDER_STATUS_INVALID_CONFIG);
+  last_error_text(msg, sizeof msg);
+  CHECK(strstr(msg, "http://") != NULL && strstr(msg, "host") != NULL);
+  CHECK(e == NULL);
 }
 
 static void test_null_and_bad_arguments(void) {
@@ -143,6 +170,8 @@ static void test_null_and_bad_arguments(void) {
   CHECK_STATUS(ponder_last_error(buf, sizeof buf, NULL),
                PONDER_STATUS_NULL_ARGUMENT);
 
+  test_engine_config_shapes_and_ranges();
+
   CHECK_STATUS(solve(NULL, QUESTION, TINY_BEST_OF_N, NULL, NULL, &o),
                PONDER_STATUS_NULL_ARGUMENT);
   CHECK_STATUS(ponder_engine_cancel(NULL), PONDER_STATUS_NULL_ARGUMENT);
@@ -176,7 +205,96 @@ static void test_solve_arguments(ponder_engine *e) {
                PONDER_STATUS_INVALID_CONFIG);
   CHECK_STATUS(solve(e, "   ", TINY_BEST_OF_N, NULL, NULL, &o),
                PONDER_STATUS_INVALID_CONFIG);
+  /* No type: say so, in the spelling "type" takes. */
+  char msg[1024];
+  CHECK_STATUS(solve(e, QUESTION, "{}", NULL, NULL, &o), PONDER_STATUS_INVALID_CONFIG);
+  last_error_text(msg, sizeof msg);
+  CHECK(strstr(msg, "\"type\" is missing") != NULL && strstr(msg, "best_of_n") != NULL);
+  /* Every count and budget has a range: nothing can run practically forever. */
+  const char *out_of_range[] = {
+      "{\"type\":\"self_correct\",\"rounds\":1000000}",
+      "{\"type\":\"best_of_n\",\"max_tokens\":100000000}",
+      "{\"type\":\"deepening\",\"total_budget\":4000000000}",
+      "{\"type\":\"mcts\",\"budget\":{\"tokens\":1000000000000}}",
+      "{\"type\":\"mcts\",\"budget\":{\"iterations\":1000000000}}",
+      "{\"type\":\"beam\",\"budget\":{\"wall_ms\":1000000000000}}",
+      "{\"type\":\"beam\",\"step\":{\"max_depth\":100000}}",
+      "{\"type\":\"mcts\",\"step\":{\"retries\":1000}}",
+  };
+  for (size_t i = 0; i < sizeof out_of_range / sizeof out_of_range[0]; i++) {
+    CHECK_STATUS(solve(e, QUESTION, out_of_range[i], NULL, NULL, &o),
+                 PONDER_STATUS_INVALID_CONFIG);
+  }
   CHECK(o == NULL);
+}
+
+/* Stopping on events that come after the search finished ends the events, not the solve. */
+struct stop_on {
+  ponder_event_kind kind;
+  int seen;
+  int after;
+};
+
+static int stop_on_kind(void *userdata, const ponder_event *ev) {
+  struct stop_on *s = userdata;
+  if (s->seen) {
+    s->after++;
+    return 0;
+  }
+  if (ev->kind == s->kind) {
+    s->seen = 1;
+    return 1;
+  }
+  return 0;
+}
+
+static void test_stop_after_the_search_finished(ponder_engine *e, const char *strategy) {
+  ponder_event_kind kinds[] = {PONDER_EVENT_KIND_CANDIDATE, PONDER_EVENT_KIND_DONE};
+  for (int i = 0; i < 2; i++) {
+    struct stop_on s = {kinds[i], 0, 0};
+    ponder_outcome *o = NULL;
+    CHECK_STATUS(solve(e, QUESTION, strategy, stop_on_kind, &s, &o), PONDER_STATUS_OK);
+    CHECK(s.seen == 1);
+    CHECK(s.after == 0); /* no events after the stop */
+    CHECK(o != NULL);
+    size_t n = 0;
+    CHECK_STATUS(ponder_outcome_text(o, NULL, 0, &n), PONDER_STATUS_BUFFER_TOO_SMALL);
+    ponder_outcome_free(o);
+  }
+}
+
+/* A solve on the same engine from inside its own callback is refused at once. */
+struct reentry {
+  ponder_engine *engine;
+  ponder_status status;
+  ponder_outcome *inner;
+  int calls;
+};
+
+static int solve_again(void *userdata, const ponder_event *ev) {
+  struct reentry *r = userdata;
+  if (ev->kind == PONDER_EVENT_KIND_DONE) {
+    r->calls++;
+    r->status = solve(r->engine, QUESTION, TINY_BEST_OF_N, NULL, NULL, &r->inner);
+    /* Cancelling from the callback is allowed (and here too late to matter). */
+    CHECK_STATUS(ponder_engine_cancel(r->engine), PONDER_STATUS_OK);
+  }
+  return 0;
+}
+
+static void test_solve_from_own_callback(ponder_engine *e, const char *strategy) {
+  struct reentry r = {e, PONDER_STATUS_OK, NULL, 0};
+  ponder_outcome *o = NULL;
+  CHECK_STATUS(solve(e, QUESTION, strategy, solve_again, &r, &o), PONDER_STATUS_OK);
+  CHECK(r.calls == 1);
+  CHECK(r.status == PONDER_STATUS_REENTRANT);
+  CHECK(r.inner == NULL);
+  char msg[512];
+  last_error_text(msg, sizeof msg);
+  ponder_outcome_free(o);
+  /* The engine is usable afterwards. */
+  CHECK_STATUS(solve(e, QUESTION, strategy, NULL, NULL, &o), PONDER_STATUS_OK);
+  ponder_outcome_free(o);
 }
 
 static void test_outcome(ponder_engine *e, const char *strategy, int tree) {
@@ -269,6 +387,27 @@ static void *cancel_later(void *arg) {
   return NULL;
 }
 
+struct waiter {
+  ponder_engine *engine;
+  ponder_status status;
+  ponder_outcome *out;
+};
+
+static void *long_solve(void *arg) {
+  struct waiter *w = arg;
+  const char *big = "{\"type\":\"best_of_n\",\"n\":4,\"max_tokens\":4000,"
+                    "\"rerank\":\"logprob\"}";
+  w->status = solve(w->engine, "Write a very long story about a dragon.", big, NULL,
+                    NULL, &w->out);
+  return NULL;
+}
+
+static void *short_solve(void *arg) {
+  struct waiter *w = arg;
+  w->status = solve(w->engine, QUESTION, TINY_BEST_OF_N, NULL, NULL, &w->out);
+  return NULL;
+}
+
 static void test_cancel_from_another_thread(ponder_engine *e, int delay_ms) {
   /* Far more work than the delay allows. */
   const char *big = "{\"type\":\"best_of_n\",\"n\":4,\"max_tokens\":4000,"
@@ -282,6 +421,24 @@ static void test_cancel_from_another_thread(ponder_engine *e, int delay_ms) {
                PONDER_STATUS_CANCELLED);
   CHECK(o == NULL);
   pthread_join(t, NULL);
+  /* A solve cancelled while it waits for the engine: CANCELLED, and *out set to NULL. */
+  struct waiter w = {e, PONDER_STATUS_OK, (ponder_outcome *)&w};
+  struct canceller c2 = {e, 1500};
+  pthread_t busy, waiting;
+  CHECK(pthread_create(&t, NULL, cancel_later, &c2) == 0);
+  CHECK(pthread_create(&busy, NULL, long_solve, &w) == 0);
+  struct timespec ts = {0, 300L * 1000000L};
+  nanosleep(&ts, NULL);
+  ponder_outcome *waiting_out = (ponder_outcome *)&c2; /* not NULL: must be overwritten */
+  struct waiter w2 = {e, PONDER_STATUS_OK, waiting_out};
+  CHECK(pthread_create(&waiting, NULL, short_solve, &w2) == 0);
+  pthread_join(busy, NULL);
+  pthread_join(waiting, NULL);
+  pthread_join(t, NULL);
+  CHECK_STATUS(w.status, PONDER_STATUS_CANCELLED);
+  CHECK(w.out == NULL);
+  CHECK_STATUS(w2.status, PONDER_STATUS_CANCELLED);
+  CHECK(w2.out == NULL);
   /* A later solve is not affected. */
   CHECK_STATUS(solve(e, QUESTION, TINY_BEST_OF_N, NULL, NULL, &o),
                PONDER_STATUS_OK);
@@ -376,10 +533,14 @@ int main(int argc, char **argv) {
   if (light) {
     test_outcome(e, TINY, 0);
     test_cancel_from_callback(e, TINY);
+    test_solve_from_own_callback(e, TINY);
   } else {
     test_outcome(e, SMALL_MCTS, 1);
     test_outcome(e, TINY_BEST_OF_N, 0);
     test_cancel_from_callback(e, SMALL_MCTS);
+    test_stop_after_the_search_finished(e, TINY_BEST_OF_N);
+    test_stop_after_the_search_finished(e, SMALL_MCTS);
+    test_solve_from_own_callback(e, TINY_BEST_OF_N);
     test_cancel_from_another_thread(e, 300);
     test_eight_threads_on_one_engine(e);
   }
