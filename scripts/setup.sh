@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent set-up for a fresh machine: build tools for llama.cpp and the default model;
-# with --test-models also the second test architecture (Gemma-3-270M).
+# with --test-models also the second test architecture (Gemma-3-270M) and the reasoner
+# (Qwen2.5-Coder-0.5B-Instruct); with --reasoner the reasoner alone.
 # Installs only what is missing; safe to run any number of times.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -846,6 +846,11 @@ impl LlamaLm {
         let mut last: Vec<Option<Arc<[f32]>>> = vec![None; entries.len()];
         let mut logprobs: Vec<Vec<f32>> = vec![Vec::new(); entries.len()];
         for chunk in items.chunks(self.n_batch) {
+            // Before every forward pass, also between the chunks of one long prefill and between
+            // the waves of a wide call: a cancelled solve stops within one `llama_decode`.
+            if self.interrupted() {
+                return Err(DecodeError::Cancelled);
+            }
             loop {
                 self.batch.clear();
                 for item in chunk {

@@ -19,8 +19,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{ConfigError, DecodeError};
 
-/// A check the backend calls before every forward pass; when it returns true, the operation in
-/// progress stops with [`DecodeError::Cancelled`] (its new nodes released).
+/// A check the backend calls before every forward pass (llama.cpp: before each `llama_decode`,
+/// also between the chunks of one long prefill; remote: before each HTTP attempt and during
+/// backoff, so a request already sent runs to its end, at most `timeout_ms`); when it returns
+/// true, the operation in progress stops with [`DecodeError::Cancelled`] (its new nodes
+/// released).
 pub type Interrupt = std::sync::Arc<dyn Fn() -> bool + Send + Sync>;
 
 /// A token id of the model's vocabulary.
