@@ -163,11 +163,58 @@ fn solve_rejects_bad_strategy_input_clearly() {
             "unknown field",
         ),
         (vec!["solve", "   "], "invalid question"),
+        (
+            vec!["solve", "--config", "no/such/config.json", "q"],
+            "file not found",
+        ),
+        (
+            vec![
+                "solve",
+                "--config",
+                r#"{"type": "mcts"}"#,
+                "--strategy",
+                "best-of-n",
+                "q",
+            ],
+            "contradicts",
+        ),
     ] {
         let out = ponder(&args);
         assert_eq!(out.status.code(), Some(1), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn a_dataset_without_one_valid_line_is_an_error_before_any_work() {
+    let dir = common::scratch("cli-no-valid-lines");
+    let csv = dir.join("data.csv");
+    std::fs::write(&csv, "question,answer\nWhat is 2 + 3?,5\n").unwrap();
+    let array = dir.join("data.json");
+    std::fs::write(&array, r#"[{"question": "What is 2 + 3?", "answer": "5"}]"#).unwrap();
+    for input in [&csv, &array] {
+        let out = ponder(&["eval", "--dataset", input.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("no valid lines") && err.contains("JSONL"),
+            "{err}"
+        );
+        let output = dir.join("out");
+        let out = ponder(&[
+            "synth",
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            output.to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("no valid lines"),
+            "{out:?}"
+        );
+        assert!(!output.exists(), "no output is written");
     }
 }
 

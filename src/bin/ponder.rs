@@ -97,9 +97,10 @@ struct SynthArgs {
 
 #[derive(Args)]
 struct StrategyArgs {
-    /// The strategy: best-of-n, self-correct, deepening, mcts, beam.
-    #[arg(long, default_value = "best-of-n")]
-    strategy: String,
+    /// The strategy: best-of-n, self-correct, deepening, mcts, beam [default: best-of-n, or the
+    /// "type" of --config].
+    #[arg(long)]
+    strategy: Option<String>,
     /// The strategy's configuration: a JSON object or a file holding one (fields of the
     /// strategy, or a whole {"type": …} object). The flags below override it.
     #[arg(long)]
@@ -129,7 +130,8 @@ struct StrategyArgs {
     /// Beams kept per level (beam).
     #[arg(long)]
     width: Option<u32>,
-    /// Generated tokens for the whole search, at most (mcts, beam).
+    /// Generated tokens for the whole search (mcts, beam): a limit checked before each batch
+    /// step, so the search may end up to one batch of steps past it.
     #[arg(long)]
     budget: Option<u64>,
     /// Base seed.
@@ -139,18 +141,41 @@ struct StrategyArgs {
 
 impl StrategyArgs {
     fn resolve(&self) -> Result<StrategyConfig, ConfigError> {
+        let strategy = self.strategy.as_deref().unwrap_or("best-of-n");
         let mut config = match &self.config {
-            None => StrategyConfig::default_for(&self.strategy)?,
+            None => StrategyConfig::default_for(strategy)?,
             Some(text) => {
-                let path = std::path::Path::new(text);
-                let json = if !text.trim_start().starts_with('{') && path.is_file() {
-                    std::fs::read_to_string(path).map_err(|e| {
-                        ConfigError::new("config", format!("cannot read {text}: {e}"))
-                    })?
-                } else {
+                // JSON starts with `{`; anything else names a file.
+                let json = if text.trim_start().starts_with('{') {
                     text.clone()
+                } else {
+                    std::fs::read_to_string(text).map_err(|e| {
+                        let why = match e.kind() {
+                            std::io::ErrorKind::NotFound => "file not found".to_string(),
+                            _ => e.to_string(),
+                        };
+                        ConfigError::new(
+                            "config",
+                            format!(
+                                "cannot read {text}: {why} (give a JSON object, or the path of a file holding one)"
+                            ),
+                        )
+                    })?
                 };
-                StrategyConfig::from_json(&self.strategy, &json)?
+                let config = StrategyConfig::from_json(strategy, &json)?;
+                if let Some(flag) = &self.strategy {
+                    let named = StrategyConfig::default_for(flag)?.name();
+                    if named != config.name() {
+                        return Err(ConfigError::new(
+                            "strategy",
+                            format!(
+                                "--strategy {flag} contradicts the config's \"type\": \"{}\"; give one of them",
+                                config.name()
+                            ),
+                        ));
+                    }
+                }
+                config
             }
         };
         let only = |flag: &str, strategy: &str| {
@@ -803,25 +828,38 @@ fn print_outcome(o: &Outcome) {
     );
 }
 
-fn run_eval(args: &EvalArgs) -> ponder::Result<()> {
-    let strategy = args.strategy.resolve()?;
-    let (mut problems, line_errors) = eval::read_dataset(&args.dataset).map_err(|e| {
-        ConfigError::new(
-            "dataset",
-            format!("cannot read {}: {e}", args.dataset.display()),
-        )
-    })?;
+/// The problems of a JSONL dataset (the first `limit`), each bad line reported on stderr; a file
+/// with no valid line at all is an error, before any model is loaded or output written.
+fn read_problems(
+    path: &std::path::Path,
+    field: &'static str,
+    limit: Option<usize>,
+) -> ponder::Result<(Vec<Problem>, Vec<eval::LineError>)> {
+    let (mut problems, line_errors) = eval::read_dataset(path)
+        .map_err(|e| ConfigError::new(field, format!("cannot read {}: {e}", path.display())))?;
     for e in &line_errors {
-        eprintln!(
-            "{}:{}: skipped: {}",
-            args.dataset.display(),
-            e.line,
-            e.message
-        );
+        eprintln!("{}:{}: skipped: {}", path.display(), e.line, e.message);
     }
-    if let Some(k) = args.limit {
+    if problems.is_empty() {
+        return Err(ConfigError::new(
+            field,
+            format!(
+                "{} has no valid lines ({} skipped): it must be JSONL, one object per line with \"question\" (and \"answer\", \"id\"), e.g. {{\"id\": \"1\", \"question\": \"What is 2 + 3?\", \"answer\": \"5\"}}",
+                path.display(),
+                line_errors.len()
+            ),
+        )
+        .into());
+    }
+    if let Some(k) = limit {
         problems.truncate(k);
     }
+    Ok((problems, line_errors))
+}
+
+fn run_eval(args: &EvalArgs) -> ponder::Result<()> {
+    let strategy = args.strategy.resolve()?;
+    let (problems, line_errors) = read_problems(&args.dataset, "dataset", args.limit)?;
     let engine = args.model.engine()?;
     let report = eval::run(&engine, &problems, line_errors, &strategy, |i, n, r| {
         let status = match (&r.error, r.correct) {
@@ -922,23 +960,7 @@ fn run_synth(args: &SynthArgs) -> ponder::Result<()> {
         oracle_guided: args.oracle_guided,
     };
     config.export.validate()?;
-    let (mut problems, line_errors) = eval::read_dataset(&args.input).map_err(|e| {
-        ConfigError::new(
-            "input",
-            format!("cannot read {}: {e}", args.input.display()),
-        )
-    })?;
-    for e in &line_errors {
-        eprintln!(
-            "{}:{}: skipped: {}",
-            args.input.display(),
-            e.line,
-            e.message
-        );
-    }
-    if let Some(k) = args.limit {
-        problems.truncate(k);
-    }
+    let (problems, line_errors) = read_problems(&args.input, "input", args.limit)?;
     let (engines, model) = args.model.engines_and_id(args.workers)?;
     let bar = if args.json {
         ProgressBar::hidden()

@@ -89,18 +89,7 @@ impl BestOfNConfig {
                 format!("{} samples is outside 1..=256", self.n),
             ));
         }
-        if self.max_tokens == 0 {
-            return Err(ConfigError::new(
-                "max_tokens",
-                "0 would generate nothing; ask for at least 1 token",
-            ));
-        }
-        ConfigError::check_range(
-            "max_tokens",
-            self.max_tokens,
-            1..=limits::MAX_TOKENS,
-            "tokens",
-        )?;
+        limits::check_max_tokens("max_tokens", self.max_tokens)?;
         self.sampling.validate()
     }
 }

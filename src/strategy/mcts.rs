@@ -201,18 +201,7 @@ impl MctsConfig {
                     format!("{} is outside [0, 1]", r.alpha),
                 ));
             }
-            if r.max_tokens == 0 {
-                return Err(ConfigError::new(
-                    "rollout.max_tokens",
-                    "0 would roll out nothing; ask for at least 1 token",
-                ));
-            }
-            ConfigError::check_range(
-                "rollout.max_tokens",
-                r.max_tokens,
-                1..=limits::MAX_TOKENS,
-                "tokens",
-            )?;
+            limits::check_max_tokens("rollout.max_tokens", r.max_tokens)?;
         }
         self.step.validate()?;
         self.budget.validate()

@@ -144,6 +144,20 @@ pub mod limits {
     pub const MAX_ITERATIONS: u32 = 100_000;
     /// Deepening's `gamma`: 1..=this.
     pub const MAX_GAMMA: f64 = 16.0;
+
+    /// Checks a per-generation token count `field` against 1..=[`MAX_TOKENS`].
+    pub(crate) fn check_max_tokens(
+        field: &'static str,
+        value: u32,
+    ) -> Result<(), crate::error::ConfigError> {
+        if value == 0 {
+            return Err(crate::error::ConfigError::new(
+                field,
+                "0 would generate nothing; ask for at least 1 token",
+            ));
+        }
+        crate::error::ConfigError::check_range(field, value, 1..=MAX_TOKENS, "tokens")
+    }
 }
 
 /// Every strategy's configuration, tagged by `"type"`.

@@ -79,18 +79,7 @@ impl SelfCorrectConfig {
             ));
         }
         ConfigError::check_range("rounds", self.rounds, 1..=limits::MAX_ROUNDS, "rounds")?;
-        if self.max_tokens == 0 {
-            return Err(ConfigError::new(
-                "max_tokens",
-                "0 would generate nothing; ask for at least 1 token",
-            ));
-        }
-        ConfigError::check_range(
-            "max_tokens",
-            self.max_tokens,
-            1..=limits::MAX_TOKENS,
-            "tokens",
-        )?;
+        limits::check_max_tokens("max_tokens", self.max_tokens)?;
         if self.revision_prompt.trim().is_empty() {
             return Err(ConfigError::new(
                 "revision_prompt",

@@ -180,24 +180,13 @@ impl StepConfig {
                 "give at least one non-empty delimiter (the default is a blank line, \"\\n\\n\")",
             ));
         }
-        if self.max_tokens == 0 {
-            return Err(ConfigError::new(
-                "step.max_tokens",
-                "0 would generate nothing; ask for at least 1 token",
-            ));
-        }
+        limits::check_max_tokens("step.max_tokens", self.max_tokens)?;
         if self.max_depth == 0 {
             return Err(ConfigError::new(
                 "step.max_depth",
                 "0 allows no step; use at least 1",
             ));
         }
-        ConfigError::check_range(
-            "step.max_tokens",
-            self.max_tokens,
-            1..=limits::MAX_TOKENS,
-            "tokens",
-        )?;
         ConfigError::check_range(
             "step.max_depth",
             self.max_depth,
