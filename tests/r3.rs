@@ -206,7 +206,7 @@ fn synth_with_r3_labels_pairs_and_filters() {
 }
 
 #[test]
-fn r3_with_a_tree_search_is_a_clear_error() {
+fn r3_with_a_tree_search_and_votes_on_text_answers_are_clear_errors() {
     let dir = scratch("errors");
     let input = open_dev(&dir, 1);
     let run = |extra: &[&str]| {
@@ -225,4 +225,17 @@ fn r3_with_a_tree_search_is_a_clear_error() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--strategy best-of-n"), "{err}");
+    // Refused before any model is loaded, for the dataset's text lines and for --answer-kind.
+    for extra in [
+        &["--rerank", "vote"][..],
+        &["--strategy", "deepening", "--answer-kind", "text"][..],
+    ] {
+        let out = run(extra);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("answer_kind") && err.contains("cannot be voted on"),
+            "{err}"
+        );
+    }
 }

@@ -125,12 +125,20 @@ enum RewardArg {
 const R3_TEMPLATE: &str = "{question}\n\nThink it through briefly, then finish with a line \"Answer:\" followed by your answer.";
 
 /// Sets every problem's answer kind from `--answer-kind` (which overrides the dataset's lines).
-fn apply_answer_kind(problems: &mut [Problem], kind: Option<&str>) -> ponder::Result<()> {
+/// Refuses, before any model is loaded, a strategy that cannot answer some problem's kind.
+fn apply_answer_kind(
+    problems: &mut [Problem],
+    kind: Option<&str>,
+    strategy: &StrategyConfig,
+) -> ponder::Result<()> {
     if let Some(kind) = kind {
         let kind = AnswerKind::parse(kind)?;
-        for p in problems {
+        for p in problems.iter_mut() {
             p.answer_kind = kind;
         }
+    }
+    for p in problems.iter() {
+        strategy.check_answer_kind(p.answer_kind)?;
     }
     Ok(())
 }
@@ -867,7 +875,7 @@ fn run_eval(args: &EvalArgs) -> ponder::Result<()> {
     if let Some(k) = args.limit {
         problems.truncate(k);
     }
-    apply_answer_kind(&mut problems, args.answer_kind.as_deref())?;
+    apply_answer_kind(&mut problems, args.answer_kind.as_deref(), &strategy)?;
     let engine = args.model.engine()?;
     let report = eval::run(&engine, &problems, line_errors, &strategy, |i, n, r| {
         let status = match (&r.error, r.correct) {
@@ -1007,7 +1015,7 @@ fn run_synth(args: &SynthArgs) -> ponder::Result<()> {
     if let Some(k) = args.limit {
         problems.truncate(k);
     }
-    apply_answer_kind(&mut problems, args.answer_kind.as_deref())?;
+    apply_answer_kind(&mut problems, args.answer_kind.as_deref(), &config.strategy)?;
     let (engines, model) = args.model.engines_and_id(args.workers)?;
     let bar = if args.json {
         ProgressBar::hidden()

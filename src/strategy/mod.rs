@@ -297,6 +297,23 @@ impl StrategyConfig {
         }
     }
 
+    /// Checks that the strategy can answer problems of `kind`: no vote over text answers.
+    ///
+    /// # Errors
+    /// [`ConfigError`] (field `answer_kind`) saying what to use instead.
+    pub fn check_answer_kind(&self, kind: AnswerKind) -> Result<(), ConfigError> {
+        if kind == AnswerKind::Text && self.votes() {
+            return Err(ConfigError::new(
+                "answer_kind",
+                format!(
+                    "{} picks its answer by a vote, and free-text answers cannot be voted on; for text answers use best-of-n with --rerank judge or logprob, self-correct, or mcts/beam answering by value",
+                    self.name()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Parses a configuration from JSON: either a whole `{"type": …, …}` object, or the fields of
     /// the strategy called `name` alone.
     ///
@@ -364,16 +381,7 @@ impl StrategyConfig {
     ) -> Result<Outcome, Error> {
         problem.validate()?;
         self.validate()?;
-        if problem.answer_kind == AnswerKind::Text && self.votes() {
-            return Err(ConfigError::new(
-                "answer_kind",
-                format!(
-                    "{} picks its answer by a vote, and free-text answers cannot be voted on; for text answers use best-of-n with --rerank judge or logprob, self-correct, or mcts/beam answering by value",
-                    self.name()
-                ),
-            )
-            .into());
-        }
+        self.check_answer_kind(problem.answer_kind)?;
         let outcome = match self {
             Self::BestOfN(c) => best_of_n::run(c, lm, problem),
             Self::SelfCorrect(c) => self_correct::run(c, lm, problem),
