@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::engine::Engine;
 use crate::lm::Usage;
 use crate::reward::{answer, vote};
-use crate::strategy::{Outcome, Problem, StrategyConfig};
+use crate::strategy::{AnswerKind, Outcome, Problem, StrategyConfig};
 
 /// A dataset line that could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,6 +86,15 @@ pub fn parse_problem(line: &str) -> Result<Problem, String> {
         question,
         answer: obj.get("answer").and_then(scalar),
         oracle_guided: false,
+        answer_kind: match obj.get("answer_kind") {
+            None => AnswerKind::Numeric,
+            Some(serde_json::Value::String(k)) => {
+                AnswerKind::parse(k).map_err(|e| format!("\"answer_kind\": {}", e.reason))?
+            }
+            Some(_) => {
+                return Err("\"answer_kind\" is not a string; use \"numeric\" or \"text\"".into())
+            }
+        },
     })
 }
 

@@ -13,7 +13,8 @@ use ponder::lm::{
     RemoteOptions, SamplingParams, Usage, DEFAULT_MODEL_PATH,
 };
 use ponder::strategy::{
-    EntryKind, Outcome, Problem, Rerank, SearchTree, StopReason, StrategyConfig,
+    AnswerKind, EntryKind, Outcome, Problem, PromptConfig, Rerank, SearchTree, StopReason,
+    StrategyConfig,
 };
 use ponder::synth::{self, SynthConfig};
 use ponder::trace::export::{ExportOptions, Format, LabelKind};
@@ -93,6 +94,53 @@ struct SynthArgs {
     /// No progress bar; print the summary as JSON.
     #[arg(long)]
     json: bool,
+    /// Kind of the reference answers: numeric or text (free text: a rewritten sentence, a
+    /// phrase). Overrides the dataset lines' own "answer_kind".
+    #[arg(long)]
+    answer_kind: Option<String>,
+    /// A reference-based reward computed on every candidate: `r3` (DRO's Reasoning Reflection
+    /// Reward; best-of-n only). It labels candidates and ranks preference pairs; it steers the
+    /// pick only with --oracle-guided. Without --config, best-of-n is asked to end with a line
+    /// "Answer: …".
+    #[arg(long, value_enum)]
+    reward: Option<RewardArg>,
+    /// With --reward r3: DRO's filter; problems whose R3 spread across candidates is below this
+    /// get no training records (the summary says how many and why).
+    #[arg(long, default_value_t = 0.0)]
+    r3_min_spread: f64,
+    /// With --reward r3: the text that introduces the answer; the reference is scored after it.
+    #[arg(long, default_value = ponder::reward::r3::DEFAULT_MARKER)]
+    r3_marker: String,
+}
+
+/// A reference-based reward for `synth --reward`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum RewardArg {
+    /// DRO's Reasoning Reflection Reward.
+    R3,
+}
+
+/// The best-of-n prompt `--reward r3` uses when no --config is given: R3 scores the reference
+/// after the line "Answer:".
+const R3_TEMPLATE: &str = "{question}\n\nThink it through briefly, then finish with a line \"Answer:\" followed by your answer.";
+
+/// Sets every problem's answer kind from `--answer-kind` (which overrides the dataset's lines).
+/// Refuses, before any model is loaded, a strategy that cannot answer some problem's kind.
+fn apply_answer_kind(
+    problems: &mut [Problem],
+    kind: Option<&str>,
+    strategy: &StrategyConfig,
+) -> ponder::Result<()> {
+    if let Some(kind) = kind {
+        let kind = AnswerKind::parse(kind)?;
+        for p in problems.iter_mut() {
+            p.answer_kind = kind;
+        }
+    }
+    for p in problems.iter() {
+        strategy.check_answer_kind(p.answer_kind)?;
+    }
+    Ok(())
 }
 
 #[derive(Args)]
@@ -319,6 +367,10 @@ struct EvalArgs {
     /// Print the report as JSON (progress still goes to stderr).
     #[arg(long)]
     json: bool,
+    /// Kind of the reference answers: numeric or text. Overrides the dataset lines' own
+    /// "answer_kind".
+    #[arg(long)]
+    answer_kind: Option<String>,
 }
 
 #[derive(Args)]
@@ -658,6 +710,7 @@ fn solve(args: &SolveArgs) -> ponder::Result<()> {
         question: args.question.clone(),
         answer: args.answer.clone(),
         oracle_guided: false,
+        answer_kind: ponder::strategy::AnswerKind::Numeric,
     };
     problem.validate()?;
     if args.tree.is_some() && !matches!(strategy.name(), "mcts" | "beam") {
@@ -859,7 +912,8 @@ fn read_problems(
 
 fn run_eval(args: &EvalArgs) -> ponder::Result<()> {
     let strategy = args.strategy.resolve()?;
-    let (problems, line_errors) = read_problems(&args.dataset, "dataset", args.limit)?;
+    let (mut problems, line_errors) = read_problems(&args.dataset, "dataset", args.limit)?;
+    apply_answer_kind(&mut problems, args.answer_kind.as_deref(), &strategy)?;
     let engine = args.model.engine()?;
     let report = eval::run(&engine, &problems, line_errors, &strategy, |i, n, r| {
         let status = match (&r.error, r.correct) {
@@ -934,7 +988,29 @@ fn run_eval(args: &EvalArgs) -> ponder::Result<()> {
 }
 
 fn run_synth(args: &SynthArgs) -> ponder::Result<()> {
-    let strategy = args.strategy.resolve()?;
+    let mut strategy = args.strategy.resolve()?;
+    if args.reward == Some(RewardArg::R3) {
+        let StrategyConfig::BestOfN(c) = &mut strategy else {
+            return Err(ConfigError::new(
+                "reward",
+                format!(
+                    "--reward r3 scores sampled candidates while they are in the cache, which best-of-n does; {} does not support it (use --strategy best-of-n)",
+                    strategy.name()
+                ),
+            )
+            .into());
+        };
+        if args.strategy.config.is_none() && c.prompt == PromptConfig::default() {
+            c.prompt.template = R3_TEMPLATE.into();
+        }
+        c.r3 = Some(ponder::reward::r3::R3Config {
+            marker: args.r3_marker.clone(),
+            min_spread: args.r3_min_spread,
+        });
+        strategy.validate()?;
+    } else if args.r3_min_spread != 0.0 {
+        return Err(ConfigError::new("r3_min_spread", "applies with --reward r3 only").into());
+    }
     let formats = Format::parse_list(&args.formats)?;
     let labels = match args.labels.as_str() {
         "float" => LabelKind::Float,
@@ -960,7 +1036,8 @@ fn run_synth(args: &SynthArgs) -> ponder::Result<()> {
         oracle_guided: args.oracle_guided,
     };
     config.export.validate()?;
-    let (problems, line_errors) = read_problems(&args.input, "input", args.limit)?;
+    let (mut problems, line_errors) = read_problems(&args.input, "input", args.limit)?;
+    apply_answer_kind(&mut problems, args.answer_kind.as_deref(), &config.strategy)?;
     let (engines, model) = args.model.engines_and_id(args.workers)?;
     let bar = if args.json {
         ProgressBar::hidden()
@@ -1023,6 +1100,20 @@ fn run_synth(args: &SynthArgs) -> ponder::Result<()> {
             summary.balance_score.map_or("n/a".into(), |a| format!("{a:.3}")),
         );
         println!("records: {}", records.join(" · "));
+        if let Some(f) = &summary.r3 {
+            let dropped: Vec<String> = f.dropped.iter().map(|(k, v)| format!("{v} {k}")).collect();
+            println!(
+                "R3 filter (min spread {}): kept {} · dropped {} · mean spread {}",
+                f.min_spread,
+                f.kept,
+                if dropped.is_empty() {
+                    "0".into()
+                } else {
+                    dropped.join(", ")
+                },
+                f.mean_spread.map_or("n/a".into(), |m| format!("{m:.3}")),
+            );
+        }
         println!(
             "tokens: generated {} · processed {} · {:.1} s · written to {}",
             summary.generated_tokens,

@@ -44,6 +44,7 @@ pub struct ScriptedStep {
 
 type StepFn = dyn FnMut(&StepQuery<'_>) -> ScriptedStep + Send;
 type JudgeFn = dyn FnMut(&str) -> f64 + Send;
+type ForcedFn = dyn FnMut(&str, &str, &str) -> f32 + Send;
 
 /// An [`Lm`] whose samples and verdicts come from closures.
 pub struct ScriptedLm {
@@ -53,6 +54,8 @@ pub struct ScriptedLm {
     sampled: HashMap<Vec<TokenId>, usize>,
     step: Box<StepFn>,
     judge: Box<JudgeFn>,
+    forced: Option<Box<ForcedFn>>,
+    forced_contexts: Vec<String>,
     usage: Usage,
 }
 
@@ -78,8 +81,27 @@ impl ScriptedLm {
             sampled: HashMap::new(),
             step: Box::new(step),
             judge: Box::new(judge),
+            forced: None,
+            forced_contexts: Vec::new(),
             usage: Usage::default(),
         }
+    }
+
+    /// This model with the log-probabilities of forced text ([`Lm::forced_logprobs`]) from
+    /// `forced(context, text, token)`: the whole text of the node forced after, the forced text,
+    /// and the text of the token scored (without it, every forced token scores -1).
+    #[must_use]
+    pub fn with_forced(
+        mut self,
+        forced: impl FnMut(&str, &str, &str) -> f32 + Send + 'static,
+    ) -> Self {
+        self.forced = Some(Box::new(forced));
+        self
+    }
+
+    /// The whole text of every node that [`Lm::forced_logprobs`] scored after, in call order.
+    pub fn forced_contexts(&self) -> &[String] {
+        &self.forced_contexts
     }
 
     /// Nodes not yet released.
@@ -247,13 +269,24 @@ impl Lm for ScriptedLm {
     }
 
     fn forced_logprobs(&mut self, queries: &[(Node, &str)]) -> Result<Vec<Vec<f32>>, DecodeError> {
-        queries
-            .iter()
-            .map(|(node, text)| {
-                self.tokens(*node)?;
-                Ok(vec![-1.0; self.tokenize(text)?.len()])
-            })
-            .collect()
+        let mut out = Vec::with_capacity(queries.len());
+        for (node, text) in queries {
+            let context = Self::detokenize(self.tokens(*node)?);
+            let tokens = self.tokenize(text)?;
+            // As the real backend counts it: the forced tokens are run through the model once.
+            self.usage.prefill_tokens += tokens.len() as u64;
+            let lps = match self.forced.as_mut() {
+                Some(f) => tokens
+                    .iter()
+                    .map(|&t| f(&context, text, &Self::detokenize(&[t])))
+                    .collect(),
+                None => vec![-1.0; tokens.len()],
+            };
+            self.forced_contexts.push(context);
+            out.push(lps);
+        }
+        self.usage.forward_passes += 1;
+        Ok(out)
     }
 
     fn release(&mut self, node: Node) {

@@ -74,6 +74,51 @@ pub fn equivalent(a: &str, b: &str) -> bool {
     }
 }
 
+/// A free-text final answer (a rewritten sentence, a phrase): the rest of the line after the
+/// last "answer:" or "the answer is" (case-insensitive), trimmed of spaces and of one pair of
+/// surrounding quotes or `**`; `None` when there is no marker or nothing follows it. Unlike
+/// [`extract`], it never falls back to a number found in the text.
+pub fn extract_text(solution: &str) -> Option<String> {
+    let find = |phrase: &str| -> Option<usize> {
+        let bytes = solution.as_bytes();
+        let p = phrase.as_bytes();
+        (0..=bytes.len().checked_sub(p.len())?)
+            .rev()
+            .find(|&i| bytes[i..i + p.len()].eq_ignore_ascii_case(p))
+            .map(|i| i + p.len())
+    };
+    let start = [find("answer:"), find("the answer is")]
+        .into_iter()
+        .flatten()
+        .max()?;
+    let rest = solution.get(start..)?.trim_start_matches([':', ' ', '\t']);
+    let line = rest.lines().next().unwrap_or("").trim();
+    let line = line.trim_start_matches("**").trim_end_matches("**").trim();
+    let unquoted = ['"', '\'', '“', '”']
+        .iter()
+        .find_map(|&q| {
+            line.strip_prefix(q)
+                .and_then(|l| l.strip_suffix(['"', '\'', '“', '”']))
+        })
+        .unwrap_or(line)
+        .trim();
+    (!unquoted.is_empty()).then(|| unquoted.to_string())
+}
+
+/// Whether two free-text answers are the same after lower-casing, collapsing spaces and
+/// dropping surrounding punctuation.
+pub fn text_equivalent(a: &str, b: &str) -> bool {
+    let norm = |s: &str| {
+        s.split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .trim_matches(|c: char| c.is_ascii_punctuation() || c.is_whitespace())
+            .to_lowercase()
+    };
+    let (x, y) = (norm(a), norm(b));
+    !x.is_empty() && x == y
+}
+
 /// The contents of the last `\boxed{…}` or `\fbox{…}`, braces balanced.
 fn last_boxed(text: &str) -> Option<String> {
     let start = ["\\boxed{", "\\fbox{"]
@@ -320,6 +365,25 @@ fn last_number(text: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_answers_are_the_line_after_the_marker_and_never_a_stray_number() {
+        let t = "Step 1: swap the clauses.\nAnswer: \"Because it rained, we stayed in.\"\nDone";
+        assert_eq!(
+            extract_text(t).as_deref(),
+            Some("Because it rained, we stayed in.")
+        );
+        assert_eq!(
+            extract_text("There are 3 options. The answer is **a red car**").as_deref(),
+            Some("a red car")
+        );
+        assert_eq!(extract_text("I counted 12 words."), None);
+        assert_eq!(extract_text("Answer:   "), None);
+        assert_eq!(extract_text("Ünïcödé answer: ça va"), Some("ça va".into()));
+        assert!(text_equivalent("The Red Car.", "the  red car"));
+        assert!(!text_equivalent("a red car", "a blue car"));
+        assert!(!text_equivalent("...", "!"));
+    }
 
     /// (solution text, expected extracted answer's normal form or None)
     const EXTRACT: &[(&str, Option<&str>)] = &[

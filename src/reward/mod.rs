@@ -4,9 +4,11 @@
 //! - [`judge`]: the model, prompted as a verifier, scores whole solutions and single steps from
 //!   its next-token probabilities of "Yes" and "No" (one forward pass, no sampling);
 //! - [`seqlogp`]: the sequence log-likelihood of a candidate (the "sharpening" verifier);
+//! - [`r3`]: DRO's Reasoning Reflection Reward, the reference's likelihood after a reasoning;
 //! - [`vote`]: majority and weighted votes over extracted answers.
 
 pub mod answer;
 pub mod judge;
+pub mod r3;
 pub mod seqlogp;
 pub mod vote;

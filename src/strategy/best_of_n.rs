@@ -7,7 +7,7 @@ use super::{limits, Candidate, Outcome, Problem, PromptConfig};
 use crate::error::{ConfigError, Error};
 use crate::lm::{GenRequest, Lm, SamplingParams};
 use crate::reward::judge::{Judge, JudgeConfig, Verdict};
-use crate::reward::{answer, seqlogp, vote};
+use crate::reward::{r3, seqlogp, vote};
 
 /// How candidates are ranked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -61,6 +61,11 @@ pub struct BestOfNConfig {
     pub length_normalise: bool,
     /// The self-judge (used by `judge` and `weighted_vote`).
     pub judge: JudgeConfig,
+    /// R3 (DRO) of every candidate against the reference, computed while the candidates are in
+    /// the cache ([`r3::label`]); it labels candidates ([`Outcome::r3`]) and picks the highest
+    /// R3 only for an oracle-guided problem. Needs a reference; ignored without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub r3: Option<r3::R3Config>,
 }
 
 impl Default for BestOfNConfig {
@@ -73,6 +78,7 @@ impl Default for BestOfNConfig {
             rerank: Rerank::Judge,
             length_normalise: true,
             judge: JudgeConfig::default(),
+            r3: None,
         }
     }
 }
@@ -90,6 +96,9 @@ impl BestOfNConfig {
             ));
         }
         limits::check_max_tokens("max_tokens", self.max_tokens)?;
+        if let Some(r) = &self.r3 {
+            r.validate()?;
+        }
         self.sampling.validate()
     }
 }
@@ -120,19 +129,32 @@ pub fn run(config: &BestOfNConfig, lm: &mut dyn Lm, problem: &Problem) -> Result
         }
     };
     let nodes: Vec<_> = generations.iter().map(|g| g.node).collect();
-    let result = rank(config, lm, problem, &generations);
+    let result = rank(config, lm, problem, &generations).and_then(|ranked| {
+        let scores = match (&config.r3, problem.answer.as_deref()) {
+            (Some(c), Some(reference)) => Some(r3::label(lm, c, root, &generations, reference)?),
+            _ => None,
+        };
+        Ok((ranked, scores))
+    });
     for n in nodes.into_iter().chain([root]) {
         lm.release(n);
     }
-    let (candidates, chosen) = result?;
-    Ok(Outcome::pick(
+    let ((candidates, chosen), r3) = result?;
+    // `--oracle-guided` with R3: the reference steers the pick through R3.
+    let chosen = match &r3 {
+        Some(s) if problem.oracle_guided => s.best().unwrap_or(chosen),
+        _ => chosen,
+    };
+    let mut outcome = Outcome::pick(
         "best_of_n",
         problem,
         candidates,
         chosen,
         Vec::new(),
         lm.usage().since(&before),
-    ))
+    );
+    outcome.r3 = r3;
+    Ok(outcome)
 }
 
 fn rank(
@@ -143,7 +165,7 @@ fn rank(
 ) -> Result<(Vec<Candidate>, usize), Error> {
     let answers: Vec<Option<String>> = generations
         .iter()
-        .map(|g| answer::extract(&g.text))
+        .map(|g| problem.extract(&g.text))
         .collect();
     let judged = match config.rerank {
         Rerank::Judge | Rerank::WeightedVote => {

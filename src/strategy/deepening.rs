@@ -242,7 +242,7 @@ fn deepen(
             br.text.push_str(&g.text);
             br.finish = g.finish.clone();
             let previous = br.last_answer.clone();
-            let now = answer::extract(&br.text);
+            let now = problem.extract(&br.text);
             timeline.push(TimelineEntry {
                 branch: b,
                 kind: EntryKind::Generated,

@@ -41,6 +41,45 @@ pub struct Problem {
     /// self-correction and deepening ignore it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub oracle_guided: bool,
+    /// What kind of answer the problem has: a number (the default) or free text.
+    #[serde(default, skip_serializing_if = "AnswerKind::is_numeric")]
+    pub answer_kind: AnswerKind,
+}
+
+/// What kind of answer a problem has.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnswerKind {
+    /// A number (or a short expression): extracted from `\boxed{}`, `####`, "The answer is" or
+    /// the last number, compared numerically.
+    #[default]
+    Numeric,
+    /// Free text (a rewritten sentence, a phrase): the text after the last answer marker
+    /// ("Answer:", "The answer is"), compared after lower-casing and trimming spaces and
+    /// punctuation. Never a number pulled out of the text; votes are not available.
+    Text,
+}
+
+impl AnswerKind {
+    /// Whether this is [`AnswerKind::Numeric`].
+    pub fn is_numeric(&self) -> bool {
+        *self == Self::Numeric
+    }
+
+    /// Parses `numeric` or `text`.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the two kinds.
+    pub fn parse(name: &str) -> Result<Self, ConfigError> {
+        match name {
+            "numeric" => Ok(Self::Numeric),
+            "text" => Ok(Self::Text),
+            other => Err(ConfigError::new(
+                "answer_kind",
+                format!("unknown answer kind {other:?}; use numeric or text"),
+            )),
+        }
+    }
 }
 
 impl Problem {
@@ -51,6 +90,7 @@ impl Problem {
             question: question.into(),
             answer: None,
             oracle_guided: false,
+            answer_kind: AnswerKind::Numeric,
         }
     }
 
@@ -77,9 +117,31 @@ impl Problem {
     }
 
     /// Whether `answer` matches the reference (`None` without a reference or without an answer).
+    /// Text answers match when equal after lower-casing and trimming spaces and punctuation.
     pub fn check(&self, answer: Option<&str>) -> Option<bool> {
         let reference = self.answer.as_deref()?;
-        Some(answer.is_some_and(|a| answer::equivalent(a, reference)))
+        Some(answer.is_some_and(|a| match self.answer_kind {
+            AnswerKind::Numeric => answer::equivalent(a, reference),
+            AnswerKind::Text => answer::text_equivalent(a, reference),
+        }))
+    }
+
+    /// The final answer of `solution` for this problem's kind of answer: [`answer::extract`]
+    /// for numbers, [`answer::extract_text`] for text.
+    pub fn extract(&self, solution: &str) -> Option<String> {
+        match self.answer_kind {
+            AnswerKind::Numeric => answer::extract(solution),
+            AnswerKind::Text => answer::extract_text(solution),
+        }
+    }
+
+    /// The answer `solution` states with an explicit marker: [`answer::explicit`] for numbers,
+    /// [`answer::extract_text`] (which needs a marker) for text.
+    pub fn explicit(&self, solution: &str) -> Option<String> {
+        match self.answer_kind {
+            AnswerKind::Numeric => answer::explicit(solution),
+            AnswerKind::Text => answer::extract_text(solution),
+        }
     }
 }
 
@@ -236,6 +298,36 @@ impl StrategyConfig {
         }
     }
 
+    /// Whether the strategy picks its answer by a vote over extracted answers (best-of-N's
+    /// `vote` and `weighted_vote`, deepening, MCTS and beam answering by vote). Votes need
+    /// answers that can be compared, so they are not available for text answers.
+    pub fn votes(&self) -> bool {
+        match self {
+            Self::BestOfN(c) => matches!(c.rerank, Rerank::Vote | Rerank::WeightedVote),
+            Self::Deepening(_) => true,
+            Self::Mcts(c) => matches!(c.answer_by, AnswerBy::Vote),
+            Self::Beam(c) => matches!(c.answer_by, BeamAnswer::Vote),
+            Self::SelfCorrect(_) => false,
+        }
+    }
+
+    /// Checks that the strategy can answer problems of `kind`: no vote over text answers.
+    ///
+    /// # Errors
+    /// [`ConfigError`] (field `answer_kind`) saying what to use instead.
+    pub fn check_answer_kind(&self, kind: AnswerKind) -> Result<(), ConfigError> {
+        if kind == AnswerKind::Text && self.votes() {
+            return Err(ConfigError::new(
+                "answer_kind",
+                format!(
+                    "{} picks its answer by a vote, and free-text answers cannot be voted on; for text answers use best-of-n with --rerank judge or logprob, self-correct, or mcts/beam answering by value",
+                    self.name()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Parses a configuration from JSON: either a whole `{"type": …, …}` object, or the fields of
     /// the strategy called `name` alone.
     ///
@@ -303,6 +395,7 @@ impl StrategyConfig {
     ) -> Result<Outcome, Error> {
         problem.validate()?;
         self.validate()?;
+        self.check_answer_kind(problem.answer_kind)?;
         let outcome = match self {
             Self::BestOfN(c) => best_of_n::run(c, lm, problem),
             Self::SelfCorrect(c) => self_correct::run(c, lm, problem),
@@ -511,6 +604,9 @@ pub struct Outcome {
     /// Tree searches (`mcts`, `beam`): the whole search tree.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tree: Option<Box<SearchTree>>,
+    /// R3 (DRO) of every candidate against the reference, when asked for (best-of-N's `r3`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub r3: Option<crate::reward::r3::R3Scores>,
 }
 
 impl Outcome {
@@ -536,6 +632,7 @@ impl Outcome {
             candidates,
             timeline,
             tree: None,
+            r3: None,
         }
     }
 }
@@ -599,6 +696,7 @@ pub struct TimelineEntry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lm::scripted::{ScriptedLm, ScriptedStep};
 
     fn field_of(json: &str) -> &'static str {
         StrategyConfig::from_json("", json).expect_err(json).field
@@ -684,5 +782,103 @@ mod tests {
         }
         let e = StrategyConfig::default_for("magic").unwrap_err();
         assert!(e.reason.contains("best_of_n, self_correct"), "{e}");
+    }
+
+    fn lm() -> ScriptedLm {
+        ScriptedLm::new(
+            |q| ScriptedStep {
+                text: format!("Swap them. Answer: The mouse was chased {}.", q.ordinal),
+                eos: true,
+                logprob_per_token: -0.5,
+            },
+            |_| 0.5,
+        )
+    }
+
+    #[test]
+    fn text_answers_are_extracted_as_text_and_votes_on_them_are_refused() {
+        let problem = Problem {
+            answer_kind: AnswerKind::Text,
+            ..Problem::new("Rewrite in the passive voice.").with_answer("the mouse was chased 0")
+        };
+        let logprob = StrategyConfig::BestOfN(BestOfNConfig {
+            n: 2,
+            rerank: Rerank::Logprob,
+            ..BestOfNConfig::default()
+        });
+        let out = logprob.run(&mut lm(), &problem).unwrap();
+        assert_eq!(
+            out.candidates[0].answer.as_deref(),
+            Some("The mouse was chased 0.")
+        );
+        assert_eq!(out.candidates[0].correct, Some(true));
+        assert_eq!(out.candidates[1].correct, Some(false));
+
+        let vote = StrategyConfig::BestOfN(BestOfNConfig {
+            rerank: Rerank::Vote,
+            ..BestOfNConfig::default()
+        });
+        assert!(vote.votes());
+        let Err(Error::Config(e)) = vote.run(&mut lm(), &problem) else {
+            panic!("a vote on text answers must be refused")
+        };
+        assert_eq!(e.field, "answer_kind");
+        assert!(e.reason.contains("logprob"), "{}", e.reason);
+        assert!(StrategyConfig::default_for("deepening").unwrap().votes());
+        assert!(!StrategyConfig::default_for("self-correct").unwrap().votes());
+        assert_eq!(AnswerKind::parse("text").unwrap(), AnswerKind::Text);
+        assert_eq!(AnswerKind::parse("words").unwrap_err().field, "answer_kind");
+    }
+
+    #[test]
+    fn best_of_n_with_r3_labels_and_steers_only_when_oracle_guided() {
+        // The first candidate is the one the forced reference likes; logprob ranks them equal,
+        // so without guidance the pick is the first by index either way: use a judge that
+        // prefers the second.
+        let scripted = || {
+            ScriptedLm::new(
+                |q| ScriptedStep {
+                    text: if q.ordinal == 0 {
+                        "The mouse is the object. Answer: x".into()
+                    } else {
+                        "Cats sleep. Answer: y".into()
+                    },
+                    eos: true,
+                    logprob_per_token: -0.5,
+                },
+                |text| if text.contains("Cats") { 0.9 } else { 0.1 },
+            )
+            .with_forced(|context, _, _| {
+                if context.contains("mouse is") {
+                    -0.1
+                } else {
+                    -2.0
+                }
+            })
+        };
+        let config = StrategyConfig::BestOfN(BestOfNConfig {
+            n: 2,
+            r3: Some(crate::reward::r3::R3Config::default()),
+            ..BestOfNConfig::default()
+        });
+        let problem = Problem {
+            answer_kind: AnswerKind::Text,
+            ..Problem::new("Rewrite.").with_answer("The mouse was chased by the cat.")
+        };
+        let out = config.run(&mut scripted(), &problem).unwrap();
+        let r3 = out.r3.as_ref().expect("R3 labels");
+        assert_eq!(r3.best(), Some(0));
+        assert_eq!(out.chosen, 1, "the judge picks; R3 only labels");
+        let guided = Problem {
+            oracle_guided: true,
+            ..problem.clone()
+        };
+        let out = config.run(&mut scripted(), &guided).unwrap();
+        assert_eq!(out.chosen, 0, "oracle-guided: the highest R3");
+        // Without a reference there is nothing to compute R3 against.
+        let out = config
+            .run(&mut scripted(), &Problem::new("Rewrite."))
+            .unwrap();
+        assert!(out.r3.is_none());
     }
 }

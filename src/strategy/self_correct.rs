@@ -11,7 +11,6 @@ use serde::{Deserialize, Serialize};
 use super::{limits, Candidate, EntryKind, Outcome, Problem, PromptConfig, TimelineEntry};
 use crate::error::{ConfigError, Error};
 use crate::lm::{user_turn_tokens, GenRequest, Lm, Node, SamplingParams};
-use crate::reward::answer;
 use crate::reward::judge::{Judge, JudgeConfig, Verdict};
 
 /// Which attempt the outcome keeps when the judge never accepts one.
@@ -199,7 +198,7 @@ fn attempts(
         };
         let candidate = Candidate::from_generation(
             &g,
-            answer::extract(&g.text),
+            problem.extract(&g.text),
             problem,
             judged,
             judged.unwrap_or(g.mean_logprob()),

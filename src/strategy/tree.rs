@@ -14,7 +14,6 @@ use serde::{Deserialize, Serialize};
 use super::{limits, Candidate, Event, Observer, Outcome, Problem, PromptConfig};
 use crate::error::{ConfigError, Error};
 use crate::lm::{FinishReason, GenRequest, Lm, Node, SamplingParams, Usage};
-use crate::reward::answer;
 use crate::reward::judge::{Judge, JudgeConfig, Verdict};
 
 /// When a search stops: whichever limit is reached first. Limits are checked before every batched
@@ -656,11 +655,11 @@ impl<'a, 'o> Search<'a, 'o> {
         let id = self.tree.nodes.len();
         let depth = self.tree.nodes[parent].depth + 1;
         let path_text = self.tree.path_text(parent) + &g.text;
-        let marked = answer::explicit(&path_text);
+        let marked = self.problem.explicit(&path_text);
         let ended = g.finish == FinishReason::Eos;
         let terminal = marked.is_some() || ended;
         let answer = if terminal {
-            marked.or_else(|| answer::extract(&path_text))
+            marked.or_else(|| self.problem.extract(&path_text))
         } else {
             None
         };
@@ -769,7 +768,7 @@ impl<'a, 'o> Search<'a, 'o> {
         for ((g, s), &i) in generations.into_iter().zip(scores).zip(&targets) {
             self.tree.rollout_tokens += u64::from(g.tokens);
             let full = self.tree.path_text(i) + &g.text;
-            let answer = answer::extract(&full);
+            let answer = self.problem.extract(&full);
             self.tree.nodes[i].rollout = Some(RolloutRecord {
                 tokens: g.tokens,
                 text: g.text,
@@ -838,7 +837,7 @@ fn path_candidate(tree: &SearchTree, id: usize, problem: &Problem) -> Candidate 
     let answer = if node.terminal {
         node.answer.clone()
     } else {
-        answer::extract(&text)
+        problem.extract(&text)
     };
     Candidate {
         correct: problem.check(answer.as_deref()),

@@ -34,6 +34,7 @@ use crate::engine::Engine;
 use crate::error::{ConfigError, DecodeError, Error};
 use crate::eval::{auc, LineError};
 use crate::reward::answer;
+use crate::reward::r3::R3Config;
 use crate::strategy::{Outcome, Problem, StrategyConfig};
 use crate::trace::export::{self, ExportOptions, Format};
 use crate::trace::{ModelId, Provenance, Trace};
@@ -140,6 +141,43 @@ pub struct SynthSummary {
     /// running again resumes after them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped: Option<String>,
+    /// DRO's filter, when the strategy computes R3 (`--reward r3`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub r3: Option<R3Filter>,
+}
+
+/// What DRO's filter kept: problems whose R3 spread across their candidates reaches
+/// [`R3Config::min_spread`] get training records; the others keep their trace only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct R3Filter {
+    /// The threshold.
+    pub min_spread: f64,
+    /// Problems kept.
+    pub kept: usize,
+    /// Problems dropped, by reason: `spread_below_min` (R3 does not separate the candidates:
+    /// the reasoning hardly changes the reference's likelihood) or `no_reference` (nothing to
+    /// compute R3 against).
+    pub dropped: BTreeMap<String, usize>,
+    /// Mean R3 spread over the problems with R3.
+    pub mean_spread: Option<f64>,
+}
+
+/// The R3 settings of `strategy`, when it computes R3 (best-of-N with `r3`).
+pub fn r3_config(strategy: &StrategyConfig) -> Option<&R3Config> {
+    match strategy {
+        StrategyConfig::BestOfN(c) => c.r3.as_ref(),
+        _ => None,
+    }
+}
+
+/// Why DRO's filter drops `trace` (`None`: kept, or no filter).
+fn r3_drop(trace: &Trace, config: &SynthConfig) -> Option<&'static str> {
+    let c = r3_config(&config.strategy)?;
+    match &trace.r3 {
+        None => Some("no_reference"),
+        Some(s) if s.spread < c.min_spread => Some("spread_below_min"),
+        Some(_) => None,
+    }
 }
 
 /// The id synth uses for the `index`-th problem: its own, else its index.
@@ -283,7 +321,13 @@ pub fn run(
             let error = match result {
                 Ok(outcome) => {
                     let trace = Trace::from_outcome(id, problem, &outcome, provenance.clone());
-                    if let Err(e) = files.write_problem(&trace, &config.formats, &config.export) {
+                    // DRO's filter: a dropped problem keeps its trace, without training records.
+                    let formats: &[Format] = if r3_drop(&trace, config).is_some() {
+                        &[]
+                    } else {
+                        &config.formats
+                    };
+                    if let Err(e) = files.write_problem(&trace, formats, &config.export) {
                         written = Err(io("write records into", dir, e));
                         stop.store(true, Ordering::SeqCst);
                         return;
@@ -388,8 +432,11 @@ impl Files {
     ) -> std::io::Result<()> {
         let mut counts = BTreeMap::new();
         for (format, file) in &mut self.formats {
-            debug_assert!(formats.contains(format));
-            let records = export::records(trace, *format, options);
+            let records = if formats.contains(format) {
+                export::records(trace, *format, options)
+            } else {
+                Vec::new()
+            };
             counts.insert(format.name().to_string(), records.len());
             let mut text = String::new();
             for r in records {
@@ -524,6 +571,26 @@ fn summarise(
     let mut judged = Vec::new();
     let mut balance = Vec::new();
     let (mut generated, mut processed, mut model_ms) = (0, 0, 0);
+    let mut filter = r3_config(&config.strategy).map(|c| R3Filter {
+        min_spread: c.min_spread,
+        kept: 0,
+        dropped: BTreeMap::new(),
+        mean_spread: None,
+    });
+    let spreads: Vec<f64> = traces
+        .iter()
+        .filter_map(|t| t.r3.as_ref().map(|s| s.spread))
+        .collect();
+    if let Some(f) = filter.as_mut() {
+        f.mean_spread =
+            (!spreads.is_empty()).then(|| spreads.iter().sum::<f64>() / spreads.len() as f64);
+        for t in &traces {
+            match r3_drop(t, config) {
+                Some(why) => *f.dropped.entry(why.to_string()).or_insert(0) += 1,
+                None => f.kept += 1,
+            }
+        }
+    }
     for t in &traces {
         generated += t.usage.generated_tokens;
         processed += t.usage.prefill_tokens + t.usage.decoded_tokens + t.usage.recomputed_tokens;
@@ -598,6 +665,7 @@ fn summarise(
         failures,
         line_errors,
         stopped: None,
+        r3: filter,
     })
 }
 

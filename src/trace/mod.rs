@@ -189,6 +189,12 @@ pub struct Trace {
     pub usage: Usage,
     /// Model, configuration, seeds, version.
     pub provenance: Provenance,
+    /// R3 (DRO) of each candidate, in the order of `candidates`, with the reference's tokens, their
+    /// per-candidate log-probabilities and weights, so that a trainer can recompute it. R3 is
+    /// computed from the reference: a label, and a search signal only when
+    /// `provenance.oracle_guided`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub r3: Option<crate::reward::r3::R3Scores>,
 }
 
 impl Trace {
@@ -229,6 +235,19 @@ impl Trace {
                 return bad(format!(
                     "node {i}'s parent {:?} does not precede it",
                     node.parent
+                ));
+            }
+        }
+        if let Some(r3) = &self.r3 {
+            if r3.r3.len() != self.candidates.len()
+                || r3.logprobs.iter().any(|row| row.len() != r3.tokens.len())
+                || r3.weights.len() != r3.tokens.len()
+            {
+                return bad(format!(
+                    "r3 holds {} scores for {} candidates, or rows that do not match its {} reference tokens",
+                    r3.r3.len(),
+                    self.candidates.len(),
+                    r3.tokens.len()
                 ));
             }
         }
@@ -273,6 +292,7 @@ impl Trace {
             stop: outcome.tree.as_ref().map(|t| t.stop),
             usage: outcome.usage,
             provenance,
+            r3: outcome.r3.clone(),
         };
         match &outcome.tree {
             Some(tree) => {

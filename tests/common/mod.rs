@@ -29,6 +29,46 @@ pub fn model() -> &'static Model {
     })
 }
 
+/// The reasoner (Qwen2.5-Coder-0.5B-Instruct Q4_K_M), as `bash scripts/setup.sh --reasoner` (or
+/// `--test-models`) fetches it; `PONDER_REASONER` overrides. A missing file fails the test with
+/// the fix.
+pub fn reasoner_path() -> PathBuf {
+    std::env::var_os("PONDER_REASONER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf")
+        })
+}
+
+/// The reasoner, loaded once per test binary.
+pub fn reasoner() -> &'static Model {
+    static MODEL: OnceLock<Model> = OnceLock::new();
+    MODEL.get_or_init(|| {
+        Model::load(&ModelOptions {
+            path: reasoner_path(),
+            n_gpu_layers: ModelOptions::default().n_gpu_layers,
+        })
+        .unwrap_or_else(|e| {
+            panic!(
+                "this test needs the reasoner model — run `bash scripts/setup.sh --reasoner`: {e}"
+            )
+        })
+    })
+}
+
+/// A context on the reasoner (one thread: the tests share two cores with other work).
+pub fn reasoner_session(n_ctx: u32, n_seq_max: u32) -> LlamaLm {
+    reasoner()
+        .session(&ContextOptions {
+            n_ctx,
+            n_seq_max,
+            n_threads: 1,
+            ..ContextOptions::default()
+        })
+        .expect("context")
+}
+
 pub fn session(n_ctx: u32, n_seq_max: u32) -> LlamaLm {
     session_with(n_ctx, n_seq_max, ContextOptions::default().flash_attention)
 }

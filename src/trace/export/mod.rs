@@ -333,6 +333,7 @@ pub(crate) mod tests {
                 seed: 0,
                 oracle_guided: false,
             },
+            r3: None,
         }
     }
 

@@ -2,7 +2,11 @@
 //! "rejected"}`, TRL's conversational preference format (`prompt` is the prompt's messages,
 //! `chosen` and `rejected` one assistant message each).
 //!
-//! Two kinds of pair, largest gaps first, at most `max_pairs`:
+//! A trace with R3 scores ([`Trace::r3`], `ponder synth --reward r3`) gives `path` pairs only,
+//! two candidates whose R3 differ by at least `margin` (nats per reference token), with
+//! `"reward": "r3"` and `oracle: true` (R3 is computed from the reference).
+//!
+//! Otherwise two kinds of pair, largest gaps first, at most `max_pairs`:
 //! - `path`: two finished paths — with `oracle`, a right answer against a wrong one; else two
 //!   whose values differ by at least `margin`;
 //! - `step`: two sibling steps after the same partial solution (both messages hold the partial
@@ -13,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{oracle_mode, ExportOptions, Reach, RecordHead};
 use crate::lm::Message;
+use crate::reward::r3::R3Scores;
 use crate::trace::Trace;
 
 /// What a pair compares.
@@ -41,10 +46,16 @@ pub struct PreferenceRecord {
     pub chosen: Vec<Message>,
     /// The other one.
     pub rejected: Vec<Message>,
+    /// The reward that ranked the pair, when not the default one (`"r3"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reward: Option<String>,
 }
 
 /// The preference records of `trace`.
 pub fn records(trace: &Trace, options: &ExportOptions) -> Vec<PreferenceRecord> {
+    if let Some(r3) = &trace.r3 {
+        return by_r3(trace, r3, options);
+    }
     let oracle = oracle_mode(trace, options);
     let reach = Reach::of(trace);
     // (gap, kind, better node, worse node), in discovery order.
@@ -120,9 +131,41 @@ pub fn records(trace: &Trace, options: &ExportOptions) -> Vec<PreferenceRecord> 
             prompt: trace.prompt.clone(),
             chosen: assistant(chosen),
             rejected: assistant(rejected),
+            reward: None,
         });
     }
     out
+}
+
+/// Path pairs ranked by R3, largest gaps first.
+fn by_r3(trace: &Trace, r3: &R3Scores, options: &ExportOptions) -> Vec<PreferenceRecord> {
+    let mut pairs: Vec<(f64, usize, usize)> = Vec::new();
+    for (i, (&a, &ra)) in trace.candidates.iter().zip(&r3.r3).enumerate() {
+        for (&b, &rb) in trace.candidates[i + 1..].iter().zip(&r3.r3[i + 1..]) {
+            let gap = (ra - rb).abs();
+            if gap >= options.margin && gap > 0.0 {
+                let (hi, lo) = if ra >= rb { (a, b) } else { (b, a) };
+                pairs.push((gap, hi, lo));
+            }
+        }
+    }
+    pairs.sort_by(|x, y| y.0.total_cmp(&x.0));
+    let assistant = |text: String| vec![Message::new("assistant", text.trim().to_string())];
+    pairs
+        .into_iter()
+        .map(|(gap, hi, lo)| (gap, trace.text(hi), trace.text(lo)))
+        .filter(|(_, c, r)| c.trim() != r.trim())
+        .take(options.max_pairs)
+        .map(|(gap, chosen, rejected)| PreferenceRecord {
+            head: RecordHead::of(trace, true),
+            kind: PairKind::Path,
+            gap,
+            prompt: trace.prompt.clone(),
+            chosen: assistant(chosen),
+            rejected: assistant(rejected),
+            reward: Some("r3".into()),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -190,5 +233,45 @@ mod tests {
             },
         );
         assert_eq!(few.len(), 2);
+    }
+
+    #[test]
+    fn r3_pairs_rank_candidates_by_r3_gap() {
+        let mut t = tree();
+        // Candidates 3, 4, 5 with R3 -0.5, -2.0, -0.6: pairs (3 > 4, 1.5) and (5 > 4, 1.4);
+        // 3 vs 5 (0.1) is under the margin.
+        t.r3 = Some(R3Scores::from_logprobs(
+            vec!["x".into()],
+            vec![vec![-0.5], vec![-2.0], vec![-0.6]],
+        ));
+        let r = records(&t, &ExportOptions::default());
+        let got: Vec<(String, String, f64)> = r
+            .iter()
+            .map(|p| {
+                (
+                    p.chosen[0].content.clone(),
+                    p.rejected[0].content.clone(),
+                    (p.gap * 10.0).round() / 10.0,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    "a\n\na1 The answer is 4.".to_string(),
+                    "a\n\na2 The answer is 5.".to_string(),
+                    1.5
+                ),
+                (
+                    "b\n\nb1 The answer is 6.".to_string(),
+                    "a\n\na2 The answer is 5.".to_string(),
+                    1.4
+                ),
+            ]
+        );
+        assert!(r
+            .iter()
+            .all(|p| p.head.oracle && p.reward.as_deref() == Some("r3")));
     }
 }
