@@ -681,7 +681,7 @@ fn generate(args: &GenerateArgs) -> ponder::Result<()> {
     } else {
         for (i, g) in generations.iter().enumerate() {
             println!(
-                "--- sample {} · {} tokens · mean logprob {:.3} · {:?}",
+                "--- sample {} · {} tokens · mean logprob {:.3} · {}",
                 i + 1,
                 g.tokens,
                 g.mean_logprob(),
@@ -773,7 +773,7 @@ fn print_tree(tree: &SearchTree) {
         tree.iterations,
         match tree.stop {
             StopReason::EndGate { node } => format!("end gate passed by node {node}"),
-            StopReason::Budget { limit } => format!("budget ({limit:?})"),
+            StopReason::Budget { limit } => format!("budget.{limit} used up"),
             StopReason::Cancelled => "cancelled".to_string(),
             StopReason::Exhausted => "nothing left to expand".into(),
             StopReason::Complete => "beams complete".into(),

@@ -222,6 +222,18 @@ pub enum FinishReason {
     ContextFull,
 }
 
+impl std::fmt::Display for FinishReason {
+    /// In words, for people: "stop string 2", "end of text", "max tokens", "context full".
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Stop(i) => write!(f, "stop string {}", i + 1),
+            Self::Eos => f.write_str("end of text"),
+            Self::MaxTokens => f.write_str("max tokens"),
+            Self::ContextFull => f.write_str("context full"),
+        }
+    }
+}
+
 /// The result of one [`GenRequest`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Generation {

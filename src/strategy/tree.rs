@@ -105,6 +105,18 @@ pub enum Limit {
     Iterations,
 }
 
+impl std::fmt::Display for Limit {
+    /// The budget field's name: `tokens`, `forward_passes`, `wall_ms`, `iterations`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Tokens => "tokens",
+            Self::ForwardPasses => "forward_passes",
+            Self::WallTime => "wall_ms",
+            Self::Iterations => "iterations",
+        })
+    }
+}
+
 /// Why a search stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "reason")]
