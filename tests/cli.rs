@@ -187,6 +187,31 @@ fn solve_rejects_bad_strategy_input_clearly() {
 }
 
 #[test]
+fn print_config_shows_the_resolved_strategy_without_loading_a_model() {
+    let out = ponder(&[
+        "solve",
+        "--model",
+        "/nonexistent/model.gguf",
+        "--strategy",
+        "mcts",
+        "--config",
+        r#"{"c": 2.0}"#,
+        "--k",
+        "5",
+        "--print-config",
+        "q",
+    ]);
+    let v = common::json_output(&out);
+    assert_eq!(v["type"], "mcts");
+    assert_eq!(v["k"], 5);
+    assert_eq!(v["c"], 2.0);
+    assert!(
+        v["budget"]["tokens"].is_u64(),
+        "defaults are filled in: {v}"
+    );
+}
+
+#[test]
 fn a_dataset_without_one_valid_line_is_an_error_before_any_work() {
     let dir = common::scratch("cli-no-valid-lines");
     let csv = dir.join("data.csv");

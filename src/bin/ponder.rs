@@ -185,9 +185,24 @@ struct StrategyArgs {
     /// Base seed.
     #[arg(long)]
     seed: Option<u64>,
+    /// Print the resolved strategy configuration (defaults, --config and the flags) as JSON and
+    /// exit without loading a model.
+    #[arg(long)]
+    print_config: bool,
 }
 
 impl StrategyArgs {
+    /// With --print-config, prints `strategy` as JSON and says so (the command then stops).
+    fn printed(&self, strategy: &StrategyConfig) -> bool {
+        if self.print_config {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(strategy).expect("plain data serialises")
+            );
+        }
+        self.print_config
+    }
+
     fn resolve(&self) -> Result<StrategyConfig, ConfigError> {
         let strategy = self.strategy.as_deref().unwrap_or("best-of-n");
         let mut config = match &self.config {
@@ -705,6 +720,9 @@ fn generate(args: &GenerateArgs) -> ponder::Result<()> {
 
 fn solve(args: &SolveArgs) -> ponder::Result<()> {
     let strategy = args.strategy.resolve()?;
+    if args.strategy.printed(&strategy) {
+        return Ok(());
+    }
     let problem = Problem {
         id: None,
         question: args.question.clone(),
@@ -912,6 +930,9 @@ fn read_problems(
 
 fn run_eval(args: &EvalArgs) -> ponder::Result<()> {
     let strategy = args.strategy.resolve()?;
+    if args.strategy.printed(&strategy) {
+        return Ok(());
+    }
     let (mut problems, line_errors) = read_problems(&args.dataset, "dataset", args.limit)?;
     apply_answer_kind(&mut problems, args.answer_kind.as_deref(), &strategy)?;
     let engine = args.model.engine()?;
@@ -1010,6 +1031,9 @@ fn run_synth(args: &SynthArgs) -> ponder::Result<()> {
         strategy.validate()?;
     } else if args.r3_min_spread != 0.0 {
         return Err(ConfigError::new("r3_min_spread", "applies with --reward r3 only").into());
+    }
+    if args.strategy.printed(&strategy) {
+        return Ok(());
     }
     let formats = Format::parse_list(&args.formats)?;
     let labels = match args.labels.as_str() {
