@@ -1,5 +1,5 @@
 # ponder — two commands from a fresh machine:
-#   make demo   set up, build, and run the main job on the default model
+#   make demo   set up, build, fetch the reasoner, and let it solve a word problem by search
 #   make test   set up, build, and run every test (what CI runs)
 #
 # One Cargo profile (release) for everything: llama.cpp is rebuilt per profile, so building,
@@ -7,9 +7,12 @@
 
 CARGO ?= cargo
 MODEL ?= models/SmolLM2-135M-Instruct.Q4_1.gguf
+# The model that reasons (Qwen2.5-Coder-0.5B-Instruct, 491 MB): the demo and the bench run on it.
+REASONER ?= models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf
+DEMO_N ?= 4
 DEMO_PROMPT ?= A farmer has 15 sheep. He buys 8 more and then sells 6. How many sheep does he have now?
 
-.PHONY: all setup model test-models server build cuda demo test check lint doc bench bench-remote fuzz clean install install-files
+.PHONY: all setup model reasoner test-models server build cuda demo test check lint doc bench bench-remote fuzz clean install install-files
 
 all: build
 
@@ -18,6 +21,9 @@ setup:
 	bash scripts/setup.sh
 
 model: setup
+
+reasoner: setup
+	bash scripts/setup.sh --reasoner
 
 build: setup
 	$(CARGO) build --release
@@ -30,8 +36,10 @@ cuda: setup
 	eval "$$(bash scripts/cuda-toolkit.sh)" && \
 	  CARGO_TARGET_DIR=$(CUDA_TARGET_DIR) $(CARGO) build --release --features cuda
 
-demo: build
-	./target/release/ponder solve --model $(MODEL) --strategy best-of-n --n 8 --rerank judge --answer 17 "$(DEMO_PROMPT)"
+# Best-of-N on the reasoner: DEMO_N samples decoded together, every candidate with its answer and
+# scores, and the one the search chose with its reasoning (about a minute on 2 cores).
+demo: build reasoner
+	./target/release/ponder solve --model $(REASONER) --strategy best-of-n --n $(DEMO_N) --max-tokens 320 --answer 17 "$(DEMO_PROMPT)"
 
 test-models:
 	bash scripts/setup.sh --test-models

@@ -296,34 +296,12 @@ pub fn run(
     let mut judged: Vec<(f64, bool)> = Vec::new();
     let mut tally = Tally::default();
     for (i, problem) in problems.iter().enumerate() {
-        let t = Instant::now();
-        let id = problem.id.clone().unwrap_or_else(|| i.to_string());
-        let result = match engine.solve(problem, strategy) {
-            Ok(outcome) => {
-                collect_judged(&outcome, &mut judged);
-                tally.add(problem, &outcome);
-                ProblemResult {
-                    id,
-                    answer: outcome.answer.clone(),
-                    expected: problem.answer.clone(),
-                    correct: outcome.correct,
-                    pass: pass(&outcome),
-                    generated_tokens: outcome.usage.generated_tokens,
-                    wall_ms: t.elapsed().as_millis() as u64,
-                    error: None,
-                }
-            }
-            Err(e) => ProblemResult {
-                id,
-                answer: None,
-                expected: problem.answer.clone(),
-                correct: problem.answer.as_ref().map(|_| false),
-                pass: problem.answer.as_ref().map(|_| false),
-                generated_tokens: 0,
-                wall_ms: t.elapsed().as_millis() as u64,
-                error: Some(e.to_string()),
-            },
-        };
+        let solved = solve_one(engine, i, problem, strategy);
+        if let Some(outcome) = &solved.outcome {
+            collect_judged(outcome, &mut judged);
+            tally.add(problem, outcome);
+        }
+        let result = solved.result;
         progress(i, problems.len(), &result);
         results.push(result);
     }
@@ -351,6 +329,55 @@ pub fn run(
         self_correct: tally.self_correct(),
         deepening: tally.deepening(),
         results,
+    }
+}
+
+/// One problem solved by [`solve_one`]: its result row, and the outcome unless solving failed.
+#[derive(Debug, Clone)]
+pub struct Solved {
+    /// The result row, as in [`EvalReport::results`].
+    pub result: ProblemResult,
+    /// The strategy's outcome (`None` when solving failed; the error is in `result`).
+    pub outcome: Option<Outcome>,
+}
+
+/// Solves the `index`-th problem with `strategy` and labels the result (its id is the
+/// problem's, else `index`). A failed solve is a result with its error, not an `Err`.
+pub fn solve_one(
+    engine: &Engine,
+    index: usize,
+    problem: &Problem,
+    strategy: &StrategyConfig,
+) -> Solved {
+    let t = Instant::now();
+    let id = problem.id.clone().unwrap_or_else(|| index.to_string());
+    match engine.solve(problem, strategy) {
+        Ok(outcome) => Solved {
+            result: ProblemResult {
+                id,
+                answer: outcome.answer.clone(),
+                expected: problem.answer.clone(),
+                correct: outcome.correct,
+                pass: pass(&outcome),
+                generated_tokens: outcome.usage.generated_tokens,
+                wall_ms: t.elapsed().as_millis() as u64,
+                error: None,
+            },
+            outcome: Some(outcome),
+        },
+        Err(e) => Solved {
+            result: ProblemResult {
+                id,
+                answer: None,
+                expected: problem.answer.clone(),
+                correct: problem.answer.as_ref().map(|_| false),
+                pass: problem.answer.as_ref().map(|_| false),
+                generated_tokens: 0,
+                wall_ms: t.elapsed().as_millis() as u64,
+                error: Some(e.to_string()),
+            },
+            outcome: None,
+        },
     }
 }
 
