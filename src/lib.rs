@@ -15,7 +15,7 @@
 //!   [`SearchTree`](strategy::SearchTree)s record every step with its score, visits and value).
 //! - [`Engine`]: a loaded model behind a lock; [`Engine::solve`] runs a strategy on a
 //!   [`Problem`] and returns an [`Outcome`] with every candidate and its scores.
-//! - [`eval`]: the dataset runner behind `ponder eval`; [`bench`]: the strategy ladder behind
+//! - [`eval`]: the dataset runner behind `ponder eval`; [`bench`](mod@bench): the strategy ladder behind
 //!   `ponder bench` (report and test-time-scaling plot).
 //! - [`trace`]: every solve as a [`Trace`](trace::Trace) and its exports to training records;
 //!   [`synth`]: the resumable dataset runner behind `ponder synth`.
