@@ -3,10 +3,12 @@
 //! - [`answer`]: extract a final answer and compare answers after normalisation;
 //! - [`judge`]: the model, prompted as a verifier, scores whole solutions and single steps from
 //!   its next-token probabilities of "Yes" and "No" (one forward pass, no sampling);
+//! - [`confidence`]: DeepConf token-confidence signals (mean, tail, lowest group) of a trace;
 //! - [`seqlogp`]: the sequence log-likelihood of a candidate (the "sharpening" verifier);
 //! - [`vote`]: majority and weighted votes over extracted answers.
 
 pub mod answer;
+pub mod confidence;
 pub mod judge;
 pub mod seqlogp;
 pub mod vote;

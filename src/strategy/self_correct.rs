@@ -200,6 +200,7 @@ fn attempts(
                 stop: Vec::new(),
                 max_tokens: config.max_tokens,
                 ignore_eos: false,
+                confidence_stop: None,
             }])?
             .remove(0);
         made.push(g.node);
