@@ -207,8 +207,14 @@ impl StrategyConfig {
     }
 
     /// Every strategy's name, as `"type"` spells it.
-    pub const NAMES: &'static [&'static str] =
-        &["best_of_n", "self_correct", "deepening", "mcts", "beam", "deepconf"];
+    pub const NAMES: &'static [&'static str] = &[
+        "best_of_n",
+        "self_correct",
+        "deepening",
+        "mcts",
+        "beam",
+        "deepconf",
+    ];
 
     /// The default configuration of the strategy called `name` (`best_of_n` or `best-of-n`).
     ///
