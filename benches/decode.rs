@@ -101,6 +101,7 @@ fn decode(c: &mut Criterion) {
                         stop: Vec::new(),
                         max_tokens: NEW_TOKENS,
                         ignore_eos: true,
+                        confidence_stop: None,
                     })
                     .collect();
                 let gens = lm.generate(&requests).unwrap();

@@ -34,6 +34,7 @@ fn judge(c: &mut Criterion) {
             stop: Vec::new(),
             max_tokens: CANDIDATE_TOKENS,
             ignore_eos: true,
+            confidence_stop: None,
         })
         .collect();
     let gens = lm.generate(&requests).unwrap();

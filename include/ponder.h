@@ -26,6 +26,10 @@
 // Patch version of this library.
 #define PONDER_VERSION_PATCH 0
 
+// How many of the most likely tokens [`Generation::confidence`] averages over (DeepConf uses
+// k in 5..20).
+#define CONFIDENCE_TOP_K 20
+
 // What an event reports.
 enum ponder_event_kind
 #ifdef __cplusplus
@@ -194,8 +198,9 @@ void ponder_engine_free(ponder_engine *engine);
 
 // Solves `question` (`question_len` bytes of UTF-8) with the strategy described by
 // `strategy_json` (`strategy_len` bytes: a JSON object with `"type"` one of `best_of_n`,
-// `self_correct`, `deepening`, `mcts`, `beam`, and any of that strategy's fields). Every count
-// and budget has a fixed range, and a value outside it is `PONDER_STATUS_INVALID_CONFIG`:
+// `self_correct`, `deepening`, `mcts`, `beam`, `deepconf`, and any of that strategy's fields).
+// Every count and budget has a fixed range, and a value outside it is
+// `PONDER_STATUS_INVALID_CONFIG`:
 // `n` and deepening's `width` 1..=256; `k`, beam's `width` and `expansions` 1..=64; `rounds`
 // 1..=16; every `max_tokens` and `l0` 1..=131072; `total_budget` l0..=10^7; `gamma` 1..=16;
 // `budget.tokens` 1..=10^7, `budget.forward_passes` 1..=10^8, `budget.wall_ms` 1..=86400000,

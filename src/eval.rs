@@ -137,6 +137,15 @@ pub struct EvalReport {
     pub judge_auc: Option<f64>,
     /// Candidates judged for the AUC.
     pub judged_candidates: usize,
+    /// AUCs of the other self-reward signals over the candidates that carry them (best-of-N,
+    /// DeepConf); `None` when no candidate does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal_auc: Option<SignalAuc>,
+    /// For best-of-N: the accuracy every reranker would have had on the same samples (judge
+    /// rerankers only when the run judged its candidates; confidence rerankers with each signal,
+    /// as `confidence_vote:tail`), over the problems with a reference.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reranker_accuracy: Vec<RerankerAccuracy>,
     /// Work over the whole run.
     pub usage: Usage,
     /// Wall time of the whole run, in milliseconds.
@@ -151,6 +160,158 @@ pub struct EvalReport {
     pub deepening: Option<DeepeningMetrics>,
     /// Per-problem results.
     pub results: Vec<ProblemResult>,
+}
+
+/// One reranker's accuracy on a best-of-N run's samples.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RerankerAccuracy {
+    /// The reranker (`vote`, `judge`, `confidence:lowest_group`, …).
+    pub rerank: String,
+    /// Problems it chose a right candidate for.
+    pub correct: usize,
+    /// `correct` over the problems counted.
+    pub accuracy: f64,
+}
+
+/// Right picks per reranker name, over best-of-N outcomes.
+#[derive(Default)]
+struct RerankerTally {
+    problems: usize,
+    correct: Vec<(String, usize)>,
+}
+
+impl RerankerTally {
+    fn add(&mut self, outcome: &Outcome, keep_percent: f64) {
+        use crate::reward::confidence::ConfidenceSignal as S;
+        use crate::strategy::best_of_n::choose;
+        use crate::strategy::Rerank;
+        let c = &outcome.candidates;
+        if outcome.strategy != "best_of_n" || c.iter().any(|c| c.correct.is_none()) {
+            return;
+        }
+        self.problems += 1;
+        let answers: Vec<Option<String>> = c.iter().map(|c| c.answer.clone()).collect();
+        let judged: Option<Vec<f64>> = c.iter().map(|c| c.judge).collect();
+        let logprobs: Vec<f64> = c.iter().map(|c| c.mean_logprob).collect();
+        let signal = |s: S| -> Option<Vec<f64>> {
+            c.iter()
+                .map(|c| {
+                    c.confidence.map(|x| match s {
+                        S::Mean => x.mean,
+                        S::Tail => x.tail,
+                        S::LowestGroup => x.lowest_group,
+                    })
+                })
+                .collect()
+        };
+        let mut picks: Vec<(String, usize)> = Vec::new();
+        let plain = vec![0.0; c.len()];
+        for r in [Rerank::Vote, Rerank::Logprob] {
+            let name = serde_json::to_value(r)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from));
+            picks.push((
+                name.unwrap_or_default(),
+                choose(r, keep_percent, &answers, None, &plain, &logprobs).1,
+            ));
+        }
+        if let Some(j) = &judged {
+            picks.push((
+                "judge".into(),
+                choose(
+                    Rerank::Judge,
+                    keep_percent,
+                    &answers,
+                    Some(j),
+                    &plain,
+                    &logprobs,
+                )
+                .1,
+            ));
+            picks.push((
+                "weighted_vote".into(),
+                choose(
+                    Rerank::WeightedVote,
+                    keep_percent,
+                    &answers,
+                    Some(j),
+                    &plain,
+                    &logprobs,
+                )
+                .1,
+            ));
+        }
+        for (s, sname) in [
+            (S::Mean, "mean"),
+            (S::Tail, "tail"),
+            (S::LowestGroup, "lowest_group"),
+        ] {
+            let Some(conf) = signal(s) else { continue };
+            for (r, rname) in [
+                (Rerank::Confidence, "confidence"),
+                (Rerank::ConfidenceVote, "confidence_vote"),
+                (Rerank::FilteredVote, "filtered_vote"),
+            ] {
+                picks.push((
+                    format!("{rname}:{sname}"),
+                    choose(r, keep_percent, &answers, None, &conf, &logprobs).1,
+                ));
+            }
+        }
+        for (name, pick) in picks {
+            let right = usize::from(c[pick].correct == Some(true));
+            match self.correct.iter_mut().find(|(n, _)| *n == name) {
+                Some(e) => e.1 += right,
+                None => self.correct.push((name, right)),
+            }
+        }
+    }
+
+    fn report(self) -> Vec<RerankerAccuracy> {
+        let n = self.problems.max(1) as f64;
+        self.correct
+            .into_iter()
+            .map(|(rerank, correct)| RerankerAccuracy {
+                rerank,
+                correct,
+                accuracy: correct as f64 / n,
+            })
+            .collect()
+    }
+}
+
+/// AUC of each token-level signal against correctness (the chance that a right candidate
+/// outscores a wrong one), over the candidates with a label and confidences.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignalAuc {
+    /// Candidates counted.
+    pub candidates: usize,
+    /// Mean token confidence.
+    pub mean_confidence: Option<f64>,
+    /// Tail confidence.
+    pub tail_confidence: Option<f64>,
+    /// Lowest group confidence.
+    pub lowest_group_confidence: Option<f64>,
+    /// Mean log-probability per token.
+    pub mean_logprob: Option<f64>,
+}
+
+impl SignalAuc {
+    fn of(candidates: &[(crate::strategy::ConfidenceSignals, f64, bool)]) -> Option<Self> {
+        if candidates.is_empty() {
+            return None;
+        }
+        let by = |f: &dyn Fn(&(crate::strategy::ConfidenceSignals, f64, bool)) -> f64| {
+            auc(&candidates.iter().map(|c| (f(c), c.2)).collect::<Vec<_>>())
+        };
+        Some(Self {
+            candidates: candidates.len(),
+            mean_confidence: by(&|c| c.0.mean),
+            tail_confidence: by(&|c| c.0.tail),
+            lowest_group_confidence: by(&|c| c.0.lowest_group),
+            mean_logprob: by(&|c| c.1),
+        })
+    }
 }
 
 /// SCoRe's self-correction metrics over the problems with a reference answer.
@@ -294,11 +455,23 @@ pub fn run(
     let before = engine.usage();
     let mut results = Vec::with_capacity(problems.len());
     let mut judged: Vec<(f64, bool)> = Vec::new();
+    let mut signals = Vec::new();
+    let mut rerankers = RerankerTally::default();
+    let keep_percent = match strategy {
+        StrategyConfig::BestOfN(c) => c.keep_percent,
+        _ => 50.0,
+    };
     let mut tally = Tally::default();
     for (i, problem) in problems.iter().enumerate() {
         let solved = solve_one(engine, i, problem, strategy);
         if let Some(outcome) = &solved.outcome {
             collect_judged(outcome, &mut judged);
+            rerankers.add(outcome, keep_percent);
+            for c in &outcome.candidates {
+                if let (Some(conf), Some(ok)) = (c.confidence, c.correct) {
+                    signals.push((conf, c.mean_logprob, ok));
+                }
+            }
             tally.add(problem, outcome);
         }
         let result = solved.result;
@@ -323,6 +496,8 @@ pub fn run(
         pass_at_n: ratio(passed),
         judge_auc: auc(&judged),
         judged_candidates: judged.len(),
+        signal_auc: SignalAuc::of(&signals),
+        reranker_accuracy: rerankers.report(),
         usage: engine.usage().since(&before),
         wall_ms: start.elapsed().as_millis() as u64,
         line_errors,

@@ -63,6 +63,7 @@ pub use error::{ConfigError, DecodeError, Error, LoadError, Result};
 pub use lm::llama::{devices, ContextOptions, Device, LlamaLm, Model, ModelOptions};
 pub use lm::remote::{RemoteLm, RemoteOptions};
 pub use lm::{
-    FinishReason, GenRequest, Generation, Lm, Message, Node, SamplingParams, TokenId, Usage,
+    ConfidenceStop, FinishReason, GenRequest, Generation, Lm, Message, Node, SamplingParams,
+    TokenId, Usage,
 };
 pub use strategy::{Candidate, Outcome, Problem, StrategyConfig};

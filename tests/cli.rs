@@ -265,6 +265,8 @@ fn eval_reports_accuracy_pass_at_n_and_auc_and_skips_bad_lines() {
         data.to_str().unwrap(),
         "--n",
         "2",
+        "--rerank",
+        "judge",
         "--max-tokens",
         "32",
         "--json",

@@ -50,6 +50,7 @@ fn gemma_samples_in_lockstep_from_one_prefill() {
                     stop: Vec::new(),
                     max_tokens: 12,
                     ignore_eos: false,
+                    confidence_stop: None,
                 })
                 .collect::<Vec<_>>(),
         )
@@ -74,6 +75,7 @@ fn gemma_parks_and_reactivates_exactly() {
                     stop: Vec::new(),
                     max_tokens: 6,
                     ignore_eos: true,
+                    confidence_stop: None,
                 })
                 .collect::<Vec<_>>(),
         )

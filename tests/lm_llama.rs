@@ -22,6 +22,7 @@ fn request(parent: ponder::Node, seed: u64, max_tokens: u32) -> GenRequest {
         stop: Vec::new(),
         max_tokens,
         ignore_eos: false,
+        confidence_stop: None,
     }
 }
 

@@ -185,15 +185,15 @@ struct BenchArgs {
 
 #[derive(Args)]
 struct StrategyArgs {
-    /// The strategy: best-of-n, self-correct, deepening, mcts, beam [default: best-of-n, or the
-    /// "type" of --config].
+    /// The strategy: best-of-n, self-correct, deepening, mcts, beam, deepconf [default:
+    /// best-of-n, or the "type" of --config].
     #[arg(long)]
     strategy: Option<String>,
     /// The strategy's configuration: a JSON object or a file holding one (fields of the
     /// strategy, or a whole {"type": …} object). The flags below override it.
     #[arg(long)]
     config: Option<String>,
-    /// Samples (best-of-n) or branches (deepening).
+    /// Samples (best-of-n), most traces (deepconf) or branches (deepening).
     #[arg(long)]
     n: Option<u32>,
     /// Revision rounds (self-correct).
@@ -205,7 +205,8 @@ struct StrategyArgs {
     /// Budget growth per trigger (deepening).
     #[arg(long)]
     gamma: Option<f64>,
-    /// Reranker (best-of-n): judge, logprob, vote, weighted_vote.
+    /// Reranker (best-of-n): judge, confidence, logprob, vote, weighted_vote, confidence_vote,
+    /// filtered_vote.
     #[arg(long)]
     rerank: Option<String>,
     /// New tokens per sample or attempt, at most (deepening: the total budget per branch;
@@ -358,6 +359,19 @@ impl StrategyArgs {
                     c.step.sampling.seed = s;
                 }
             }
+            StrategyConfig::DeepConf(c) => {
+                if let Some(n) = self.n {
+                    c.n = n;
+                    c.warmup = c.warmup.min(n);
+                    c.batch = c.batch.min(n);
+                }
+                if let Some(m) = self.max_tokens {
+                    c.max_tokens = m;
+                }
+                if let Some(s) = self.seed {
+                    c.sampling.seed = s;
+                }
+            }
             _ => unreachable!("every strategy is handled"),
         }
         let name = config.name();
@@ -370,8 +384,8 @@ impl StrategyArgs {
         if (self.l0.is_some() || self.gamma.is_some()) && name != "deepening" {
             return Err(only("--l0/--gamma", "deepening"));
         }
-        if self.n.is_some() && !matches!(name, "best_of_n" | "deepening") {
-            return Err(only("--n", "best-of-n and deepening (width)"));
+        if self.n.is_some() && !matches!(name, "best_of_n" | "deepening" | "deepconf") {
+            return Err(only("--n", "best-of-n, deepconf and deepening (width)"));
         }
         if self.k.is_some() && name != "mcts" {
             return Err(only("--k", "mcts"));
@@ -711,6 +725,7 @@ fn generate(args: &GenerateArgs) -> ponder::Result<()> {
             stop: args.stop.clone(),
             max_tokens: args.max_tokens,
             ignore_eos: false,
+            confidence_stop: None,
         })
         .collect();
     let generations = lm.generate(&requests)?;
@@ -1012,6 +1027,25 @@ fn run_eval(args: &EvalArgs) -> ponder::Result<()> {
                 .map_or("n/a".to_string(), |a| format!("{a:.3}")),
             report.judged_candidates
         );
+        if let Some(a) = &report.signal_auc {
+            let f = |x: Option<f64>| x.map_or("n/a".to_string(), |a| format!("{a:.3}"));
+            println!(
+                "signal AUC over {} candidates: mean confidence {} · tail confidence {} · lowest group confidence {} · mean logprob {}",
+                a.candidates,
+                f(a.mean_confidence),
+                f(a.tail_confidence),
+                f(a.lowest_group_confidence),
+                f(a.mean_logprob)
+            );
+        }
+        if !report.reranker_accuracy.is_empty() {
+            let list: Vec<String> = report
+                .reranker_accuracy
+                .iter()
+                .map(|r| format!("{} {:.3}", r.rerank, r.accuracy))
+                .collect();
+            println!("rerankers on the same samples: {}", list.join(" · "));
+        }
         println!(
             "tokens: generated {} · prefill {} · decoded {} · {} forward passes · {:.1} s",
             report.usage.generated_tokens,
@@ -1063,6 +1097,10 @@ fn run_synth(args: &SynthArgs) -> ponder::Result<()> {
         };
         if args.strategy.config.is_none() && c.prompt == PromptConfig::default() {
             c.prompt.template = R3_TEMPLATE.into();
+        }
+        // R3's tasks are open-ended: the default vote cannot compare their answers.
+        if args.strategy.config.is_none() && args.strategy.rerank.is_none() {
+            c.rerank = Rerank::Logprob;
         }
         c.r3 = Some(ponder::reward::r3::R3Config {
             marker: args.r3_marker.clone(),

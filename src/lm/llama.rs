@@ -414,6 +414,7 @@ struct Branch {
     logprob: f64,
     count: u32,
     finish: Option<FinishReason>,
+    confidence: Vec<f32>,
 }
 
 /// An inference context over a [`Model`] with a tree of nodes: the llama.cpp [`Lm`].
@@ -1056,6 +1057,7 @@ impl LlamaLm {
                     logprob: 0.0,
                     count: 0,
                     finish: None,
+                    confidence: Vec::new(),
                 }
             })
             .collect();
@@ -1129,6 +1131,7 @@ impl LlamaLm {
                 tokens: b.count,
                 logprob: b.logprob,
                 finish: b.finish.unwrap_or(FinishReason::MaxTokens),
+                confidence: b.confidence,
             })
             .collect())
     }
@@ -1146,7 +1149,15 @@ impl LlamaLm {
             branch.finish = Some(FinishReason::ContextFull);
             return;
         }
-        let (token, lp) = sampler::sample(logits, &request.sampling, &mut branch.rng, scratch);
+        let (token, lp, lse) =
+            sampler::sample_with_lse(logits, &request.sampling, &mut branch.rng, scratch);
+        // The top-k of the same logits: one more pass over the vocabulary, no model call.
+        branch.confidence.push(sampler::top_k_confidence(
+            logits,
+            lse,
+            super::CONFIDENCE_TOP_K,
+            scratch,
+        ));
         let token = LlamaToken(token as i32);
         self.data_mut(branch.node).tokens.push(token);
         self.usage.generated_tokens += 1;
@@ -1167,6 +1178,13 @@ impl LlamaLm {
                 branch.finish = Some(FinishReason::Stop(k));
                 return;
             }
+        }
+        if request
+            .confidence_stop
+            .is_some_and(|c| c.triggered(&branch.confidence))
+        {
+            branch.finish = Some(FinishReason::LowConfidence);
+            return;
         }
         if branch.count >= request.max_tokens {
             branch.finish = Some(FinishReason::MaxTokens);

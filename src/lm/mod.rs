@@ -172,6 +172,58 @@ pub struct GenRequest {
     pub max_tokens: u32,
     /// Keep sampling after an end-of-generation token (benchmarks use this for fixed lengths).
     pub ignore_eos: bool,
+    /// Stop early when the model grows unsure (DeepConf online): see [`ConfidenceStop`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence_stop: Option<ConfidenceStop>,
+}
+
+/// Ends a generation with [`FinishReason::LowConfidence`] as soon as the mean token confidence
+/// ([`Generation::confidence`]) of its last `window` tokens falls below `threshold`; checked after
+/// every token once `window` tokens are generated.
+///
+/// The llama.cpp backend stops decoding the branch at once. A remote server cannot be stopped
+/// mid-request: [`RemoteLm`] reads the whole completion and reports `LowConfidence` when the
+/// condition held at any point (the vote drops the trace as it would have; no tokens are saved).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfidenceStop {
+    /// Tokens per group, at least 1.
+    pub window: u32,
+    /// The lowest group confidence allowed.
+    pub threshold: f32,
+}
+
+impl ConfidenceStop {
+    /// Whether the confidences so far (one per token) end with a group below the threshold.
+    pub fn triggered(&self, confidence: &[f32]) -> bool {
+        let w = self.window as usize;
+        if w == 0 || confidence.len() < w {
+            return false;
+        }
+        let group = &confidence[confidence.len() - w..];
+        let mean = group.iter().map(|&c| f64::from(c)).sum::<f64>() / w as f64;
+        mean < f64::from(self.threshold)
+    }
+
+    /// The index of the first token after which [`ConfidenceStop::triggered`] holds, if any.
+    pub fn first_trigger(&self, confidence: &[f32]) -> Option<usize> {
+        let w = self.window as usize;
+        if w == 0 || confidence.len() < w {
+            return None;
+        }
+        let mut sum: f64 = confidence[..w].iter().map(|&c| f64::from(c)).sum();
+        let t = f64::from(self.threshold) * w as f64;
+        if sum < t {
+            return Some(w - 1);
+        }
+        for i in w..confidence.len() {
+            sum += f64::from(confidence[i]) - f64::from(confidence[i - w]);
+            if sum < t {
+                return Some(i);
+            }
+        }
+        None
+    }
 }
 
 impl GenRequest {
@@ -183,6 +235,7 @@ impl GenRequest {
             stop: Vec::new(),
             max_tokens,
             ignore_eos: false,
+            confidence_stop: None,
         }
     }
 
@@ -204,6 +257,14 @@ impl GenRequest {
                 "an empty stop string would stop at once; remove it",
             ));
         }
+        if let Some(c) = &self.confidence_stop {
+            if c.window == 0 || !c.threshold.is_finite() {
+                return Err(ConfigError::new(
+                    "confidence_stop",
+                    "use a window of at least 1 token and a finite threshold",
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -220,6 +281,8 @@ pub enum FinishReason {
     MaxTokens,
     /// The branch reached the end of the context window.
     ContextFull,
+    /// The request's [`ConfidenceStop`] ended it: its last group of tokens was too unsure.
+    LowConfidence,
 }
 
 impl std::fmt::Display for FinishReason {
@@ -230,6 +293,7 @@ impl std::fmt::Display for FinishReason {
             Self::Eos => f.write_str("end of text"),
             Self::MaxTokens => f.write_str("max tokens"),
             Self::ContextFull => f.write_str("context full"),
+            Self::LowConfidence => f.write_str("low confidence"),
         }
     }
 }
@@ -248,7 +312,16 @@ pub struct Generation {
     pub logprob: f64,
     /// Why it ended.
     pub finish: FinishReason,
+    /// DeepConf token confidence of each generated token: minus the mean log-probability of the
+    /// [`CONFIDENCE_TOP_K`] most likely tokens at that position (high = sure). Empty where the
+    /// backend cannot tell (see [`RemoteLm`] for servers that give no top log-probabilities).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub confidence: Vec<f32>,
 }
+
+/// How many of the most likely tokens [`Generation::confidence`] averages over (DeepConf uses
+/// k in 5..20).
+pub const CONFIDENCE_TOP_K: usize = 20;
 
 impl Generation {
     /// The mean per-token log-probability (0 for an empty generation).

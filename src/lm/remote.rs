@@ -20,6 +20,15 @@
 //! unreadable body is retried with exponential backoff on another server where there is one, and
 //! after the last attempt the call fails with [`DecodeError::Remote`]. Nothing is half-applied: a
 //! failed call creates no node.
+//!
+//! Token confidence ([`Generation::confidence`]): every completion asks for the top
+//! [`super::CONFIDENCE_TOP_K`] log-probabilities of each sampled position, and a token's
+//! confidence is minus their mean, as in the llama.cpp backend. A server that returns fewer
+//! candidates gives the mean of those it returned; one that returns no top list gives minus the
+//! sampled token's own log-probability (a cruder, k = 1 confidence), and one that returns no
+//! log-probabilities at all an empty list. A request's [`super::ConfidenceStop`] cannot stop a
+//! server mid-completion: the whole completion is read and its finish is
+//! [`FinishReason::LowConfidence`] when the condition held at some token (no tokens are saved).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -406,6 +415,22 @@ struct Sampled {
     id: Option<TokenId>,
     text: String,
     logprob: f64,
+    /// Minus the mean of the position's top log-probabilities, where the server gave them.
+    confidence: Option<f32>,
+}
+
+/// One completion as read: the new tokens, text, log-likelihood, finish reason and token
+/// confidences.
+type ReadGeneration = (Vec<TokenId>, String, f64, FinishReason, Vec<f32>);
+
+/// Minus the mean of a list of log-probabilities (`None` for an empty list).
+fn confidence_of(lps: impl Iterator<Item = f64>) -> Option<f32> {
+    let (mut sum, mut n) = (0.0, 0usize);
+    for l in lps.filter(|l| l.is_finite()) {
+        sum += l;
+        n += 1;
+    }
+    (n > 0).then(|| (-sum / n as f64) as f32)
 }
 
 /// An [`Lm`] whose model runs behind one or more OpenAI-compatible servers.
@@ -709,7 +734,7 @@ impl RemoteLm {
             let left = (self.n_ctx as usize - prompt.len() - 1) as u32;
             let max_tokens = r.max_tokens.min(left);
             room.push(max_tokens < r.max_tokens);
-            let mut body = self.completion_body(prompt, max_tokens, 1);
+            let mut body = self.completion_body(prompt, max_tokens, super::CONFIDENCE_TOP_K as u32);
             let s = &r.sampling;
             let extra = json!({
                 "temperature": s.temperature,
@@ -734,17 +759,23 @@ impl RemoteLm {
         }
         self.account(&responses, true);
         let mut out = Vec::with_capacity(read.len());
-        for (r, (own, text, logprob, finish)) in requests.iter().zip(read) {
+        for (r, (own, text, logprob, mut finish, confidence)) in requests.iter().zip(read) {
             let mut tokens = self.tokens_of(r.parent)?.clone();
             let n = own.len() as u32;
             tokens.extend(own);
             let node = self.insert(tokens);
+            if r.confidence_stop
+                .is_some_and(|c| c.first_trigger(&confidence).is_some())
+            {
+                finish = FinishReason::LowConfidence;
+            }
             out.push(Generation {
                 node,
                 text,
                 tokens: n,
                 logprob,
                 finish,
+                confidence,
             });
         }
         Ok(out)
@@ -756,7 +787,7 @@ impl RemoteLm {
         r: &GenRequest,
         v: &Value,
         clipped: bool,
-    ) -> Result<(Vec<TokenId>, String, f64, FinishReason), DecodeError> {
+    ) -> Result<ReadGeneration, DecodeError> {
         let choice = v
             .pointer("/choices/0")
             .ok_or_else(|| bad_response("/v1/completions", v))?;
@@ -771,6 +802,10 @@ impl RemoteLm {
             .unwrap_or("length");
         let sampled = sampled_tokens(choice.get("logprobs"));
         let logprob: f64 = sampled.iter().map(|s| s.logprob).sum();
+        let confidence: Vec<f32> = sampled
+            .iter()
+            .map(|s| s.confidence.unwrap_or(-s.logprob as f32))
+            .collect();
         let ids: Option<Vec<TokenId>> = sampled.iter().map(|s| s.id).collect();
         let reason = if finish == "length" {
             if clipped {
@@ -811,7 +846,7 @@ impl RemoteLm {
             (_, Some(ids)) if !ids.is_empty() || text.is_empty() => ids,
             _ => self.tokenize_with(&text, false)?,
         };
-        Ok((own, text, logprob, reason))
+        Ok((own, text, logprob, reason, confidence))
     }
 }
 
@@ -863,22 +898,37 @@ fn sampled_tokens(logprobs: Option<&Value>) -> Vec<Sampled> {
                         .or_else(|| id_from_token_string(&text)),
                     text,
                     logprob: t.get("logprob").and_then(Value::as_f64).unwrap_or(0.0),
+                    confidence: t
+                        .get("top_logprobs")
+                        .and_then(Value::as_array)
+                        .and_then(|top| {
+                            confidence_of(
+                                top.iter()
+                                    .filter_map(|c| c.get("logprob").and_then(Value::as_f64)),
+                            )
+                        }),
                 }
             })
             .collect();
     }
+    let tops = lp.get("top_logprobs").and_then(Value::as_array);
     let tokens = lp.get("tokens").and_then(Value::as_array);
     let lps = lp.get("token_logprobs").and_then(Value::as_array);
     match (tokens, lps) {
         (Some(t), Some(l)) => t
             .iter()
             .zip(l)
-            .map(|(t, l)| {
+            .enumerate()
+            .map(|(i, (t, l))| {
                 let text = t.as_str().unwrap_or_default().to_string();
                 Sampled {
                     id: id_from_token_string(&text),
                     text,
                     logprob: l.as_f64().unwrap_or(0.0),
+                    confidence: tops
+                        .and_then(|v| v.get(i))
+                        .and_then(Value::as_object)
+                        .and_then(|m| confidence_of(m.values().filter_map(Value::as_f64))),
                 }
             })
             .collect(),
@@ -1141,6 +1191,12 @@ mod tests {
             s.iter().map(|t| t.id).collect::<Vec<_>>(),
             [Some(7), Some(9)]
         );
+        // Confidence: minus the mean of the top list; none where the list is empty or missing.
+        assert_eq!(s[0].confidence, Some(1.25));
+        assert_eq!(s[1].confidence, None);
+        let s = sampled_tokens(Some(&llama));
+        assert_eq!(s[0].confidence, Some(0.5));
+        assert_eq!(s[1].confidence, None);
         let top = top_logprobs(&json!({"choices": [{"logprobs": legacy}]})).unwrap();
         assert_eq!(top.get(&3), Some(&-1.5));
         let top = top_logprobs(&json!({"choices": [{"logprobs": llama}]})).unwrap();

@@ -103,17 +103,45 @@ pub(crate) fn logprob(logits: &[f32], lse: f64, token: usize) -> f64 {
 #[derive(Debug, Default)]
 pub(crate) struct Scratch {
     cand: Vec<(f32, u32)>,
+    top: Vec<(f32, u32)>,
+}
+
+/// DeepConf's token confidence: minus the mean log-probability (temperature 1) of the `k` most
+/// likely tokens given `logits` (`lse` their log-sum-exp). High when the model is sure: the top
+/// tokens other than the first then carry very little mass.
+pub(crate) fn top_k_confidence(logits: &[f32], lse: f64, k: usize, scratch: &mut Scratch) -> f32 {
+    let k = k.clamp(1, logits.len().max(1));
+    let top = &mut scratch.top;
+    top.clear();
+    top_k_into(logits, k, top);
+    if top.is_empty() {
+        return 0.0;
+    }
+    let mean = top.iter().map(|&(l, _)| f64::from(l) - lse).sum::<f64>() / top.len() as f64;
+    (-mean) as f32
 }
 
 /// Picks the next token. Returns the token and its unfiltered log-probability.
 ///
 /// `params` must have been validated.
+#[cfg(test)]
 pub(crate) fn sample(
     logits: &[f32],
     params: &SamplingParams,
     rng: &mut Rng,
     scratch: &mut Scratch,
 ) -> (u32, f64) {
+    let (token, lp, _) = sample_with_lse(logits, params, rng, scratch);
+    (token, lp)
+}
+
+/// [`sample`], also returning the log-sum-exp of `logits` (for [`top_k_confidence`]).
+pub(crate) fn sample_with_lse(
+    logits: &[f32],
+    params: &SamplingParams,
+    rng: &mut Rng,
+    scratch: &mut Scratch,
+) -> (u32, f64, f64) {
     let max = max_logit(logits);
     let lse = log_sum_exp_with_max(logits, max);
     let token = if params.temperature == 0.0 {
@@ -121,7 +149,7 @@ pub(crate) fn sample(
     } else {
         sample_filtered(logits, max, params, rng, scratch)
     };
-    (token, logprob(logits, lse, token as usize))
+    (token, logprob(logits, lse, token as usize), lse)
 }
 
 /// The most likely token; ties go to the lowest id.
@@ -252,6 +280,27 @@ mod tests {
             min_p,
             seed: 7,
         }
+    }
+
+    #[test]
+    fn confidence_is_minus_the_mean_top_k_logprob() {
+        let mut scratch = Scratch::default();
+        // Uniform over 4 tokens: every logprob is ln(1/4), whatever k.
+        let uniform = [1.0f32; 4];
+        let lse = log_sum_exp(&uniform);
+        for k in [1, 2, 4, 10] {
+            let c = top_k_confidence(&uniform, lse, k, &mut scratch);
+            assert!((f64::from(c) - 4f64.ln()).abs() < 1e-4, "k={k}: {c}");
+        }
+        // A peaked distribution is more confident than a flat one at the same k.
+        let peaked = [10.0f32, 0.0, 0.0, 0.0];
+        let c_peaked = top_k_confidence(&peaked, log_sum_exp(&peaked), 2, &mut scratch);
+        let c_flat = top_k_confidence(&uniform, lse, 2, &mut scratch);
+        assert!(c_peaked > c_flat, "{c_peaked} vs {c_flat}");
+        // k = 2 on the peaked one: -(lp(10) + lp(0)) / 2.
+        let l = log_sum_exp(&peaked);
+        let want = -((10.0 - l) + (0.0 - l)) / 2.0;
+        assert!((f64::from(c_peaked) - want).abs() < 1e-4);
     }
 
     #[test]

@@ -40,6 +40,9 @@ pub struct ScriptedStep {
     pub eos: bool,
     /// Log-probability of each generated token.
     pub logprob_per_token: f64,
+    /// Token confidence of each generated token, in order; the last value repeats past its end,
+    /// and an empty list means `-logprob_per_token` for every token.
+    pub confidence: Vec<f32>,
 }
 
 type StepFn = dyn FnMut(&StepQuery<'_>) -> ScriptedStep + Send;
@@ -226,6 +229,23 @@ impl Lm for ScriptedLm {
             } else if finish == FinishReason::Eos {
                 tokens.push(EOS);
             }
+            let conf_at = |i: usize| -> f32 {
+                step.confidence
+                    .get(i)
+                    .or(step.confidence.last())
+                    .copied()
+                    .unwrap_or(-step.logprob_per_token as f32)
+            };
+            let mut confidence: Vec<f32> = (0..tokens.len()).map(conf_at).collect();
+            if let Some(stop) = request.confidence_stop {
+                if let Some(i) = stop.first_trigger(&confidence) {
+                    if i + 1 < tokens.len() || finish != FinishReason::Eos {
+                        tokens.truncate(i + 1);
+                        confidence.truncate(i + 1);
+                        finish = FinishReason::LowConfidence;
+                    }
+                }
+            }
             let n = tokens.len();
             longest = longest.max(n);
             let mut all = parent;
@@ -239,6 +259,7 @@ impl Lm for ScriptedLm {
                 tokens: n as u32,
                 logprob: step.logprob_per_token * n as f64,
                 finish,
+                confidence,
             });
         }
         self.usage.forward_passes += longest as u64;

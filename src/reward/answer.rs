@@ -3,7 +3,16 @@
 //! Extraction tries, in order: the last `\boxed{…}` (or `\fbox{…}`), the last `#### …` line,
 //! "Final Answer: The final answer is …", the last "The answer is …", and else the last number in
 //! the text. A boxed or `####` answer is taken as written; a phrase that is not a number itself
-//! but contains numbers yields its last number ("8 apples" → `8`, "12 + 30 = 42" → `42`). Normalisation drops thousands separators, `$`, `%`, units of LaTeX
+//! but contains numbers yields its last number ("8 apples" → `8`, "12 + 30 = 42" → `42`).
+//!
+//! Reasoning models write numbered Markdown steps (`1. **…**`, `### Step 2:`), `\[ … \]` display
+//! LaTeX and `\boxed{}`. Step numbers are never taken for the answer by the last-number fallback
+//! (a line that starts with `2.` or `Step 2:` numbers a step), and a marked answer that is a
+//! description rather than a value ("the answer is the sum of the balloons",
+//! `\boxed{\text{total apples}}`: no digit and at least two words) is *no answer*: `None`, not
+//! the phrase, and not some other number of the text either.
+//!
+//! Normalisation drops thousands separators, `$`, `%`, units of LaTeX
 //! (`\text{…}`, `\!`, `\,`), trailing `.0`, surrounding punctuation; `\frac{a}{b}` and `a/b` are
 //! fractions. Two answers are equivalent when both are numbers within 1e-6 (relative), or when
 //! their normalised texts are equal.
@@ -12,25 +21,56 @@
 
 /// The final answer of `solution`, as written (trimmed), or `None` if there is none.
 pub fn extract(solution: &str) -> Option<String> {
-    explicit(solution).or_else(|| {
-        let n = last_number(solution)?.trim().to_string();
-        (!normalize(&n).is_empty()).then_some(n)
-    })
+    match marked(solution) {
+        Marked::Answer(a) => Some(a),
+        Marked::Description => None,
+        Marked::Nothing => {
+            let n = last_number(solution)?.trim().to_string();
+            (!normalize(&n).is_empty()).then_some(n)
+        }
+    }
+}
+
+/// What the explicit markers of a solution say.
+enum Marked {
+    /// No marker.
+    Nothing,
+    /// A marker followed by a description, not a value.
+    Description,
+    /// A marked answer, as written (trimmed).
+    Answer(String),
 }
 
 /// The final answer that `solution` states with an explicit marker (`\boxed{…}`, `####`, "the
 /// answer is", "answer:"), or `None`: [`extract`] without its last-number fallback. Tree search
 /// uses it to decide that a step ends the solution.
 pub fn explicit(solution: &str) -> Option<String> {
+    match marked(solution) {
+        Marked::Answer(a) => Some(a),
+        Marked::Nothing | Marked::Description => None,
+    }
+}
+
+fn marked(solution: &str) -> Marked {
     // Explicit markers: their contents are the answer as written.
     let explicit = last_boxed(solution).or_else(|| after_marker(solution, "####"));
     let answer = match explicit {
-        Some(a) => a,
+        Some(a) => {
+            // "8 \text{ apples}" is the number with a unit; "x^{2}+1" stays as written.
+            if numeric_value(&a).is_none() && words(&a) > 0 {
+                last_number(&a).map_or(a.clone(), str::to_string)
+            } else {
+                a
+            }
+        }
         None => {
-            let p = after_phrase(solution, "final answer: the final answer is")
+            let Some(p) = after_phrase(solution, "final answer: the final answer is")
                 .or_else(|| after_phrase(solution, "the final answer is"))
                 .or_else(|| after_phrase(solution, "the answer is"))
-                .or_else(|| after_phrase(solution, "answer:"))?;
+                .or_else(|| after_phrase(solution, "answer:"))
+            else {
+                return Marked::Nothing;
+            };
             // "1/2", "$1,200" are numbers as a whole; "8 apples" or "12 + 30 = 42" end with
             // theirs; "blue" is an answer too.
             let p = strip_phrase_tail(&p);
@@ -43,7 +83,37 @@ pub fn explicit(solution: &str) -> Option<String> {
         }
     };
     let answer = answer.trim().to_string();
-    (!normalize(&answer).is_empty()).then_some(answer)
+    if normalize(&answer).is_empty() {
+        Marked::Nothing
+    } else if !answer.chars().any(|c| c.is_ascii_digit()) && words(&answer) >= 2 {
+        Marked::Description
+    } else {
+        Marked::Answer(answer)
+    }
+}
+
+/// The number of words of two or more letters in `text`, LaTeX commands (`\frac`, `\text`) not
+/// counted: "the sum of the balloons" has 4, `\frac{x}{2}` none.
+fn words(text: &str) -> usize {
+    let mut count = 0;
+    let mut run = 0usize;
+    let mut after_backslash = false;
+    let mut prev = ' ';
+    for c in text.chars().chain([' ']) {
+        if c.is_alphabetic() {
+            if run == 0 {
+                after_backslash = prev == '\\';
+            }
+            run += 1;
+        } else {
+            if run >= 2 && !after_backslash {
+                count += 1;
+            }
+            run = 0;
+        }
+        prev = c;
+    }
+    count
 }
 
 /// A canonical form of an answer: numbers as their shortest decimal (`1,200.00` → `1200`,
@@ -356,10 +426,37 @@ fn last_number(text: &str) -> Option<&str> {
             }
             break;
         }
-        last = Some(&text[start..j]);
+        if !numbers_a_step(text, start, j) {
+            last = Some(&text[start..j]);
+        }
         i = j.max(i + 1);
     }
     last.map(|n| n.trim_end_matches(['.', ',']))
+}
+
+/// Whether the number at `text[start..end]` numbers a step: `2.` or `2)` opening a line (after
+/// spaces, `#` or `*`), or the `2` of `Step 2`.
+fn numbers_a_step(text: &str, start: usize, end: usize) -> bool {
+    let number = &text[start..end];
+    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+        return false;
+    }
+    let line_start = text[..start].rfind('\n').map_or(0, |k| k + 1);
+    let prefix = text[..start][line_start..]
+        .trim_matches(|c: char| c.is_whitespace() || c == '#' || c == '*');
+    let after = &text[end..];
+    if prefix.len() >= 4 && prefix.is_char_boundary(prefix.len() - 4) {
+        let tail = &prefix[prefix.len() - 4..];
+        if tail.eq_ignore_ascii_case("step") {
+            return true;
+        }
+    }
+    prefix.is_empty()
+        && (after.starts_with('.') || after.starts_with(')'))
+        && after[1..]
+            .chars()
+            .next()
+            .is_none_or(|c| c.is_whitespace() || c == '*')
 }
 
 #[cfg(test)]
@@ -435,6 +532,25 @@ mod tests {
         ("The answer is 1/0", Some("1/0")),
         ("#### 12\nextra text 99", Some("12")),
         ("**The answer is 64**", Some("64")),
+        // The reasoner's style: numbered Markdown steps, display LaTeX, boxed answers.
+        (
+            "To find the total:\n\n1. **Red balloons**: 5\n2. **Blue balloons**: 3\n\n\\[\n5 + 3 = 8\n\\]\n\nSo, the total is \\(\\boxed{8}\\).",
+            Some("8"),
+        ),
+        ("1. Tom has 4 bags of 3 apples: \\[ 4 \\times 3 = 12 \\]\n\n2.", Some("12")),
+        ("### Step 1: Count\n\\[ 7 + 5 = 12 \\]\n### Step 2:", Some("12")),
+        ("Step 1: 9 - 4 = 5\nStep 2", Some("5")),
+        ("\\[\n\\boxed{15}\n\\]", Some("15")),
+        ("The final answer is: \\[ \\boxed{\\frac{3}{4}} \\]", Some("0.75")),
+        ("the answer is \\( 42 \\).", Some("42")),
+        ("\\boxed{8 \\text{ apples}}", Some("8")),
+        ("\\boxed{\\sqrt{2}}", Some("\\sqrt{2}")),
+        // A description where a value was asked for is no answer, not the phrase, not a number.
+        ("5 + 3 = 8 balloons. The answer is the sum of the balloons.", None),
+        ("\\boxed{\\text{the total number of red peaches}}", None),
+        ("Final Answer: the total number of red peaches", None),
+        ("The answer is the sum of the balloons: 5 + 3 = 8.", Some("8")),
+        ("1. First\n2. Second\n3. ", None),
     ];
 
     #[test]

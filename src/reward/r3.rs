@@ -352,6 +352,7 @@ mod tests {
                 },
                 eos: true,
                 logprob_per_token: -0.5,
+                confidence: Vec::new(),
             },
             |_| 0.5,
         )
@@ -405,6 +406,7 @@ mod tests {
                 text: "I think it is blue.".into(),
                 eos: true,
                 logprob_per_token: -0.5,
+                confidence: Vec::new(),
             },
             |_| 0.5,
         );

@@ -241,6 +241,7 @@ mod tests {
                     },
                     eos: end,
                     logprob_per_token: -1.0,
+                    confidence: Vec::new(),
                 }
             },
             move |t| value(&label(t)),

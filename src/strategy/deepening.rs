@@ -171,6 +171,7 @@ pub fn run(config: &DeepeningConfig, lm: &mut dyn Lm, problem: &Problem) -> Resu
             score: share(&b.last_answer),
             finish: b.finish.clone(),
             correct: problem.check(b.last_answer.as_deref()),
+            confidence: None,
         })
         .collect();
     let chosen = winner.as_ref().map_or(0, |w| w.members[0]);
@@ -227,6 +228,7 @@ fn deepen(
                     stop: Vec::new(),
                     max_tokens: budget,
                     ignore_eos: config.ignore_eos,
+                    confidence_stop: None,
                 }
             })
             .collect();

@@ -527,6 +527,7 @@ mod tests {
                     },
                     eos: end,
                     logprob_per_token: *logprobs.get(&child).unwrap_or(&-1.0),
+                    confidence: Vec::new(),
                 }
             },
             move |text| *values.get(&label(text)).unwrap_or(&0.5),
@@ -721,6 +722,7 @@ mod tests {
                 },
                 eos: false,
                 logprob_per_token: -1.0,
+                confidence: Vec::new(),
             },
             |_| 0.5,
         );

@@ -5,6 +5,7 @@
 
 pub mod beam;
 pub mod best_of_n;
+pub mod deepconf;
 pub mod deepening;
 pub mod mcts;
 pub mod self_correct;
@@ -15,9 +16,11 @@ use serde::{Deserialize, Serialize};
 use crate::error::{ConfigError, Error};
 use crate::lm::{FinishReason, Lm, Message, Usage};
 use crate::reward::answer;
+use crate::reward::confidence::ConfidenceConfig;
 
 pub use beam::{BeamAnswer, BeamConfig};
 pub use best_of_n::{BestOfNConfig, Rerank};
+pub use deepconf::DeepConfConfig;
 pub use deepening::DeepeningConfig;
 pub use mcts::{AnswerBy, Backup, MctsConfig, RolloutConfig, Selection, Widen};
 pub use self_correct::{Keep, SelfCorrectConfig};
@@ -237,6 +240,9 @@ pub enum StrategyConfig {
     Mcts(MctsConfig),
     /// See [`beam`].
     Beam(BeamConfig),
+    /// See [`deepconf`].
+    #[serde(rename = "deepconf")]
+    DeepConf(DeepConfConfig),
 }
 
 impl StrategyConfig {
@@ -248,6 +254,7 @@ impl StrategyConfig {
             Self::Deepening(_) => "deepening",
             Self::Mcts(_) => "mcts",
             Self::Beam(_) => "beam",
+            Self::DeepConf(_) => "deepconf",
         }
     }
 
@@ -259,6 +266,7 @@ impl StrategyConfig {
             Self::Deepening(c) => &c.prompt,
             Self::Mcts(c) => &c.prompt,
             Self::Beam(c) => &c.prompt,
+            Self::DeepConf(c) => &c.prompt,
         }
     }
 
@@ -270,12 +278,19 @@ impl StrategyConfig {
             Self::Deepening(c) => c.sampling.seed,
             Self::Mcts(c) => c.step.sampling.seed,
             Self::Beam(c) => c.step.sampling.seed,
+            Self::DeepConf(c) => c.sampling.seed,
         }
     }
 
     /// Every strategy's name, as `"type"` spells it.
-    pub const NAMES: &'static [&'static str] =
-        &["best_of_n", "self_correct", "deepening", "mcts", "beam"];
+    pub const NAMES: &'static [&'static str] = &[
+        "best_of_n",
+        "self_correct",
+        "deepening",
+        "mcts",
+        "beam",
+        "deepconf",
+    ];
 
     /// The default configuration of the strategy called `name` (`best_of_n` or `best-of-n`).
     ///
@@ -288,6 +303,7 @@ impl StrategyConfig {
             "deepening" => Ok(Self::Deepening(DeepeningConfig::default())),
             "mcts" => Ok(Self::Mcts(MctsConfig::default())),
             "beam" => Ok(Self::Beam(BeamConfig::default())),
+            "deepconf" | "deep_conf" => Ok(Self::DeepConf(DeepConfConfig::default())),
             other => Err(ConfigError::new(
                 "strategy",
                 format!(
@@ -299,12 +315,16 @@ impl StrategyConfig {
     }
 
     /// Whether the strategy picks its answer by a vote over extracted answers (best-of-N's
-    /// `vote` and `weighted_vote`, deepening, MCTS and beam answering by vote). Votes need
-    /// answers that can be compared, so they are not available for text answers.
+    /// `vote`, `weighted_vote`, `confidence_vote` and `filtered_vote`, deepening, DeepConf, MCTS
+    /// and beam answering by vote). Votes need answers that can be compared, so they are not
+    /// available for text answers.
     pub fn votes(&self) -> bool {
         match self {
-            Self::BestOfN(c) => matches!(c.rerank, Rerank::Vote | Rerank::WeightedVote),
-            Self::Deepening(_) => true,
+            Self::BestOfN(c) => matches!(
+                c.rerank,
+                Rerank::Vote | Rerank::WeightedVote | Rerank::ConfidenceVote | Rerank::FilteredVote
+            ),
+            Self::Deepening(_) | Self::DeepConf(_) => true,
             Self::Mcts(c) => matches!(c.answer_by, AnswerBy::Vote),
             Self::Beam(c) => matches!(c.answer_by, BeamAnswer::Vote),
             Self::SelfCorrect(_) => false,
@@ -369,6 +389,7 @@ impl StrategyConfig {
             Self::Deepening(c) => c.validate(),
             Self::Mcts(c) => c.validate(),
             Self::Beam(c) => c.validate(),
+            Self::DeepConf(c) => c.validate(),
         }
     }
 
@@ -402,6 +423,7 @@ impl StrategyConfig {
             Self::Deepening(c) => deepening::run(c, lm, problem),
             Self::Mcts(c) => mcts::run_observed(c, lm, problem, observer),
             Self::Beam(c) => beam::run_observed(c, lm, problem, observer),
+            Self::DeepConf(c) => deepconf::run(c, lm, problem),
         }?;
         // A cancelled tree search returns what it found; the caller asked for no more events.
         if outcome
@@ -574,6 +596,33 @@ pub struct Candidate {
     pub finish: FinishReason,
     /// Whether its answer matches the reference, when one was given.
     pub correct: Option<bool>,
+    /// Its token-confidence signals (sampled candidates of best-of-N and DeepConf; `None` where
+    /// the strategy builds candidates from tree paths or does not track confidences).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<ConfidenceSignals>,
+}
+
+/// The token-confidence signals of one candidate ([`crate::reward::confidence`]).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ConfidenceSignals {
+    /// Mean confidence of the whole trace.
+    pub mean: f64,
+    /// Mean confidence of its last [`ConfidenceConfig::tail`] tokens.
+    pub tail: f64,
+    /// Lowest mean confidence over windows of [`ConfidenceConfig::window`] tokens.
+    pub lowest_group: f64,
+}
+
+impl ConfidenceSignals {
+    /// The signals of one trace's token confidences (`None` when there are none).
+    pub fn of(confidence: &[f32], config: &ConfidenceConfig) -> Option<Self> {
+        use crate::reward::confidence::ConfidenceSignal as S;
+        (!confidence.is_empty()).then(|| Self {
+            mean: config.score_with(S::Mean, confidence),
+            tail: config.score_with(S::Tail, confidence),
+            lowest_group: config.score_with(S::LowestGroup, confidence),
+        })
+    }
 }
 
 /// What a strategy found.
@@ -656,6 +705,7 @@ impl Candidate {
             judge,
             score,
             finish: g.finish.clone(),
+            confidence: ConfidenceSignals::of(&g.confidence, &ConfidenceConfig::default()),
         }
     }
 }
@@ -790,6 +840,7 @@ mod tests {
                 text: format!("Swap them. Answer: The mouse was chased {}.", q.ordinal),
                 eos: true,
                 logprob_per_token: -0.5,
+                confidence: Vec::new(),
             },
             |_| 0.5,
         )
@@ -845,6 +896,7 @@ mod tests {
                     },
                     eos: true,
                     logprob_per_token: -0.5,
+                    confidence: Vec::new(),
                 },
                 |text| if text.contains("Cats") { 0.9 } else { 0.1 },
             )
@@ -858,6 +910,7 @@ mod tests {
         };
         let config = StrategyConfig::BestOfN(BestOfNConfig {
             n: 2,
+            rerank: Rerank::Judge,
             r3: Some(crate::reward::r3::R3Config::default()),
             ..BestOfNConfig::default()
         });

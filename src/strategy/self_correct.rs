@@ -188,6 +188,7 @@ fn attempts(
                 stop: Vec::new(),
                 max_tokens: config.max_tokens,
                 ignore_eos: false,
+                confidence_stop: None,
             }])?
             .remove(0);
         made.push(g.node);

@@ -151,7 +151,11 @@ impl StopReason {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StepConfig {
-    /// A step ends at the first of these (kept in the step). Default: a blank line.
+    /// A step ends at the first of these (kept in the step). Default:
+    /// [`StepConfig::default_delimiters`]: a blank line, a new numbered item `\n2. ` … `\n9. `
+    /// on the next line, and a Markdown heading `\n### ` (reasoning models number their steps,
+    /// `1. **…**` or `### Step 1:`, and set them apart with blank lines). The number of the next
+    /// step stays at the end of the step it closes.
     pub delimiters: Vec<String>,
     /// Tokens per step, at most.
     pub max_tokens: u32,
@@ -169,7 +173,7 @@ pub struct StepConfig {
 impl Default for StepConfig {
     fn default() -> Self {
         Self {
-            delimiters: vec!["\n\n".into()],
+            delimiters: Self::default_delimiters(),
             max_tokens: 128,
             min_chars: 2,
             retries: 2,
@@ -180,6 +184,14 @@ impl Default for StepConfig {
 }
 
 impl StepConfig {
+    /// The default step boundaries: `"\n\n"`, `"\n2. "` … `"\n9. "`, `"\n### "`.
+    pub fn default_delimiters() -> Vec<String> {
+        let mut d = vec!["\n\n".to_string()];
+        d.extend((2..=9).map(|k| format!("\n{k}. ")));
+        d.push("\n### ".into());
+        d
+    }
+
     /// Checks every field's range.
     ///
     /// # Errors
@@ -610,6 +622,7 @@ impl<'a, 'o> Search<'a, 'o> {
                         stop: self.step.delimiters.clone(),
                         max_tokens: self.step.max_tokens,
                         ignore_eos: false,
+                        confidence_stop: None,
                     });
                 }
             }
@@ -762,6 +775,7 @@ impl<'a, 'o> Search<'a, 'o> {
                 stop: Vec::new(),
                 max_tokens,
                 ignore_eos: false,
+                confidence_stop: None,
             })
             .collect();
         let generations = self.lm.generate(&batch)?;
@@ -865,12 +879,75 @@ fn path_candidate(tree: &SearchTree, id: usize, problem: &Problem) -> Candidate 
         judge: node.judge,
         score: node.value,
         finish: node.finish.clone().unwrap_or(FinishReason::MaxTokens),
+        confidence: None,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The steps the default delimiters cut `solution` into, sampled through the scripted model
+    /// exactly as a tree search samples them (stop strings, kept in the step).
+    fn segment(solution: &'static str) -> Vec<String> {
+        use crate::lm::scripted::{ScriptedLm, ScriptedStep};
+        const PROMPT: &str = "<|user|>\nQ\n<|assistant|>\n";
+        let mut lm = ScriptedLm::new(
+            move |q| ScriptedStep {
+                text: solution[q.text.len() - PROMPT.len()..].to_string(),
+                eos: true,
+                logprob_per_token: -1.0,
+                confidence: Vec::new(),
+            },
+            |_| 0.5,
+        );
+        let mut node = lm.root_text(PROMPT).unwrap();
+        let mut steps = Vec::new();
+        loop {
+            let g = lm
+                .generate(&[GenRequest {
+                    stop: StepConfig::default().delimiters,
+                    ..GenRequest::new(node, 1000)
+                }])
+                .unwrap()
+                .remove(0);
+            steps.push(g.text.clone());
+            node = g.node;
+            if g.finish == FinishReason::Eos {
+                return steps;
+            }
+        }
+    }
+
+    #[test]
+    fn default_delimiters_cut_at_the_reasoners_numbered_steps() {
+        // Blank lines between numbered steps, display math inside them.
+        let steps = segment(
+            "To find the total, follow these steps:\n\n1. **Red balloons**:\n   \\[\n   3 \\times 4 = 12\n   \\]\n\n2. **Add the blue ones**:\n   \\[\n   12 + 5 = 17\n   \\]\n\nSo the total is \\(\\boxed{17}\\).",
+        );
+        assert_eq!(steps.len(), 4, "{steps:#?}");
+        assert!(steps[1].starts_with("1. **Red") && steps[1].contains("= 12"));
+        assert!(steps[2].starts_with("2. **Add") && steps[2].contains("= 17"));
+        // Numbered items on consecutive lines: each is a step, the next number closing it.
+        let steps = segment("1. Tom has 4 bags.\n2. Each bag holds 3.\n3. So 12 apples.");
+        assert_eq!(
+            steps,
+            [
+                "1. Tom has 4 bags.\n2. ",
+                "Each bag holds 3.\n3. ",
+                "So 12 apples."
+            ]
+        );
+        // Markdown step headings.
+        let steps = segment("### Step 1: Count\n7 + 5 = 12\n### Step 2: Answer\n\\boxed{12}");
+        assert_eq!(steps.len(), 2, "{steps:#?}");
+        assert!(steps[0].ends_with("\n### ") && steps[1].starts_with("Step 2"));
+        // The step numbers left at a step's end are never the answer.
+        assert_eq!(
+            crate::reward::answer::extract(&steps[..1].concat()).as_deref(),
+            Some("12")
+        );
+    }
 
     #[test]
     fn budgets_need_a_positive_limit() {

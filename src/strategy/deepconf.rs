@@ -1,0 +1,349 @@
+//! DeepConf online ("Deep Think with Confidence", Fu et al., 2025): best-of-N that stops
+//! unsure traces early and stops sampling once the vote is settled.
+//!
+//! 1. `warmup` traces are sampled in full; the `percentile`-th percentile of their lowest group
+//!    confidences ([`lowest_group`] over windows of `confidence.window` tokens) becomes the
+//!    threshold.
+//! 2. The remaining traces, `batch` at a time, are sampled with a [`ConfidenceStop`] at that
+//!    threshold: a trace whose last `window` tokens average below it stops at once (the llama.cpp
+//!    backend stops decoding it; its node is released) and does not vote.
+//! 3. The answer is the vote over the finished traces, each weighted by its lowest group
+//!    confidence. After the warm-up and after every batch, sampling ends when the leading answer
+//!    holds at least `consensus` of the weight.
+//!
+//! A low `percentile` (10, DeepConf-high) stops few traces; a high one (90, DeepConf-low) stops
+//! most of them and saves more tokens at more risk.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Candidate, ConfidenceSignals, Outcome, Problem, PromptConfig};
+use crate::error::{ConfigError, Error};
+use crate::lm::{ConfidenceStop, FinishReason, GenRequest, Generation, Lm, SamplingParams};
+use crate::reward::confidence::{lowest_group, percentile, ConfidenceConfig};
+use crate::reward::{answer, vote};
+
+/// Configuration of [`run`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeepConfConfig {
+    /// Most traces in all (warm-up included), 1..=256.
+    pub n: u32,
+    /// Warm-up traces sampled in full to set the threshold, 1..=`n`.
+    pub warmup: u32,
+    /// Traces sampled together after the warm-up, 1..=`n`.
+    pub batch: u32,
+    /// The threshold is this percentile (0..=100) of the warm-up traces' lowest group confidence.
+    pub percentile: f64,
+    /// Stop sampling when the leading answer holds this share (0, 1] of the confidence-weighted
+    /// vote (1 = only when unanimous).
+    pub consensus: f64,
+    /// New tokens per trace, at most.
+    pub max_tokens: u32,
+    /// Sampling parameters; trace i uses `seed + i`.
+    pub sampling: SamplingParams,
+    /// How the solver is asked.
+    pub prompt: PromptConfig,
+    /// The group window (`confidence.window`); the vote weighs by lowest group confidence.
+    pub confidence: ConfidenceConfig,
+}
+
+impl Default for DeepConfConfig {
+    fn default() -> Self {
+        Self {
+            n: 8,
+            warmup: 4,
+            batch: 2,
+            percentile: 10.0,
+            consensus: 0.95,
+            max_tokens: 384,
+            sampling: SamplingParams::default(),
+            prompt: PromptConfig::default(),
+            confidence: ConfidenceConfig {
+                window: 32,
+                ..ConfidenceConfig::default()
+            },
+        }
+    }
+}
+
+impl DeepConfConfig {
+    /// Checks every field's range.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=256).contains(&self.n) {
+            return Err(ConfigError::new(
+                "n",
+                format!("{} traces is outside 1..=256", self.n),
+            ));
+        }
+        if !(1..=self.n).contains(&self.warmup) {
+            return Err(ConfigError::new(
+                "warmup",
+                format!("{} is outside 1..=n ({})", self.warmup, self.n),
+            ));
+        }
+        if !(1..=self.n).contains(&self.batch) {
+            return Err(ConfigError::new(
+                "batch",
+                format!("{} is outside 1..=n ({})", self.batch, self.n),
+            ));
+        }
+        if !(0.0..=100.0).contains(&self.percentile) {
+            return Err(ConfigError::new(
+                "percentile",
+                format!(
+                    "{} is outside 0..=100 (10 stops few traces, 90 most)",
+                    self.percentile
+                ),
+            ));
+        }
+        if !(self.consensus > 0.0 && self.consensus <= 1.0) {
+            return Err(ConfigError::new(
+                "consensus",
+                format!(
+                    "{} is outside (0, 1]; use 1 to sample all n traces unless unanimous",
+                    self.consensus
+                ),
+            ));
+        }
+        if self.max_tokens == 0 {
+            return Err(ConfigError::new(
+                "max_tokens",
+                "0 would generate nothing; ask for at least 1 token",
+            ));
+        }
+        ConfigError::check_range(
+            "max_tokens",
+            self.max_tokens,
+            1..=super::limits::MAX_TOKENS,
+            "tokens",
+        )?;
+        self.confidence.validate()?;
+        self.sampling.validate()
+    }
+}
+
+/// Runs DeepConf online.
+///
+/// # Errors
+/// Model errors.
+pub fn run(config: &DeepConfConfig, lm: &mut dyn Lm, problem: &Problem) -> Result<Outcome, Error> {
+    let before = lm.usage();
+    let root = lm.root(&config.prompt.messages(&problem.question))?;
+    let mut traces: Vec<Generation> = Vec::new();
+    let result = sample(config, lm, root, &mut traces);
+    for n in traces.iter().map(|g| g.node).chain([root]) {
+        lm.release(n);
+    }
+    result?;
+
+    let window = config.confidence.window as usize;
+    let answers: Vec<Option<String>> = traces
+        .iter()
+        .map(|g| (g.finish != FinishReason::LowConfidence).then(|| answer::extract(&g.text))?)
+        .collect();
+    let weights: Vec<f64> = traces
+        .iter()
+        .map(|g| lowest_group(&g.confidence, window))
+        .collect();
+    let mut scores = vec![0.0; traces.len()];
+    for group in vote::tally(&answers, &weights) {
+        for &m in &group.members {
+            scores[m] = group.share;
+        }
+    }
+    let chosen = match vote::weighted(&answers, &weights) {
+        Some(w) => *w
+            .members
+            .iter()
+            .max_by(|&&a, &&b| weights[a].total_cmp(&weights[b]).then(b.cmp(&a)))
+            .expect("a winner has members"),
+        None => 0,
+    };
+    let candidates: Vec<Candidate> = traces
+        .iter()
+        .enumerate()
+        .map(|(i, g)| {
+            let mut c = Candidate::from_generation(g, answers[i].clone(), problem, None, scores[i]);
+            c.confidence = ConfidenceSignals::of(&g.confidence, &config.confidence);
+            c
+        })
+        .collect();
+    Ok(Outcome::pick(
+        "deepconf",
+        problem,
+        candidates,
+        chosen,
+        Vec::new(),
+        lm.usage().since(&before),
+    ))
+}
+
+/// Samples the warm-up, then batches under the threshold, into `traces` (whose nodes the caller
+/// releases, on error too).
+fn sample(
+    config: &DeepConfConfig,
+    lm: &mut dyn Lm,
+    root: crate::lm::Node,
+    traces: &mut Vec<Generation>,
+) -> Result<(), Error> {
+    let window = config.confidence.window as usize;
+    let request = |i: u32, stop: Option<ConfidenceStop>| GenRequest {
+        parent: root,
+        sampling: config
+            .sampling
+            .with_seed(config.sampling.seed.wrapping_add(u64::from(i))),
+        stop: Vec::new(),
+        max_tokens: config.max_tokens,
+        ignore_eos: false,
+        confidence_stop: stop,
+    };
+    let warm: Vec<GenRequest> = (0..config.warmup).map(|i| request(i, None)).collect();
+    traces.extend(lm.generate(&warm)?);
+    let lows: Vec<f64> = traces
+        .iter()
+        .map(|g| lowest_group(&g.confidence, window))
+        .collect();
+    let threshold = percentile(&lows, config.percentile).unwrap_or(0.0);
+    let stop = Some(ConfidenceStop {
+        window: config.confidence.window,
+        threshold: threshold as f32,
+    });
+    let mut next = config.warmup;
+    while next < config.n && !settled(config, traces) {
+        let k = config.batch.min(config.n - next);
+        let batch: Vec<GenRequest> = (next..next + k).map(|i| request(i, stop)).collect();
+        let got = lm.generate(&batch)?;
+        // Stopped traces leave the cache at once.
+        for g in &got {
+            if g.finish == FinishReason::LowConfidence {
+                lm.release(g.node);
+            }
+        }
+        traces.extend(got);
+        next += k;
+    }
+    Ok(())
+}
+
+/// Whether the confidence-weighted vote of the finished traces so far has a leader holding at
+/// least `consensus` of the weight.
+fn settled(config: &DeepConfConfig, traces: &[Generation]) -> bool {
+    let window = config.confidence.window as usize;
+    let answers: Vec<Option<String>> = traces
+        .iter()
+        .map(|g| (g.finish != FinishReason::LowConfidence).then(|| answer::extract(&g.text))?)
+        .collect();
+    let weights: Vec<f64> = traces
+        .iter()
+        .map(|g| lowest_group(&g.confidence, window))
+        .collect();
+    vote::weighted(&answers, &weights).is_some_and(|w| w.share >= config.consensus)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lm::scripted::{ScriptedLm, ScriptedStep};
+    use crate::strategy::StrategyConfig;
+
+    /// Traces 0..4 are sure and say 7 (two) or 5 (two); later traces alternate between an unsure
+    /// ramble (confidence collapsing after 8 tokens) and a sure 7.
+    fn model() -> ScriptedLm {
+        ScriptedLm::new(
+            |q| {
+                let unsure = q.ordinal >= 4 && q.ordinal % 2 == 0;
+                let answer = if q.ordinal < 4 && q.ordinal % 2 == 1 {
+                    5
+                } else {
+                    7
+                };
+                ScriptedStep {
+                    text: format!(
+                        "Let me think about this for a long while. The answer is {answer}."
+                    ),
+                    eos: true,
+                    logprob_per_token: -0.5,
+                    confidence: if unsure {
+                        vec![5.0, 5.0, 5.0, 5.0, 5.0, 5.0, 5.0, 5.0, 0.2]
+                    } else {
+                        vec![5.0]
+                    },
+                }
+            },
+            |_| 0.5,
+        )
+    }
+
+    fn config() -> DeepConfConfig {
+        DeepConfConfig {
+            n: 8,
+            warmup: 4,
+            batch: 2,
+            consensus: 0.95,
+            confidence: ConfidenceConfig {
+                window: 4,
+                ..ConfidenceConfig::default()
+            },
+            ..DeepConfConfig::default()
+        }
+    }
+
+    #[test]
+    fn unsure_traces_stop_early_and_do_not_vote() {
+        let mut lm = model();
+        let out = run(&config(), &mut lm, &Problem::new("Q?")).unwrap();
+        assert_eq!(out.answer.as_deref(), Some("7"));
+        assert_eq!(out.candidates.len(), 8);
+        let stopped: Vec<_> = out
+            .candidates
+            .iter()
+            .filter(|c| c.finish == FinishReason::LowConfidence)
+            .collect();
+        assert_eq!(stopped.len(), 2, "{:?}", out.candidates);
+        for c in stopped {
+            assert!(c.answer.is_none());
+            // Stopped within a window of the collapse, long before the end of the text.
+            assert!(c.tokens <= 12, "{}", c.tokens);
+        }
+        assert_eq!(lm.live_nodes(), 0);
+    }
+
+    #[test]
+    fn a_settled_vote_stops_sampling() {
+        let mut lm = ScriptedLm::new(
+            |_| ScriptedStep {
+                text: "The answer is 3.".into(),
+                eos: true,
+                logprob_per_token: -0.5,
+                confidence: vec![4.0],
+            },
+            |_| 0.5,
+        );
+        let out = run(&config(), &mut lm, &Problem::new("Q?")).unwrap();
+        // The four warm-up traces agree: nothing more is sampled.
+        assert_eq!(out.candidates.len(), 4);
+        assert_eq!(out.answer.as_deref(), Some("3"));
+        assert_eq!(lm.live_nodes(), 0);
+    }
+
+    #[test]
+    fn config_parses_as_a_strategy_and_ranges_are_checked() {
+        let c = StrategyConfig::from_json("deepconf", r#"{"n": 16, "warmup": 4}"#).unwrap();
+        assert_eq!(c.name(), "deepconf");
+        let json = serde_json::to_string(&c).unwrap();
+        assert!(json.contains(r#""type":"deepconf""#), "{json}");
+        for (bad, field) in [
+            (r#"{"warmup": 9}"#, "warmup"),
+            (r#"{"batch": 0}"#, "batch"),
+            (r#"{"percentile": 101}"#, "percentile"),
+            (r#"{"consensus": 0}"#, "consensus"),
+            (r#"{"n": 0}"#, "n"),
+        ] {
+            let e = StrategyConfig::from_json("deepconf", bad).unwrap_err();
+            assert_eq!(e.field, field, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! Self-reward signals and DeepConf on the reasoner (Qwen2.5-Coder-0.5B-Instruct), where they
+//! have something to discriminate: the in-place judge, token confidence and its early stop.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use ponder::lm::{ContextOptions, LlamaLm, Lm, Model, ModelOptions};
+use ponder::reward::judge::{Judge, JudgeConfig, Verdict};
+use ponder::strategy::{BestOfNConfig, DeepConfConfig, Problem, PromptConfig, Rerank};
+use ponder::{ConfidenceStop, FinishReason, GenRequest, SamplingParams, StrategyConfig};
+
+const REASONER: &str = "models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf";
+
+fn reasoner() -> &'static Model {
+    static MODEL: OnceLock<Model> = OnceLock::new();
+    MODEL.get_or_init(|| {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(REASONER);
+        Model::load(&ModelOptions {
+            path,
+            n_gpu_layers: ModelOptions::default().n_gpu_layers,
+        })
+        .unwrap_or_else(|e| panic!("these tests need the reasoner (make reasoner): {e}"))
+    })
+}
+
+fn session(n_seq_max: u32) -> LlamaLm {
+    reasoner()
+        .session(&ContextOptions {
+            n_ctx: 4096,
+            n_seq_max,
+            ..ContextOptions::default()
+        })
+        .expect("context")
+}
+
+const QUESTION: &str =
+    "A farmer has 15 sheep. He buys 8 more and then sells 6. How many sheep does he have now?";
+
+/// The same derivation, right and with one slip, in the reasoner's own style.
+const RIGHT: &str = "1. **Buy**: \\[ 15 + 8 = 23 \\]\n\n2. **Sell**: \\[ 23 - 6 = 17 \\]\n\nThe answer is \\(\\boxed{17}\\).";
+const WRONG: &str = "1. **Buy**: \\[ 15 + 8 = 24 \\]\n\n2. **Sell**: \\[ 24 - 6 = 18 \\]\n\nThe answer is \\(\\boxed{18}\\).";
+
+/// The in-place verdict is read on the candidate's own node, and the reasoner puts most of its
+/// mass on the verdict words there. It does *not* reliably prefer the right solution (README:
+/// judge AUC 0.46 on the reasoner; on these two texts it scores the wrong one 0.47, the right one
+/// 0.45), so this test asserts what holds, not a separation the judge does not make.
+#[test]
+fn the_in_place_judge_reads_a_verdict_on_the_candidates_own_node() {
+    let mut lm = session(4);
+    let root = lm
+        .root(&PromptConfig::default().messages(QUESTION))
+        .unwrap();
+    let right = lm.extend(root, RIGHT).unwrap();
+    let wrong = lm.extend(root, WRONG).unwrap();
+    let judge = Judge::new(&lm, JudgeConfig::default()).unwrap();
+    let question = judge.inline_suffix(&lm, right, Verdict::Outcome).unwrap();
+    let (scores, asked) = judge
+        .score_inline(
+            &mut lm,
+            &[(right, Verdict::Outcome), (wrong, Verdict::Outcome)],
+        )
+        .unwrap();
+    // Only the question's tokens are added, once per candidate.
+    assert_eq!(asked, 2 * question.len());
+    for s in &scores {
+        assert!((0.0..=1.0).contains(&s.score));
+        assert!(s.p_yes + s.p_no > 0.5, "{s:?}");
+    }
+    assert!(
+        (scores[0].score - scores[1].score).abs() > 1e-4,
+        "the verdict reads the candidate"
+    );
+}
+
+#[test]
+fn every_sampled_token_has_a_confidence_and_a_confidence_stop_ends_decoding() {
+    let mut lm = session(2);
+    let root = lm
+        .root(&PromptConfig::default().messages(QUESTION))
+        .unwrap();
+    let plain = GenRequest {
+        sampling: SamplingParams::greedy(),
+        ..GenRequest::new(root, 24)
+    };
+    // A threshold no group can reach: the branch stops as soon as it has one group.
+    let stopped = GenRequest {
+        confidence_stop: Some(ConfidenceStop {
+            window: 6,
+            threshold: 1e9,
+        }),
+        ..plain.clone()
+    };
+    let before = lm.usage();
+    let g = lm.generate(&[plain, stopped]).unwrap();
+    assert_eq!(g[0].confidence.len(), g[0].tokens as usize);
+    assert!(g[0].confidence.iter().all(|c| c.is_finite() && *c > 0.0));
+    assert_eq!(g[1].finish, FinishReason::LowConfidence);
+    assert_eq!(g[1].tokens, 6);
+    // Greedy, same prefix: the stopped branch's tokens are the first six of the other's.
+    assert!(
+        g[0].text.starts_with(&g[1].text),
+        "{:?} / {:?}",
+        g[0].text,
+        g[1].text
+    );
+    for (a, b) in g[1].confidence.iter().zip(&g[0].confidence) {
+        assert!((a - b).abs() < 0.1, "{a} vs {b}");
+    }
+    assert_eq!(
+        lm.usage().since(&before).generated_tokens,
+        u64::from(g[0].tokens + 6)
+    );
+}
+
+#[test]
+fn deepconf_online_spends_fewer_tokens_than_the_same_plain_samples() {
+    let engine = ponder::Engine::from_lm(session(8));
+    let problem = Problem::new(QUESTION).with_answer("17");
+    let (n, max_tokens) = (6, 200);
+    let plain = engine
+        .solve(
+            &problem,
+            &StrategyConfig::BestOfN(BestOfNConfig {
+                n,
+                max_tokens,
+                rerank: Rerank::Vote,
+                ..BestOfNConfig::default()
+            }),
+        )
+        .unwrap();
+    let online = engine
+        .solve(
+            &problem,
+            &StrategyConfig::DeepConf(DeepConfConfig {
+                n,
+                warmup: 2,
+                batch: 2,
+                max_tokens,
+                ..DeepConfConfig::default()
+            }),
+        )
+        .unwrap();
+    assert_eq!(plain.candidates.len(), n as usize);
+    assert!(online.candidates.len() <= n as usize);
+    assert!(
+        online.usage.generated_tokens < plain.usage.generated_tokens,
+        "deepconf {} vs plain {} tokens",
+        online.usage.generated_tokens,
+        plain.usage.generated_tokens
+    );
+}
