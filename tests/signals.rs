@@ -33,6 +33,13 @@ fn session(n_seq_max: u32) -> LlamaLm {
         .expect("context")
 }
 
+/// One test at a time: each keeps both cores busy, and llama.cpp's spinning worker threads slow
+/// down many-fold when several contexts compete for them.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 const QUESTION: &str =
     "A farmer has 15 sheep. He buys 8 more and then sells 6. How many sheep does he have now?";
 
@@ -46,6 +53,7 @@ const WRONG: &str = "1. **Buy**: \\[ 15 + 8 = 24 \\]\n\n2. **Sell**: \\[ 24 - 6 
 /// 0.45), so this test asserts what holds, not a separation the judge does not make.
 #[test]
 fn the_in_place_judge_reads_a_verdict_on_the_candidates_own_node() {
+    let _serial = serial();
     let mut lm = session(4);
     let root = lm
         .root(&PromptConfig::default().messages(QUESTION))
@@ -74,6 +82,7 @@ fn the_in_place_judge_reads_a_verdict_on_the_candidates_own_node() {
 
 #[test]
 fn every_sampled_token_has_a_confidence_and_a_confidence_stop_ends_decoding() {
+    let _serial = serial();
     let mut lm = session(2);
     let root = lm
         .root(&PromptConfig::default().messages(QUESTION))
@@ -114,6 +123,7 @@ fn every_sampled_token_has_a_confidence_and_a_confidence_stop_ends_decoding() {
 
 #[test]
 fn deepconf_online_spends_fewer_tokens_than_the_same_plain_samples() {
+    let _serial = serial();
     let engine = ponder::Engine::from_lm(session(8));
     let problem = Problem::new(QUESTION).with_answer("17");
     let (n, max_tokens) = (6, 200);
@@ -147,5 +157,24 @@ fn deepconf_online_spends_fewer_tokens_than_the_same_plain_samples() {
         "deepconf {} vs plain {} tokens",
         online.usage.generated_tokens,
         plain.usage.generated_tokens
+    );
+}
+
+/// The signal that does separate the two derivations on the reasoner: the model's own likelihood
+/// of each, read in place after the question (the `logprob` reranker's signal). The slip
+/// (15 + 8 = 24) costs the wrong derivation likelihood at the slip and at every step built on it.
+#[test]
+fn the_reasoners_own_likelihood_prefers_the_right_derivation() {
+    let _serial = serial();
+    let mut lm = session(4);
+    let root = lm
+        .root(&PromptConfig::default().messages(QUESTION))
+        .unwrap();
+    let lps = lm.forced_logprobs(&[(root, RIGHT), (root, WRONG)]).unwrap();
+    let mean = |v: &[f32]| v.iter().map(|&x| f64::from(x)).sum::<f64>() / v.len() as f64;
+    let (right, wrong) = (mean(&lps[0]), mean(&lps[1]));
+    assert!(
+        right > wrong,
+        "mean logprob of the right derivation {right:.3} vs the wrong one {wrong:.3}"
     );
 }
