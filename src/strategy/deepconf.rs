@@ -139,15 +139,7 @@ pub fn run(config: &DeepConfConfig, lm: &mut dyn Lm, problem: &Problem) -> Resul
     }
     result?;
 
-    let window = config.confidence.window as usize;
-    let answers: Vec<Option<String>> = traces
-        .iter()
-        .map(|g| (g.finish != FinishReason::LowConfidence).then(|| answer::extract(&g.text))?)
-        .collect();
-    let weights: Vec<f64> = traces
-        .iter()
-        .map(|g| lowest_group(&g.confidence, window))
-        .collect();
+    let (answers, weights) = ballots(config, traces.as_slice());
     let mut scores = vec![0.0; traces.len()];
     for group in vote::tally(&answers, &weights) {
         for &m in &group.members {
@@ -228,18 +220,25 @@ fn sample(
     Ok(())
 }
 
-/// Whether the confidence-weighted vote of the finished traces so far has a leader holding at
-/// least `consensus` of the weight.
-fn settled(config: &DeepConfConfig, traces: &[Generation]) -> bool {
+/// Each trace's answer (none for a trace stopped for low confidence: it does not vote) and its
+/// vote weight, its lowest group confidence.
+fn ballots(config: &DeepConfConfig, traces: &[Generation]) -> (Vec<Option<String>>, Vec<f64>) {
     let window = config.confidence.window as usize;
-    let answers: Vec<Option<String>> = traces
+    let answers = traces
         .iter()
         .map(|g| (g.finish != FinishReason::LowConfidence).then(|| answer::extract(&g.text))?)
         .collect();
-    let weights: Vec<f64> = traces
+    let weights = traces
         .iter()
         .map(|g| lowest_group(&g.confidence, window))
         .collect();
+    (answers, weights)
+}
+
+/// Whether the confidence-weighted vote of the finished traces so far has a leader holding at
+/// least `consensus` of the weight.
+fn settled(config: &DeepConfConfig, traces: &[Generation]) -> bool {
+    let (answers, weights) = ballots(config, traces);
     vote::weighted(&answers, &weights).is_some_and(|w| w.share >= config.consensus)
 }
 
