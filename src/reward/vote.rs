@@ -62,6 +62,30 @@ pub fn tally(answers: &[Option<String>], weights: &[f64]) -> Vec<VoteWinner> {
     groups
 }
 
+/// A weighted vote as a ranking: each candidate's score is its answer group's share of the vote,
+/// and the pick is the member with the largest weight within the winning group (ties: the lowest
+/// index); index 0 when no candidate has an answer.
+///
+/// # Panics
+/// If `answers` and `weights` differ in length.
+pub fn shares_and_pick(answers: &[Option<String>], weights: &[f64]) -> (Vec<f64>, usize) {
+    let mut shares = vec![0.0; answers.len()];
+    for group in tally(answers, weights) {
+        for &m in &group.members {
+            shares[m] = group.share;
+        }
+    }
+    let pick = match weighted(answers, weights) {
+        Some(w) => *w
+            .members
+            .iter()
+            .max_by(|&&a, &&b| weights[a].total_cmp(&weights[b]).then(b.cmp(&a)))
+            .expect("a winner has members"),
+        None => 0,
+    };
+    (shares, pick)
+}
+
 /// The answer with the largest total weight. Weights must be finite and non-negative (others
 /// count as 0). `None` when no candidate has an answer. When all weights are 0 the winner's
 /// share is its share of the votes.

@@ -321,26 +321,7 @@ pub fn choose(
     confidence: &[f64],
     logprobs: &[f64],
 ) -> (Vec<f64>, usize) {
-    let weighted = |weights: Vec<f64>| -> (Vec<f64>, usize) {
-        let winner = vote::weighted(answers, &weights);
-        // Each candidate scores its answer group's share of the vote.
-        let mut s = vec![0.0; answers.len()];
-        for group in vote::tally(answers, &weights) {
-            for &m in &group.members {
-                s[m] = group.share;
-            }
-        }
-        let c = match winner {
-            // Within the winning group, the member with the largest weight.
-            Some(w) => *w
-                .members
-                .iter()
-                .max_by(|&&a, &&b| weights[a].total_cmp(&weights[b]).then(b.cmp(&a)))
-                .expect("a winner has members"),
-            None => 0,
-        };
-        (s, c)
-    };
+    let weighted = |weights: Vec<f64>| vote::shares_and_pick(answers, &weights);
     match (rerank, judged) {
         (Rerank::Judge, Some(j)) => (j.to_vec(), argmax(j)),
         (Rerank::Confidence, _) => (confidence.to_vec(), argmax(confidence)),

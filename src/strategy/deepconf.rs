@@ -140,20 +140,7 @@ pub fn run(config: &DeepConfConfig, lm: &mut dyn Lm, problem: &Problem) -> Resul
     result?;
 
     let (answers, weights) = ballots(config, traces.as_slice());
-    let mut scores = vec![0.0; traces.len()];
-    for group in vote::tally(&answers, &weights) {
-        for &m in &group.members {
-            scores[m] = group.share;
-        }
-    }
-    let chosen = match vote::weighted(&answers, &weights) {
-        Some(w) => *w
-            .members
-            .iter()
-            .max_by(|&&a, &&b| weights[a].total_cmp(&weights[b]).then(b.cmp(&a)))
-            .expect("a winner has members"),
-        None => 0,
-    };
+    let (scores, chosen) = vote::shares_and_pick(&answers, &weights);
     let candidates: Vec<Candidate> = traces
         .iter()
         .enumerate()
