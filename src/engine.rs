@@ -10,6 +10,28 @@ use crate::error::Error;
 use crate::lm::{ContextOptions, Lm, Model, ModelOptions, RemoteLm, RemoteOptions, Usage};
 use crate::strategy::{Event, Flow, Observer, Outcome, Problem, StrategyConfig};
 
+/// Cancels one solve from any thread: pass it to [`Engine::solve_with_token`], call
+/// [`CancelToken::cancel`] when the result is no longer wanted. Clones share the same flag.
+#[derive(Debug, Clone, Default)]
+pub struct CancelToken(Arc<std::sync::atomic::AtomicBool>);
+
+impl CancelToken {
+    /// A token not yet cancelled.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Cancels the solve (or solves) using this token; the solve stops within one forward pass.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether [`CancelToken::cancel`] was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
 /// A model and its inference context, ready to solve problems.
 ///
 /// Thread rules: an `Engine` is `Send + Sync`; solves from several threads are served one at a
@@ -119,6 +141,22 @@ impl Engine {
         strategy: &StrategyConfig,
         events: &mut dyn FnMut(&Event) -> Flow,
     ) -> Result<Outcome, Error> {
+        self.solve_with_token(problem, strategy, events, &CancelToken::new())
+    }
+
+    /// As [`Engine::solve_with`], also stopping when `cancel` is cancelled (from any thread):
+    /// the way to cancel one solve without disturbing the others (a server whose client hung
+    /// up). The token is checked before every forward pass.
+    ///
+    /// # Errors
+    /// As [`Engine::solve_with`].
+    pub fn solve_with_token(
+        &self,
+        problem: &Problem,
+        strategy: &StrategyConfig,
+        events: &mut dyn FnMut(&Event) -> Flow,
+        cancel: &CancelToken,
+    ) -> Result<Outcome, Error> {
         let Some(_solving) = SolvingHere::enter(self) else {
             return Err(Error::Reentrant);
         };
@@ -126,8 +164,11 @@ impl Engine {
         let mut observer = Observer::new(events);
         let stop = observer.stop_flag();
         let current = self.cancel_epoch.clone();
+        let token = cancel.clone();
         let interrupt: crate::lm::Interrupt = Arc::new(move || {
-            stop.load(Ordering::SeqCst) || current.load(Ordering::SeqCst) != epoch
+            stop.load(Ordering::SeqCst)
+                || token.is_cancelled()
+                || current.load(Ordering::SeqCst) != epoch
         });
         let mut lm = self.lm.lock();
         if interrupt() {

@@ -58,7 +58,7 @@ pub mod strategy;
 pub mod synth;
 pub mod trace;
 
-pub use engine::Engine;
+pub use engine::{CancelToken, Engine};
 pub use error::{ConfigError, DecodeError, Error, LoadError, Result};
 pub use lm::llama::{devices, ContextOptions, Device, LlamaLm, Model, ModelOptions};
 pub use lm::remote::{RemoteLm, RemoteOptions};
