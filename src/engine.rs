@@ -7,7 +7,10 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::error::Error;
-use crate::lm::{ContextOptions, Lm, Model, ModelOptions, RemoteLm, RemoteOptions, Usage};
+use crate::lm::{
+    ContextLoad, ContextOptions, LlamaLm, Lm, Model, ModelOptions, RemoteLm, RemoteOptions,
+    SharedLlama, Usage,
+};
 use crate::strategy::{Event, Flow, Observer, Outcome, Problem, StrategyConfig};
 
 /// Cancels one solve from any thread: pass it to [`Engine::solve_with_token`], call
@@ -34,16 +37,29 @@ impl CancelToken {
 
 /// A model and its inference context, ready to solve problems.
 ///
-/// Thread rules: an `Engine` is `Send + Sync`; solves from several threads are served one at a
-/// time (the context is behind a mutex), in the order the lock is granted. [`Engine::cancel`] may
-/// be called from any thread at any time, also from an event callback. An event callback must not
-/// call [`Engine::solve`], [`Engine::solve_with`], [`Engine::usage`] or [`Engine::with_lm`] on
-/// the engine whose solve is calling it: that call would wait forever for the solve that runs
-/// it, so a solve refuses it at once with [`Error::Reentrant`] and the others panic.
+/// Thread rules: an `Engine` is `Send + Sync`. On the llama.cpp backend, solves from several
+/// threads run *concurrently* in one context: every step of the decode loop puts the next tokens
+/// of all of them into one forward pass (continuous batching; see [`SharedLlama`]). With
+/// [`ContextOptions::deterministic`], and on the other backends, solves are served one at a time
+/// in the order a lock is granted. [`Engine::cancel`] may be called from any thread at any time,
+/// also from an event callback; [`CancelToken`] cancels one solve only. An event callback must not
+/// call [`Engine::solve`] or [`Engine::solve_with`] on the engine whose solve is calling it (a
+/// serialised engine would wait forever): a solve refuses it at once with [`Error::Reentrant`].
+/// On a serialised engine [`Engine::usage`] and [`Engine::with_lm`] called from such a callback
+/// panic for the same reason.
 pub struct Engine {
-    lm: Mutex<Box<dyn Lm + Send>>,
+    backend: Backend,
+    /// Held for a whole solve when solves run one at a time.
+    serial: Option<Mutex<()>>,
     /// Bumped by [`Engine::cancel`]; a solve that saw another value when it began is cancelled.
     cancel_epoch: Arc<AtomicU64>,
+}
+
+enum Backend {
+    /// The llama.cpp context, shared by concurrent solves.
+    Shared(Arc<SharedLlama>),
+    /// Any other [`Lm`], one solve at a time.
+    Locked(Mutex<Box<dyn Lm + Send>>),
 }
 
 impl fmt::Debug for Engine {
@@ -106,10 +122,25 @@ impl Engine {
         Ok(Self::from_lm(RemoteLm::connect(remote)?))
     }
 
-    /// An engine over any [`Lm`] (another backend, or a scripted one in tests).
+    /// An engine over any [`Lm`] (another backend, or a scripted one in tests). A [`LlamaLm`]
+    /// is shared by concurrent solves unless it was opened with
+    /// [`ContextOptions::deterministic`].
     pub fn from_lm(lm: impl Lm + Send + 'static) -> Self {
+        let mut lm = Some(lm);
+        let llama = (&mut lm as &mut dyn std::any::Any)
+            .downcast_mut::<Option<LlamaLm>>()
+            .and_then(Option::take);
+        let (backend, serial) = match (llama, lm) {
+            (Some(llama), _) => {
+                let serial = llama.deterministic().then(|| Mutex::new(()));
+                (Backend::Shared(SharedLlama::new(llama)), serial)
+            }
+            (None, Some(other)) => (Backend::Locked(Mutex::new(Box::new(other))), None),
+            (None, None) => unreachable!("taken only when it is a LlamaLm"),
+        };
         Self {
-            lm: Mutex::new(Box::new(lm)),
+            backend,
+            serial,
             cancel_epoch: Arc::default(),
         }
     }
@@ -170,21 +201,27 @@ impl Engine {
                 || token.is_cancelled()
                 || current.load(Ordering::SeqCst) != epoch
         });
-        let mut lm = self.lm.lock();
-        if interrupt() {
-            return Err(crate::DecodeError::Cancelled.into());
-        }
-        // Every solve starts from an empty cache, as in a fresh process: the same problem,
-        // strategy and seeds give the same outcome whatever was solved before.
-        lm.reset();
-        lm.set_interrupt(Some(interrupt.clone()));
-        let result = strategy.run_observed(lm.as_mut(), problem, &mut observer);
-        lm.set_interrupt(None);
-        // A cancellation noticed by the model surfaces as a model error of the strategy; say it
-        // plainly.
-        match result {
-            Err(_) if interrupt() => Err(crate::DecodeError::Cancelled.into()),
-            other => other,
+        let _serial = self.serial.as_ref().map(Mutex::lock);
+        let run = |lm: &mut dyn Lm, observer: &mut Observer<'_>| {
+            if interrupt() {
+                return Err(crate::DecodeError::Cancelled.into());
+            }
+            // A solve alone starts from an empty cache, as in a fresh process: the same problem,
+            // strategy and seeds give the same outcome whatever was solved before.
+            lm.reset();
+            lm.set_interrupt(Some(interrupt.clone()));
+            let result = strategy.run_observed(lm, problem, observer);
+            lm.set_interrupt(None);
+            // A cancellation noticed by the model surfaces as a model error of the strategy; say
+            // it plainly.
+            match result {
+                Err(_) if interrupt() => Err(crate::DecodeError::Cancelled.into()),
+                other => other,
+            }
+        };
+        match &self.backend {
+            Backend::Shared(shared) => run(&mut shared.solve_lm(), &mut observer),
+            Backend::Locked(lm) => run(lm.lock().as_mut(), &mut observer),
         }
     }
 
@@ -193,24 +230,44 @@ impl Engine {
         self.cancel_epoch.fetch_add(1, Ordering::SeqCst);
     }
 
-    /// The work done so far by this engine's model (waits for a running solve to finish).
+    /// The work done so far by this engine's model, all solves together (on a serialised
+    /// engine, waits for a running solve to finish).
     ///
     /// # Panics
-    /// When called from an event callback of a solve running on this engine (it would wait
-    /// forever).
+    /// On a serialised engine, when called from an event callback of a solve running on it (it
+    /// would wait forever).
     pub fn usage(&self) -> Usage {
-        self.check_not_reentrant("usage");
-        self.lm.lock().usage()
+        match &self.backend {
+            Backend::Shared(shared) => shared.usage(),
+            Backend::Locked(lm) => {
+                self.check_not_reentrant("usage");
+                lm.lock().usage()
+            }
+        }
     }
 
-    /// Runs `f` with exclusive access to the model (waits for a running solve to finish).
+    /// What the shared llama.cpp context holds now (sequences, nodes, calls in progress); `None`
+    /// on other backends.
+    pub fn context_load(&self) -> Option<ContextLoad> {
+        match &self.backend {
+            Backend::Shared(shared) => Some(shared.load()),
+            Backend::Locked(_) => None,
+        }
+    }
+
+    /// Runs `f` with a model of its own: on the llama.cpp backend a fresh solve handle (its nodes
+    /// are released afterwards), elsewhere the model itself (waiting for a running solve).
     ///
     /// # Panics
     /// As [`Engine::usage`].
     pub fn with_lm<T>(&self, f: impl FnOnce(&mut dyn Lm) -> T) -> T {
-        self.check_not_reentrant("with_lm");
-        let mut lm = self.lm.lock();
-        f(lm.as_mut())
+        match &self.backend {
+            Backend::Shared(shared) => f(&mut shared.solve_lm()),
+            Backend::Locked(lm) => {
+                self.check_not_reentrant("with_lm");
+                f(lm.lock().as_mut())
+            }
+        }
     }
 
     fn check_not_reentrant(&self, what: &str) {

@@ -126,7 +126,7 @@ impl ConfigError {
 }
 
 /// Running the model (tokenising, decoding, sampling) failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum DecodeError {
     /// A node would not fit into the context window.

@@ -442,13 +442,62 @@ impl Tally {
     }
 }
 
-/// Solves every problem and summarises. `progress` is called after each problem with its index,
-/// the total, and its result.
+/// Solves every problem with `workers` problems in flight at once on `engine` (its decode loop
+/// shares forward passes between them) and calls `each` with every problem's index and result
+/// in input order, as soon as it and all before it are done.
+pub fn solve_all(
+    engine: &Engine,
+    problems: &[Problem],
+    strategy: &StrategyConfig,
+    workers: usize,
+    mut each: impl FnMut(usize, Solved),
+) {
+    let workers = workers.clamp(1, problems.len().max(1));
+    if workers == 1 {
+        for (i, problem) in problems.iter().enumerate() {
+            each(i, solve_one(engine, i, problem, strategy));
+        }
+        return;
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        for _ in 0..workers {
+            let (tx, next) = (tx.clone(), &next);
+            scope.spawn(move || loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let Some(problem) = problems.get(i) else {
+                    break;
+                };
+                if tx
+                    .send((i, solve_one(engine, i, problem, strategy)))
+                    .is_err()
+                {
+                    break;
+                }
+            });
+        }
+        drop(tx);
+        let mut waiting = std::collections::BTreeMap::new();
+        let mut due = 0;
+        for (i, solved) in rx {
+            waiting.insert(i, solved);
+            while let Some(solved) = waiting.remove(&due) {
+                each(due, solved);
+                due += 1;
+            }
+        }
+    });
+}
+
+/// Solves every problem and summarises, `workers` problems in flight at once. `progress` is
+/// called after each problem, in input order, with its index, the total, and its result.
 pub fn run(
     engine: &Engine,
     problems: &[Problem],
     line_errors: Vec<LineError>,
     strategy: &StrategyConfig,
+    workers: usize,
     mut progress: impl FnMut(usize, usize, &ProblemResult),
 ) -> EvalReport {
     let start = Instant::now();
@@ -462,8 +511,8 @@ pub fn run(
         _ => 50.0,
     };
     let mut tally = Tally::default();
-    for (i, problem) in problems.iter().enumerate() {
-        let solved = solve_one(engine, i, problem, strategy);
+    solve_all(engine, problems, strategy, workers, |i, solved| {
+        let problem = &problems[i];
         if let Some(outcome) = &solved.outcome {
             collect_judged(outcome, &mut judged);
             rerankers.add(outcome, keep_percent);
@@ -477,7 +526,7 @@ pub fn run(
         let result = solved.result;
         progress(i, problems.len(), &result);
         results.push(result);
-    }
+    });
     let labelled = results.iter().filter(|r| r.correct.is_some()).count();
     let correct = results.iter().filter(|r| r.correct == Some(true)).count();
     let passed = results.iter().filter(|r| r.pass == Some(true)).count();

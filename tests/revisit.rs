@@ -264,7 +264,7 @@ fn eval_reports_self_correction_deltas_that_add_up_and_deepening_accuracy() {
         accept_threshold: None,
         ..SelfCorrectConfig::default()
     });
-    let report = eval::run(&engine, problems, Vec::new(), &sc, |_, _, _| {});
+    let report = eval::run(&engine, problems, Vec::new(), &sc, 1, |_, _, _| {});
     let m = report.self_correct.expect("self-correct metrics");
     assert_eq!(m.problems, 4);
     assert!(
@@ -280,7 +280,7 @@ fn eval_reports_self_correction_deltas_that_add_up_and_deepening_accuracy() {
         total_budget: 96,
         ..DeepeningConfig::default()
     });
-    let report = eval::run(&engine, &problems[..2], Vec::new(), &deep, |_, _, _| {});
+    let report = eval::run(&engine, &problems[..2], Vec::new(), &deep, 1, |_, _, _| {});
     let m = report.deepening.expect("deepening metrics");
     assert_eq!(m.problems, 2);
     assert!(!m.accuracy_after_trigger.is_empty());

@@ -440,6 +440,10 @@ struct EvalArgs {
     /// "answer_kind".
     #[arg(long)]
     answer_kind: Option<String>,
+    /// Problems in flight at once (backend llama: one context, their branches share forward
+    /// passes; backend remote: requests in flight from all of them).
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
 }
 
 #[derive(Args)]
@@ -465,6 +469,11 @@ struct ModelArgs {
     /// Most branches decoded at once; more are parked and re-attached (backend llama).
     #[arg(long, default_value_t = ContextOptions::default().n_seq_max)]
     n_seq_max: u32,
+    /// Run solves one at a time, each from a fresh cache, so that every result depends only on
+    /// its problem, strategy and seeds (backend llama; without it, solves in flight together
+    /// share forward passes and llama.cpp's numbers shift slightly with what shares a batch).
+    #[arg(long)]
+    deterministic: bool,
     /// Base URL of a server (backend remote), e.g. http://127.0.0.1:8080; give it more than once
     /// to spread requests over several servers.
     #[arg(long = "url")]
@@ -500,6 +509,7 @@ impl ModelArgs {
                 n_ctx: self.n_ctx.unwrap_or(ContextOptions::default().n_ctx),
                 n_threads: self.threads,
                 n_seq_max: self.n_seq_max,
+                deterministic: self.deterministic,
                 ..ContextOptions::default()
             },
         )
@@ -547,10 +557,11 @@ impl ModelArgs {
                 if self.n_gpu_layers != ModelOptions::default().n_gpu_layers
                     || self.threads != 0
                     || self.n_seq_max != ContextOptions::default().n_seq_max
+                    || self.deterministic
                 {
                     return Err(ConfigError::new(
                         "backend",
-                        "--n-gpu-layers, --threads and --n-seq-max apply to --backend llama only; set them on the servers",
+                        "--n-gpu-layers, --threads, --n-seq-max and --deterministic apply to --backend llama only; set them on the servers",
                     )
                     .into());
                 }
@@ -571,8 +582,8 @@ impl ModelArgs {
         })
     }
 
-    /// `n` engines on the same model (llama: contexts sharing one loaded model; remote: clients
-    /// of the same servers), and the model's identity for provenance.
+    /// The engines for `n` workers (llama: one engine, shared by all of them; remote: one client
+    /// of the same servers each), and the model's identity for provenance.
     fn engines_and_id(&self, n: usize) -> ponder::Result<(Vec<Engine>, ModelId)> {
         if n == 0 {
             return Err(ConfigError::new("workers", "--workers must be at least 1").into());
@@ -585,12 +596,10 @@ impl ModelArgs {
                         format!("cannot read {}: {e}", self.model.display()),
                     )
                 })?;
-                let (_, context) = self.options();
-                let mut engines = vec![Engine::from_lm(lm)];
-                for _ in 1..n {
-                    engines.push(Engine::from_lm(model.session(&context)?));
-                }
-                (engines, id)
+                // One engine: its decode loop serves every worker's solve in the same forward
+                // passes (separate contexts would fight over the cores).
+                let _ = model;
+                (vec![Engine::from_lm(lm)], id)
             }
             Backend::Remote(lm) => {
                 let id = ModelId::of_remote(&lm);
@@ -990,25 +999,35 @@ fn run_eval(args: &EvalArgs) -> ponder::Result<()> {
     }
     let (mut problems, line_errors) = read_problems(&args.dataset, "dataset", args.limit)?;
     apply_answer_kind(&mut problems, args.answer_kind.as_deref(), &strategy)?;
+    if args.workers == 0 {
+        return Err(ConfigError::new("workers", "--workers must be at least 1").into());
+    }
     let engine = args.model.engine()?;
-    let report = eval::run(&engine, &problems, line_errors, &strategy, |i, n, r| {
-        let status = match (&r.error, r.correct) {
-            (Some(e), _) => format!("error: {e}"),
-            (None, c) => format!(
-                "answer {} expected {}{}",
-                r.answer.as_deref().unwrap_or("(none)"),
-                r.expected.as_deref().unwrap_or("?"),
-                mark(c)
-            ),
-        };
-        eprintln!(
-            "[{}/{n}] {} {status} · {} tokens · {:.1} s",
-            i + 1,
-            r.id,
-            r.generated_tokens,
-            r.wall_ms as f64 / 1000.0
-        );
-    });
+    let report = eval::run(
+        &engine,
+        &problems,
+        line_errors,
+        &strategy,
+        args.workers,
+        |i, n, r| {
+            let status = match (&r.error, r.correct) {
+                (Some(e), _) => format!("error: {e}"),
+                (None, c) => format!(
+                    "answer {} expected {}{}",
+                    r.answer.as_deref().unwrap_or("(none)"),
+                    r.expected.as_deref().unwrap_or("?"),
+                    mark(c)
+                ),
+            };
+            eprintln!(
+                "[{}/{n}] {} {status} · {} tokens · {:.1} s",
+                i + 1,
+                r.id,
+                r.generated_tokens,
+                r.wall_ms as f64 / 1000.0
+            );
+        },
+    );
     if args.json {
         println!(
             "{}",
@@ -1153,6 +1172,7 @@ fn run_synth(args: &SynthArgs) -> ponder::Result<()> {
     };
     let summary = synth::run(
         &engines,
+        args.workers,
         &model,
         &problems,
         line_errors,

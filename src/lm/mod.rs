@@ -7,8 +7,8 @@
 
 pub mod llama;
 pub use llama::{
-    default_model_path, devices, ContextOptions, Device, LlamaLm, Model, ModelOptions,
-    DEFAULT_MODEL_PATH,
+    default_model_path, devices, ContextLoad, ContextOptions, Device, LlamaLm, Model, ModelOptions,
+    SharedLlama, SolveLm, DEFAULT_MODEL_PATH,
 };
 pub mod remote;
 pub use remote::{RemoteLm, RemoteOptions, ServerStats};

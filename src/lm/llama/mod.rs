@@ -31,9 +31,15 @@ use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
 use llama_cpp_2::token::LlamaToken;
 use serde::{Deserialize, Serialize};
 
+mod sched;
+mod shared;
+pub(crate) use sched::Owner;
+pub use shared::{ContextLoad, SharedLlama, SolveLm};
+
 use super::sampler::{self, Rng, Scratch};
 use super::{FinishReason, GenRequest, Generation, Lm, Message, Node, TokenId, Usage};
 use crate::error::{ConfigError, DecodeError, LoadError};
+use sched::{Need, Output, Work};
 
 /// Where the default model lives, relative to the working directory (`make model` puts it there).
 pub const DEFAULT_MODEL_PATH: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -92,6 +98,11 @@ pub struct ContextOptions {
     /// (16 branches: 178 vs 139 tokens/s in the reference loop). Either way llama.cpp's CPU
     /// results depend slightly on how work is batched; see the README on determinism.
     pub flash_attention: bool,
+    /// Solves on an [`crate::Engine`] run one at a time, each from a fresh cache, so that a
+    /// solve's result depends only on its problem, strategy and seeds (byte-for-byte resumes).
+    /// Off by default: concurrent solves share forward passes, and llama.cpp's results depend
+    /// slightly on what shares a batch (see the README on determinism).
+    pub deterministic: bool,
 }
 
 impl Default for ContextOptions {
@@ -103,6 +114,7 @@ impl Default for ContextOptions {
             n_batch: 0,
             logits_cache: 64,
             flash_attention: true,
+            deterministic: false,
         }
     }
 }
@@ -354,6 +366,8 @@ struct NodeData {
     /// In use by the current operation: never parked.
     pinned: bool,
     parked: bool,
+    /// The solve that made it (see [`SharedLlama`]); other solves cannot see it.
+    owner: Owner,
 }
 
 struct Slot {
@@ -441,6 +455,14 @@ pub struct LlamaLm {
     wall_us: u64,
     scratch: Scratch,
     interrupt: Option<super::Interrupt>,
+    /// Whose call is being served: node handles of other owners are unknown to it.
+    caller: Owner,
+    /// The counters of each owner but 0 (whose counters are `usage`, the context's total).
+    by_owner: HashMap<Owner, Usage>,
+    /// Decoding calls in progress (see [`sched`]).
+    jobs: Vec<sched::Job>,
+    next_job: u64,
+    deterministic: bool,
 }
 
 impl fmt::Debug for LlamaLm {
@@ -522,6 +544,11 @@ impl LlamaLm {
             wall_us: 0,
             scratch: Scratch::default(),
             interrupt: None,
+            caller: 0,
+            by_owner: HashMap::new(),
+            jobs: Vec::new(),
+            next_job: 0,
+            deterministic: options.deterministic,
             model,
         })
     }
@@ -541,8 +568,17 @@ impl LlamaLm {
         self.n_seq_max
     }
 
-    fn interrupted(&self) -> bool {
-        self.interrupt.as_ref().is_some_and(|f| f())
+    /// Whether it was opened with [`ContextOptions::deterministic`].
+    pub fn deterministic(&self) -> bool {
+        self.deterministic
+    }
+
+    /// Adds to the counters of the context and of `owner`.
+    fn count(&mut self, owner: Owner, add: impl Fn(&mut Usage)) {
+        add(&mut self.usage);
+        if owner != 0 {
+            add(self.by_owner.entry(owner).or_default());
+        }
     }
 
     /// Nodes not yet released.
@@ -567,9 +603,10 @@ impl LlamaLm {
 
     fn index(&self, node: Node) -> Result<u32, DecodeError> {
         match self.slots.get(node.index as usize) {
-            Some(slot) if slot.generation == node.generation && slot.node.is_some() => {
-                Ok(node.index)
-            }
+            Some(Slot {
+                generation,
+                node: Some(data),
+            }) if *generation == node.generation && data.owner == self.caller => Ok(node.index),
             _ => Err(DecodeError::UnknownNode { node: node.index }),
         }
     }
@@ -631,6 +668,7 @@ impl LlamaLm {
             last_used: self.clock,
             pinned: false,
             parked: false,
+            owner: p.owner,
         }
     }
 
@@ -643,14 +681,6 @@ impl LlamaLm {
     fn pin(&mut self, i: u32) {
         self.touch(i);
         self.data_mut(i).pinned = true;
-    }
-
-    fn unpin_all(&mut self) {
-        for slot in &mut self.slots {
-            if let Some(n) = slot.node.as_mut() {
-                n.pinned = false;
-            }
-        }
     }
 
     // ----- sequences and parking -------------------------------------------------------------
@@ -678,7 +708,8 @@ impl LlamaLm {
         n.kv_len = 0;
         n.logits = None;
         n.parked = true;
-        self.usage.parked += 1;
+        let owner = n.owner;
+        self.count(owner, |u| u.parked += 1);
         self.free_seq(seq);
         true
     }
@@ -731,7 +762,8 @@ impl LlamaLm {
                 o.kv_len = 0;
                 o.logits = None;
                 o.parked = true;
-                self.usage.parked += 1;
+                let owner = o.owner;
+                self.count(owner, |u| u.parked += 1);
                 (src, shared)
             }
             _ => {
@@ -755,15 +787,16 @@ impl LlamaLm {
                 }
             }
         };
-        self.usage.reused_tokens += shared as u64;
         let n = self.data_mut(i);
         n.seq = Some(seq);
         n.kv_len = shared;
         n.computed = n.computed.max(shared);
-        if n.parked {
-            n.parked = false;
-            self.usage.reactivated += 1;
-        }
+        let reactivated = std::mem::take(&mut n.parked);
+        let owner = n.owner;
+        self.count(owner, |u| {
+            u.reused_tokens += shared as u64;
+            u.reactivated += u64::from(reactivated);
+        });
         Ok(())
     }
 
@@ -810,7 +843,15 @@ impl LlamaLm {
     /// Pending tokens that several entries have at the same position after the same prefix go
     /// into the batch once, tagged with all their sequences, so a prefix shared by many new nodes
     /// is decoded once even when none of them was decoded before.
-    fn run_batch(&mut self, entries: &[Pending]) -> Result<Vec<Decoded>, DecodeError> {
+    ///
+    /// Before every forward pass, also between the chunks of one long prefill, `checks` are
+    /// asked: when one says stop, the batch stops with [`DecodeError::Cancelled`] (the tokens
+    /// decoded so far stay in the cache).
+    fn run_batch(
+        &mut self,
+        entries: &[Pending],
+        checks: &[super::Interrupt],
+    ) -> Result<Vec<Decoded>, DecodeError> {
         let mut items: Vec<BatchItem> = Vec::new();
         let mut by_prefix: HashMap<(usize, PrefixHash), usize> = HashMap::new();
         for (e, p) in entries.iter().enumerate() {
@@ -849,7 +890,7 @@ impl LlamaLm {
         for chunk in items.chunks(self.n_batch) {
             // Before every forward pass, also between the chunks of one long prefill and between
             // the waves of a wide call: a cancelled solve stops within one `llama_decode`.
-            if self.interrupted() {
+            if checks.iter().any(|f| f()) {
                 return Err(DecodeError::Cancelled);
             }
             loop {
@@ -877,16 +918,29 @@ impl LlamaLm {
                 }
             }
             self.usage.forward_passes += 1;
+            // Every solve with a token in the pass counts the pass once.
+            let mut owners: Vec<Owner> = chunk
+                .iter()
+                .flat_map(|item| item.members.iter())
+                .map(|&e| self.data(entries[e].node).owner)
+                .filter(|&o| o != 0)
+                .collect();
+            owners.sort_unstable();
+            owners.dedup();
+            for o in owners {
+                self.by_owner.entry(o).or_default().forward_passes += 1;
+            }
             for (b, item) in chunk.iter().enumerate() {
                 let pos = item.pos;
                 // Count the token once, as its first entry sees it.
                 let first = self.data(entries[item.members[0]].node);
+                let owner = first.owner;
                 if pos < first.computed {
-                    self.usage.recomputed_tokens += 1;
+                    self.count(owner, |u| u.recomputed_tokens += 1);
                 } else if first.sampled && pos >= first.own_start {
-                    self.usage.decoded_tokens += 1;
+                    self.count(owner, |u| u.decoded_tokens += 1);
                 } else {
-                    self.usage.prefill_tokens += 1;
+                    self.count(owner, |u| u.prefill_tokens += 1);
                 }
                 let logits: Option<Arc<[f32]>> = item
                     .logits
@@ -921,54 +975,6 @@ impl LlamaLm {
             .collect())
     }
 
-    /// The next-token logits of each node, decoding only what is missing; all nodes' work shares
-    /// forward passes, in waves of at most `n_seq_max` nodes.
-    fn ensure_logits(&mut self, ids: &[u32]) -> Result<Vec<Arc<[f32]>>, DecodeError> {
-        if self.interrupted() {
-            return Err(DecodeError::Cancelled);
-        }
-        let mut found: HashMap<u32, Arc<[f32]>> = HashMap::new();
-        let mut missing = Vec::new();
-        for &i in ids {
-            self.touch(i);
-            if found.contains_key(&i) || missing.contains(&i) {
-                continue;
-            }
-            match &self.data(i).logits {
-                Some(l) => {
-                    found.insert(i, l.clone());
-                }
-                None => missing.push(i),
-            }
-        }
-        for wave in missing.chunks(self.n_seq_max as usize) {
-            for &i in wave {
-                self.pin(i);
-            }
-            for &i in wave {
-                self.attach(i)?;
-                let len = self.data(i).tokens.len();
-                self.truncate_kv(i, len - 1);
-            }
-            let entries: Vec<Pending> = wave
-                .iter()
-                .map(|&i| Pending {
-                    node: i,
-                    logprobs_from: None,
-                })
-                .collect();
-            let decoded = self.run_batch(&entries)?;
-            for (&i, d) in wave.iter().zip(decoded) {
-                self.store_logits(i, d.last.clone());
-                found.insert(i, d.last);
-            }
-            for &i in wave {
-                self.data_mut(i).pinned = false;
-            }
-        }
-        Ok(ids.iter().map(|i| found[i].clone()).collect())
-    }
-
     fn check_vocab(&self, field: &'static str, tokens: &[TokenId]) -> Result<(), DecodeError> {
         let vocab = self.vocab_size();
         match tokens.iter().find(|&&t| t < 0 || t as usize >= vocab) {
@@ -998,7 +1004,8 @@ impl LlamaLm {
         }
         // Leave room for at least one generated token.
         self.check_fits("the prompt (plus one generated token)", tokens.len() + 1)?;
-        self.usage.prompt_tokens += tokens.len() as u64;
+        let owner = self.caller;
+        self.count(owner, |u| u.prompt_tokens += tokens.len() as u64);
         self.clock += 1;
         Ok(self.insert(NodeData {
             own_start: 0,
@@ -1011,6 +1018,7 @@ impl LlamaLm {
             last_used: self.clock,
             pinned: false,
             parked: false,
+            owner: self.caller,
         }))
     }
 
@@ -1028,13 +1036,13 @@ impl LlamaLm {
     fn timed<T>(&mut self, f: impl FnOnce(&mut Self) -> T) -> T {
         let start = Instant::now();
         let out = f(self);
-        self.unpin_all();
         self.wall_us += start.elapsed().as_micros() as u64;
         self.usage.wall_ms = self.wall_us / 1000;
         out
     }
 
-    fn generate_inner(&mut self, requests: &[GenRequest]) -> Result<Vec<Generation>, DecodeError> {
+    /// The job of a [`Lm::generate`] call (requests checked).
+    fn generate_work(&mut self, requests: &[GenRequest]) -> Result<Work, DecodeError> {
         for r in requests {
             r.validate()?;
         }
@@ -1042,98 +1050,86 @@ impl LlamaLm {
             .iter()
             .map(|r| self.index(r.parent))
             .collect::<Result<Vec<_>, _>>()?;
-        let parent_logits = self.ensure_logits(&parents)?;
+        let need = Need::new(self, parents.clone());
+        Ok(Work::Generate {
+            requests: requests.to_vec(),
+            parents,
+            need,
+            sample: None,
+        })
+    }
 
-        let mut branches: Vec<Branch> = requests
+    /// The job of a [`Lm::next_token_probs`] call: the logits of every node.
+    fn logits_work(&mut self, queries: &[(Node, &[TokenId])]) -> Result<Work, DecodeError> {
+        let ids = queries
             .iter()
-            .zip(&parents)
-            .map(|(r, &p)| {
-                let data = self.child_of(p, &[], true);
-                let node = self.insert(data).index;
-                Branch {
-                    node,
-                    rng: Rng::new(r.sampling.seed),
-                    bytes: Vec::new(),
-                    logprob: 0.0,
-                    count: 0,
-                    finish: None,
-                    confidence: Vec::new(),
-                }
+            .map(|(n, cands)| {
+                self.check_vocab("candidates", cands)?;
+                self.index(*n)
             })
-            .collect();
+            .collect::<Result<Vec<_>, DecodeError>>()?;
+        Ok(Work::Logits {
+            need: Need::new(self, ids),
+        })
+    }
 
-        let mut queue: VecDeque<usize> = (0..requests.len()).collect();
-        let mut active: Vec<usize> = Vec::new();
-        let mut scratch = std::mem::take(&mut self.scratch);
-        let result = (|| {
-            loop {
-                while active.len() < self.n_seq_max as usize {
-                    let Some(b) = queue.pop_front() else { break };
-                    let node = branches[b].node;
-                    self.pin(node);
-                    self.attach(node)?;
-                    self.advance(
-                        &mut branches[b],
-                        &requests[b],
-                        &parent_logits[b],
-                        &mut scratch,
-                    );
-                    if self.data(node).kv_len < self.data(node).tokens.len() {
-                        active.push(b);
-                    } else {
-                        // Nothing to decode: the parent already fills the context.
-                        self.store_logits(node, parent_logits[b].clone());
-                        self.data_mut(node).pinned = false;
-                    }
-                }
-                if active.is_empty() {
-                    return Ok(());
-                }
-                let entries: Vec<Pending> = active
-                    .iter()
-                    .map(|&b| Pending {
-                        node: branches[b].node,
-                        logprobs_from: None,
-                    })
-                    .collect();
-                if self.interrupted() {
-                    return Err(DecodeError::Cancelled);
-                }
-                let decoded = self.run_batch(&entries)?;
-                let mut still = Vec::with_capacity(active.len());
-                for (&b, d) in active.iter().zip(decoded) {
-                    let node = branches[b].node;
-                    if branches[b].finish.is_none() {
-                        self.advance(&mut branches[b], &requests[b], &d.last, &mut scratch);
-                    }
-                    if self.data(node).kv_len < self.data(node).tokens.len() {
-                        still.push(b);
-                    } else {
-                        self.store_logits(node, d.last);
-                        self.data_mut(node).pinned = false;
-                    }
-                }
-                active = still;
-            }
-        })();
-        self.scratch = scratch;
-        if let Err(e) = result {
-            for b in &branches {
-                self.release(self.handle(b.node));
-            }
-            return Err(e);
+    /// The job of a [`Lm::forced_logprobs`] call.
+    fn forced_work(&mut self, queries: &[(Node, &str)]) -> Result<Work, DecodeError> {
+        let mut children = Vec::with_capacity(queries.len());
+        let mut parents = Vec::with_capacity(queries.len());
+        for &(node, text) in queries {
+            let p = self.index(node)?;
+            let own = self.tokenize_raw(text, false);
+            self.check_fits(
+                "the forced continuation",
+                self.data(p).tokens.len() + own.len(),
+            )?;
+            parents.push(p);
+            children.push(own);
         }
-        Ok(branches
-            .into_iter()
-            .map(|b| Generation {
-                node: self.handle(b.node),
-                text: String::from_utf8_lossy(&b.bytes).into_owned(),
-                tokens: b.count,
-                logprob: b.logprob,
-                finish: b.finish.unwrap_or(FinishReason::MaxTokens),
-                confidence: b.confidence,
+        let need = Need::new(self, parents.clone());
+        Ok(Work::Forced {
+            need,
+            parents,
+            children,
+            out: Vec::with_capacity(queries.len()),
+            temp: Vec::new(),
+            queue: VecDeque::new(),
+            active: Vec::new(),
+            started: false,
+        })
+    }
+
+    /// Runs a job of this context's own caller to its end.
+    fn run_own(&mut self, work: Work) -> Result<Output, DecodeError> {
+        let id = self.submit(self.interrupt.clone(), work);
+        self.run_to_end(id)
+    }
+
+    /// Frees node `i` (any owner's).
+    fn release_index(&mut self, i: u32) {
+        let slot = &mut self.slots[i as usize];
+        let Some(data) = slot.node.take() else { return };
+        slot.generation = slot.generation.wrapping_add(1);
+        self.free_slots.push(i);
+        if let Some(seq) = data.seq {
+            self.free_seq(seq);
+        }
+    }
+
+    /// The probabilities of `queries`' candidates from their nodes' logits.
+    fn candidate_probs(queries: &[(Node, &[TokenId])], logits: Vec<Arc<[f32]>>) -> Vec<Vec<f32>> {
+        queries
+            .iter()
+            .zip(logits)
+            .map(|((_, cands), l)| {
+                let lse = sampler::log_sum_exp(&l);
+                cands
+                    .iter()
+                    .map(|&t| sampler::logprob(&l, lse, t as usize).exp() as f32)
+                    .collect()
             })
-            .collect())
+            .collect()
     }
 
     /// Samples one token for `branch` from `logits` (unless the context is full), appends it, and
@@ -1160,7 +1156,8 @@ impl LlamaLm {
         ));
         let token = LlamaToken(token as i32);
         self.data_mut(branch.node).tokens.push(token);
-        self.usage.generated_tokens += 1;
+        let owner = self.data(branch.node).owner;
+        self.count(owner, |u| u.generated_tokens += 1);
         branch.count += 1;
         branch.logprob += lp;
         if self.model.inner.vocab().is_eog(token) && !request.ignore_eos {
@@ -1189,67 +1186,6 @@ impl LlamaLm {
         if branch.count >= request.max_tokens {
             branch.finish = Some(FinishReason::MaxTokens);
         }
-    }
-
-    fn forced_inner(&mut self, queries: &[(Node, &str)]) -> Result<Vec<Vec<f32>>, DecodeError> {
-        let mut children = Vec::with_capacity(queries.len());
-        let mut parents = Vec::with_capacity(queries.len());
-        for &(node, text) in queries {
-            let p = self.index(node)?;
-            let own = self.tokenize_raw(text, false);
-            self.check_fits(
-                "the forced continuation",
-                self.data(p).tokens.len() + own.len(),
-            )?;
-            parents.push(p);
-            children.push(own);
-        }
-        let parent_logits = self.ensure_logits(&parents)?;
-        let mut out: Vec<Vec<f32>> = Vec::with_capacity(queries.len());
-        let mut temp = Vec::new();
-        for ((&p, own), logits) in parents.iter().zip(&children).zip(&parent_logits) {
-            let mut lps = Vec::with_capacity(own.len());
-            if let Some(first) = own.first() {
-                let lse = sampler::log_sum_exp(logits);
-                lps.push(sampler::logprob(logits, lse, first.0 as usize) as f32);
-            }
-            out.push(lps);
-            if own.len() > 1 {
-                let data = self.child_of(p, own, false);
-                temp.push((out.len() - 1, self.insert(data).index));
-            }
-        }
-        let result = (|| {
-            for wave in temp.chunks(self.n_seq_max as usize) {
-                for &(_, i) in wave {
-                    self.pin(i);
-                    self.attach(i)?;
-                    // Another node may hold these very tokens; their logits were not kept, so they
-                    // are decoded again.
-                    let own_start = self.data(i).own_start;
-                    self.truncate_kv(i, own_start);
-                }
-                let entries: Vec<Pending> = wave
-                    .iter()
-                    .map(|&(_, i)| Pending {
-                        node: i,
-                        logprobs_from: Some(self.data(i).own_start),
-                    })
-                    .collect();
-                let decoded = self.run_batch(&entries)?;
-                for (&(q, _), d) in wave.iter().zip(decoded) {
-                    out[q].extend(d.logprobs);
-                }
-                for &(_, i) in wave {
-                    self.data_mut(i).pinned = false;
-                }
-            }
-            Ok(())
-        })();
-        for &(_, i) in &temp {
-            self.release(self.handle(i));
-        }
-        result.map(|()| out)
     }
 }
 
@@ -1344,7 +1280,13 @@ impl Lm for LlamaLm {
     }
 
     fn generate(&mut self, requests: &[GenRequest]) -> Result<Vec<Generation>, DecodeError> {
-        self.timed(|lm| lm.generate_inner(requests))
+        self.timed(|lm| {
+            let work = lm.generate_work(requests)?;
+            match lm.run_own(work)? {
+                Output::Generations(g) => Ok(g),
+                _ => unreachable!("a generate job gives generations"),
+            }
+        })
     }
 
     fn next_token_probs(
@@ -1352,40 +1294,27 @@ impl Lm for LlamaLm {
         queries: &[(Node, &[TokenId])],
     ) -> Result<Vec<Vec<f32>>, DecodeError> {
         self.timed(|lm| {
-            let ids = queries
-                .iter()
-                .map(|(n, cands)| {
-                    lm.check_vocab("candidates", cands)?;
-                    lm.index(*n)
-                })
-                .collect::<Result<Vec<_>, DecodeError>>()?;
-            let logits = lm.ensure_logits(&ids)?;
-            Ok(queries
-                .iter()
-                .zip(logits)
-                .map(|((_, cands), l)| {
-                    let lse = sampler::log_sum_exp(&l);
-                    cands
-                        .iter()
-                        .map(|&t| sampler::logprob(&l, lse, t as usize).exp() as f32)
-                        .collect()
-                })
-                .collect())
+            let work = lm.logits_work(queries)?;
+            match lm.run_own(work)? {
+                Output::Logits(l) => Ok(Self::candidate_probs(queries, l)),
+                _ => unreachable!("a logits job gives logits"),
+            }
         })
     }
 
     fn forced_logprobs(&mut self, queries: &[(Node, &str)]) -> Result<Vec<Vec<f32>>, DecodeError> {
-        self.timed(|lm| lm.forced_inner(queries))
+        self.timed(|lm| {
+            let work = lm.forced_work(queries)?;
+            match lm.run_own(work)? {
+                Output::Logprobs(l) => Ok(l),
+                _ => unreachable!("a forced job gives log-probabilities"),
+            }
+        })
     }
 
     fn release(&mut self, node: Node) {
-        let Ok(i) = self.index(node) else { return };
-        let slot = &mut self.slots[i as usize];
-        let data = slot.node.take().expect("checked");
-        slot.generation = slot.generation.wrapping_add(1);
-        self.free_slots.push(i);
-        if let Some(seq) = data.seq {
-            self.free_seq(seq);
+        if let Ok(i) = self.index(node) {
+            self.release_index(i);
         }
     }
 
