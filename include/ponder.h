@@ -101,8 +101,10 @@ typedef uint32_t ponder_status;
 
 // A loaded model and its inference context.
 //
-// Thread rules: an engine may be used from several threads at once. Solves are served one at a
-// time, in the order they take the engine's lock; `ponder_engine_cancel` may be called from any
+// Thread rules: an engine may be used from several threads at once. Solves from several threads
+// run concurrently in the engine's one context, their branches decoded in shared forward passes
+// (with `"deterministic": true` in the engine config: one at a time, in the order they take the
+// engine's lock); `ponder_engine_cancel` may be called from any
 // thread at any time, also from an event callback. An event callback must not solve on its own
 // engine (`PONDER_STATUS_REENTRANT`). Free it only when no call on it is running.
 typedef struct ponder_engine ponder_engine;
@@ -184,8 +186,10 @@ ponder_status ponder_last_error(char *buf,
 // `"remote"`), for `llama`: `model` (a GGUF path; default `$PONDER_MODEL`, else
 // `models/SmolLM2-135M-Instruct.Q4_1.gguf`, relative to the process's current directory),
 // `n_gpu_layers`, `n_ctx` (8..=1048576, default 4096), `n_threads` (0: one per core, the default;
-// at most four per core) and `n_seq_max` (1..=256, default 64), all checked before the model is
-// loaded; for `remote`: `remote`, an object with `urls` (required: base URLs of
+// at most four per core), `n_seq_max` (1..=256, default 64), all checked before the model is
+// loaded, and `deterministic` (default false: solves from several threads run concurrently and
+// share forward passes; true: one at a time, each from a fresh cache, so that a solve's result
+// depends only on its problem, strategy and seeds); for `remote`: `remote`, an object with `urls` (required: base URLs of
 // OpenAI-compatible servers, `http://HOST[:PORT]` or `https://…`), `model`, `api_key`,
 // `max_in_flight`, `timeout_ms`, `attempts`, `backoff_ms`, `top_logprobs` and `n_ctx`. On
 // success `*out` holds the engine, to be freed with `ponder_engine_free`.

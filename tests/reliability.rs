@@ -1,6 +1,6 @@
 //! Hardening on the real default model: wall-time budgets and cancellation that stop a search
 //! inside a model call and still return the best found so far, memory flat over 500 solves, 8
-//! threads sharing one engine with the results of solving one by one, and a synth run killed at
+//! threads sharing one deterministic engine with the results of solving one by one, and a synth run killed at
 //! random moments that ends with exactly the records of an uninterrupted run.
 
 mod common;
@@ -171,9 +171,17 @@ fn memory_stays_flat_over_500_solves_on_one_engine() {
 }
 
 #[test]
-fn eight_threads_on_one_engine_give_the_results_of_one_by_one() {
+fn eight_threads_on_a_deterministic_engine_give_the_results_of_one_by_one() {
     let _serial = serial();
-    let e = Arc::new(engine(2048, 8));
+    let lm = common::model()
+        .session(&ponder::lm::ContextOptions {
+            n_ctx: 2048,
+            n_seq_max: 8,
+            deterministic: true,
+            ..Default::default()
+        })
+        .expect("context");
+    let e = Arc::new(Engine::from_lm(lm));
     let problems: Vec<(Problem, StrategyConfig)> = (0..25)
         .map(|i| {
             (

@@ -37,8 +37,10 @@ pub const PONDER_VERSION_PATCH: u32 = 0;
 
 /// A loaded model and its inference context.
 ///
-/// Thread rules: an engine may be used from several threads at once. Solves are served one at a
-/// time, in the order they take the engine's lock; `ponder_engine_cancel` may be called from any
+/// Thread rules: an engine may be used from several threads at once. Solves from several threads
+/// run concurrently in the engine's one context, their branches decoded in shared forward passes
+/// (with `"deterministic": true` in the engine config: one at a time, in the order they take the
+/// engine's lock); `ponder_engine_cancel` may be called from any
 /// thread at any time, also from an event callback. An event callback must not solve on its own
 /// engine (`PONDER_STATUS_REENTRANT`). Free it only when no call on it is running.
 pub struct ponder_engine {
@@ -188,6 +190,7 @@ struct EngineConfig {
     n_ctx: Option<u32>,
     n_threads: Option<u32>,
     n_seq_max: Option<u32>,
+    deterministic: Option<bool>,
     remote: Option<RemoteOptions>,
 }
 
@@ -197,8 +200,10 @@ struct EngineConfig {
 /// `"remote"`), for `llama`: `model` (a GGUF path; default `$PONDER_MODEL`, else
 /// `models/SmolLM2-135M-Instruct.Q4_1.gguf`, relative to the process's current directory),
 /// `n_gpu_layers`, `n_ctx` (8..=1048576, default 4096), `n_threads` (0: one per core, the default;
-/// at most four per core) and `n_seq_max` (1..=256, default 64), all checked before the model is
-/// loaded; for `remote`: `remote`, an object with `urls` (required: base URLs of
+/// at most four per core), `n_seq_max` (1..=256, default 64), all checked before the model is
+/// loaded, and `deterministic` (default false: solves from several threads run concurrently and
+/// share forward passes; true: one at a time, each from a fresh cache, so that a solve's result
+/// depends only on its problem, strategy and seeds); for `remote`: `remote`, an object with `urls` (required: base URLs of
 /// OpenAI-compatible servers, `http://HOST[:PORT]` or `https://…`), `model`, `api_key`,
 /// `max_in_flight`, `timeout_ms`, `attempts`, `backoff_ms`, `top_logprobs` and `n_ctx`. On
 /// success `*out` holds the engine, to be freed with `ponder_engine_free`.
@@ -258,10 +263,11 @@ pub unsafe extern "C" fn ponder_engine_new(
                     || config.n_ctx.is_some()
                     || config.n_threads.is_some()
                     || config.n_seq_max.is_some()
+                    || config.deterministic.is_some()
                 {
                     return fail(
                         ponder_status::InvalidConfig,
-                        "invalid backend: model, n_gpu_layers, n_ctx, n_threads and n_seq_max apply to \"backend\": \"llama\"; put the remote settings in \"remote\"",
+                        "invalid backend: model, n_gpu_layers, n_ctx, n_threads, n_seq_max and deterministic apply to \"backend\": \"llama\"; put the remote settings in \"remote\"",
                     );
                 }
                 let Some(remote) = config.remote else {
@@ -302,6 +308,7 @@ pub unsafe extern "C" fn ponder_engine_new(
             n_ctx: config.n_ctx.unwrap_or(defaults.1.n_ctx),
             n_threads: config.n_threads.unwrap_or(defaults.1.n_threads),
             n_seq_max: config.n_seq_max.unwrap_or(defaults.1.n_seq_max),
+            deterministic: config.deterministic.unwrap_or(defaults.1.deterministic),
             ..defaults.1
         };
         match Engine::load(&model, &context) {

@@ -1280,36 +1280,39 @@ impl Lm for LlamaLm {
     }
 
     fn generate(&mut self, requests: &[GenRequest]) -> Result<Vec<Generation>, DecodeError> {
-        self.timed(|lm| {
-            let work = lm.generate_work(requests)?;
-            match lm.run_own(work)? {
+        // Timed by the steps.
+        {
+            let work = self.generate_work(requests)?;
+            match self.run_own(work)? {
                 Output::Generations(g) => Ok(g),
                 _ => unreachable!("a generate job gives generations"),
             }
-        })
+        }
     }
 
     fn next_token_probs(
         &mut self,
         queries: &[(Node, &[TokenId])],
     ) -> Result<Vec<Vec<f32>>, DecodeError> {
-        self.timed(|lm| {
-            let work = lm.logits_work(queries)?;
-            match lm.run_own(work)? {
+        // Timed by the steps.
+        {
+            let work = self.logits_work(queries)?;
+            match self.run_own(work)? {
                 Output::Logits(l) => Ok(Self::candidate_probs(queries, l)),
                 _ => unreachable!("a logits job gives logits"),
             }
-        })
+        }
     }
 
     fn forced_logprobs(&mut self, queries: &[(Node, &str)]) -> Result<Vec<Vec<f32>>, DecodeError> {
-        self.timed(|lm| {
-            let work = lm.forced_work(queries)?;
-            match lm.run_own(work)? {
+        // Timed by the steps.
+        {
+            let work = self.forced_work(queries)?;
+            match self.run_own(work)? {
                 Output::Logprobs(l) => Ok(l),
                 _ => unreachable!("a forced job gives log-probabilities"),
             }
-        })
+        }
     }
 
     fn release(&mut self, node: Node) {

@@ -565,6 +565,13 @@ impl LlamaLm {
     /// add what it wants decoded within the room left, decodes it all together, and hands each job
     /// its results. Does nothing when no job is pending.
     pub(super) fn step(&mut self) {
+        let start = std::time::Instant::now();
+        self.step_inner();
+        self.wall_us += start.elapsed().as_micros() as u64;
+        self.usage.wall_ms = self.wall_us / 1000;
+    }
+
+    fn step_inner(&mut self) {
         loop {
             for j in 0..self.jobs.len() {
                 let job = &self.jobs[j];
