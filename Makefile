@@ -12,7 +12,7 @@ REASONER ?= models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf
 DEMO_N ?= 4
 DEMO_PROMPT ?= A farmer has 15 sheep. He buys 8 more and then sells 6. How many sheep does he have now?
 
-.PHONY: all setup model reasoner test-models server build cuda demo test check lint doc bench bench-remote fuzz clean install install-files
+.PHONY: all setup model reasoner test-models server build cuda demo test check lint doc bench bench-remote bench-concurrent fuzz clean install install-files
 
 all: build
 
@@ -63,6 +63,11 @@ bench: setup
 # The remote backend through local llama-servers, against the in-process backend (CLI runs).
 bench-remote: build server
 	bash scripts/bench-remote.sh
+
+# Many solves on one context: ponder eval --workers 1..8 against llama-server -np 8 and
+# llama-batched-bench (CLI runs; LIMIT problems, default 40).
+bench-concurrent: build server
+	bash scripts/bench-concurrent.sh
 
 # Every fuzz target for FUZZ_SECONDS each (cargo-fuzz; on a stable toolchain through
 # RUSTC_BOOTSTRAP, without a sanitizer). Crashes land in fuzz/artifacts/TARGET/.

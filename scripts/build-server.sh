@@ -2,7 +2,8 @@
 # Builds llama.cpp's OpenAI-compatible `llama-server` for the remote-backend tests and benches,
 # from the llama.cpp sources that the PyPI sdist of llama-cpp-python carries under
 # vendor/llama.cpp (tools/server). Idempotent: does nothing when the binary is already built
-# from the pinned sdist. Output: target/llama-server/bin/llama-server.
+# from the pinned sdist. Output: target/llama-server/bin/llama-server, and llama-batched-bench
+# (llama.cpp's own aggregate decode rate, the reference of `make bench-concurrent`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,7 +16,7 @@ OUT=target/llama-server
 BIN=$OUT/bin/llama-server
 STAMP=$OUT/built-from
 # The build's identity: the sdist and the flags below (bump FLAGS_VERSION when they change).
-FLAGS_VERSION=2
+FLAGS_VERSION=3
 
 if [ -x "$BIN" ] && [ "$(cat "$STAMP" 2>/dev/null)" = "$SHA256-$FLAGS_VERSION" ]; then
   exit 0
@@ -66,9 +67,10 @@ cmake -S "$src" -B "$OUT/build" -DCMAKE_BUILD_TYPE=Release \
   -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_APP=OFF \
   -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF \
   -DGGML_NATIVE=ON -DCMAKE_C_FLAGS="$extra" -DCMAKE_CXX_FLAGS="$extra" >"$OUT/cmake.log" 2>&1 || { tail -30 "$OUT/cmake.log" >&2; exit 1; }
-cmake --build "$OUT/build" --target llama-server -j"$(nproc)" >"$OUT/build.log" 2>&1 \
+cmake --build "$OUT/build" --target llama-server llama-batched-bench -j"$(nproc)" >"$OUT/build.log" 2>&1 \
   || { tail -40 "$OUT/build.log" >&2; exit 1; }
 mkdir -p "$OUT/bin"
+cp "$OUT/build/bin/llama-batched-bench" "$OUT/bin/llama-batched-bench"
 cp "$OUT/build/bin/llama-server" "$BIN.new"
 mv "$BIN.new" "$BIN"  # a rename, so that a server still running from the old file is unharmed
 rm -rf "$src" "$OUT/build"
