@@ -346,6 +346,93 @@ fn synth_killed_at_random_moments_ends_with_the_uninterrupted_records() {
 }
 
 #[test]
+fn synth_with_four_workers_killed_and_resumed_loses_and_duplicates_nothing() {
+    let _serial = serial();
+    let dir = scratch("workers-kill");
+    let input = common::write_dataset(&dir, 16);
+    let out = dir.join("out");
+    // Four problems in flight share one context, so the texts depend on the interleaving: what
+    // must hold is that every problem ends up exactly once, with all its records, in input order.
+    let mut kills = 0;
+    let mut runs = 0;
+    let summary = loop {
+        runs += 1;
+        assert!(runs < 30, "too many restarts");
+        let mut child = synth(&input, &out)
+            .args(["--workers", "4"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        if kills < 3 {
+            let delay = Duration::from_millis(1500 + 700 * kills);
+            let start = Instant::now();
+            while start.elapsed() < delay && child.try_wait().unwrap().is_none() {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if child.try_wait().unwrap().is_none() {
+                child.kill().unwrap(); // SIGKILL
+                child.wait().unwrap();
+                kills += 1;
+                continue;
+            }
+        }
+        let done = child.wait_with_output().unwrap();
+        assert!(done.status.success());
+        break serde_json::from_slice::<serde_json::Value>(&done.stdout).unwrap();
+    };
+    eprintln!("{kills} kills over {runs} runs");
+    let ids_of = |name: &str| -> Vec<String> {
+        lines(&out.join(format!("{name}.jsonl")))
+            .iter()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).expect("every line is JSON");
+                v["id"].as_str().expect("an id").to_string()
+            })
+            .collect()
+    };
+    let expected: Vec<String> = common::dataset_lines(16)
+        .iter()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let mut journal = ids_of("done");
+    journal.sort();
+    let mut want = expected.clone();
+    want.sort();
+    assert_eq!(journal, want, "every problem finished exactly once");
+    // Every record belongs to a finished problem, and no problem's records appear twice.
+    for name in ["sft", "preference", "prm"] {
+        let ids = ids_of(name);
+        for id in &ids {
+            assert!(
+                expected.contains(id),
+                "{name}: record of unknown problem {id}"
+            );
+        }
+        // Records of one problem are contiguous (written together, once).
+        let mut seen = Vec::<String>::new();
+        for id in &ids {
+            if seen.last() != Some(id) {
+                assert!(!seen.contains(id), "{name}: {id}'s records written twice");
+                seen.push(id.clone());
+            }
+        }
+        assert_eq!(
+            summary["records"][name].as_u64().unwrap() as usize,
+            ids.len(),
+            "{name}: the summary agrees with the file"
+        );
+    }
+    assert_eq!(summary["problems"], 16);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
 fn a_question_longer_than_the_context_is_refused_before_any_work() {
     let _serial = serial();
     let e = engine(512, 4);
