@@ -1281,13 +1281,8 @@ impl Lm for LlamaLm {
 
     fn generate(&mut self, requests: &[GenRequest]) -> Result<Vec<Generation>, DecodeError> {
         // Timed by the steps.
-        {
-            let work = self.generate_work(requests)?;
-            match self.run_own(work)? {
-                Output::Generations(g) => Ok(g),
-                _ => unreachable!("a generate job gives generations"),
-            }
-        }
+        let work = self.generate_work(requests)?;
+        Ok(self.run_own(work)?.generations())
     }
 
     fn next_token_probs(
@@ -1295,24 +1290,14 @@ impl Lm for LlamaLm {
         queries: &[(Node, &[TokenId])],
     ) -> Result<Vec<Vec<f32>>, DecodeError> {
         // Timed by the steps.
-        {
-            let work = self.logits_work(queries)?;
-            match self.run_own(work)? {
-                Output::Logits(l) => Ok(Self::candidate_probs(queries, l)),
-                _ => unreachable!("a logits job gives logits"),
-            }
-        }
+        let work = self.logits_work(queries)?;
+        Ok(Self::candidate_probs(queries, self.run_own(work)?.logits()))
     }
 
     fn forced_logprobs(&mut self, queries: &[(Node, &str)]) -> Result<Vec<Vec<f32>>, DecodeError> {
         // Timed by the steps.
-        {
-            let work = self.forced_work(queries)?;
-            match self.run_own(work)? {
-                Output::Logprobs(l) => Ok(l),
-                _ => unreachable!("a forced job gives log-probabilities"),
-            }
-        }
+        let work = self.forced_work(queries)?;
+        Ok(self.run_own(work)?.logprobs())
     }
 
     fn release(&mut self, node: Node) {

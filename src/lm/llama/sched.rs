@@ -47,6 +47,29 @@ pub(super) enum Output {
     Logprobs(Vec<Vec<f32>>),
 }
 
+impl Output {
+    pub(super) fn generations(self) -> Vec<Generation> {
+        match self {
+            Output::Generations(g) => g,
+            _ => unreachable!("a generate job gives generations"),
+        }
+    }
+
+    pub(super) fn logits(self) -> Vec<Arc<[f32]>> {
+        match self {
+            Output::Logits(l) => l,
+            _ => unreachable!("a logits job gives logits"),
+        }
+    }
+
+    pub(super) fn logprobs(self) -> Vec<Vec<f32>> {
+        match self {
+            Output::Logprobs(l) => l,
+            _ => unreachable!("a forced job gives log-probabilities"),
+        }
+    }
+}
+
 /// Nodes whose next-token logits are wanted: decoded in waves of as many as there is room for.
 pub(super) struct Need {
     ids: Vec<u32>,

@@ -186,27 +186,21 @@ impl Lm for SolveLm {
     }
 
     fn generate(&mut self, requests: &[GenRequest]) -> Result<Vec<Generation>, DecodeError> {
-        match self.run(|lm| lm.generate_work(requests))? {
-            Output::Generations(g) => Ok(g),
-            _ => unreachable!("a generate job gives generations"),
-        }
+        Ok(self.run(|lm| lm.generate_work(requests))?.generations())
     }
 
     fn next_token_probs(
         &mut self,
         queries: &[(Node, &[TokenId])],
     ) -> Result<Vec<Vec<f32>>, DecodeError> {
-        match self.run(|lm| lm.logits_work(queries))? {
-            Output::Logits(l) => Ok(LlamaLm::candidate_probs(queries, l)),
-            _ => unreachable!("a logits job gives logits"),
-        }
+        Ok(LlamaLm::candidate_probs(
+            queries,
+            self.run(|lm| lm.logits_work(queries))?.logits(),
+        ))
     }
 
     fn forced_logprobs(&mut self, queries: &[(Node, &str)]) -> Result<Vec<Vec<f32>>, DecodeError> {
-        match self.run(|lm| lm.forced_work(queries))? {
-            Output::Logprobs(l) => Ok(l),
-            _ => unreachable!("a forced job gives log-probabilities"),
-        }
+        Ok(self.run(|lm| lm.forced_work(queries))?.logprobs())
     }
 
     fn release(&mut self, node: Node) {
