@@ -94,6 +94,8 @@ enum ponder_status
   // `ponder_engine_solve` was called from inside an event callback of a solve running on
   // the same engine; refused at once, since it would wait forever for that solve.
   PONDER_STATUS_REENTRANT = 17,
+  // Reading or writing a file failed.
+  PONDER_STATUS_IO = 18,
 };
 #ifndef __cplusplus
 typedef uint32_t ponder_status;

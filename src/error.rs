@@ -212,6 +212,28 @@ pub enum Error {
     /// on the solving thread: the call would wait forever for the solve that is running it.
     #[error("the engine was called from inside an event callback of its own running solve — that call would wait forever for the solve running it; return from the callback first, then solve (or use a second engine)")]
     Reentrant,
+    /// Reading or writing a file or directory failed (output folders of `synth` and `bench`,
+    /// their journals and reports).
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        /// What was being done ("write", "create", …).
+        action: String,
+        /// The file or directory.
+        path: std::path::PathBuf,
+        /// The underlying I/O error.
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// An [`Error::Io`]: `action` on `path` failed with `source`.
+    pub fn io(action: &str, path: &std::path::Path, source: std::io::Error) -> Self {
+        Self::Io {
+            action: action.to_string(),
+            path: path.to_path_buf(),
+            source,
+        }
+    }
 }
 
 /// Result with this crate's [`Error`].

@@ -414,7 +414,7 @@ struct RunSettings {
 }
 
 fn io_error(what: &str, path: &Path, e: impl std::fmt::Display) -> Error {
-    ConfigError::new("output", format!("cannot {what} {}: {e}", path.display())).into()
+    Error::io(what, path, std::io::Error::other(e.to_string()))
 }
 
 /// Runs every rung over `problems` on `engine`, writing into `dir` (created when missing):

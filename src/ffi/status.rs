@@ -49,6 +49,8 @@ pub enum ponder_status {
     /// `ponder_engine_solve` was called from inside an event callback of a solve running on
     /// the same engine; refused at once, since it would wait forever for that solve.
     Reentrant = 17,
+    /// Reading or writing a file failed.
+    Io = 18,
 }
 
 impl ponder_status {
@@ -73,6 +75,7 @@ impl ponder_status {
             Self::RemoteFailed => "a server of the remote backend failed\0",
             Self::Unsupported => "the backend does not support this operation\0",
             Self::Reentrant => "the engine was called from inside its own solve's event callback\0",
+            Self::Io => "reading or writing a file failed\0",
         }
     }
 
@@ -96,6 +99,7 @@ impl ponder_status {
             15 => Self::RemoteFailed,
             16 => Self::Unsupported,
             17 => Self::Reentrant,
+            18 => Self::Io,
             _ => return None,
         })
     }
@@ -106,6 +110,7 @@ impl From<&Error> for ponder_status {
         match e {
             Error::Config(_) => Self::InvalidConfig,
             Error::Reentrant => Self::Reentrant,
+            Error::Io { .. } => Self::Io,
             Error::Load(LoadError::ModelNotFound { .. }) => Self::ModelNotFound,
             Error::Load(LoadError::Config(_)) => Self::InvalidConfig,
             Error::Load(LoadError::Remote { .. }) => Self::RemoteFailed,

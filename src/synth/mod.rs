@@ -218,9 +218,7 @@ pub fn run(
     if config.formats.is_empty() {
         return Err(ConfigError::new("formats", "no format given").into());
     }
-    let io = |what: &str, path: &Path, e: std::io::Error| -> Error {
-        ConfigError::new("output", format!("cannot {what} {}: {e}", path.display())).into()
-    };
+    let io = Error::io;
     std::fs::create_dir_all(dir).map_err(|e| io("create", dir, e))?;
     let provenance = Provenance::new(model, &config.strategy, config.oracle_guided);
     let settings = RunSettings {
