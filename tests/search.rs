@@ -56,7 +56,11 @@ fn check_tree(outcome: &Outcome) -> &SearchTree {
             );
             assert!(tree.nodes[p].children.contains(&n.id));
             assert_eq!(n.depth, tree.nodes[p].depth + 1);
-            assert!(n.id > 0 && n.judge.is_some(), "every step is judged");
+            // Valued: by the judge, or (the default) by the path's likelihood, never 0.
+            assert!(
+                n.id > 0 && (n.judge.is_some() || n.value > 0.0),
+                "every step is valued"
+            );
         }
     }
     let last = *tree.chosen.last().unwrap();
