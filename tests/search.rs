@@ -4,8 +4,8 @@
 mod common;
 
 use ponder::strategy::{
-    BeamConfig, Budget, MctsConfig, Outcome, Problem, RolloutConfig, SearchTree, StepConfig,
-    StrategyConfig,
+    AnswerBy, BeamConfig, Budget, MctsConfig, Outcome, Problem, RolloutConfig, SearchTree,
+    StepConfig, StrategyConfig, ValueSignal,
 };
 
 const QUESTION: &str =
@@ -110,7 +110,16 @@ fn mcts_decodes_every_token_of_its_tree_once() {
 #[test]
 fn mcts_parks_under_a_small_sequence_limit_and_reports_the_cost() {
     let mut lm = common::session(4096, 4);
-    let outcome = StrategyConfig::Mcts(mcts(240))
+    // The breadth-first, judge-valued search (the old defaults) comes back to parked nodes: its
+    // judge questions and its siblings need more sequences than 4, and it expands them later.
+    let config = MctsConfig {
+        value: ValueSignal::Judge,
+        dive: false,
+        end_gate: Some(0.9),
+        answer_by: AnswerBy::Value,
+        ..mcts(240)
+    };
+    let outcome = StrategyConfig::Mcts(config)
         .run(&mut lm, &problem())
         .unwrap();
     let tree = check_tree(&outcome);

@@ -1003,5 +1003,21 @@ mod tests {
         }
         let e = super::super::StrategyConfig::from_json("mcts", r#"{"k": 0}"#).unwrap_err();
         assert_eq!(e.field, "k");
+        // The value signal is one of two names; a wrong one is refused with both spelled out.
+        let e = super::super::StrategyConfig::from_json("mcts", r#"{"value": "vibes"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("judge") && e.contains("logprob"), "{e}");
+        let c = super::super::StrategyConfig::from_json(
+            "mcts",
+            r#"{"value": "judge", "dive": false, "answer_by": "value"}"#,
+        )
+        .unwrap();
+        match c {
+            super::super::StrategyConfig::Mcts(m) => {
+                assert!(m.value == ValueSignal::Judge && !m.dive && m.answer_by == AnswerBy::Value)
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }
