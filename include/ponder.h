@@ -130,7 +130,8 @@ typedef struct {
   uint32_t depth;
   // Tokens of the step (`Step`).
   uint32_t tokens;
-  // The self-judge's score (`Scored`; NaN otherwise).
+  // The self-judge's score (`Scored`, NaN where the search values steps without the judge;
+  // NaN otherwise).
   double judge;
   // A value or score (`Scored`, `Candidate`, `Done`; NaN otherwise).
   double value;

@@ -166,7 +166,7 @@ fn every_strategy_runs_through_the_remote_backend() {
         serde_json::json!({"type": "deepening", "width": 2, "l0": 32, "gamma": 1.5, "total_budget": 128}),
         serde_json::json!({"type": "mcts", "k": 3, "step": {"max_tokens": 48},
                            "budget": {"tokens": 240}}),
-        serde_json::json!({"type": "beam", "width": 2, "expansions": 2,
+        serde_json::json!({"type": "beam", "width": 2, "expansions": 2, "value": "judge",
                            "step": {"max_tokens": 48}, "budget": {"tokens": 240}}),
     ];
     for json in strategies {
@@ -189,7 +189,12 @@ fn every_strategy_runs_through_the_remote_backend() {
                 );
                 if let Some(p) = n.parent {
                     assert!(n.visits <= tree.nodes[p].visits, "{}", s.name());
-                    assert!(n.judge.is_some(), "{}: every step is judged", s.name());
+                    // Beam asks the judge; MCTS values by likelihood (its default).
+                    if s.name() == "beam" {
+                        assert!(n.judge.is_some(), "{}: every step is judged", s.name());
+                    } else {
+                        assert!(n.value > 0.0, "{}: every step is valued", s.name());
+                    }
                 }
             }
             assert!(tree.nodes.len() > 1, "{}: the tree grew", s.name());

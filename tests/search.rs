@@ -4,8 +4,8 @@
 mod common;
 
 use ponder::strategy::{
-    BeamConfig, Budget, MctsConfig, Outcome, Problem, RolloutConfig, SearchTree, StepConfig,
-    StrategyConfig,
+    AnswerBy, BeamConfig, Budget, MctsConfig, Outcome, Problem, RolloutConfig, SearchTree,
+    StepConfig, StrategyConfig, ValueSignal,
 };
 
 const QUESTION: &str =
@@ -56,7 +56,11 @@ fn check_tree(outcome: &Outcome) -> &SearchTree {
             );
             assert!(tree.nodes[p].children.contains(&n.id));
             assert_eq!(n.depth, tree.nodes[p].depth + 1);
-            assert!(n.id > 0 && n.judge.is_some(), "every step is judged");
+            // Valued: by the judge, or (the default) by the path's likelihood, never 0.
+            assert!(
+                n.id > 0 && (n.judge.is_some() || n.value > 0.0),
+                "every step is valued"
+            );
         }
     }
     let last = *tree.chosen.last().unwrap();
@@ -106,7 +110,16 @@ fn mcts_decodes_every_token_of_its_tree_once() {
 #[test]
 fn mcts_parks_under_a_small_sequence_limit_and_reports_the_cost() {
     let mut lm = common::session(4096, 4);
-    let outcome = StrategyConfig::Mcts(mcts(240))
+    // The breadth-first, judge-valued search (the old defaults) comes back to parked nodes: its
+    // judge questions and its siblings need more sequences than 4, and it expands them later.
+    let config = MctsConfig {
+        value: ValueSignal::Judge,
+        dive: false,
+        end_gate: Some(0.9),
+        answer_by: AnswerBy::Value,
+        ..mcts(240)
+    };
+    let outcome = StrategyConfig::Mcts(config)
         .run(&mut lm, &problem())
         .unwrap();
     let tree = check_tree(&outcome);

@@ -111,7 +111,8 @@ pub struct ponder_event {
     pub depth: u32,
     /// Tokens of the step (`Step`).
     pub tokens: u32,
-    /// The self-judge's score (`Scored`; NaN otherwise).
+    /// The self-judge's score (`Scored`, NaN where the search values steps without the judge;
+    /// NaN otherwise).
     pub judge: f64,
     /// A value or score (`Scored`, `Candidate`, `Done`; NaN otherwise).
     pub value: f64,

@@ -1,20 +1,21 @@
-//! Step-level beam search with the self-judge: the cheaper baseline that MCTS must beat.
+//! Step-level beam search: the cheaper baseline that MCTS must beat.
 //!
 //! The root gets `width × expansions` first steps; every later level expands each of the `width`
 //! live beams into `expansions` next steps — one batched `generate` call per level, then one
-//! batched inline judging of all new steps. A path's score is its steps' judge scores combined
-//! by `path_score` (default: the last step's). Finished solutions leave the beam; the best
-//! `width` unfinished paths go on. The search ends when `width` solutions are finished, no beam
-//! is left, or the budget runs out. The answer: the best finished solution by score, or a
-//! score-weighted vote over the finished solutions' answers; with none finished, the best live
-//! path.
+//! valuing of all new steps. A path's score ([`ValueSignal`], `value`) is by default its
+//! likelihood (`exp` of its mean token log-probability; no model call), or with `value: judge`
+//! its steps' in-place judge scores (one batched call per level) combined by `path_score`
+//! (default: the last step's). Finished solutions leave the beam; the best `width` unfinished
+//! paths go on. The search ends when `width` solutions are finished, no beam is left, or the
+//! budget runs out. The answer: a score-weighted vote over the finished solutions' answers
+//! (default), or the best finished solution by score; with none finished, the best live path.
 //!
 //! In the tree, a node's `value` is its path score and `visits` the number of judged nodes in its
 //! subtree (itself included).
 
 use serde::{Deserialize, Serialize};
 
-use super::tree::{Budget, Search, StepConfig, StopReason, TreeNode};
+use super::tree::{Budget, Search, StepConfig, StopReason, TreeNode, ValueSignal};
 use super::{limits, Observer, Outcome, Problem, PromptConfig};
 use crate::error::{ConfigError, Error};
 use crate::lm::Lm;
@@ -26,9 +27,10 @@ use crate::reward::vote;
 #[serde(rename_all = "snake_case")]
 pub enum BeamAnswer {
     /// The highest path score.
-    #[default]
     Score,
-    /// A vote over answers weighted by path score.
+    /// A vote over answers weighted by path score (the default; numeric answers only: free text
+    /// cannot be voted on).
+    #[default]
     Vote,
 }
 
@@ -40,7 +42,11 @@ pub struct BeamConfig {
     pub width: u32,
     /// Next steps sampled per beam, 1..=64.
     pub expansions: u32,
-    /// How a path's step scores combine into its score.
+    /// What a path's score is made of: `logprob` (default), the path's likelihood (the geometric
+    /// mean of its tokens' probabilities), or `judge`, the in-place self-judge's verdicts on its
+    /// steps combined by `path_score`.
+    pub value: ValueSignal,
+    /// With `value: judge`, how a path's step scores combine into its score.
     pub path_score: StepAggregate,
     /// How the answer is chosen.
     pub answer_by: BeamAnswer,
@@ -59,8 +65,9 @@ impl Default for BeamConfig {
         Self {
             width: 3,
             expansions: 2,
+            value: ValueSignal::default(),
             path_score: StepAggregate::Last,
-            answer_by: BeamAnswer::Score,
+            answer_by: BeamAnswer::Vote,
             step: StepConfig::default(),
             budget: Budget::default(),
             prompt: PromptConfig::default(),
@@ -135,16 +142,18 @@ pub fn run_observed(
             beams.clear();
             continue;
         }
-        if let Err(e) = search.evaluate(&children) {
+        if let Err(e) = search.evaluate(&children, config.value) {
             break search.stop_for(e)?;
         }
         let nodes = &mut search.tree.nodes;
-        for &c in &children {
-            let steps: Vec<f64> = search_path(nodes, c)
-                .into_iter()
-                .filter_map(|i| nodes[i].judge)
-                .collect();
-            nodes[c].value = config.path_score.apply(&steps);
+        if config.value == ValueSignal::Judge {
+            for &c in &children {
+                let steps: Vec<f64> = search_path(nodes, c)
+                    .into_iter()
+                    .filter_map(|i| nodes[i].judge)
+                    .collect();
+                nodes[c].value = config.path_score.apply(&steps);
+            }
         }
         let mut live: Vec<usize> = Vec::new();
         for &c in &children {
@@ -199,7 +208,7 @@ fn search_path(nodes: &[TreeNode], id: usize) -> Vec<usize> {
 /// `visits` = judged nodes in each subtree, itself included (the root is not judged).
 fn count_visits(nodes: &mut [TreeNode]) {
     for i in (0..nodes.len()).rev() {
-        let own = u32::from(nodes[i].judge.is_some());
+        let own = u32::from(nodes[i].evaluated);
         let below: u32 = nodes[i].children.iter().map(|&c| nodes[c].visits).sum();
         nodes[i].visits = own + below;
     }
@@ -249,6 +258,8 @@ mod tests {
         let config = BeamConfig {
             width: 2,
             expansions: 2,
+            value: ValueSignal::Judge,
+            answer_by: BeamAnswer::Score,
             ..BeamConfig::default()
         };
         let outcome = run(&config, &mut lm, &Problem::new("q").with_answer("4")).unwrap();
@@ -269,6 +280,52 @@ mod tests {
         // Visits count judged nodes below: [1] holds [1], [10], [11], [110], [111].
         assert_eq!(tree.nodes[2].visits, 5);
         assert_eq!(tree.nodes[0].visits, 12);
+        assert_eq!(lm.live_nodes(), 0);
+    }
+
+    #[test]
+    fn logprob_scores_paths_by_likelihood_and_the_vote_answers() {
+        // Width 1, two expansions: the likelier step goes on; the judge is never asked.
+        let mut lm = ScriptedLm::new(
+            |q| {
+                let child = format!("{}{}", label(q.text), q.ordinal);
+                let end = child.len() == 2;
+                ScriptedStep {
+                    text: if end {
+                        format!(
+                            "[{child}] The answer is {}.",
+                            if child == "10" { 3 } else { 4 }
+                        )
+                    } else {
+                        format!("[{child}]\n\n")
+                    },
+                    eos: end,
+                    logprob_per_token: if child.ends_with('1') { -0.1 } else { -0.9 },
+                    confidence: Vec::new(),
+                }
+            },
+            |_| panic!("no judge with value logprob"),
+        );
+        let config = BeamConfig {
+            width: 1,
+            expansions: 2,
+            ..BeamConfig::default()
+        };
+        assert_eq!(config.value, ValueSignal::Logprob);
+        assert_eq!(config.answer_by, BeamAnswer::Vote);
+        let outcome = run(&config, &mut lm, &Problem::new("q").with_answer("4")).unwrap();
+        let tree = outcome.tree.as_ref().unwrap();
+        let labels: Vec<String> = tree.nodes.iter().map(|n| label(&n.text)).collect();
+        // Level 1: [0] (e^-0.9) and [1] (e^-0.1): [1] goes on. Level 2: [10] says 3, [11] 4;
+        // one finished solution fills the width of 1: [10] came first.
+        assert_eq!(labels, ["", "0", "1", "10", "11"]);
+        assert_eq!(tree.judge_tokens, 0);
+        let by = |l: &str| tree.nodes.iter().find(|n| label(&n.text) == l).unwrap();
+        assert!((by("1").value - (-0.1f64).exp()).abs() < 1e-9);
+        assert!(by("11").value > by("10").value);
+        // Both finished ones vote, weighted by likelihood: 4 ([11], surer) wins.
+        assert_eq!(outcome.answer.as_deref(), Some("4"));
+        assert_eq!(tree.nodes[0].visits, 4);
         assert_eq!(lm.live_nodes(), 0);
     }
 

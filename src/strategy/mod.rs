@@ -24,7 +24,7 @@ pub use deepconf::DeepConfConfig;
 pub use deepening::DeepeningConfig;
 pub use mcts::{AnswerBy, Backup, MctsConfig, RolloutConfig, Selection, Widen};
 pub use self_correct::{Keep, SelfCorrectConfig};
-pub use tree::{Budget, Limit, SearchTree, StepConfig, StopReason, TreeNode};
+pub use tree::{Budget, Limit, SearchTree, StepConfig, StopReason, TreeNode, ValueSignal};
 
 /// A problem to solve.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -467,11 +467,12 @@ pub enum Event {
         /// The step's text.
         text: String,
     },
-    /// A tree search judged a step.
+    /// A tree search valued a step.
     Scored {
         /// The node.
         node: usize,
-        /// The self-judge's score.
+        /// The self-judge's score (NaN when the search values steps without the judge: MCTS and
+        /// beam with `value: logprob`).
         judge: f64,
         /// The node's value.
         value: f64,

@@ -147,6 +147,21 @@ impl StopReason {
     }
 }
 
+/// What a tree node's value is made of (`value` of [`mcts`](super::mcts) and
+/// [`beam`](super::beam)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ValueSignal {
+    /// The self-judge's verdict read in place: the step question appended to the step's own node
+    /// (the outcome question for a finished solution), P(yes)/(P(yes)+P(no)).
+    Judge,
+    /// The path's likelihood: `exp` of the mean token log-probability of the steps from the first
+    /// to this one (the geometric mean of its tokens' probabilities), in (0, 1]. Costs no model
+    /// call: the log-probabilities come with the sampled tokens.
+    #[default]
+    Logprob,
+}
+
 /// How steps are sampled and which are accepted.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -285,6 +300,9 @@ pub struct TreeNode {
     /// Running sum of backed-up rewards (MCTS running-mean backup).
     #[serde(skip)]
     pub(crate) reward_sum: f64,
+    /// Whether the search valued the node ([`Search::evaluate`]).
+    #[serde(skip)]
+    pub(crate) evaluated: bool,
 }
 
 impl TreeNode {
@@ -308,6 +326,7 @@ impl TreeNode {
             correct: None,
             rollout: None,
             reward_sum: 0.0,
+            evaluated: false,
         }
     }
 
@@ -713,39 +732,54 @@ impl<'a, 'o> Search<'a, 'o> {
             answer,
             rollout: None,
             reward_sum: 0.0,
+            evaluated: false,
         });
         self.tree.nodes[parent].children.push(id);
         self.handles.push(Some(g.node));
         id
     }
 
-    /// Judges `ids` in place in one batched call: finished solutions by the outcome question,
-    /// other steps by the step question. Sets each node's `judge` and `value` (the score).
-    pub fn evaluate(&mut self, ids: &[usize]) -> Result<(), Error> {
-        let queries: Vec<(Node, Verdict)> = ids
-            .iter()
-            .map(|&i| {
-                let kind = if self.tree.nodes[i].terminal {
-                    Verdict::Outcome
-                } else {
-                    Verdict::Step
-                };
-                (self.handles[i].expect("tree nodes hold a model node"), kind)
-            })
-            .collect();
-        let (scores, tokens) = self.judge.score_inline(self.lm, &queries)?;
-        self.tree.judge_tokens += tokens as u64;
-        for (&i, s) in ids.iter().zip(scores) {
+    /// Values `ids` by `signal`. [`ValueSignal::Judge`]: judged in place in one batched call,
+    /// finished solutions by the outcome question, other steps by the step question; sets each
+    /// node's `judge` and `value` (the score). [`ValueSignal::Logprob`]: the path's likelihood
+    /// ([`Search::path_likelihood`]), no model call; `judge` stays unset.
+    pub fn evaluate(&mut self, ids: &[usize], signal: ValueSignal) -> Result<(), Error> {
+        let scores: Vec<f64> = match signal {
+            ValueSignal::Judge => {
+                let queries: Vec<(Node, Verdict)> = ids
+                    .iter()
+                    .map(|&i| {
+                        let kind = if self.tree.nodes[i].terminal {
+                            Verdict::Outcome
+                        } else {
+                            Verdict::Step
+                        };
+                        (self.handles[i].expect("tree nodes hold a model node"), kind)
+                    })
+                    .collect();
+                let (scores, tokens) = self.judge.score_inline(self.lm, &queries)?;
+                self.tree.judge_tokens += tokens as u64;
+                for (&i, s) in ids.iter().zip(&scores) {
+                    self.tree.nodes[i].judge = Some(s.score);
+                }
+                scores.into_iter().map(|s| s.score).collect()
+            }
+            ValueSignal::Logprob => ids
+                .iter()
+                .map(|&i| self.path_likelihood(i, 0.0, 0))
+                .collect(),
+        };
+        for (&i, score) in ids.iter().zip(scores) {
             let node = &mut self.tree.nodes[i];
-            node.judge = Some(s.score);
+            node.evaluated = true;
             node.value = match node.correct {
                 // `--oracle-guided`: the reference answer values finished solutions.
                 Some(right) if self.problem.oracle_guided && node.terminal => {
                     f64::from(u8::from(right))
                 }
-                _ => s.score,
+                _ => score,
             };
-            let (judge, value) = (s.score, node.value);
+            let (judge, value) = (node.judge.unwrap_or(f64::NAN), node.value);
             self.observer.emit(Event::Scored {
                 node: i,
                 judge,
@@ -755,10 +789,38 @@ impl<'a, 'o> Search<'a, 'o> {
         Ok(())
     }
 
+    /// The likelihood of the path from the first step to `id`, followed by `extra_tokens` more
+    /// tokens of summed log-probability `extra_logprob` (a rollout): `exp` of the mean token
+    /// log-probability, the geometric mean of the tokens' probabilities, in (0, 1] (1 for a path
+    /// without tokens).
+    pub fn path_likelihood(&self, id: usize, extra_logprob: f64, extra_tokens: u32) -> f64 {
+        let path = self.tree.path(id);
+        let tokens: u64 = path
+            .iter()
+            .map(|&i| u64::from(self.tree.nodes[i].tokens))
+            .sum::<u64>()
+            + u64::from(extra_tokens);
+        let logprob: f64 = path
+            .iter()
+            .map(|&i| self.tree.nodes[i].logprob)
+            .sum::<f64>()
+            + extra_logprob;
+        if tokens == 0 {
+            1.0
+        } else {
+            (logprob / tokens as f64).exp().clamp(0.0, 1.0)
+        }
+    }
+
     /// Greedy rollouts of at most `max_tokens` from each expandable node of `ids` (one batched
     /// call), each judged as a finished solution (one batched call). Returns the outcome score
     /// per id (`None` for nodes that got no rollout).
-    pub fn rollouts(&mut self, ids: &[usize], max_tokens: u32) -> Result<Vec<Option<f64>>, Error> {
+    pub fn rollouts(
+        &mut self,
+        ids: &[usize],
+        max_tokens: u32,
+        signal: ValueSignal,
+    ) -> Result<Vec<Option<f64>>, Error> {
         let targets: Vec<usize> = ids
             .iter()
             .copied()
@@ -780,10 +842,22 @@ impl<'a, 'o> Search<'a, 'o> {
             .collect();
         let generations = self.lm.generate(&batch)?;
         let nodes: Vec<Node> = generations.iter().map(|g| g.node).collect();
-        let judged = {
-            let queries: Vec<(Node, Verdict)> =
-                nodes.iter().map(|&n| (n, Verdict::Outcome)).collect();
-            self.judge.score_inline(self.lm, &queries)
+        let judged = match signal {
+            ValueSignal::Judge => {
+                let queries: Vec<(Node, Verdict)> =
+                    nodes.iter().map(|&n| (n, Verdict::Outcome)).collect();
+                self.judge
+                    .score_inline(self.lm, &queries)
+                    .map(|(s, t)| (s.into_iter().map(|s| s.score).collect(), t))
+            }
+            ValueSignal::Logprob => Ok((
+                generations
+                    .iter()
+                    .zip(&targets)
+                    .map(|(g, &i)| self.path_likelihood(i, g.logprob, g.tokens))
+                    .collect::<Vec<f64>>(),
+                0,
+            )),
         };
         for &n in &nodes {
             self.lm.release(n);
@@ -791,7 +865,7 @@ impl<'a, 'o> Search<'a, 'o> {
         let (scores, tokens) = judged?;
         self.tree.judge_tokens += tokens as u64;
         let mut out = vec![None; ids.len()];
-        for ((g, s), &i) in generations.into_iter().zip(scores).zip(&targets) {
+        for ((g, score), &i) in generations.into_iter().zip(scores).zip(&targets) {
             self.tree.rollout_tokens += u64::from(g.tokens);
             let full = self.tree.path_text(i) + &g.text;
             let answer = self.problem.extract(&full);
@@ -800,13 +874,13 @@ impl<'a, 'o> Search<'a, 'o> {
                 text: g.text,
                 correct: self.problem.check(answer.as_deref()),
                 answer,
-                score: s.score,
+                score,
             });
             let at = ids
                 .iter()
                 .position(|&x| x == i)
                 .expect("a target is in ids");
-            out[at] = Some(s.score);
+            out[at] = Some(score);
         }
         Ok(out)
     }

@@ -48,7 +48,9 @@ static int count_events(void *userdata, const ponder_event *ev) {
     return c->stop_at_first_step;
   case PONDER_EVENT_KIND_SCORED:
     c->scored++;
-    CHECK(ev->judge >= 0.0 && ev->judge <= 1.0);
+    /* NaN where the value is not the judge's (MCTS values by likelihood by default). */
+    CHECK(isnan(ev->judge) || (ev->judge >= 0.0 && ev->judge <= 1.0));
+    CHECK(ev->value >= 0.0 && ev->value <= 1.0);
     break;
   case PONDER_EVENT_KIND_CANDIDATE:
     c->candidate++;
