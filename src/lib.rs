@@ -19,6 +19,7 @@
 //!   `ponder bench` (report and test-time-scaling plot).
 //! - [`trace`]: every solve as a [`Trace`](trace::Trace) and its exports to training records;
 //!   [`synth`]: the resumable dataset runner behind `ponder synth`.
+//! - [`serve`](mod@serve): `ponder serve`, an OpenAI-compatible server whose model names pick searches.
 //! - [`ffi`]: the C ABI (`include/ponder.h`, `libponder`).
 //! - [`error`]: typed errors whose messages say what to do.
 //!
@@ -54,6 +55,7 @@ pub mod eval;
 pub mod ffi;
 pub mod lm;
 pub mod reward;
+pub mod serve;
 pub mod strategy;
 pub mod synth;
 pub mod trace;

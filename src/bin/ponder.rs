@@ -47,6 +47,47 @@ enum Command {
     Bench(BenchArgs),
     /// List the devices llama.cpp can run layers on (the CPU, and GPUs in a GPU build).
     Devices(DevicesArgs),
+    /// Serve an OpenAI-compatible API whose model names pick search strategies (bon-…, mcts-…).
+    Serve(ServeArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Address to listen on; one that is not loopback needs --api-key.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Port (0 picks a free one; the address is printed on stderr).
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// Bearer token every request but /health must carry.
+    #[arg(long, env = "PONDER_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// Requests admitted at once (running plus waiting); more are answered 429.
+    #[arg(long, default_value_t = ponder::serve::ServeOptions::default().max_queue)]
+    max_queue: usize,
+    /// Largest request body in bytes; larger is answered 413.
+    #[arg(long, default_value_t = ponder::serve::ServeOptions::default().max_body_bytes)]
+    max_body_bytes: usize,
+    /// Cap on `n` and on every search width (n, width, k, expansions, warmup, batch).
+    #[arg(long, default_value_t = ponder::serve::ServeOptions::default().max_n)]
+    max_n: u32,
+    /// Cap on max_tokens and on every per-generation token count of a search.
+    #[arg(long, default_value_t = ponder::serve::ServeOptions::default().max_tokens)]
+    max_tokens: u32,
+    /// Cap on a search's token budgets (budget.tokens, total_budget).
+    #[arg(long, default_value_t = ponder::serve::ServeOptions::default().max_budget_tokens)]
+    max_budget_tokens: u64,
+    /// A solve running longer is cancelled (tree searches answer with what they found, others 504).
+    #[arg(long, default_value_t = ponder::serve::ServeOptions::default().max_solve_seconds)]
+    max_solve_seconds: u64,
+    /// After SIGTERM, how long running solves may finish before they are cancelled.
+    #[arg(long, default_value_t = ponder::serve::ServeOptions::default().grace_seconds)]
+    grace_seconds: u64,
+    /// The model's name in /v1/models (default: the model file's stem, or --served-model).
+    #[arg(long)]
+    model_name: Option<String>,
 }
 
 #[derive(Args)]
@@ -1433,6 +1474,37 @@ fn list_devices(args: &DevicesArgs) -> ponder::Result<()> {
     Ok(())
 }
 
+fn run_serve(args: &ServeArgs) -> ponder::Result<()> {
+    let model_name = args.model_name.clone().unwrap_or_else(|| {
+        args.model
+            .served_model
+            .clone()
+            .or_else(|| {
+                (args.model.backend == "llama")
+                    .then(|| args.model.model.file_stem())
+                    .flatten()
+                    .map(|s| s.to_string_lossy().into_owned())
+            })
+            .unwrap_or_else(|| "ponder".into())
+    });
+    let options = ponder::serve::ServeOptions {
+        host: args.host.clone(),
+        port: args.port,
+        api_key: args.api_key.clone(),
+        max_queue: args.max_queue,
+        max_body_bytes: args.max_body_bytes,
+        max_n: args.max_n,
+        max_tokens: args.max_tokens,
+        max_budget_tokens: args.max_budget_tokens,
+        max_solve_seconds: args.max_solve_seconds,
+        grace_seconds: args.grace_seconds,
+        model_name,
+    };
+    // Refuse a bad bind before the (slow) model load.
+    options.bind_address()?;
+    ponder::serve::serve(args.model.engine()?, options)
+}
+
 /// Why [`ponder::devices`] lists no GPU.
 fn no_gpu_reason() -> &'static str {
     if cfg!(any(feature = "cuda", feature = "vulkan", feature = "metal")) {
@@ -1451,6 +1523,7 @@ fn main() -> ExitCode {
         Command::Synth(args) => run_synth(args),
         Command::Bench(args) => run_bench(args),
         Command::Devices(args) => list_devices(args),
+        Command::Serve(args) => run_serve(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,1323 @@
+//! `ponder serve`: an OpenAI-compatible HTTP server (axum on tokio) whose model names pick search
+//! strategies, optillm-style.
+//!
+//! - `POST /v1/chat/completions`: a model name with a strategy prefix ([`ALIASES`]: `bon-…`,
+//!   `mcts-…`, …) runs that search over the conversation's last user message; `"ponder": {…}` in
+//!   the body (OpenAI clients send it through `extra_body`) configures it ([`plan`]); without
+//!   either, plain generation of `n` choices from one shared prefill. `stream: true` sends the
+//!   search's progress as `reasoning_content` deltas, then the answer as `content`, then `[DONE]`.
+//! - `GET /v1/models`, `GET /health`, `GET /metrics` (Prometheus text, [`metrics`]).
+//!
+//! Limits ([`ServeOptions`]): loopback by default, a non-loopback bind needs an API key; bearer
+//! auth; a body-size cap; caps on `n`, `max_tokens` and search budgets; a bounded queue (running
+//! plus waiting solves) that answers 429 when full; a per-solve deadline; a client that goes away
+//! cancels its solve; SIGTERM/SIGINT answer new requests 503, let running solves finish within
+//! the grace period, then cancel them. Every error is OpenAI's error JSON.
+//!
+//! Every solve runs on a blocking thread with its own [`CancelToken`]; the server adds no lock
+//! of its own around solves, so an engine that runs solves concurrently serves them concurrently.
+
+pub mod metrics;
+pub mod openai;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::StreamExt;
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+
+use crate::error::ConfigError;
+use crate::lm::FinishReason;
+use crate::strategy::{BestOfNConfig, Event, Flow, Problem, PromptConfig, Rerank, StopReason};
+use crate::{CancelToken, Engine, Outcome, StrategyConfig};
+
+use metrics::{Gauges, Metrics};
+use openai::{ApiError, ApiUsage, ChatRequest, ChoiceText};
+
+pub use openai::ChatResponse;
+
+/// The model-name prefixes that pick a search, and what they pick.
+pub const ALIASES: &[(&str, Alias)] = &[
+    ("best-of-n-", Alias::BestOfN),
+    ("bon-", Alias::BestOfN),
+    ("mcts-", Alias::Mcts),
+    ("beam-", Alias::Beam),
+    ("self-correct-", Alias::SelfCorrect),
+    ("deepening-", Alias::Deepening),
+    ("majority-", Alias::Majority),
+    ("self-consistency-", Alias::Majority),
+    ("deepconf-", Alias::DeepConf),
+];
+
+/// A search a model-name prefix picks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Alias {
+    /// Best-of-N reranked by the self-judge (optillm's `bon`).
+    BestOfN,
+    /// Step-level MCTS.
+    Mcts,
+    /// Step-level beam search.
+    Beam,
+    /// Self-correction.
+    SelfCorrect,
+    /// Iterative deepening.
+    Deepening,
+    /// Best-of-N by majority vote (self-consistency).
+    Majority,
+    /// DeepConf.
+    DeepConf,
+}
+
+impl Alias {
+    /// The alias's default configuration.
+    pub fn config(self) -> StrategyConfig {
+        let named = |name: &str| StrategyConfig::default_for(name).expect("a known strategy");
+        match self {
+            Self::BestOfN => StrategyConfig::BestOfN(BestOfNConfig {
+                rerank: Rerank::Judge,
+                ..BestOfNConfig::default()
+            }),
+            Self::Majority => StrategyConfig::BestOfN(BestOfNConfig {
+                rerank: Rerank::Vote,
+                ..BestOfNConfig::default()
+            }),
+            Self::Mcts => named("mcts"),
+            Self::Beam => named("beam"),
+            Self::SelfCorrect => named("self_correct"),
+            Self::Deepening => named("deepening"),
+            Self::DeepConf => named("deepconf"),
+        }
+    }
+}
+
+/// The search a model name picks, if it starts with a strategy prefix (case-insensitive).
+pub fn alias_of(model: &str) -> Option<Alias> {
+    let lower = model.to_ascii_lowercase();
+    ALIASES
+        .iter()
+        .find(|(prefix, _)| lower.starts_with(prefix))
+        .map(|(_, a)| *a)
+}
+
+/// Settings of [`serve`].
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Address to bind (`127.0.0.1` by default; a non-loopback one needs `api_key`).
+    pub host: String,
+    /// Port (0 picks a free one).
+    pub port: u16,
+    /// Bearer token every request but `/health` must carry.
+    pub api_key: Option<String>,
+    /// Requests admitted at once (running plus waiting for the engine); more get 429.
+    pub max_queue: usize,
+    /// Largest request body, in bytes; larger gets 413.
+    pub max_body_bytes: usize,
+    /// Cap on `n` and on every search width (`n`, `width`, `k`, `expansions`, `warmup`, `batch`).
+    pub max_n: u32,
+    /// Cap on `max_tokens` and on every per-generation token count of a search.
+    pub max_tokens: u32,
+    /// Cap on a search's token budgets (`budget.tokens`, `total_budget`).
+    pub max_budget_tokens: u64,
+    /// A solve still running after this long is cancelled (tree searches answer with the best
+    /// they found; the others answer 504).
+    pub max_solve_seconds: u64,
+    /// After SIGTERM, how long running solves may go on before they are cancelled.
+    pub grace_seconds: u64,
+    /// The served model's name (in `/v1/models` and behind every alias there).
+    pub model_name: String,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 8080,
+            api_key: None,
+            max_queue: 16,
+            max_body_bytes: 1 << 20,
+            max_n: 16,
+            max_tokens: 2048,
+            max_budget_tokens: 32_768,
+            max_solve_seconds: 600,
+            grace_seconds: 30,
+            model_name: "ponder".into(),
+        }
+    }
+}
+
+impl ServeOptions {
+    /// Checks the settings and resolves the address to bind.
+    ///
+    /// # Errors
+    /// [`ConfigError`] for a zero limit, an address that does not resolve, or a non-loopback
+    /// address without an API key.
+    pub fn bind_address(&self) -> Result<SocketAddr, ConfigError> {
+        for (field, v) in [
+            ("max_queue", self.max_queue as u64),
+            ("max_body_bytes", self.max_body_bytes as u64),
+            ("max_n", u64::from(self.max_n)),
+            ("max_tokens", u64::from(self.max_tokens)),
+            ("max_budget_tokens", self.max_budget_tokens),
+            ("max_solve_seconds", self.max_solve_seconds),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::new(field, "must be at least 1"));
+            }
+        }
+        if self.api_key.as_deref().is_some_and(|k| k.trim().is_empty()) {
+            return Err(ConfigError::new(
+                "api_key",
+                "is empty; give a real secret or leave --api-key out",
+            ));
+        }
+        let addr = (self.host.as_str(), self.port)
+            .to_socket_addrs()
+            .map_err(|e| ConfigError::new("host", format!("cannot resolve {:?}: {e}", self.host)))?
+            .next()
+            .ok_or_else(|| ConfigError::new("host", format!("{:?} has no address", self.host)))?;
+        if !is_loopback(addr.ip()) && self.api_key.is_none() {
+            return Err(ConfigError::new(
+                "host",
+                format!(
+                    "refusing to listen on {} (not loopback) without an API key: anyone who can reach it could run searches on this machine; pass --api-key KEY (or PONDER_API_KEY), or bind 127.0.0.1",
+                    addr.ip()
+                ),
+            ));
+        }
+        Ok(addr)
+    }
+}
+
+/// The server's shared state.
+struct Shared {
+    engine: Arc<Engine>,
+    options: ServeOptions,
+    metrics: Metrics,
+    /// Requests admitted and not yet finished solving.
+    admitted: AtomicUsize,
+    /// Solves on blocking threads.
+    running: AtomicUsize,
+    shutting_down: AtomicBool,
+    /// The token of every admitted request, to cancel them all when the grace period ends.
+    tokens: Mutex<HashMap<u64, CancelToken>>,
+    next_id: AtomicU64,
+    /// Signalled whenever a request leaves the queue.
+    left: tokio::sync::Notify,
+}
+
+impl Shared {
+    fn gauges(&self) -> Gauges {
+        Gauges {
+            queue_depth: self.admitted.load(Ordering::SeqCst),
+            queue_capacity: self.options.max_queue,
+            solves_running: self.running.load(Ordering::SeqCst),
+            shutting_down: self.shutting_down.load(Ordering::SeqCst),
+        }
+    }
+
+    fn unavailable() -> ApiError {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            "shutting_down",
+            "the server is shutting down and takes no new requests; retry against another instance",
+        )
+    }
+
+    /// Admits a request, or says why not (503 shutting down, 429 queue full).
+    fn admit(self: &Arc<Self>) -> Result<Ticket, ApiError> {
+        if self.shutting_down.load(Ordering::SeqCst) {
+            return Err(Self::unavailable());
+        }
+        let before = self.admitted.fetch_add(1, Ordering::SeqCst);
+        if before >= self.options.max_queue {
+            self.admitted.fetch_sub(1, Ordering::SeqCst);
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_error",
+                "queue_full",
+                format!(
+                    "the server is busy: {} requests are running or waiting (--max-queue {}); retry later",
+                    before, self.options.max_queue
+                ),
+            ));
+        }
+        let id = self.next_id.fetch_add(1, Ordering::SeqCst);
+        let token = CancelToken::new();
+        self.tokens.lock().insert(id, token.clone());
+        Ok(Ticket {
+            shared: self.clone(),
+            id,
+            token,
+        })
+    }
+}
+
+/// An admitted request's place in the queue, held by its solve until it returns.
+struct Ticket {
+    shared: Arc<Shared>,
+    id: u64,
+    token: CancelToken,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.shared.tokens.lock().remove(&self.id);
+        self.shared.admitted.fetch_sub(1, Ordering::SeqCst);
+        self.shared.left.notify_waiters();
+    }
+}
+
+/// Cancels a solve when dropped: held by the handler (or the event stream) that waits for it,
+/// so a client that goes away cancels its solve.
+struct CancelOnDrop {
+    token: CancelToken,
+    deadline: tokio::task::AbortHandle,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.token.cancel();
+        self.deadline.abort();
+    }
+}
+
+/// What a request asks for, checked.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The strategy to run.
+    pub strategy: StrategyConfig,
+    /// Plain generation (every candidate is a choice) rather than a search (one choice).
+    pub plain: bool,
+    /// The problem.
+    pub problem: Problem,
+    /// Stop strings (plain generation: the text is cut at the first).
+    pub stop: Vec<String>,
+}
+
+impl Plan {
+    /// The label of `/metrics` (`plain` or the strategy's name).
+    pub fn label(&self) -> &'static str {
+        if self.plain {
+            "plain"
+        } else {
+            self.strategy.name()
+        }
+    }
+}
+
+/// Turns a request into a [`Plan`]: the strategy from the model name's prefix, the client's
+/// sampling parameters and the `ponder` config merged over it, every cap checked.
+///
+/// # Errors
+/// [`ApiError`] 400 naming the field.
+pub fn plan(req: &ChatRequest, options: &ServeOptions) -> Result<Plan, ApiError> {
+    let (system, question) = conversation(req)?;
+    let stop = req
+        .stop
+        .clone()
+        .map(openai::Stop::into_vec)
+        .unwrap_or_default();
+    if stop.len() > 4 || stop.iter().any(String::is_empty) {
+        return Err(ApiError::bad_request(
+            "stop takes up to 4 non-empty strings",
+            Some("stop"),
+        ));
+    }
+    let max_tokens = req.max_completion_tokens.or(req.max_tokens);
+    let alias = alias_of(&req.model);
+    let n = req.n.unwrap_or(1);
+    if n == 0 {
+        return Err(ApiError::bad_request("n must be at least 1", Some("n")));
+    }
+    let plain = alias.is_none() && req.ponder.is_none();
+    let mut config: Value = if plain {
+        let c = BestOfNConfig {
+            n,
+            max_tokens: max_tokens.unwrap_or(options.max_tokens.min(512)),
+            rerank: Rerank::Logprob,
+            prompt: PromptConfig {
+                system: system.clone(),
+                template: "{question}".into(),
+            },
+            ..BestOfNConfig::default()
+        };
+        serde_json::to_value(StrategyConfig::BestOfN(c)).expect("configs serialise")
+    } else {
+        if n > 1 {
+            return Err(ApiError::bad_request(
+                "n > 1 asks for several plain generations; a search returns its one chosen answer. Set the search's own width in \"ponder\" instead (e.g. {\"n\": 8} for best-of-n)",
+                Some("n"),
+            ));
+        }
+        let ponder = req.ponder.as_ref();
+        if let Some(p) = ponder {
+            if !p.is_object() {
+                return Err(ApiError::bad_request(
+                    "\"ponder\" must be a JSON object: a strategy config such as {\"type\": \"best_of_n\", \"n\": 8}",
+                    Some("ponder"),
+                ));
+            }
+        }
+        let typed = ponder.and_then(|p| p.get("type")).and_then(Value::as_str);
+        let base = match (typed, alias) {
+            (Some(name), _) => StrategyConfig::default_for(name).map_err(|e| {
+                ApiError::bad_request(
+                    format!("unknown strategy in ponder.type: {}", e.reason),
+                    Some("ponder.type"),
+                )
+            })?,
+            (None, Some(a)) => a.config(),
+            (None, None) => {
+                return Err(ApiError::bad_request(
+                    format!(
+                        "\"ponder\" has no \"type\" and the model name {:?} has no strategy prefix; add \"type\" (one of {}) or use a model name such as bon-{}",
+                        req.model,
+                        StrategyConfig::NAMES.join(", "),
+                        options.model_name
+                    ),
+                    Some("ponder.type"),
+                ))
+            }
+        };
+        let mut value = serde_json::to_value(base).expect("configs serialise");
+        // The client's OpenAI parameters, then the explicit config over them.
+        apply_sampling(&mut value, req, max_tokens);
+        if let Some(system) = &system {
+            if value["prompt"]["system"].is_null() {
+                value["prompt"]["system"] = Value::String(system.clone());
+            }
+        }
+        if let Some(p) = ponder {
+            merge(&mut value, p);
+        }
+        value
+    };
+    if plain {
+        apply_sampling(&mut config, req, None);
+    }
+    check_caps(&config, "", options)?;
+    let strategy: StrategyConfig = serde_json::from_value(config.clone()).map_err(|e| {
+        let msg = e.to_string();
+        let param = if msg.contains("unknown variant") {
+            "ponder.type"
+        } else {
+            "ponder"
+        };
+        ApiError::bad_request(format!("invalid ponder config: {msg}"), Some(param))
+    })?;
+    strategy.validate().map_err(|e| {
+        let param = if plain {
+            e.field.to_string()
+        } else {
+            format!("ponder.{}", e.field)
+        };
+        ApiError::bad_request(e.to_string(), Some(&param))
+    })?;
+    Ok(Plan {
+        strategy,
+        plain,
+        problem: Problem::new(question),
+        stop,
+    })
+}
+
+/// The system text and the question: the last message must be the user's; earlier turns are
+/// written out before it.
+fn conversation(req: &ChatRequest) -> Result<(Option<String>, String), ApiError> {
+    let Some(last) = req.messages.last() else {
+        return Err(ApiError::bad_request(
+            "messages is empty; send at least one user message",
+            Some("messages"),
+        ));
+    };
+    if last.role != "user" {
+        return Err(ApiError::bad_request(
+            format!(
+                "the last message is the {}'s; ponder answers the last user message, so end with one",
+                last.role
+            ),
+            Some("messages"),
+        ));
+    }
+    let mut system = Vec::new();
+    let mut history = String::new();
+    for m in &req.messages[..req.messages.len() - 1] {
+        let text = m.text()?;
+        match m.role.as_str() {
+            "system" | "developer" => system.push(text),
+            "user" => history.push_str(&format!("User: {text}\n\n")),
+            "assistant" => history.push_str(&format!("Assistant: {text}\n\n")),
+            "tool" => history.push_str(&format!("Tool: {text}\n\n")),
+            other => {
+                return Err(ApiError::bad_request(
+                    format!(
+                        "unknown role {other:?}; use system, developer, user, assistant or tool"
+                    ),
+                    Some("messages"),
+                ))
+            }
+        }
+    }
+    let question = last.text()?;
+    if question.trim().is_empty() {
+        return Err(ApiError::bad_request(
+            "the last user message is empty; ask something",
+            Some("messages"),
+        ));
+    }
+    let question = if history.is_empty() {
+        question
+    } else {
+        format!("{history}User: {question}")
+    };
+    Ok(((!system.is_empty()).then(|| system.join("\n\n")), question))
+}
+
+/// Writes the client's temperature, top_p, seed and max_tokens into every sampling block and
+/// per-generation token count the config has.
+fn apply_sampling(value: &mut Value, req: &ChatRequest, max_tokens: Option<u32>) {
+    fn sampling(s: &mut Value, req: &ChatRequest) {
+        if !s.is_object() {
+            return;
+        }
+        if let Some(t) = req.temperature {
+            s["temperature"] = json!(t);
+        }
+        if let Some(p) = req.top_p {
+            s["top_p"] = json!(p);
+        }
+        if let Some(seed) = req.seed {
+            s["seed"] = json!(seed);
+        }
+    }
+    if let Some(s) = value.get_mut("sampling") {
+        sampling(s, req);
+    }
+    if let Some(s) = value.get_mut("step").and_then(|s| s.get_mut("sampling")) {
+        sampling(s, req);
+    }
+    if let Some(m) = max_tokens {
+        if value.get("max_tokens").is_some() {
+            value["max_tokens"] = json!(m);
+        } else if value["step"].get("max_tokens").is_some() {
+            value["step"]["max_tokens"] = json!(m);
+        }
+    }
+}
+
+/// Deep-merges `patch` into `base` (objects merge key by key; anything else replaces).
+fn merge(base: &mut Value, patch: &Value) {
+    match (base, patch) {
+        (Value::Object(b), Value::Object(p)) => {
+            for (k, v) in p {
+                match b.get_mut(k) {
+                    Some(slot) if slot.is_object() && v.is_object() => merge(slot, v),
+                    _ => {
+                        b.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        (b, p) => *b = p.clone(),
+    }
+}
+
+/// Refuses any width, token count or budget above the server's caps.
+fn check_caps(value: &Value, path: &str, o: &ServeOptions) -> Result<(), ApiError> {
+    let Value::Object(map) = value else {
+        return Ok(());
+    };
+    for (k, v) in map {
+        let here = if path.is_empty() {
+            k.clone()
+        } else {
+            format!("{path}.{k}")
+        };
+        if v.is_object() {
+            check_caps(v, &here, o)?;
+            continue;
+        }
+        let Some(x) = v.as_u64() else { continue };
+        let (cap, flag) = match k.as_str() {
+            "n" | "width" | "k" | "expansions" | "warmup" | "batch" => {
+                (u64::from(o.max_n), "--max-n")
+            }
+            "max_tokens" | "l0" => (u64::from(o.max_tokens), "--max-tokens"),
+            "tokens" | "total_budget" => (o.max_budget_tokens, "--max-budget-tokens"),
+            _ => continue,
+        };
+        if x > cap {
+            let param = if path.is_empty() && (k == "n" || k == "max_tokens") {
+                k.clone()
+            } else {
+                format!("ponder.{here}")
+            };
+            return Err(ApiError::bad_request(
+                format!("{here} = {x} is above this server's cap of {cap} ({flag}); ask for less"),
+                Some(&param),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A solve's result as the handler needs it.
+type Solved = Result<Outcome, ApiError>;
+
+/// Why a cancelled solve was cancelled, for its status.
+fn cancelled_error(shared: &Shared, deadline_hit: bool) -> ApiError {
+    if shared.shutting_down.load(Ordering::SeqCst) {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            "shutting_down",
+            "the server shut down before the search finished; retry against another instance",
+        )
+    } else if deadline_hit {
+        ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "server_error",
+            "solve_timeout",
+            format!(
+                "the search ran past this server's limit of {} s (--max-solve-seconds) and was cancelled; ask for a smaller budget",
+                shared.options.max_solve_seconds
+            ),
+        )
+    } else {
+        ApiError::new(
+            StatusCode::from_u16(499).expect("499 is a valid code"),
+            "server_error",
+            "client_closed_request",
+            "the client went away; the search was cancelled",
+        )
+    }
+}
+
+/// Starts `plan`'s solve on a blocking thread; `events` sees its progress. The returned guard
+/// cancels the solve when dropped; the receiver gets the result.
+fn start_solve(
+    shared: &Arc<Shared>,
+    ticket: Ticket,
+    plan: Plan,
+    mut events: impl FnMut(&Event) -> Flow + Send + 'static,
+) -> (CancelOnDrop, tokio::sync::oneshot::Receiver<Solved>) {
+    let token = ticket.token.clone();
+    let deadline_hit = Arc::new(AtomicBool::new(false));
+    let deadline = {
+        let token = token.clone();
+        let hit = deadline_hit.clone();
+        let after = Duration::from_secs(shared.options.max_solve_seconds);
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            hit.store(true, Ordering::SeqCst);
+            token.cancel();
+        })
+        .abort_handle()
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let shared = shared.clone();
+    let label = plan.label();
+    tokio::task::spawn_blocking(move || {
+        let _ticket = ticket;
+        shared.running.fetch_add(1, Ordering::SeqCst);
+        let started = Instant::now();
+        let result = shared.engine.solve_with_token(
+            &plan.problem,
+            &plan.strategy,
+            &mut events,
+            &_ticket.token,
+        );
+        shared.running.fetch_sub(1, Ordering::SeqCst);
+        let cancelled = _ticket.token.is_cancelled();
+        let hit = deadline_hit.load(Ordering::SeqCst);
+        if cancelled {
+            shared.metrics.cancelled();
+        }
+        let solved: Solved = match result {
+            Ok(outcome) => {
+                let partial = outcome
+                    .tree
+                    .as_ref()
+                    .is_some_and(|t| t.stop == StopReason::Cancelled);
+                shared
+                    .metrics
+                    .solved(&outcome.usage, started.elapsed().as_secs_f64());
+                if partial && cancelled && !hit && !shared.shutting_down.load(Ordering::SeqCst) {
+                    Err(cancelled_error(&shared, false))
+                } else {
+                    Ok(outcome)
+                }
+            }
+            Err(_) if cancelled => Err(cancelled_error(&shared, hit)),
+            Err(e) => Err(ApiError::from(e)),
+        };
+        let status = solved.as_ref().map_or_else(|e| e.status.as_u16(), |_| 200);
+        shared.metrics.request(label, status);
+        let _ = tx.send(solved);
+    });
+    (CancelOnDrop { token, deadline }, rx)
+}
+
+/// One line of the search's progress, for `reasoning_content`.
+pub fn describe(event: &Event) -> String {
+    match event {
+        Event::Step {
+            node,
+            parent,
+            depth,
+            text,
+            ..
+        } => format!("[step {node} <- {parent}, depth {depth}] {}\n", text.trim()),
+        Event::Scored { node, judge, value } => {
+            format!("[judged {node}] judge {judge:.2}, value {value:.2}\n")
+        }
+        Event::Candidate {
+            index,
+            answer,
+            score,
+        } => format!(
+            "[candidate {index}] answer {}, score {score:.3}\n",
+            answer.as_deref().unwrap_or("none")
+        ),
+        Event::Done { answer, score } => format!(
+            "[chosen] answer {}, score {score:.3}\n",
+            answer.as_deref().unwrap_or("none")
+        ),
+    }
+}
+
+/// The choices of an outcome: every candidate for plain generation (cut at the first stop
+/// string), the chosen one for a search.
+fn choices(plan: &Plan, outcome: &Outcome) -> Vec<ChoiceText> {
+    let finish = |f: &FinishReason| match f {
+        FinishReason::MaxTokens | FinishReason::ContextFull => "length",
+        _ => "stop",
+    };
+    if plan.plain {
+        outcome
+            .candidates
+            .iter()
+            .map(|c| {
+                let cut = plan
+                    .stop
+                    .iter()
+                    .filter_map(|s| c.text.find(s.as_str()))
+                    .min();
+                match cut {
+                    Some(at) => ChoiceText {
+                        text: c.text[..at].to_string(),
+                        finish: "stop",
+                    },
+                    None => ChoiceText {
+                        text: c.text.clone(),
+                        finish: finish(&c.finish),
+                    },
+                }
+            })
+            .collect()
+    } else {
+        let finish = outcome
+            .candidates
+            .get(outcome.chosen)
+            .map_or("stop", |c| finish(&c.finish));
+        vec![ChoiceText {
+            text: outcome.text.clone(),
+            finish,
+        }]
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+async fn chat(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Response {
+    match chat_inner(&shared, &headers, body).await {
+        Ok(r) => r,
+        Err((label, e)) => {
+            shared.metrics.request(label, e.status.as_u16());
+            e.into_response()
+        }
+    }
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "invalid_request_error",
+        "request_too_large",
+        format!("the request body is larger than this server's limit of {limit} bytes (--max-body-bytes); send less"),
+    )
+}
+
+async fn chat_inner(
+    shared: &Arc<Shared>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, (&'static str, ApiError)> {
+    let limit = shared.options.max_body_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(("-", too_large(limit)));
+    }
+    let bytes: Bytes = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| ("-", too_large(limit)))?;
+    let req: ChatRequest = serde_json::from_slice(&bytes).map_err(|e| {
+        (
+            "-",
+            ApiError::bad_request(
+                format!("the body is not a valid chat-completion request: {e}"),
+                None,
+            ),
+        )
+    })?;
+    let plan = plan(&req, &shared.options).map_err(|e| ("-", e))?;
+    let label = plan.label();
+    let ticket = shared.admit().map_err(|e| (label, e))?;
+    let id = format!("chatcmpl-{:x}-{}", now(), ticket.id);
+    if req.stream {
+        return Ok(stream(shared, ticket, plan, req.model, id));
+    }
+    let reasoning = Arc::new(Mutex::new(String::new()));
+    let log = reasoning.clone();
+    let events = move |e: &Event| {
+        let mut log = log.lock();
+        if log.len() < 64 * 1024 {
+            log.push_str(&describe(e));
+        }
+        Flow::Continue
+    };
+    let (_guard, rx) = start_solve(shared, ticket, plan.clone(), events);
+    // The status is counted where the solve ends (also when this future is dropped because the
+    // client went away).
+    let solved = rx.await.unwrap_or_else(|_| {
+        Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "solve_panicked",
+            "the solve stopped unexpectedly (a bug: please report it with the request)",
+        ))
+    });
+    let outcome = match solved {
+        Ok(o) => o,
+        Err(e) => return Ok(e.into_response()),
+    };
+    let reasoning = std::mem::take(&mut *reasoning.lock());
+    let response = ChatResponse {
+        id,
+        object: "chat.completion",
+        created: now(),
+        model: req.model,
+        choices: choices(&plan, &outcome)
+            .into_iter()
+            .enumerate()
+            .map(|(index, c)| openai::Choice {
+                index,
+                message: openai::AssistantMessage {
+                    role: "assistant",
+                    content: c.text,
+                    reasoning_content: (!plan.plain && !reasoning.is_empty())
+                        .then(|| reasoning.clone()),
+                },
+                finish_reason: c.finish,
+            })
+            .collect(),
+        usage: ApiUsage::of(&outcome),
+    };
+    Ok(Json(response).into_response())
+}
+
+/// `stream: true`: the search's progress as `reasoning_content` deltas, then the answer as
+/// `content`, a last chunk with the finish reason and usage, then `[DONE]`.
+fn stream(shared: &Arc<Shared>, ticket: Ticket, plan: Plan, model: String, id: String) -> Response {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
+    let created = now();
+    let chunk = {
+        let (id, model) = (id.clone(), model.clone());
+        move |choices: Value| {
+            json!({
+                "id": id, "object": "chat.completion.chunk", "created": created,
+                "model": model, "choices": choices,
+            })
+        }
+    };
+    let _ = tx.send(chunk(json!([{
+        "index": 0,
+        "delta": {"role": "assistant", "reasoning_content": if plan.plain { String::new() } else {
+            format!("searching with {}\n", plan.strategy.name())
+        }},
+        "finish_reason": null,
+    }])));
+    let events = {
+        let (tx, chunk) = (tx.clone(), chunk.clone());
+        let plain = plan.plain;
+        move |e: &Event| {
+            if plain {
+                return Flow::Continue;
+            }
+            let line = describe(e);
+            let c = chunk(json!([{
+                "index": 0, "delta": {"reasoning_content": line}, "finish_reason": null,
+            }]));
+            if tx.send(c).is_err() {
+                Flow::Stop
+            } else {
+                Flow::Continue
+            }
+        }
+    };
+    let (guard, rx_solved) = start_solve(shared, ticket, plan.clone(), events);
+    tokio::spawn(async move {
+        let Ok(solved) = rx_solved.await else { return };
+        match solved {
+            Ok(outcome) => {
+                let choices = choices(&plan, &outcome);
+                for (index, c) in choices.iter().enumerate() {
+                    let _ = tx.send(chunk(json!([{
+                        "index": index, "delta": {"content": c.text}, "finish_reason": null,
+                    }])));
+                }
+                let finish: Vec<Value> = choices
+                    .iter()
+                    .enumerate()
+                    .map(|(index, c)| {
+                        json!({"index": index, "delta": {}, "finish_reason": c.finish})
+                    })
+                    .collect();
+                let mut last = chunk(Value::Array(finish));
+                last["usage"] = serde_json::to_value(ApiUsage::of(&outcome)).unwrap_or_default();
+                let _ = tx.send(last);
+            }
+            Err(e) => {
+                let _ = tx.send(e.body());
+            }
+        }
+        let _ = tx.send(Value::Null);
+    });
+    let events = tokio_stream::wrappers::UnboundedReceiverStream::new(rx).map(move |v| {
+        // The guard lives as long as the stream: a client that goes away drops the stream and
+        // so cancels the solve.
+        let _ = &guard;
+        Ok::<_, std::convert::Infallible>(if v.is_null() {
+            SseEvent::default().data("[DONE]")
+        } else {
+            SseEvent::default().data(v.to_string())
+        })
+    });
+    Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(1)))
+        .into_response()
+}
+
+async fn models(State(shared): State<Arc<Shared>>) -> Json<Value> {
+    let name = &shared.options.model_name;
+    let created = now();
+    let mut data =
+        vec![json!({"id": name, "object": "model", "created": created, "owned_by": "ponder"})];
+    for (prefix, _) in ALIASES {
+        data.push(json!({
+            "id": format!("{prefix}{name}"), "object": "model", "created": created, "owned_by": "ponder",
+        }));
+    }
+    Json(json!({"object": "list", "data": data}))
+}
+
+async fn health(State(shared): State<Arc<Shared>>) -> Response {
+    if shared.shutting_down.load(Ordering::SeqCst) {
+        return Shared::unavailable().into_response();
+    }
+    Json(json!({"status": "ok", "model": shared.options.model_name})).into_response()
+}
+
+async fn metrics_text(State(shared): State<Arc<Shared>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        shared.metrics.render(shared.gauges()),
+    )
+        .into_response()
+}
+
+async fn not_found(request: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "invalid_request_error",
+        "not_found",
+        format!(
+            "no route {} {}; ponder serves POST /v1/chat/completions, GET /v1/models, /health and /metrics",
+            request.method(),
+            request.uri().path()
+        ),
+    )
+}
+
+async fn method_not_allowed(request: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "invalid_request_error",
+        "method_not_allowed",
+        format!(
+            "{} is not allowed on {}",
+            request.method(),
+            request.uri().path()
+        ),
+    )
+}
+
+/// Compares without an early exit, so that timing does not tell how much of a key was right.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn auth(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
+    let Some(key) = &shared.options.api_key else {
+        return next.run(request).await;
+    };
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(g) if same_secret(g.trim().as_bytes(), key.as_bytes()) => next.run(request).await,
+        _ => {
+            let label = "-";
+            shared.metrics.request(label, 401);
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "authentication_error",
+                "invalid_api_key",
+                "missing or wrong API key: send the header Authorization: Bearer <key> with the key the server was started with (--api-key)",
+            )
+            .into_response()
+        }
+    }
+}
+
+/// The router over `engine`.
+fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(chat))
+        .route("/v1/models", get(models))
+        .route("/metrics", get(metrics_text))
+        .route_layer(middleware::from_fn_with_state(shared.clone(), auth))
+        .route("/health", get(health))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(shared)
+}
+
+/// Serves `engine` on `listener` until `shutdown` resolves; then answers new requests 503, lets
+/// running solves finish for [`ServeOptions::grace_seconds`], cancels those still running, and
+/// returns when every connection is closed.
+///
+/// # Errors
+/// I/O errors of the listener.
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    engine: Arc<Engine>,
+    options: ServeOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let grace = Duration::from_secs(options.grace_seconds);
+    let shared = Arc::new(Shared {
+        engine,
+        options,
+        metrics: Metrics::default(),
+        admitted: AtomicUsize::new(0),
+        running: AtomicUsize::new(0),
+        shutting_down: AtomicBool::new(false),
+        tokens: Mutex::new(HashMap::new()),
+        next_id: AtomicU64::new(0),
+        left: tokio::sync::Notify::new(),
+    });
+    let app = router(shared.clone());
+    let drained = {
+        let shared = shared.clone();
+        async move {
+            shutdown.await;
+            shared.shutting_down.store(true, Ordering::SeqCst);
+            let pending = shared.admitted.load(Ordering::SeqCst);
+            eprintln!(
+                "ponder serve: shutting down; {pending} request(s) running or waiting, {} s to finish",
+                grace.as_secs()
+            );
+            let idle = async {
+                loop {
+                    let left = shared.left.notified();
+                    if shared.admitted.load(Ordering::SeqCst) == 0 {
+                        break;
+                    }
+                    left.await;
+                }
+            };
+            tokio::pin!(idle);
+            if tokio::time::timeout(grace, &mut idle).await.is_err() {
+                let tokens: Vec<CancelToken> = shared.tokens.lock().values().cloned().collect();
+                eprintln!(
+                    "ponder serve: grace period over; cancelling {} solve(s)",
+                    tokens.len()
+                );
+                for t in tokens {
+                    t.cancel();
+                }
+                idle.await;
+            }
+        }
+    };
+    axum::serve(listener, app)
+        .with_graceful_shutdown(drained)
+        .await
+}
+
+/// Waits for SIGTERM or Ctrl-C (SIGINT).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+/// Serves `engine` as set in `options` until SIGTERM or Ctrl-C (the `ponder serve` command).
+/// Prints `listening on http://ADDR` to stderr once it accepts connections.
+///
+/// # Errors
+/// A bad setting ([`ConfigError`]); the address cannot be bound.
+pub fn serve(engine: Engine, options: ServeOptions) -> crate::Result<()> {
+    let addr = options.bind_address()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| ConfigError::new("runtime", format!("cannot start tokio: {e}")))?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+            ConfigError::new(
+                "port",
+                format!("cannot listen on {addr}: {e}; pick another --port (0 picks a free one)"),
+            )
+        })?;
+        let local = listener
+            .local_addr()
+            .map_err(|e| ConfigError::new("port", format!("cannot read the bound address: {e}")))?;
+        eprintln!(
+            "ponder serve: listening on http://{local} (model {}, strategies by prefix: {})",
+            options.model_name,
+            ALIASES
+                .iter()
+                .map(|(p, _)| format!("{p}…"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        serve_on(listener, Arc::new(engine), options, shutdown_signal())
+            .await
+            .map_err(|e| ConfigError::new("server", format!("the server failed: {e}")))?;
+        eprintln!("ponder serve: stopped");
+        Ok(())
+    })
+}
+
+/// Whether `ip` is a loopback address (v4 127/8, v6 ::1, v4-mapped loopback).
+pub fn is_loopback(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback(),
+        IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(json: Value) -> ChatRequest {
+        serde_json::from_value(json).unwrap()
+    }
+
+    fn user(model: &str) -> Value {
+        json!({"model": model, "messages": [{"role": "user", "content": "What is 2+3?"}]})
+    }
+
+    #[test]
+    fn prefixes_pick_strategies_and_anything_else_is_plain() {
+        let o = ServeOptions::default();
+        for (model, name) in [
+            ("bon-smol", "best_of_n"),
+            ("best-of-n-x", "best_of_n"),
+            ("MCTS-gpt-4o", "mcts"),
+            ("beam-a", "beam"),
+            ("self-correct-a", "self_correct"),
+            ("deepening-a", "deepening"),
+            ("majority-a", "best_of_n"),
+            ("self-consistency-a", "best_of_n"),
+            ("deepconf-a", "deepconf"),
+        ] {
+            let p = plan(&request(user(model)), &o).unwrap();
+            assert!(!p.plain, "{model}");
+            assert_eq!(p.strategy.name(), name, "{model}");
+        }
+        let StrategyConfig::BestOfN(c) = plan(&request(user("bon-a")), &o).unwrap().strategy else {
+            panic!()
+        };
+        assert_eq!(c.rerank, Rerank::Judge);
+        let StrategyConfig::BestOfN(c) = plan(&request(user("majority-a")), &o).unwrap().strategy
+        else {
+            panic!()
+        };
+        assert_eq!(c.rerank, Rerank::Vote);
+        for model in ["smol", "", "bon", "gpt-4o-mini"] {
+            assert!(plan(&request(user(model)), &o).unwrap().plain, "{model}");
+        }
+    }
+
+    #[test]
+    fn openai_parameters_and_the_ponder_config_are_merged_over_the_alias() {
+        let o = ServeOptions::default();
+        let mut r = user("mcts-x");
+        r["temperature"] = json!(0.5);
+        r["max_tokens"] = json!(40);
+        r["seed"] = json!(7);
+        r["ponder"] = json!({"budget": {"iterations": 3}, "k": 2});
+        let StrategyConfig::Mcts(c) = plan(&request(r), &o).unwrap().strategy else {
+            panic!()
+        };
+        assert_eq!(c.k, 2);
+        assert_eq!(c.budget.iterations, Some(3));
+        assert_eq!(
+            c.budget.tokens,
+            Some(1024),
+            "untouched fields keep the default"
+        );
+        assert_eq!(c.step.max_tokens, 40);
+        assert_eq!(c.step.sampling.temperature, 0.5);
+        assert_eq!(c.step.sampling.seed, 7);
+        // A whole config with its own type wins over the prefix.
+        let mut r = user("plain-model");
+        r["ponder"] = json!({"type": "beam", "width": 2});
+        let p = plan(&request(r), &o).unwrap();
+        assert_eq!(p.strategy.name(), "beam");
+    }
+
+    #[test]
+    fn plain_generation_takes_n_stop_and_sampling() {
+        let o = ServeOptions::default();
+        let mut r = user("smol");
+        r["n"] = json!(4);
+        r["top_p"] = json!(0.9);
+        r["max_completion_tokens"] = json!(12);
+        r["stop"] = json!("\n");
+        r["messages"] = json!([
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": [{"type": "text", "text": "Hi"}]},
+            {"role": "assistant", "content": "Hello!"},
+            {"role": "user", "content": "What is 2+3?"},
+        ]);
+        let p = plan(&request(r), &o).unwrap();
+        let StrategyConfig::BestOfN(c) = &p.strategy else {
+            panic!()
+        };
+        assert_eq!((c.n, c.max_tokens, c.sampling.top_p), (4, 12, 0.9));
+        assert_eq!(c.prompt.system.as_deref(), Some("Be brief."));
+        assert_eq!(c.prompt.template, "{question}");
+        assert_eq!(
+            p.problem.question,
+            "User: Hi\n\nAssistant: Hello!\n\nUser: What is 2+3?"
+        );
+        assert_eq!(p.stop, vec!["\n".to_string()]);
+    }
+
+    #[test]
+    fn bad_requests_name_the_field() {
+        let o = ServeOptions {
+            max_n: 8,
+            max_tokens: 100,
+            ..ServeOptions::default()
+        };
+        let param = |r: Value| plan(&request(r), &o).unwrap_err().param.unwrap();
+        let mut r = user("smol");
+        r["n"] = json!(9);
+        assert_eq!(param(r), "n");
+        let mut r = user("smol");
+        r["max_tokens"] = json!(101);
+        assert_eq!(param(r), "max_tokens");
+        let mut r = user("bon-x");
+        r["n"] = json!(2);
+        assert_eq!(param(r), "n");
+        let mut r = user("x");
+        r["ponder"] = json!({"type": "magic"});
+        assert_eq!(param(r), "ponder.type");
+        let mut r = user("x");
+        r["ponder"] = json!({"n": 2});
+        assert_eq!(param(r), "ponder.type");
+        let mut r = user("bon-x");
+        r["ponder"] = json!({"n": 9});
+        assert_eq!(param(r), "ponder.n");
+        let mut r = user("mcts-x");
+        r["ponder"] = json!({"budget": {"tokens": 1_000_000}});
+        assert_eq!(param(r), "ponder.budget.tokens");
+        let mut r = user("bon-x");
+        r["ponder"] = json!({"nonsense": 1});
+        assert_eq!(param(r), "ponder");
+        let mut r = user("x");
+        r["messages"] = json!([]);
+        assert_eq!(param(r), "messages");
+        let mut r = user("x");
+        r["messages"] = json!([{"role": "assistant", "content": "hi"}]);
+        assert_eq!(param(r), "messages");
+    }
+
+    #[test]
+    fn a_public_bind_needs_a_key() {
+        let o = ServeOptions {
+            host: "0.0.0.0".into(),
+            ..ServeOptions::default()
+        };
+        assert_eq!(o.bind_address().unwrap_err().field, "host");
+        let o = ServeOptions {
+            api_key: Some("k".into()),
+            ..o
+        };
+        assert!(o.bind_address().is_ok());
+        let o = ServeOptions {
+            host: "localhost".into(),
+            ..ServeOptions::default()
+        };
+        assert!(is_loopback(o.bind_address().unwrap().ip()));
+        assert!(same_secret(b"abc", b"abc"));
+        assert!(!same_secret(b"abc", b"abd"));
+        assert!(!same_secret(b"abc", b"ab"));
+    }
+}
