@@ -12,7 +12,7 @@ REASONER ?= models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf
 DEMO_N ?= 4
 DEMO_PROMPT ?= A farmer has 15 sheep. He buys 8 more and then sells 6. How many sheep does he have now?
 
-.PHONY: all setup model reasoner test-models server build cuda demo test check lint doc bench bench-remote bench-concurrent fuzz clean install install-files
+.PHONY: all setup model reasoner test-models server pyenv build cuda demo test check lint doc bench bench-remote bench-concurrent bench-serve fuzz clean install install-files
 
 all: build
 
@@ -48,7 +48,11 @@ test-models:
 server: setup
 	bash scripts/build-server.sh
 
-test: test-models server
+# The openai Python package in target/pyenv, for ponder serve's tests and bench-serve.
+pyenv:
+	bash scripts/setup-openai.sh >/dev/null
+
+test: test-models server pyenv
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --all-targets -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --release --no-deps
@@ -68,6 +72,11 @@ bench-remote: build server
 # llama-batched-bench (CLI runs; LIMIT problems, default 40).
 bench-concurrent: build server
 	bash scripts/bench-concurrent.sh
+
+# ponder serve under load: 8 openai clients through 10 arithmetic problems with bon-… (best-of-8,
+# judge): requests/min, p50/p95 latency (scripts/bench-serve.sh says what to vary).
+bench-serve: build pyenv
+	bash scripts/bench-serve.sh
 
 # Every fuzz target for FUZZ_SECONDS each (cargo-fuzz; on a stable toolchain through
 # RUSTC_BOOTSTRAP, without a sanitizer). Crashes land in fuzz/artifacts/TARGET/.

@@ -778,9 +778,17 @@ async fn chat_inner(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(("-", too_large(limit)));
     }
-    let bytes: Bytes = axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| ("-", too_large(limit)))?;
+    // A declared length within the limit that cannot be read is a broken body, not a big one.
+    let bytes: Bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
+        if declared.is_some() {
+            (
+                "-",
+                ApiError::bad_request(format!("could not read the request body: {e}"), None),
+            )
+        } else {
+            ("-", too_large(limit))
+        }
+    })?;
     let req: ChatRequest = serde_json::from_slice(&bytes).map_err(|e| {
         (
             "-",

@@ -207,7 +207,7 @@ impl ApiUsage {
                 candidates: outcome.candidates.len(),
                 answer: outcome.answer.clone(),
                 score: outcome.score,
-                usage: u.clone(),
+                usage: *u,
             },
         }
     }
