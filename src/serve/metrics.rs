@@ -42,6 +42,8 @@ pub struct Gauges {
     pub solves_running: usize,
     /// Whether the server is shutting down.
     pub shutting_down: bool,
+    /// What the shared llama.cpp context holds (`None` on other backends).
+    pub context: Option<crate::lm::ContextLoad>,
 }
 
 impl Metrics {
@@ -134,6 +136,32 @@ impl Metrics {
             "1 after SIGTERM/SIGINT: new requests are answered 503.",
             u8::from(g.shutting_down).to_string(),
         );
+        if let Some(c) = g.context {
+            for (name, help, v) in [
+                (
+                    "ponder_sequences_live",
+                    "Sequences of the shared llama.cpp context holding cache.",
+                    c.live_sequences,
+                ),
+                (
+                    "ponder_sequences_max",
+                    "The most sequences at once (--n-seq-max).",
+                    c.n_seq_max as usize,
+                ),
+                (
+                    "ponder_nodes_live",
+                    "Prefix-tree nodes of all running solves not yet released.",
+                    c.nodes,
+                ),
+                (
+                    "ponder_decode_jobs",
+                    "Decoding calls in progress in the shared context.",
+                    c.jobs,
+                ),
+            ] {
+                line(name, "gauge", help, v.to_string());
+            }
+        }
         let u = &m.usage;
         for (name, help, v) in [
             (
@@ -211,6 +239,7 @@ mod tests {
             queue_capacity: 8,
             solves_running: 1,
             shutting_down: false,
+            context: None,
         });
         assert!(text.contains("ponder_requests_total{strategy=\"best_of_n\",status=\"200\"} 2"));
         assert!(text.contains("ponder_requests_total{strategy=\"-\",status=\"401\"} 1"));

@@ -15,7 +15,8 @@
 //! the grace period, then cancel them. Every error is OpenAI's error JSON.
 //!
 //! Every solve runs on a blocking thread with its own [`CancelToken`]; the server adds no lock
-//! of its own around solves, so an engine that runs solves concurrently serves them concurrently.
+//! of its own around solves: on the llama.cpp backend they share one context and its forward
+//! passes (continuous batching), and the queue bound is the admission control.
 
 pub mod metrics;
 pub mod openai;
@@ -218,12 +219,13 @@ struct Shared {
 }
 
 impl Shared {
-    fn gauges(&self) -> Gauges {
+    fn gauges(&self, context: Option<crate::lm::ContextLoad>) -> Gauges {
         Gauges {
             queue_depth: self.admitted.load(Ordering::SeqCst),
             queue_capacity: self.options.max_queue,
             solves_running: self.running.load(Ordering::SeqCst),
             shutting_down: self.shutting_down.load(Ordering::SeqCst),
+            context,
         }
     }
 
@@ -957,9 +959,16 @@ async fn health(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 async fn metrics_text(State(shared): State<Arc<Shared>>) -> Response {
+    // The context's load takes its lock for a moment (between two forward passes): off the
+    // async threads.
+    let engine = shared.engine.clone();
+    let context = tokio::task::spawn_blocking(move || engine.context_load())
+        .await
+        .ok()
+        .flatten();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        shared.metrics.render(shared.gauges()),
+        shared.metrics.render(shared.gauges(context)),
     )
         .into_response()
 }
