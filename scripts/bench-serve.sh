@@ -20,7 +20,7 @@ PY=$(bash scripts/setup-openai.sh)
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 
 target/release/ponder serve --model "$MODEL" --threads "$THREADS" --port "$PORT" \
-  --model-name smol --max-queue $((CLIENTS * 2)) >"$OUT/server.log" 2>&1 &
+  --model-name smol --max-queue $((CLIENTS * 2)) --max-solve-seconds "${MAX_SOLVE_SECONDS:-3600}" >"$OUT/server.log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true' EXIT
 for _ in $(seq 1 600); do

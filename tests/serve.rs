@@ -324,6 +324,9 @@ fn openai_and_curl_clients_get_answers_and_every_error_its_status() {
     assert!(s.metric("ponder_generated_tokens_total") > 0.0);
     assert!(s.metric("ponder_solve_seconds_count") >= 20.0);
     assert_eq!(s.metric("ponder_queue_depth"), 0.0);
+    // The shared llama.cpp context's load.
+    assert!(s.metric("ponder_sequences_max") >= 1.0);
+    assert_eq!(s.metric("ponder_decode_jobs"), 0.0);
 }
 
 #[test]

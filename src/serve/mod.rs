@@ -410,7 +410,7 @@ pub fn plan(req: &ChatRequest, options: &ServeOptions) -> Result<Plan, ApiError>
     if plain {
         apply_sampling(&mut config, req, None);
     }
-    check_caps(&config, "", options)?;
+    check_caps(&config, "", plain, options)?;
     let strategy: StrategyConfig = serde_json::from_value(config.clone()).map_err(|e| {
         let msg = e.to_string();
         let param = if msg.contains("unknown variant") {
@@ -538,7 +538,7 @@ fn merge(base: &mut Value, patch: &Value) {
 }
 
 /// Refuses any width, token count or budget above the server's caps.
-fn check_caps(value: &Value, path: &str, o: &ServeOptions) -> Result<(), ApiError> {
+fn check_caps(value: &Value, path: &str, plain: bool, o: &ServeOptions) -> Result<(), ApiError> {
     let Value::Object(map) = value else {
         return Ok(());
     };
@@ -549,7 +549,7 @@ fn check_caps(value: &Value, path: &str, o: &ServeOptions) -> Result<(), ApiErro
             format!("{path}.{k}")
         };
         if v.is_object() {
-            check_caps(v, &here, o)?;
+            check_caps(v, &here, plain, o)?;
             continue;
         }
         let Some(x) = v.as_u64() else { continue };
@@ -562,7 +562,8 @@ fn check_caps(value: &Value, path: &str, o: &ServeOptions) -> Result<(), ApiErro
             _ => continue,
         };
         if x > cap {
-            let param = if path.is_empty() && (k == "n" || k == "max_tokens") {
+            // Plain generation's n and max_tokens are the request's own fields.
+            let param = if plain && path.is_empty() && (k == "n" || k == "max_tokens") {
                 k.clone()
             } else {
                 format!("ponder.{here}")
@@ -1280,7 +1281,7 @@ mod tests {
     fn bad_requests_name_the_field() {
         let o = ServeOptions {
             max_n: 8,
-            max_tokens: 100,
+            max_tokens: 400,
             ..ServeOptions::default()
         };
         let param = |r: Value| plan(&request(r), &o).unwrap_err().param.unwrap();
@@ -1288,7 +1289,7 @@ mod tests {
         r["n"] = json!(9);
         assert_eq!(param(r), "n");
         let mut r = user("smol");
-        r["max_tokens"] = json!(101);
+        r["max_tokens"] = json!(401);
         assert_eq!(param(r), "max_tokens");
         let mut r = user("bon-x");
         r["n"] = json!(2);
