@@ -12,6 +12,13 @@ if [ -x "$PY" ] && "$PY" -c "import openai, sys; sys.exit(openai.__version__ != 
   exit 0
 fi
 printf 'setup-openai: installing openai==%s into %s\n' "$VERSION" "$VENV" >&2
+if ! python3 -c "import ensurepip, venv" >/dev/null 2>&1; then
+  printf 'setup-openai: installing python3-venv\n' >&2
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+fi
 python3 -m venv "$VENV"
 "$PY" -m pip install --quiet --disable-pip-version-check "openai==$VERSION" >&2
 echo "$PY"
