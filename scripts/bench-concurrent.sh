@@ -3,9 +3,10 @@
 #   1. `ponder eval` over LIMIT problems of data/arith40.jsonl, best-of-8 with majority vote,
 #      256 tokens, with --workers 1, 2, 4, 8 (WORKERS_LIST): wall time, generated tokens/s,
 #      forward passes and sampled tokens per pass;
-#   2. the same samples (LIMIT × 8) sent to `llama-server -np 8` as independent chat requests by
+#   2. MCTS (budget 384) over the same problems with --workers 1, 4, 8 (MCTS_WORKERS_LIST);
+#   3. the same best-of-8 samples (LIMIT × 8) sent to `llama-server -np 8` as independent chat requests by
 #      8 concurrent clients, same sampling settings and token limit;
-#   3. llama.cpp's own `llama-batched-bench` on the same model: its aggregate decode rate for
+#   4. llama.cpp's own `llama-batched-bench` on the same model: its aggregate decode rate for
 #      8 and 16 sequences (the ceiling of this machine's kernels).
 # Prints Markdown tables; raw outputs stay in $OUT (default /tmp/ponder-bench-concurrent).
 set -euo pipefail
@@ -13,6 +14,7 @@ cd "$(dirname "$0")/.."
 
 LIMIT=${LIMIT:-40}
 WORKERS_LIST=${WORKERS_LIST:-"1 2 4 8"}
+MCTS_WORKERS_LIST=${MCTS_WORKERS_LIST:-"1 4 8"}
 OUT=${OUT:-/tmp/ponder-bench-concurrent}
 MODEL=${PONDER_MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
 BIN=target/llama-server/bin
@@ -38,6 +40,22 @@ r = json.load(open(sys.argv[1]))
 u, s = r["usage"], r["wall_ms"] / 1000
 print(f"| in-process | {sys.argv[2]} | {s:.1f} | {u['generated_tokens']} | "
       f"{u['generated_tokens'] / s:.1f} | {u['forward_passes']} | "
+      f"{u['decoded_tokens'] / max(u['forward_passes'], 1):.1f} | {r['accuracy']:.3f} |")
+PY
+done
+
+echo
+echo "| ponder eval, MCTS (budget 384, steps of 64), $LIMIT problems | workers | wall s | problems/min | forward passes | sampled tokens/pass | accuracy |"
+echo "|---|---|---|---|---|---|---|"
+for w in $MCTS_WORKERS_LIST; do
+  $PONDER eval --model "$MODEL" --threads "$THREADS" --dataset data/arith40.jsonl --limit "$LIMIT" \
+    --strategy mcts --budget 384 --max-tokens 64 --workers "$w" --json \
+    >"$OUT/mcts-$w.json" 2>"$OUT/mcts-$w.log"
+  python3 - "$OUT/mcts-$w.json" "$w" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+u, s = r["usage"], r["wall_ms"] / 1000
+print(f"| in-process | {sys.argv[2]} | {s:.1f} | {r['problems'] * 60 / s:.1f} | {u['forward_passes']} | "
       f"{u['decoded_tokens'] / max(u['forward_passes'], 1):.1f} | {r['accuracy']:.3f} |")
 PY
 done
