@@ -13,8 +13,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 LIMIT=${LIMIT:-40}
-WORKERS_LIST=${WORKERS_LIST:-"1 2 4 8"}
-MCTS_WORKERS_LIST=${MCTS_WORKERS_LIST:-"1 4 8"}
+WORKERS_LIST=${WORKERS_LIST-"1 2 4 8"}
+MCTS_WORKERS_LIST=${MCTS_WORKERS_LIST-"1 4 8"}
 OUT=${OUT:-/tmp/ponder-bench-concurrent}
 MODEL=${PONDER_MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
 BIN=target/llama-server/bin
