@@ -75,7 +75,7 @@ bench-concurrent: build server
 
 # ponder serve under load: 8 openai clients through 10 arithmetic problems with bon-… (best-of-8,
 # judge): requests/min, p50/p95 latency (scripts/bench-serve.sh says what to vary).
-bench-serve: build pyenv
+bench-serve: build server pyenv
 	bash scripts/bench-serve.sh
 
 # Every fuzz target for FUZZ_SECONDS each (cargo-fuzz; on a stable toolchain through

@@ -4,6 +4,9 @@
 # bon-smol: best-of-8 reranked by the self-judge). THREADS (default 1) llama.cpp threads.
 # Prints one JSON line (requests/min, p50/p95 latency, accuracy, tokens); the server's log and
 # /metrics are left in $OUT (default /tmp/ponder-bench-serve).
+# Then (OPTILLM=1, the default) the same problems through optillm's `bon` approach (optillm 0.4.0,
+# installed with --no-deps: see scripts/bench-optillm.py) in front of `llama-server -np CLIENTS`,
+# best-of-8 with the same 384-token limit: a second JSON line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,3 +34,18 @@ args=("http://127.0.0.1:$PORT" "$MODEL_NAME" data/arith40.jsonl --limit "$LIMIT"
 [ -n "$PONDER_JSON" ] && args+=(--ponder "$PONDER_JSON")
 "$PY" scripts/bench-serve.py "${args[@]}"
 curl -fs "http://127.0.0.1:$PORT/metrics" >"$OUT/metrics.txt"
+kill $pid 2>/dev/null || true
+wait $pid 2>/dev/null || true
+
+[ "${OPTILLM:-1}" = 1 ] || exit 0
+"$PY" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('optillm') is None)" 2>/dev/null ||
+  "$PY" -m pip install --quiet --disable-pip-version-check --no-deps optillm==0.4.0 >&2
+target/llama-server/bin/llama-server -m "$MODEL" --host 127.0.0.1 --port "$PORT" -np "$CLIENTS" \
+  -c $((4096 * CLIENTS)) -t "$THREADS" --no-webui >"$OUT/llama-server.log" 2>&1 &
+pid=$!
+for _ in $(seq 1 600); do
+  curl -fs "http://127.0.0.1:$PORT/health" >/dev/null 2>&1 && break
+  sleep 0.2
+done
+"$PY" scripts/bench-optillm.py "http://127.0.0.1:$PORT" data/arith40.jsonl --limit "$LIMIT" \
+  --clients "$CLIENTS" --n 8 --max-tokens "${OPTILLM_MAX_TOKENS:-384}"
