@@ -211,6 +211,26 @@ fn print_config_shows_the_resolved_strategy_without_loading_a_model() {
     );
 }
 
+/// One spelling everywhere: `-n` and `--n` on `generate` and on every strategy command.
+#[test]
+fn the_sample_count_is_spelled_n_and_dash_dash_n_everywhere() {
+    for flag in ["-n", "--n"] {
+        let out = ponder(&[
+            "solve",
+            "--strategy",
+            "best-of-n",
+            flag,
+            "3",
+            "--print-config",
+            "q",
+        ]);
+        assert_eq!(common::json_output(&out)["n"], 3, "solve {flag}");
+    }
+    let out = ponder(&["generate", "--help"]);
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("-n, --n <N>"), "{help}");
+}
+
 #[test]
 fn a_dataset_without_one_valid_line_is_an_error_before_any_work() {
     let dir = common::scratch("cli-no-valid-lines");

@@ -235,7 +235,7 @@ struct StrategyArgs {
     #[arg(long)]
     config: Option<String>,
     /// Samples (best-of-n), most traces (deepconf) or branches (deepening).
-    #[arg(long)]
+    #[arg(short = 'n', long)]
     n: Option<u32>,
     /// Revision rounds (self-correct).
     #[arg(long)]
@@ -668,7 +668,7 @@ struct GenerateArgs {
     #[arg(long)]
     raw: bool,
     /// Number of samples.
-    #[arg(short = 'n', default_value_t = 1)]
+    #[arg(short = 'n', long, default_value_t = 1)]
     n: u32,
     /// New tokens per sample, at most.
     #[arg(long, default_value_t = 256)]

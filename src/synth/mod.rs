@@ -400,7 +400,8 @@ pub fn run(
     for (engine, before) in engines.iter().zip(&usage_before) {
         let run = engine.usage().since(before);
         summary.run_forward_passes += run.forward_passes;
-        summary.run_batched_tokens += run.prefill_tokens + run.decoded_tokens + run.recomputed_tokens;
+        summary.run_batched_tokens +=
+            run.prefill_tokens + run.decoded_tokens + run.recomputed_tokens;
     }
     let path = dir.join("summary.json");
     write_atomic(
