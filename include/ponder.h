@@ -192,7 +192,9 @@ ponder_status ponder_last_error(char *buf,
 // at most four per core), `n_seq_max` (1..=256, default 64), all checked before the model is
 // loaded, and `deterministic` (default false: solves from several threads run concurrently and
 // share forward passes; true: one at a time, each from a fresh cache, so that a solve's result
-// depends only on its problem, strategy and seeds); for `remote`: `remote`, an object with `urls` (required: base URLs of
+// depends only on its problem, strategy and seeds), `max_seqs_per_solve` and
+// `max_cells_per_solve` (default 0: no cap; caps on one solve's live branches and on the KV
+// cells they hold, so that one wide solve leaves room for the others); for `remote`: `remote`, an object with `urls` (required: base URLs of
 // OpenAI-compatible servers, `http://HOST[:PORT]` or `https://…`), `model`, `api_key`,
 // `max_in_flight`, `timeout_ms`, `attempts`, `backoff_ms`, `top_logprobs` and `n_ctx`. On
 // success `*out` holds the engine, to be freed with `ponder_engine_free`.

@@ -289,3 +289,67 @@ fn a_cancel_a_panic_and_a_budget_stay_with_their_own_solve() {
     check_best_of(&o, 2);
     check_empty(&e);
 }
+
+#[test]
+fn a_cap_per_solve_bounds_each_solves_branches_and_never_stalls_it() {
+    let _serial = serial();
+    let too_many = ContextOptions {
+        n_seq_max: 8,
+        max_seqs_per_solve: 9,
+        ..ContextOptions::default()
+    };
+    let err = too_many.validate().unwrap_err();
+    assert_eq!(err.field, "max_seqs_per_solve", "{err}");
+
+    // Sampled tokens per forward pass of one solve: at most its live branches.
+    let per_pass = |o: &Outcome| o.usage.decoded_tokens as f64 / o.usage.forward_passes as f64;
+    let run = |options: ContextOptions| -> Vec<Outcome> {
+        let e = Arc::new(Engine::from_lm(
+            common::model().session(&options).expect("context"),
+        ));
+        let outcomes = {
+            let e = e.clone();
+            together(3, move |t| e.solve(&question(t), &best_of(6, 12, t as u64)))
+        }
+        .into_iter()
+        .map(|r| r.expect("no panic").expect("every solve finishes"))
+        .collect::<Vec<_>>();
+        check_empty(&e);
+        outcomes
+    };
+    let base = ContextOptions {
+        n_ctx: 2048,
+        n_seq_max: 16,
+        ..ContextOptions::default()
+    };
+    let free = run(base.clone());
+    let capped = run(ContextOptions {
+        max_seqs_per_solve: 2,
+        ..base.clone()
+    });
+    let tight = run(ContextOptions {
+        max_seqs_per_solve: 3,
+        max_cells_per_solve: 8,
+        ..base
+    });
+    for (free, (capped, tight)) in free.iter().zip(capped.iter().zip(&tight)) {
+        check_best_of(free, 6);
+        check_best_of(capped, 6);
+        check_best_of(tight, 6);
+        eprintln!(
+            "sampled tokens per pass: {:.2} free, {:.2} with 2 branches per solve, {:.2} with 3 and 8 cells",
+            per_pass(free),
+            per_pass(capped),
+            per_pass(tight)
+        );
+        assert!(
+            per_pass(capped) <= 2.0,
+            "never more than 2 branches of one solve"
+        );
+        assert!(per_pass(tight) <= 3.0);
+    }
+    assert!(
+        free.iter().any(|o| per_pass(o) > 2.0),
+        "without a cap a solve's 6 branches run together"
+    );
+}

@@ -515,6 +515,15 @@ struct ModelArgs {
     /// share forward passes and llama.cpp's numbers shift slightly with what shares a batch).
     #[arg(long)]
     deterministic: bool,
+    /// Most live branches one solve may have at once when solves share the context (backend
+    /// llama; 0 = up to --n-seq-max): leaves sequences for the other solves of a server or of
+    /// --workers.
+    #[arg(long, default_value_t = 0)]
+    max_seqs_per_solve: u32,
+    /// KV cells one solve's live branches may hold beyond their shared prompt; over it the solve
+    /// adds no new branch while one runs (backend llama; 0 = no cap).
+    #[arg(long, default_value_t = 0)]
+    max_cells_per_solve: u32,
     /// Base URL of a server (backend remote), e.g. http://127.0.0.1:8080; give it more than once
     /// to spread requests over several servers.
     #[arg(long = "url")]
@@ -551,6 +560,8 @@ impl ModelArgs {
                 n_threads: self.threads,
                 n_seq_max: self.n_seq_max,
                 deterministic: self.deterministic,
+                max_seqs_per_solve: self.max_seqs_per_solve,
+                max_cells_per_solve: self.max_cells_per_solve,
                 ..ContextOptions::default()
             },
         )
@@ -599,10 +610,12 @@ impl ModelArgs {
                     || self.threads != 0
                     || self.n_seq_max != ContextOptions::default().n_seq_max
                     || self.deterministic
+                    || self.max_seqs_per_solve != 0
+                    || self.max_cells_per_solve != 0
                 {
                     return Err(ConfigError::new(
                         "backend",
-                        "--n-gpu-layers, --threads, --n-seq-max and --deterministic apply to --backend llama only; set them on the servers",
+                        "--n-gpu-layers, --threads, --n-seq-max, --deterministic, --max-seqs-per-solve and --max-cells-per-solve apply to --backend llama only; set them on the servers",
                     )
                     .into());
                 }

@@ -192,6 +192,8 @@ struct EngineConfig {
     n_threads: Option<u32>,
     n_seq_max: Option<u32>,
     deterministic: Option<bool>,
+    max_seqs_per_solve: Option<u32>,
+    max_cells_per_solve: Option<u32>,
     remote: Option<RemoteOptions>,
 }
 
@@ -204,7 +206,9 @@ struct EngineConfig {
 /// at most four per core), `n_seq_max` (1..=256, default 64), all checked before the model is
 /// loaded, and `deterministic` (default false: solves from several threads run concurrently and
 /// share forward passes; true: one at a time, each from a fresh cache, so that a solve's result
-/// depends only on its problem, strategy and seeds); for `remote`: `remote`, an object with `urls` (required: base URLs of
+/// depends only on its problem, strategy and seeds), `max_seqs_per_solve` and
+/// `max_cells_per_solve` (default 0: no cap; caps on one solve's live branches and on the KV
+/// cells they hold, so that one wide solve leaves room for the others); for `remote`: `remote`, an object with `urls` (required: base URLs of
 /// OpenAI-compatible servers, `http://HOST[:PORT]` or `https://…`), `model`, `api_key`,
 /// `max_in_flight`, `timeout_ms`, `attempts`, `backoff_ms`, `top_logprobs` and `n_ctx`. On
 /// success `*out` holds the engine, to be freed with `ponder_engine_free`.
@@ -265,10 +269,12 @@ pub unsafe extern "C" fn ponder_engine_new(
                     || config.n_threads.is_some()
                     || config.n_seq_max.is_some()
                     || config.deterministic.is_some()
+                    || config.max_seqs_per_solve.is_some()
+                    || config.max_cells_per_solve.is_some()
                 {
                     return fail(
                         ponder_status::InvalidConfig,
-                        "invalid backend: model, n_gpu_layers, n_ctx, n_threads, n_seq_max and deterministic apply to \"backend\": \"llama\"; put the remote settings in \"remote\"",
+                        "invalid backend: model, n_gpu_layers, n_ctx, n_threads, n_seq_max, deterministic, max_seqs_per_solve and max_cells_per_solve apply to \"backend\": \"llama\"; put the remote settings in \"remote\"",
                     );
                 }
                 let Some(remote) = config.remote else {
@@ -310,6 +316,12 @@ pub unsafe extern "C" fn ponder_engine_new(
             n_threads: config.n_threads.unwrap_or(defaults.1.n_threads),
             n_seq_max: config.n_seq_max.unwrap_or(defaults.1.n_seq_max),
             deterministic: config.deterministic.unwrap_or(defaults.1.deterministic),
+            max_seqs_per_solve: config
+                .max_seqs_per_solve
+                .unwrap_or(defaults.1.max_seqs_per_solve),
+            max_cells_per_solve: config
+                .max_cells_per_solve
+                .unwrap_or(defaults.1.max_cells_per_solve),
             ..defaults.1
         };
         match Engine::load(&model, &context) {

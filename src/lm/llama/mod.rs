@@ -103,6 +103,13 @@ pub struct ContextOptions {
     /// Off by default: concurrent solves share forward passes, and llama.cpp's results depend
     /// slightly on what shares a batch (see the README on determinism).
     pub deterministic: bool,
+    /// Most live branches one solve may have at once when solves share the context (0 = up to
+    /// `n_seq_max`): a wide search of one solve then leaves sequences for the others.
+    pub max_seqs_per_solve: u32,
+    /// KV cells one solve's live branches may hold beyond the prompt they share (0 = no cap): a
+    /// solve over it adds no new branch while one of its branches is running (it is never
+    /// stopped: a solve alone still gets the whole context).
+    pub max_cells_per_solve: u32,
 }
 
 impl Default for ContextOptions {
@@ -115,6 +122,8 @@ impl Default for ContextOptions {
             logits_cache: 64,
             flash_attention: true,
             deterministic: false,
+            max_seqs_per_solve: 0,
+            max_cells_per_solve: 0,
         }
     }
 }
@@ -149,6 +158,24 @@ impl ContextOptions {
                 format!(
                     "{} is outside 1..=256 (llama.cpp's sequence limit)",
                     self.n_seq_max
+                ),
+            ));
+        }
+        if self.max_seqs_per_solve > self.n_seq_max {
+            return Err(ConfigError::new(
+                "max_seqs_per_solve",
+                format!(
+                    "{} is more than n_seq_max ({}); use at most n_seq_max, or 0 for no cap",
+                    self.max_seqs_per_solve, self.n_seq_max
+                ),
+            ));
+        }
+        if self.max_cells_per_solve > self.n_ctx {
+            return Err(ConfigError::new(
+                "max_cells_per_solve",
+                format!(
+                    "{} is more than n_ctx ({}); use at most n_ctx, or 0 for no cap",
+                    self.max_cells_per_solve, self.n_ctx
                 ),
             ));
         }
@@ -463,6 +490,10 @@ pub struct LlamaLm {
     jobs: Vec<sched::Job>,
     next_job: u64,
     deterministic: bool,
+    /// [`ContextOptions::max_seqs_per_solve`] (`n_seq_max` when 0).
+    seqs_per_owner: usize,
+    /// [`ContextOptions::max_cells_per_solve`] (`usize::MAX` when 0).
+    cells_per_owner: usize,
 }
 
 impl fmt::Debug for LlamaLm {
@@ -549,6 +580,14 @@ impl LlamaLm {
             jobs: Vec::new(),
             next_job: 0,
             deterministic: options.deterministic,
+            seqs_per_owner: match options.max_seqs_per_solve {
+                0 => options.n_seq_max as usize,
+                n => n as usize,
+            },
+            cells_per_owner: match options.max_cells_per_solve {
+                0 => usize::MAX,
+                n => n as usize,
+            },
             model,
         })
     }
@@ -584,6 +623,17 @@ impl LlamaLm {
     /// Nodes not yet released.
     pub fn node_count(&self) -> usize {
         self.slots.iter().filter(|s| s.node.is_some()).count()
+    }
+
+    /// KV cells held by `owner`'s attached nodes beyond the prefixes they inherit (their own
+    /// tokens): what [`ContextOptions::max_cells_per_solve`] caps.
+    fn owner_cells(&self, owner: Owner) -> usize {
+        self.slots
+            .iter()
+            .filter_map(|s| s.node.as_ref())
+            .filter(|n| n.owner == owner && n.seq.is_some())
+            .map(|n| n.kv_len.saturating_sub(n.own_start))
+            .sum()
     }
 
     /// Sequences currently holding cache.
@@ -1102,7 +1152,7 @@ impl LlamaLm {
 
     /// Runs a job of this context's own caller to its end.
     fn run_own(&mut self, work: Work) -> Result<Output, DecodeError> {
-        let id = self.submit(self.interrupt.clone(), work);
+        let id = self.submit(0, self.interrupt.clone(), work);
         self.run_to_end(id)
     }
 

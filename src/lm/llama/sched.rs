@@ -9,6 +9,10 @@
 //! batches it always got; [`super::SharedLlama`] lets the calls of many solves, on many threads,
 //! share the steps.
 //!
+//! Per solve: a job takes no more live branches than `max_seqs_per_solve`, and adds none while its
+//! solve's branches hold more than `max_cells_per_solve` cells of their own (it goes on with the
+//! ones it has; a job with none running may always add one, so a cap never stalls a solve).
+//!
 //! Room: the live branches of all jobs together never exceed `n_seq_max` (so attaching one always
 //! finds a sequence to reuse or an idle node to park). When the KV cells run out with several jobs
 //! in a step, the youngest job *waits*: its branches are unpinned (so they may be parked) and it
@@ -32,6 +36,8 @@ pub(crate) type Owner = u32;
 /// One decoding call in the job table.
 pub(super) struct Job {
     pub(super) id: u64,
+    /// The solve that submitted it (its caps apply).
+    pub(super) owner: Owner,
     pub(super) interrupt: Option<Interrupt>,
     pub(super) work: Work,
     /// Set when the job has finished (its result waits for its caller).
@@ -540,10 +546,11 @@ impl Sample {
 impl LlamaLm {
     /// Puts `work` in the job table; [`LlamaLm::step`] runs it, [`LlamaLm::take_done`] returns
     /// its result.
-    pub(super) fn submit(&mut self, interrupt: Option<Interrupt>, work: Work) -> u64 {
+    pub(super) fn submit(&mut self, owner: Owner, interrupt: Option<Interrupt>, work: Work) -> u64 {
         self.next_job += 1;
         self.jobs.push(Job {
             id: self.next_job,
+            owner,
             interrupt,
             work,
             done: None,
@@ -625,7 +632,14 @@ impl LlamaLm {
                     continue;
                 }
                 let mine = self.jobs[j].work.active();
-                let room = (self.n_seq_max as usize).saturating_sub(held);
+                let mut room = (self.n_seq_max as usize)
+                    .saturating_sub(held)
+                    .min(self.seqs_per_owner.saturating_sub(mine));
+                // Over its cells, a solve goes on with the branches it has but adds none (with
+                // none running it may add one, so it never stalls).
+                if mine > 0 && self.owner_cells(self.jobs[j].owner) >= self.cells_per_owner {
+                    room = 0;
+                }
                 let start = entries.len();
                 let mut work = self.take_work(j);
                 let planned = work.plan(self, room, &mut entries);

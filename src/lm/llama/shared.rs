@@ -123,7 +123,7 @@ impl SolveLm {
         let result = (|| {
             let mut core = self.core();
             let work = make(&mut core)?;
-            let id = core.submit(self.interrupt.clone(), work);
+            let id = core.submit(self.owner, self.interrupt.clone(), work);
             loop {
                 if let Some(result) = core.take_done(id) {
                     return result;
