@@ -103,6 +103,11 @@ fn generate_n8_prefills_the_prompt_once_and_decodes_in_lockstep() {
         distinct_prefixes(&lm, gens.iter().map(|g| g.node)) - prompt_len as usize
     );
     assert_eq!(u.recomputed_tokens, 0);
+    // The cells in use count the shared prompt once (the 8 sequences hold 8 copies of it).
+    assert_eq!(
+        lm.kv_cells_used(),
+        distinct_prefixes(&lm, gens.iter().map(|g| g.node))
+    );
     // One pass for the prompt, then one pass per step for all live branches together.
     let longest = gens.iter().map(|g| u64::from(g.tokens)).max().unwrap();
     assert_eq!(u.forward_passes, 1 + longest);
@@ -148,6 +153,8 @@ fn a_tree_that_never_parks_decodes_every_token_once() {
         tree,
         "every distinct token of the tree is decoded exactly once: {u:?}"
     );
+    // Every node still holds its sequence: the cells in use are the tree's.
+    assert_eq!(lm.kv_cells_used(), tree);
 }
 
 #[test]

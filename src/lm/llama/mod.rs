@@ -547,6 +547,36 @@ impl LlamaLm {
         self.n_seq_max as usize - self.free_seqs.len()
     }
 
+    /// KV cells the live sequences hold: the distinct token prefixes (position and all tokens
+    /// before it) in their caches, so a prefix shared by many sequences counts once. llama.cpp's
+    /// API (as of llama-cpp-2 0.1.160) has no used-cell count, so this is ponder's own: it equals
+    /// the cache's when every shared prefix is stored once, as ponder does (new sequences copy
+    /// the longest live prefix; equal pending tokens of several sequences are decoded into one
+    /// cell), and is lower by the tokens two sequences decoded separately although equal.
+    /// Linear in the tokens held (sorted by prefix): meant for monitoring, not per step.
+    pub fn kv_cells_used(&self) -> usize {
+        let mut held: Vec<&[LlamaToken]> = self
+            .slots
+            .iter()
+            .filter_map(|s| s.node.as_ref())
+            .filter(|n| n.seq.is_some())
+            .map(|n| &n.tokens[..n.kv_len])
+            .collect();
+        held.sort_unstable();
+        let mut cells = 0;
+        let mut previous: &[LlamaToken] = &[];
+        for tokens in held {
+            let shared = tokens
+                .iter()
+                .zip(previous)
+                .take_while(|(a, b)| a == b)
+                .count();
+            cells += tokens.len() - shared;
+            previous = tokens;
+        }
+        cells
+    }
+
     /// Whether `node` currently holds a sequence (false for a parked or never-decoded node).
     ///
     /// # Errors

@@ -104,12 +104,14 @@ impl ReferenceDecode {
     }
 
     fn decode(&mut self) -> Result<(), DecodeError> {
-        self.ctx.decode(&mut self.batch).map_err(|e| DecodeError::Llama {
-            code: match e {
-                llama_cpp_2::DecodeError::Unknown(code) => code,
-                llama_cpp_2::DecodeError::NoKvCacheSlot => 1,
-                llama_cpp_2::DecodeError::NTokensZero => -1,
-            },
-        })
+        self.ctx
+            .decode(&mut self.batch)
+            .map_err(|e| DecodeError::Llama {
+                code: match e {
+                    llama_cpp_2::DecodeError::Unknown(code) => code,
+                    llama_cpp_2::DecodeError::NoKvCacheSlot => 1,
+                    llama_cpp_2::DecodeError::NTokensZero => -1,
+                },
+            })
     }
 }
