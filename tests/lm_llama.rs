@@ -4,6 +4,7 @@
 mod common;
 
 use common::{model, session};
+use ponder::lm::llama::ReferenceDecode;
 use ponder::lm::{
     ContextOptions, FinishReason, GenRequest, Lm, Message, Model, ModelOptions, SamplingParams,
 };
@@ -77,6 +78,36 @@ fn same_request_same_seed_gives_the_same_text() {
         .generate(&(43..47).map(|s| request(root, s, 48)).collect::<Vec<_>>())
         .unwrap();
     assert!(others.iter().any(|g| g.text != first.text));
+}
+
+#[test]
+fn a_context_keeps_its_model_alive_when_every_model_handle_is_gone() {
+    let model = Model::load(&ModelOptions {
+        path: common::model_path(),
+        ..ModelOptions::default()
+    })
+    .unwrap();
+    let options = ContextOptions {
+        n_ctx: 256,
+        n_seq_max: 2,
+        n_threads: 1,
+        ..ContextOptions::default()
+    };
+    let prompt = model
+        .session(&options)
+        .unwrap()
+        .tokenize("The quick brown fox")
+        .unwrap();
+    let mut reference = ReferenceDecode::new(&model, &options).unwrap();
+    drop(model);
+    // The plain llama.cpp loop's context now holds the only share of the weights.
+    let sampling = SamplingParams::default();
+    reference.run(&prompt, 2, 4, &sampling).unwrap();
+    assert!(matches!(
+        reference.run(&prompt, 3, 4, &sampling),
+        Err(DecodeError::Llama { .. })
+    ));
+    assert!(reference.run(&[], 1, 4, &sampling).is_err());
 }
 
 #[test]
