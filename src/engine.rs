@@ -246,8 +246,8 @@ impl Engine {
         }
     }
 
-    /// What the shared llama.cpp context holds now (sequences, nodes, calls in progress); `None`
-    /// on other backends.
+    /// What the shared llama.cpp context holds now (sequences, KV cells, nodes, calls in
+    /// progress); `None` on other backends.
     pub fn context_load(&self) -> Option<ContextLoad> {
         match &self.backend {
             Backend::Shared(shared) => Some(shared.load()),

@@ -195,6 +195,38 @@ pub enum DecodeError {
     Config(#[from] ConfigError),
 }
 
+/// A settings file (`ponder serve --config FILE`) could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigFileError {
+    /// The file could not be read.
+    #[error("cannot read the settings file {}: {source}", .path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The underlying I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not one JSON object.
+    #[error("settings file {} is not a JSON object: {reason} — write it as {{\"port\": 8080, \"max_n\": 8, …}}", .path.display())]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// What the JSON parser said, with the line and column.
+        reason: String,
+    },
+    /// A key is unknown, or its value has the wrong type or is out of range.
+    #[error("settings file {}: invalid key {key:?}: {reason}", .path.display())]
+    Key {
+        /// The file.
+        path: PathBuf,
+        /// The key as written in the file.
+        key: String,
+        /// What is wrong and what is allowed.
+        reason: String,
+    },
+}
+
 /// Any error of this crate.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -208,6 +240,9 @@ pub enum Error {
     /// See [`ConfigError`].
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// See [`ConfigFileError`].
+    #[error(transparent)]
+    ConfigFile(#[from] ConfigFileError),
     /// An engine was asked to solve from inside an event callback of its own running solve,
     /// on the solving thread: the call would wait forever for the solve that is running it.
     #[error("the engine was called from inside an event callback of its own running solve — that call would wait forever for the solve running it; return from the callback first, then solve (or use a second engine)")]

@@ -61,7 +61,7 @@ pub mod synth;
 pub mod trace;
 
 pub use engine::{CancelToken, Engine};
-pub use error::{ConfigError, DecodeError, Error, LoadError, Result};
+pub use error::{ConfigError, ConfigFileError, DecodeError, Error, LoadError, Result};
 pub use lm::llama::{devices, ContextOptions, Device, LlamaLm, Model, ModelOptions};
 pub use lm::remote::{RemoteLm, RemoteOptions};
 pub use lm::{

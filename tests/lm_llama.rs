@@ -4,6 +4,7 @@
 mod common;
 
 use common::{model, session};
+use ponder::lm::llama::ReferenceDecode;
 use ponder::lm::{
     ContextOptions, FinishReason, GenRequest, Lm, Message, Model, ModelOptions, SamplingParams,
 };
@@ -80,6 +81,36 @@ fn same_request_same_seed_gives_the_same_text() {
 }
 
 #[test]
+fn a_context_keeps_its_model_alive_when_every_model_handle_is_gone() {
+    let model = Model::load(&ModelOptions {
+        path: common::model_path(),
+        ..ModelOptions::default()
+    })
+    .unwrap();
+    let options = ContextOptions {
+        n_ctx: 256,
+        n_seq_max: 2,
+        n_threads: 1,
+        ..ContextOptions::default()
+    };
+    let prompt = model
+        .session(&options)
+        .unwrap()
+        .tokenize("The quick brown fox")
+        .unwrap();
+    let mut reference = ReferenceDecode::new(&model, &options).unwrap();
+    drop(model);
+    // The plain llama.cpp loop's context now holds the only share of the weights.
+    let sampling = SamplingParams::default();
+    reference.run(&prompt, 2, 4, &sampling).unwrap();
+    assert!(matches!(
+        reference.run(&prompt, 3, 4, &sampling),
+        Err(DecodeError::Llama { .. })
+    ));
+    assert!(reference.run(&[], 1, 4, &sampling).is_err());
+}
+
+#[test]
 fn generate_n8_prefills_the_prompt_once_and_decodes_in_lockstep() {
     let mut lm = session(2048, 16);
     let root = lm.root(&[Message::user(QUESTION)]).unwrap();
@@ -103,6 +134,11 @@ fn generate_n8_prefills_the_prompt_once_and_decodes_in_lockstep() {
         distinct_prefixes(&lm, gens.iter().map(|g| g.node)) - prompt_len as usize
     );
     assert_eq!(u.recomputed_tokens, 0);
+    // The cells in use count the shared prompt once (the 8 sequences hold 8 copies of it).
+    assert_eq!(
+        lm.kv_cells_used(),
+        distinct_prefixes(&lm, gens.iter().map(|g| g.node))
+    );
     // One pass for the prompt, then one pass per step for all live branches together.
     let longest = gens.iter().map(|g| u64::from(g.tokens)).max().unwrap();
     assert_eq!(u.forward_passes, 1 + longest);
@@ -148,6 +184,8 @@ fn a_tree_that_never_parks_decodes_every_token_once() {
         tree,
         "every distinct token of the tree is decoded exactly once: {u:?}"
     );
+    // Every node still holds its sequence: the cells in use are the tree's.
+    assert_eq!(lm.kv_cells_used(), tree);
 }
 
 #[test]

@@ -216,6 +216,67 @@ fn a_public_bind_without_a_key_is_refused_before_loading_the_model() {
 }
 
 #[test]
+fn a_config_file_sets_what_no_flag_gives_and_its_errors_name_file_and_key() {
+    let dir = common::scratch("serve-config");
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    // Refused before the model loads: unknown key, wrong type, out of range, no file.
+    for (name, text, key) in [
+        ("unknown.json", r#"{"max_qeue": 3}"#, "max_qeue"),
+        ("type.json", r#"{"max_n": "two"}"#, "max_n"),
+        ("range.json", r#"{"max_queue": 0}"#, "max_queue"),
+        ("range-ctx.json", r#"{"n_seq_max": 999}"#, "n_seq_max"),
+    ] {
+        let path = write(name, text);
+        let out = Command::new(env!("CARGO_BIN_EXE_ponder"))
+            .args(["serve", "--model", "/nonexistent.gguf", "--config", &path])
+            .env_remove("PONDER_API_KEY")
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&path) && err.contains(&format!("invalid key \"{key}\"")),
+            "{name}: {err}"
+        );
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_ponder"))
+        .args(["serve", "--config", "/nonexistent/serve.json"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("/nonexistent/serve.json"),
+        "{err}"
+    );
+
+    // The file gives the key, the queue, the caps and the sequences; the flags Serve::start
+    // passes (--ctx 4096, --model-name smol) win over the file's.
+    let path = write(
+        "serve.json",
+        &format!(
+            r#"{{"api_key": "{KEY}", "max_queue": 3, "max_n": 2, "n_seq_max": 8, "ctx": 2048, "model_name": "from-file"}}"#
+        ),
+    );
+    let s = Serve::start(&["--config", &path]);
+    let (status, body) = s.curl(&["/v1/models"]);
+    assert_error(status, &body, 401, Some("invalid_api_key"));
+    let (status, body) = s.curl(&["/v1/models", "-H", &format!("authorization: Bearer {KEY}")]);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json(&body)["data"][0]["id"], "smol", "{body}");
+    assert_eq!(s.metric("ponder_queue_capacity"), 3.0);
+    assert_eq!(s.metric("ponder_sequences_max"), 8.0);
+    assert_eq!(s.metric("ponder_kv_cells_capacity"), 4096.0);
+    let (status, body) = s.chat(&chat_body("smol", r#","n":3,"max_tokens":2"#));
+    assert_error(status, &body, 400, None);
+    let (status, body) = s.chat(&chat_body("smol", r#","n":2,"max_tokens":2"#));
+    assert_eq!(status, 200, "{body}");
+}
+
+#[test]
 fn openai_and_curl_clients_get_answers_and_every_error_its_status() {
     let s = Serve::start(&["--api-key", KEY, "--max-body-bytes", "65536"]);
 
@@ -334,6 +395,11 @@ fn a_full_queue_answers_429_and_a_client_that_goes_away_cancels_its_solve() {
     let s = Serve::start(&["--api-key", KEY, "--max-queue", "1"]);
     let mut long = s.chat_in_background(LONG, 8);
     s.wait_metric("ponder_queue_depth", |v| v == 1.0);
+    // Its 16 branches hold sequences and KV cells of the shared context.
+    s.wait_metric("ponder_sequences_live", |v| v >= 16.0);
+    let cells = s.metric("ponder_kv_cells_used");
+    assert!(cells > 0.0 && cells <= 4096.0, "{cells}");
+    assert_eq!(s.metric("ponder_kv_cells_capacity"), 4096.0);
     let (status, body) = s.chat(&chat_body("smol", r#","max_tokens":4"#));
     assert_error(status, &body, 429, Some("queue_full"));
     // curl gives up (its --max-time): the server sees the connection close and cancels.
@@ -341,6 +407,9 @@ fn a_full_queue_answers_429_and_a_client_that_goes_away_cancels_its_solve() {
     assert_eq!(out.code(), Some(28), "curl should have timed out");
     s.wait_metric("ponder_requests_cancelled_total", |v| v == 1.0);
     s.wait_metric("ponder_queue_depth", |v| v == 0.0);
+    // The cancelled solve gave its sequences and cells back.
+    s.wait_metric("ponder_sequences_live", |v| v == 0.0);
+    assert_eq!(s.metric("ponder_kv_cells_used"), 0.0);
     assert_eq!(
         s.metric(r#"ponder_requests_total{strategy="plain",status="499"}"#),
         1.0

@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use serde::Serialize;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -11,6 +12,7 @@ use ponder::lm::{
     ContextOptions, FinishReason, GenRequest, Lm, Message, Model, ModelOptions, RemoteLm,
     RemoteOptions, SamplingParams, Usage, DEFAULT_MODEL_PATH,
 };
+use ponder::serve::ServeFile;
 use ponder::strategy::{
     AnswerKind, EntryKind, Outcome, Problem, PromptConfig, Rerank, SearchTree, StopReason,
     StrategyConfig,
@@ -19,7 +21,7 @@ use ponder::synth::{self, SynthConfig};
 use ponder::trace::export::{ExportOptions, Format, LabelKind};
 use ponder::trace::ModelId;
 use ponder::{bench, eval};
-use ponder::{ConfigError, Engine};
+use ponder::{ConfigError, ConfigFileError, Engine};
 
 #[derive(Parser)]
 #[command(
@@ -51,7 +53,7 @@ enum Command {
     Serve(ServeArgs),
 }
 
-#[derive(Args)]
+#[derive(Args, Clone)]
 struct ServeArgs {
     #[command(flatten)]
     model: ModelArgs,
@@ -88,6 +90,11 @@ struct ServeArgs {
     /// The model's name in /v1/models (default: the model file's stem, or --served-model).
     #[arg(long)]
     model_name: Option<String>,
+    /// A JSON file of settings: an object whose keys are this command's long flags with `_`
+    /// for `-` (host, port, api_key, max_queue, max_n, …, model, ctx, threads, n_seq_max,
+    /// url as a list, …). A flag or environment variable given wins over the file.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -487,7 +494,7 @@ struct EvalArgs {
     workers: usize,
 }
 
-#[derive(Args)]
+#[derive(Args, Clone)]
 struct ModelArgs {
     /// Where the model runs: `llama` (in-process llama.cpp) or `remote` (OpenAI-compatible
     /// servers given with --url).
@@ -1487,7 +1494,104 @@ fn list_devices(args: &DevicesArgs) -> ponder::Result<()> {
     Ok(())
 }
 
-fn run_serve(args: &ServeArgs) -> ponder::Result<()> {
+/// The keys of a `--config` file in effect: those its file sets and no flag overrides.
+struct FileKeys {
+    path: PathBuf,
+    keys: Vec<&'static str>,
+}
+
+impl FileKeys {
+    /// `e` as an error of the file when the setting it names came from the file.
+    fn blame(&self, e: ConfigError) -> ponder::Error {
+        let key = match e.field {
+            "n_ctx" => "ctx",
+            "n_threads" => "threads",
+            "urls" => "url",
+            other => other,
+        };
+        if self.keys.contains(&key) {
+            ConfigFileError::Key {
+                path: self.path.clone(),
+                key: key.to_string(),
+                reason: e.reason,
+            }
+            .into()
+        } else {
+            e.into()
+        }
+    }
+}
+
+/// `args` with the settings of its `--config` file under them: each key of the file applies
+/// where its flag (or environment variable) was not given.
+fn with_config_file(
+    args: &ServeArgs,
+    matches: &ArgMatches,
+) -> ponder::Result<(ServeArgs, Option<FileKeys>)> {
+    let Some(path) = &args.config else {
+        return Ok((args.clone(), None));
+    };
+    let file = ServeFile::load(path)?;
+    let given = |id: &str| {
+        matches!(
+            matches.value_source(id),
+            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+        )
+    };
+    let mut a = args.clone();
+    let mut keys = Vec::new();
+    // (file key, clap argument id, field to set)
+    macro_rules! take {
+        ($key:ident, $id:literal, $field:expr, $wrap:expr) => {
+            if let Some(v) = file.$key.clone() {
+                if !given($id) {
+                    $field = $wrap(v);
+                    keys.push(stringify!($key));
+                }
+            }
+        };
+        ($key:ident, $id:literal, $field:expr) => {
+            take!($key, $id, $field, std::convert::identity)
+        };
+    }
+    take!(host, "host", a.host);
+    take!(port, "port", a.port);
+    take!(api_key, "api_key", a.api_key, Some);
+    take!(max_queue, "max_queue", a.max_queue);
+    take!(max_body_bytes, "max_body_bytes", a.max_body_bytes);
+    take!(max_n, "max_n", a.max_n);
+    take!(max_tokens, "max_tokens", a.max_tokens);
+    take!(max_budget_tokens, "max_budget_tokens", a.max_budget_tokens);
+    take!(max_solve_seconds, "max_solve_seconds", a.max_solve_seconds);
+    take!(grace_seconds, "grace_seconds", a.grace_seconds);
+    take!(model_name, "model_name", a.model_name, Some);
+    take!(backend, "backend", a.model.backend);
+    take!(model, "model", a.model.model);
+    take!(n_gpu_layers, "n_gpu_layers", a.model.n_gpu_layers);
+    take!(ctx, "n_ctx", a.model.n_ctx, Some);
+    take!(threads, "threads", a.model.threads);
+    take!(n_seq_max, "n_seq_max", a.model.n_seq_max);
+    take!(deterministic, "deterministic", a.model.deterministic);
+    take!(url, "urls", a.model.urls);
+    take!(served_model, "served_model", a.model.served_model, Some);
+    take!(max_in_flight, "max_in_flight", a.model.max_in_flight);
+    take!(timeout_ms, "timeout_ms", a.model.timeout_ms);
+    take!(attempts, "attempts", a.model.attempts);
+    Ok((
+        a,
+        Some(FileKeys {
+            path: path.clone(),
+            keys,
+        }),
+    ))
+}
+
+fn run_serve(args: &ServeArgs, matches: &ArgMatches) -> ponder::Result<()> {
+    let (args, file) = with_config_file(args, matches)?;
+    let blame = |e: ConfigError| match &file {
+        Some(f) => f.blame(e),
+        None => e.into(),
+    };
     let model_name = args.model_name.clone().unwrap_or_else(|| {
         args.model
             .served_model
@@ -1513,9 +1617,17 @@ fn run_serve(args: &ServeArgs) -> ponder::Result<()> {
         grace_seconds: args.grace_seconds,
         model_name,
     };
-    // Refuse a bad bind before the (slow) model load.
-    options.bind_address()?;
-    ponder::serve::serve(args.model.engine()?, options)
+    // Refuse a bad bind or context setting before the (slow) model load.
+    options.bind_address().map_err(blame)?;
+    if args.model.backend == "llama" {
+        args.model.options().1.validate().map_err(blame)?;
+    }
+    let engine = args.model.engine().map_err(|e| match e {
+        ponder::Error::Config(e) => blame(e),
+        ponder::Error::Load(ponder::LoadError::Config(e)) => blame(e),
+        e => e,
+    })?;
+    ponder::serve::serve(engine, options)
 }
 
 /// Why [`ponder::devices`] lists no GPU.
@@ -1528,7 +1640,9 @@ fn no_gpu_reason() -> &'static str {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // The matches too: `serve --config` needs to know which flags were given.
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let result = match &cli.command {
         Command::Generate(args) => generate(args),
         Command::Solve(args) => solve(args),
@@ -1536,7 +1650,12 @@ fn main() -> ExitCode {
         Command::Synth(args) => run_synth(args),
         Command::Bench(args) => run_bench(args),
         Command::Devices(args) => list_devices(args),
-        Command::Serve(args) => run_serve(args),
+        Command::Serve(args) => run_serve(
+            args,
+            matches
+                .subcommand_matches("serve")
+                .expect("the serve command was parsed"),
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

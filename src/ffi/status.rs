@@ -108,7 +108,7 @@ impl ponder_status {
 impl From<&Error> for ponder_status {
     fn from(e: &Error) -> Self {
         match e {
-            Error::Config(_) => Self::InvalidConfig,
+            Error::Config(_) | Error::ConfigFile(_) => Self::InvalidConfig,
             Error::Reentrant => Self::Reentrant,
             Error::Io { .. } => Self::Io,
             Error::Load(LoadError::ModelNotFound { .. }) => Self::ModelNotFound,

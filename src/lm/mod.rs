@@ -13,6 +13,7 @@ pub use llama::{
 pub mod remote;
 pub use remote::{RemoteLm, RemoteOptions, ServerStats};
 pub(crate) mod sampler;
+#[cfg(any(test, feature = "test-util"))]
 pub mod scripted;
 
 use serde::{Deserialize, Serialize};

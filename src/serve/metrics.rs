@@ -13,7 +13,8 @@ pub const LATENCY_BUCKETS: [f64; 12] = [
 ];
 
 /// Counters of a running server. The engine's work is summed from every finished solve's own
-/// [`Usage`] (an `Engine::usage` call would wait for the running solve).
+/// [`Usage`], so it reads the same on every backend (on a serialised engine, `Engine::usage`
+/// would wait for the running solve).
 #[derive(Debug, Default)]
 pub struct Metrics {
     inner: Mutex<Inner>,
@@ -149,6 +150,16 @@ impl Metrics {
                     c.n_seq_max as usize,
                 ),
                 (
+                    "ponder_kv_cells_used",
+                    "KV cells the live sequences hold, a prefix shared by many counted once (counted by ponder: llama.cpp has no call for it).",
+                    c.kv_cells_used,
+                ),
+                (
+                    "ponder_kv_cells_capacity",
+                    "KV cells of the shared context (--ctx).",
+                    c.kv_cells_capacity as usize,
+                ),
+                (
                     "ponder_nodes_live",
                     "Prefix-tree nodes of all running solves not yet released.",
                     c.nodes,
@@ -239,12 +250,23 @@ mod tests {
             queue_capacity: 8,
             solves_running: 1,
             shutting_down: false,
-            context: None,
+            context: Some(crate::lm::ContextLoad {
+                live_sequences: 3,
+                n_seq_max: 64,
+                nodes: 5,
+                jobs: 1,
+                kv_cells_used: 120,
+                kv_cells_capacity: 4096,
+            }),
         });
         assert!(text.contains("ponder_requests_total{strategy=\"best_of_n\",status=\"200\"} 2"));
         assert!(text.contains("ponder_requests_total{strategy=\"-\",status=\"401\"} 1"));
         assert!(text.contains("ponder_requests_cancelled_total 1"));
         assert!(text.contains("ponder_queue_depth 2"));
+        assert!(text.contains("ponder_sequences_live 3"));
+        assert!(text.contains("ponder_sequences_max 64"));
+        assert!(text.contains("ponder_kv_cells_used 120"));
+        assert!(text.contains("ponder_kv_cells_capacity 4096"));
         assert!(text.contains("ponder_generated_tokens_total 20"));
         assert!(text.contains("ponder_solve_seconds_bucket{le=\"0.25\"} 0"));
         assert!(text.contains("ponder_solve_seconds_bucket{le=\"0.5\"} 1"));

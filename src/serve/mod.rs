@@ -18,8 +18,11 @@
 //! of its own around solves: on the llama.cpp backend they share one context and its forward
 //! passes (continuous batching), and the queue bound is the admission control.
 
+mod config;
 pub mod metrics;
 pub mod openai;
+
+pub use config::ServeFile;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};

@@ -17,13 +17,10 @@
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::io::Read;
-use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use llama_cpp_2::context::params::LlamaContextParams;
-use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::params::LlamaModelParams;
@@ -31,14 +28,18 @@ use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
 use llama_cpp_2::token::LlamaToken;
 use serde::{Deserialize, Serialize};
 
+mod context;
+mod reference;
 mod sched;
 mod shared;
+pub use reference::ReferenceDecode;
 pub(crate) use sched::Owner;
 pub use shared::{ContextLoad, SharedLlama, SolveLm};
 
 use super::sampler::{self, Rng, Scratch};
 use super::{FinishReason, GenRequest, Generation, Lm, Message, Node, TokenId, Usage};
 use crate::error::{ConfigError, DecodeError, LoadError};
+use context::ModelContext;
 use sched::{Need, Output, Work};
 
 /// Where the default model lives, relative to the working directory (`make model` puts it there).
@@ -199,11 +200,11 @@ impl ContextOptions {
 }
 
 /// The process-wide llama.cpp backend, initialised on first use (llama.cpp allows one per
-/// process). Public for programs that also call `llama-cpp-2` directly next to ponder.
+/// process).
 ///
 /// # Errors
 /// [`LoadError::Backend`] if llama.cpp's initialisation failed.
-pub fn llama_backend() -> Result<&'static LlamaBackend, LoadError> {
+pub(crate) fn llama_backend() -> Result<&'static LlamaBackend, LoadError> {
     static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
     BACKEND
         .get_or_init(|| {
@@ -270,9 +271,6 @@ pub fn devices() -> Result<Vec<Device>, LoadError> {
         .collect())
 }
 
-/// llama.cpp mutates the model while creating a context, so contexts are created one at a time.
-static CONTEXT_CREATION: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
-
 /// A loaded GGUF model. Cheap to clone; clones share the weights. Safe to share between threads.
 #[derive(Clone)]
 pub struct Model {
@@ -313,11 +311,6 @@ impl Model {
     /// The number of tokens in the vocabulary.
     pub fn vocab_size(&self) -> usize {
         self.inner.n_vocab().max(0) as usize
-    }
-
-    /// The underlying `llama-cpp-2` model, for programs that also drive llama.cpp directly.
-    pub fn llama_model(&self) -> &LlamaModel {
-        &self.inner
     }
 
     /// The context length the model was trained with.
@@ -463,8 +456,7 @@ struct Branch {
 /// Thread rules: a `LlamaLm` may move between threads (`Send`) but serves one caller at a time
 /// (`&mut self`); share it behind a mutex.
 pub struct LlamaLm {
-    // Field order matters: the context must be dropped before the model it was made from.
-    ctx: LlamaContext<'static>,
+    ctx: ModelContext,
     batch: LlamaBatch<'static>,
     model: Model,
     /// The model's own chat template; `None` for models without one (base models), which get
@@ -521,43 +513,7 @@ impl LlamaLm {
 
     fn new(model: Model, options: &ContextOptions) -> Result<Self, LoadError> {
         options.validate()?;
-        let backend = llama_backend()?;
-        let n_batch = if options.n_batch == 0 {
-            options.n_ctx.min(2048)
-        } else {
-            options.n_batch.min(options.n_ctx)
-        };
-        let threads = if options.n_threads == 0 {
-            std::thread::available_parallelism().map_or(1, |n| n.get() as i32)
-        } else {
-            options.n_threads as i32
-        };
-        let params = LlamaContextParams::default()
-            .with_n_ctx(NonZeroU32::new(options.n_ctx))
-            .with_n_batch(n_batch)
-            .with_n_ubatch(n_batch.min(512))
-            .with_n_seq_max(options.n_seq_max)
-            .with_kv_unified(true)
-            .with_flash_attention_policy(if options.flash_attention {
-                llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_AUTO
-            } else {
-                llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED
-            })
-            .with_n_threads(threads)
-            .with_n_threads_batch(threads);
-        let ctx = {
-            let _guard = CONTEXT_CREATION.lock();
-            model
-                .inner
-                .new_context(backend, params)
-                .map_err(|_| LoadError::Context {
-                    n_ctx: options.n_ctx,
-                    n_seq_max: options.n_seq_max,
-                })?
-        };
-        // SAFETY: the context only borrows the model to keep it alive; `model` holds an `Arc` to
-        // the same `LlamaModel` and is declared after `ctx`, so it outlives it.
-        let ctx: LlamaContext<'static> = unsafe { std::mem::transmute(ctx) };
+        let (ctx, n_batch) = ModelContext::open(&model, options)?;
         let template = model.inner.chat_template(None).ok();
         Ok(Self {
             ctx,
@@ -639,6 +595,36 @@ impl LlamaLm {
     /// Sequences currently holding cache.
     pub fn live_sequences(&self) -> usize {
         self.n_seq_max as usize - self.free_seqs.len()
+    }
+
+    /// KV cells the live sequences hold: the distinct token prefixes (position and all tokens
+    /// before it) in their caches, so a prefix shared by many sequences counts once. llama.cpp's
+    /// API (as of llama-cpp-2 0.1.160) has no used-cell count, so this is ponder's own: it equals
+    /// the cache's when every shared prefix is stored once, as ponder does (new sequences copy
+    /// the longest live prefix; equal pending tokens of several sequences are decoded into one
+    /// cell), and is lower by the tokens two sequences decoded separately although equal.
+    /// Linear in the tokens held (sorted by prefix): meant for monitoring, not per step.
+    pub fn kv_cells_used(&self) -> usize {
+        let mut held: Vec<&[LlamaToken]> = self
+            .slots
+            .iter()
+            .filter_map(|s| s.node.as_ref())
+            .filter(|n| n.seq.is_some())
+            .map(|n| &n.tokens[..n.kv_len])
+            .collect();
+        held.sort_unstable();
+        let mut cells = 0;
+        let mut previous: &[LlamaToken] = &[];
+        for tokens in held {
+            let shared = tokens
+                .iter()
+                .zip(previous)
+                .take_while(|(a, b)| a == b)
+                .count();
+            cells += tokens.len() - shared;
+            previous = tokens;
+        }
+        cells
     }
 
     /// Whether `node` currently holds a sequence (false for a parked or never-decoded node).
@@ -736,9 +722,7 @@ impl LlamaLm {
     // ----- sequences and parking -------------------------------------------------------------
 
     fn free_seq(&mut self, seq: i32) {
-        self.ctx
-            .clear_kv_cache_seq(Some(seq as u32), None, None)
-            .ok();
+        self.ctx.clear_seq(Some(seq as u32), None, None);
         self.free_seqs.push(seq);
     }
 
@@ -825,9 +809,7 @@ impl LlamaLm {
                             .as_ref()
                             .is_some_and(|n| n.seq == Some(src) && n.kv_len >= shared)
                     }) {
-                        self.ctx
-                            .copy_kv_cache_seq(src, seq, Some(0), Some(shared as u32))
-                            .ok();
+                        self.ctx.copy_seq(src, seq, Some(0), Some(shared as u32));
                         (seq, shared)
                     } else {
                         (seq, 0)
@@ -856,9 +838,7 @@ impl LlamaLm {
         let n = self.data(i);
         if n.kv_len > len {
             let seq = n.seq.expect("attached") as u32;
-            self.ctx
-                .clear_kv_cache_seq(Some(seq), Some(len as u32), None)
-                .ok();
+            self.ctx.clear_seq(Some(seq), Some(len as u32), None);
             self.data_mut(i).kv_len = len;
         }
     }
@@ -994,7 +974,7 @@ impl LlamaLm {
                 }
                 let logits: Option<Arc<[f32]>> = item
                     .logits
-                    .then(|| Arc::from(self.ctx.get_logits_ith(b as i32)));
+                    .then(|| Arc::from(self.ctx.get().get_logits_ith(b as i32)));
                 for &e in &item.members {
                     let p = &entries[e];
                     let n = self
@@ -1368,7 +1348,7 @@ impl Lm for LlamaLm {
         if self.node_count() > 0 {
             return false;
         }
-        self.ctx.clear_kv_cache();
+        self.ctx.clear();
         self.free_seqs = (0..self.n_seq_max as i32).rev().collect();
         true
     }

@@ -44,6 +44,10 @@ pub struct ContextLoad {
     pub nodes: usize,
     /// Decoding calls in progress.
     pub jobs: usize,
+    /// KV cells the live sequences hold, counted by ponder (see [`LlamaLm::kv_cells_used`]).
+    pub kv_cells_used: usize,
+    /// KV cells of the context (`n_ctx`).
+    pub kv_cells_capacity: u32,
 }
 
 impl SharedLlama {
@@ -79,6 +83,8 @@ impl SharedLlama {
             n_seq_max: core.n_seq_max,
             nodes: core.node_count(),
             jobs: core.jobs.len(),
+            kv_cells_used: core.kv_cells_used(),
+            kv_cells_capacity: core.n_ctx,
         }
     }
 

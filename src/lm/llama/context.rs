@@ -1,0 +1,120 @@
+//! [`ModelContext`]: a llama.cpp context that owns a share of the model it was made from.
+//!
+//! `llama-cpp-2` ties a `LlamaContext<'a>` to a borrow of its `LlamaModel`, so a struct cannot
+//! hold both by plain borrowing. This module is the one place that erases that lifetime, and it
+//! keeps the erased context private: callers get it only as `&LlamaContext<'_>` tied to their
+//! borrow of the owner, or through the few `&mut` operations below, never as a value they could
+//! move out or swap.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::LlamaContextLoadError;
+
+use super::{llama_backend, ContextOptions, Model};
+use crate::error::LoadError;
+
+/// llama.cpp mutates the model while creating a context, so contexts are created one at a time.
+static CONTEXT_CREATION: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
+
+/// A llama.cpp context together with the model it borrows.
+///
+/// Invariant: `ctx` was created from `*_model` and is dropped before `_model`. Rust drops a
+/// struct's fields in declaration order, so `ctx` must stay declared first.
+pub(crate) struct ModelContext {
+    ctx: LlamaContext<'static>,
+    /// Only read by the context (through llama.cpp's pointer): held to keep the model alive.
+    _model: Arc<LlamaModel>,
+}
+
+impl ModelContext {
+    /// A context over `model` sized by `options` (already validated), with a unified KV cache;
+    /// also returns the tokens per `llama_decode` it was made for.
+    pub(crate) fn open(model: &Model, options: &ContextOptions) -> Result<(Self, u32), LoadError> {
+        let backend = llama_backend()?;
+        let n_batch = if options.n_batch == 0 {
+            options.n_ctx.min(2048)
+        } else {
+            options.n_batch.min(options.n_ctx)
+        };
+        let threads = if options.n_threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get() as i32)
+        } else {
+            options.n_threads as i32
+        };
+        let params = LlamaContextParams::default()
+            .with_n_ctx(NonZeroU32::new(options.n_ctx))
+            .with_n_batch(n_batch)
+            .with_n_ubatch(n_batch.min(512))
+            .with_n_seq_max(options.n_seq_max)
+            .with_kv_unified(true)
+            .with_flash_attention_policy(if options.flash_attention {
+                llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_AUTO
+            } else {
+                llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED
+            })
+            .with_n_threads(threads)
+            .with_n_threads_batch(threads);
+        let ctx = Self::new(&model.inner, backend, params).map_err(|_| LoadError::Context {
+            n_ctx: options.n_ctx,
+            n_seq_max: options.n_seq_max,
+        })?;
+        Ok((ctx, n_batch))
+    }
+
+    /// A new context over `model` (created under the process-wide creation lock).
+    fn new(
+        model: &Arc<LlamaModel>,
+        backend: &LlamaBackend,
+        params: LlamaContextParams,
+    ) -> Result<Self, LlamaContextLoadError> {
+        let model = Arc::clone(model);
+        let ctx = {
+            let _guard = CONTEXT_CREATION.lock();
+            model.new_context(backend, params)?
+        };
+        // SAFETY: the context borrows the `LlamaModel` inside `model`'s allocation, which an `Arc`
+        // never moves and which lives while `self._model` holds its count. `ctx` is dropped before
+        // `_model` (field order, see the type's invariant), and the `'static` context never leaves
+        // this module: `get` shortens its lifetime to the caller's borrow, and the `&mut`
+        // operations below only call methods on it, so no one can move it out, swap another
+        // context in, or keep a reference derived from it past `self`.
+        let ctx = unsafe { std::mem::transmute::<LlamaContext<'_>, LlamaContext<'static>>(ctx) };
+        Ok(Self { ctx, _model: model })
+    }
+
+    /// The context, for its `&self` methods (logits, samplers), borrowed no longer than `self`.
+    pub(crate) fn get(&self) -> &LlamaContext<'_> {
+        &self.ctx
+    }
+
+    /// `llama_decode` of `batch`.
+    pub(crate) fn decode(
+        &mut self,
+        batch: &mut LlamaBatch<'_>,
+    ) -> Result<(), llama_cpp_2::DecodeError> {
+        self.ctx.decode(batch)
+    }
+
+    /// Removes positions `p0..p1` (all when `None`) of sequence `seq` (every sequence when `None`).
+    pub(crate) fn clear_seq(&mut self, seq: Option<u32>, p0: Option<u32>, p1: Option<u32>) {
+        // Fails only for values above i32::MAX, which sequence ids and positions never reach.
+        self.ctx.clear_kv_cache_seq(seq, p0, p1).ok();
+    }
+
+    /// Makes `dst` share `src`'s cells at positions `p0..p1` (copies no data in a unified cache).
+    pub(crate) fn copy_seq(&mut self, src: i32, dst: i32, p0: Option<u32>, p1: Option<u32>) {
+        // As in `clear_seq`: only out-of-range positions fail.
+        self.ctx.copy_kv_cache_seq(src, dst, p0, p1).ok();
+    }
+
+    /// Empties the whole KV cache.
+    pub(crate) fn clear(&mut self) {
+        self.ctx.clear_kv_cache();
+    }
+}
