@@ -121,9 +121,9 @@ struct SynthArgs {
     /// Only the first K problems.
     #[arg(long)]
     limit: Option<usize>,
-    /// Problems solved at once, each on its own engine. Worth it with --backend remote (more
-    /// requests in flight keep more servers busy); with --backend llama each worker is another
-    /// context on the same weights, sharing the CPU or GPU. Records are written in input order.
+    /// Problems in flight at once on one engine (backend llama: one context, their branches
+    /// share forward passes; backend remote: one connection, --max-in-flight caps the requests of
+    /// all of them). Records are written in input order.
     #[arg(long, default_value_t = 1)]
     workers: usize,
     /// Preference pairs need values at least this far apart.
@@ -522,7 +522,7 @@ struct ModelArgs {
     /// The `model` field sent to the servers (backend remote; default the first they list).
     #[arg(long)]
     served_model: Option<String>,
-    /// Most requests in flight at once over all servers (backend remote).
+    /// Most requests in flight at once over all servers and all solves (backend remote).
     #[arg(long, default_value_t = RemoteOptions::default().max_in_flight)]
     max_in_flight: usize,
     /// Time limit of one request in milliseconds (backend remote).
@@ -623,8 +623,8 @@ impl ModelArgs {
         })
     }
 
-    /// The engines for `n` workers (llama: one engine, shared by all of them; remote: one client
-    /// of the same servers each), and the model's identity for provenance.
+    /// The engines for `n` workers (one engine, shared by all of them: one llama.cpp context or
+    /// one connection to the servers), and the model's identity for provenance.
     fn engines_and_id(&self, n: usize) -> ponder::Result<(Vec<Engine>, ModelId)> {
         if n == 0 {
             return Err(ConfigError::new("workers", "--workers must be at least 1").into());
@@ -643,12 +643,10 @@ impl ModelArgs {
                 (vec![Engine::from_lm(lm)], id)
             }
             Backend::Remote(lm) => {
+                // One engine: one cap on requests in flight and one view of each server's load
+                // for the solves of all workers.
                 let id = ModelId::of_remote(&lm);
-                let mut engines = vec![Engine::from_lm(lm)];
-                for _ in 1..n {
-                    engines.push(Engine::connect(&self.remote_options())?);
-                }
-                (engines, id)
+                (vec![Engine::from_lm(lm)], id)
             }
         })
     }
