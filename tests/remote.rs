@@ -726,9 +726,10 @@ fn busy_slots(agent: &ureq::Agent, url: &str) -> usize {
 #[test]
 fn concurrent_solves_share_one_connection_and_its_cap_on_requests_in_flight() {
     // Four solves of best-of-2 at once: each would put 2 requests in flight by itself, 8 in all
-    // on a server with 4 slots; the one shared connection lets 2 through at a time.
+    // on a server with 4 slots; the one shared connection lets 2 through at a time. A server of
+    // its own, so that the busy slots it reports are this test's.
     const CAP: usize = 2;
-    let server = shared();
+    let server = &Server::start(4);
     let lm = RemoteLm::connect(&RemoteOptions {
         max_in_flight: CAP,
         ..RemoteOptions::new([server.url()])

@@ -1364,6 +1364,52 @@ mod tests {
     }
 
     #[test]
+    fn the_gate_caps_requests_in_flight_in_order_of_arrival_and_lets_the_cancelled_leave() {
+        let gate = Gate::new(2);
+        let a = gate.enter(None).unwrap();
+        let b = gate.enter(None).unwrap();
+        assert_eq!(gate.state.lock().in_flight, 2);
+        let order = Mutex::new(Vec::new());
+        let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        std::thread::scope(|scope| {
+            // Three waiters arrive in turn: the second is cancelled while it waits, the others
+            // get in, in order of arrival, each when a place frees.
+            let mut waiters = Vec::new();
+            for k in 0..3 {
+                let (gate, order, cancel) = (&gate, &order, cancel.clone());
+                waiters.push(scope.spawn(move || {
+                    let interrupt: Interrupt =
+                        std::sync::Arc::new(move || k == 1 && cancel.load(Ordering::SeqCst));
+                    let permit = gate.enter(Some(&interrupt));
+                    if permit.is_ok() {
+                        order.lock().push(k);
+                    }
+                    permit.map(|p| {
+                        std::thread::sleep(Duration::from_millis(20));
+                        drop(p);
+                    })
+                }));
+                while gate.state.lock().waiting.len() < k + 1 {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+            cancel.store(true, Ordering::SeqCst);
+            while gate.state.lock().waiting.len() > 2 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            assert!(order.lock().is_empty(), "nobody passes a full gate");
+            drop(a);
+            drop(b);
+            let results: Vec<_> = waiters.into_iter().map(|w| w.join().unwrap()).collect();
+            assert!(results[0].is_ok() && results[2].is_ok());
+            assert!(matches!(results[1], Err(DecodeError::Cancelled)));
+        });
+        assert_eq!(*order.lock(), [0, 2]);
+        let state = gate.state.lock();
+        assert_eq!((state.in_flight, state.peak, state.waiting.len()), (0, 2, 0));
+    }
+
+    #[test]
     fn server_messages_are_extracted() {
         assert_eq!(
             server_message(r#"{"error":{"code":400,"message":"too long","type":"x"}}"#),
