@@ -737,8 +737,10 @@ fn concurrent_solves_share_one_connection_and_its_cap_on_requests_in_flight() {
     .unwrap();
     let connection = lm.shared();
     let engine = Engine::from_lm(lm);
-    let s = strategy(serde_json::json!({"type": "best_of_n", "n": 2, "max_tokens": 32,
-                                        "rerank": "vote"}));
+    let s = strategy(
+        serde_json::json!({"type": "best_of_n", "n": 2, "max_tokens": 32,
+                                        "rerank": "vote"}),
+    );
     let questions = [
         "What is 3 + 4?",
         "What is 5 times 6?",

@@ -117,7 +117,10 @@ mod tests {
         assert_eq!(t.release(a), Some("a"));
         assert_eq!(t.count(), 1);
         // The stale handle is refused, also after its slot is reused by another node.
-        assert!(matches!(t.get(a), Err(DecodeError::UnknownNode { node: 0 })));
+        assert!(matches!(
+            t.get(a),
+            Err(DecodeError::UnknownNode { node: 0 })
+        ));
         let c = t.insert("c");
         assert_eq!(c.index, a.index, "the free slot is reused");
         assert_ne!(c, a);

@@ -269,8 +269,10 @@ impl Gate {
                 return Err(DecodeError::Cancelled);
             }
             // Interrupts are plain closures: look at them now and then.
-            self.turn
-                .wait_for(&mut state, Duration::from_millis(if interrupt.is_some() { 20 } else { 200 }));
+            self.turn.wait_for(
+                &mut state,
+                Duration::from_millis(if interrupt.is_some() { 20 } else { 200 }),
+            );
         }
     }
 }
@@ -782,10 +784,16 @@ impl RemoteLm {
     }
 
     fn check_vocab(&self, field: &'static str, tokens: &[TokenId]) -> Result<(), DecodeError> {
-        if let Some(&t) = tokens.iter().find(|&&t| t < 0 || t as usize >= self.shared.vocab) {
+        if let Some(&t) = tokens
+            .iter()
+            .find(|&&t| t < 0 || t as usize >= self.shared.vocab)
+        {
             return Err(ConfigError::new(
                 field,
-                format!("token id {t} is outside the vocabulary (0..{})", self.shared.vocab),
+                format!(
+                    "token id {t} is outside the vocabulary (0..{})",
+                    self.shared.vocab
+                ),
             )
             .into());
         }
@@ -827,7 +835,10 @@ impl RemoteLm {
             return Ok(t.clone());
         }
         let t = self.tokenize_with(stop, false)?;
-        self.shared.stop_tokens.lock().insert(stop.to_string(), t.clone());
+        self.shared
+            .stop_tokens
+            .lock()
+            .insert(stop.to_string(), t.clone());
         Ok(t)
     }
 
@@ -1152,10 +1163,10 @@ impl Lm for RemoteLm {
                     "messages": msgs,
                     "add_generation_prompt": true,
                 });
-                let v = self
-                    .shared
-                    .client
-                    .call("/tokenize", Some(&body), self.interrupt.as_ref())?;
+                let v =
+                    self.shared
+                        .client
+                        .call("/tokenize", Some(&body), self.interrupt.as_ref())?;
                 let ids = token_ids(&v, "tokens").ok_or_else(|| bad_response("/tokenize", &v))?;
                 self.detokenize(&ids)
             }
@@ -1406,7 +1417,10 @@ mod tests {
         });
         assert_eq!(*order.lock(), [0, 2]);
         let state = gate.state.lock();
-        assert_eq!((state.in_flight, state.peak, state.waiting.len()), (0, 2, 0));
+        assert_eq!(
+            (state.in_flight, state.peak, state.waiting.len()),
+            (0, 2, 0)
+        );
     }
 
     #[test]
