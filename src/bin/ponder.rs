@@ -533,9 +533,10 @@ struct ModelArgs {
     attempts: u32,
 }
 
-/// A model behind either backend (llama: a session and the loaded model it runs on).
+/// A model behind either backend (llama: a session and the loaded model it runs on; boxed, a
+/// `RemoteLm` handle being small).
 enum Backend {
-    Llama(ponder::LlamaLm, Model),
+    Llama(Box<ponder::LlamaLm>, Model),
     Remote(RemoteLm),
 }
 
@@ -592,7 +593,7 @@ impl ModelArgs {
                 }
                 let model = Model::load(&model)?;
                 let lm = model.session(&context)?;
-                Ok(Backend::Llama(lm, model))
+                Ok(Backend::Llama(Box::new(lm), model))
             }
             "remote" => {
                 if self.n_gpu_layers != ModelOptions::default().n_gpu_layers
@@ -618,7 +619,7 @@ impl ModelArgs {
 
     fn engine(&self) -> ponder::Result<Engine> {
         Ok(match self.open()? {
-            Backend::Llama(lm, _) => Engine::from_lm(lm),
+            Backend::Llama(lm, _) => Engine::from_lm(*lm),
             Backend::Remote(lm) => Engine::from_lm(lm),
         })
     }
@@ -640,7 +641,7 @@ impl ModelArgs {
                 // One engine: its decode loop serves every worker's solve in the same forward
                 // passes (separate contexts would fight over the cores).
                 let _ = model;
-                (vec![Engine::from_lm(lm)], id)
+                (vec![Engine::from_lm(*lm)], id)
             }
             Backend::Remote(lm) => {
                 // One engine: one cap on requests in flight and one view of each server's load
@@ -753,7 +754,7 @@ fn generate(args: &GenerateArgs) -> ponder::Result<()> {
     }
 
     let mut lm: Box<dyn Lm> = match args.model.open()? {
-        Backend::Llama(lm, _) => Box::new(lm),
+        Backend::Llama(lm, _) => lm,
         Backend::Remote(lm) => Box::new(lm),
     };
     let root = if args.raw {
