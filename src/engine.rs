@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 use crate::error::Error;
 use crate::lm::{
     ContextLoad, ContextOptions, LlamaLm, Lm, Model, ModelOptions, RemoteLm, RemoteOptions,
-    SharedLlama, Usage,
+    SharedLlama, SharedRemote, Usage,
 };
 use crate::strategy::{Event, Flow, Observer, Outcome, Problem, StrategyConfig};
 
@@ -39,9 +39,11 @@ impl CancelToken {
 ///
 /// Thread rules: an `Engine` is `Send + Sync`. On the llama.cpp backend, solves from several
 /// threads run *concurrently* in one context: every step of the decode loop puts the next tokens
-/// of all of them into one forward pass (continuous batching; see [`SharedLlama`]). With
-/// [`ContextOptions::deterministic`], and on the other backends, solves are served one at a time
-/// in the order a lock is granted. [`Engine::cancel`] may be called from any thread at any time,
+/// of all of them into one forward pass (continuous batching; see [`SharedLlama`]). On the remote
+/// backend they run concurrently over one connection, whose cap on requests in flight and choice
+/// of server see the requests of every solve (see [`SharedRemote`]). With
+/// [`ContextOptions::deterministic`], and on other [`Lm`]s, solves are served one at a time in
+/// the order a lock is granted. [`Engine::cancel`] may be called from any thread at any time,
 /// also from an event callback; [`CancelToken`] cancels one solve only. An event callback must not
 /// call [`Engine::solve`] or [`Engine::solve_with`] on the engine whose solve is calling it (a
 /// serialised engine would wait forever): a solve refuses it at once with [`Error::Reentrant`].
@@ -58,6 +60,8 @@ pub struct Engine {
 enum Backend {
     /// The llama.cpp context, shared by concurrent solves.
     Shared(Arc<SharedLlama>),
+    /// One connection to remote servers, shared by concurrent solves.
+    Remote(Arc<SharedRemote>),
     /// Any other [`Lm`], one solve at a time.
     Locked(Mutex<Box<dyn Lm + Send>>),
 }
@@ -124,19 +128,24 @@ impl Engine {
 
     /// An engine over any [`Lm`] (another backend, or a scripted one in tests). A [`LlamaLm`]
     /// is shared by concurrent solves unless it was opened with
-    /// [`ContextOptions::deterministic`].
+    /// [`ContextOptions::deterministic`]; a [`RemoteLm`]'s connection is shared by concurrent
+    /// solves (its own nodes are not carried over).
     pub fn from_lm(lm: impl Lm + Send + 'static) -> Self {
         let mut lm = Some(lm);
         let llama = (&mut lm as &mut dyn std::any::Any)
             .downcast_mut::<Option<LlamaLm>>()
             .and_then(Option::take);
-        let (backend, serial) = match (llama, lm) {
-            (Some(llama), _) => {
+        let remote = (&mut lm as &mut dyn std::any::Any)
+            .downcast_mut::<Option<RemoteLm>>()
+            .and_then(Option::take);
+        let (backend, serial) = match (llama, remote, lm) {
+            (Some(llama), _, _) => {
                 let serial = llama.deterministic().then(|| Mutex::new(()));
                 (Backend::Shared(SharedLlama::new(llama)), serial)
             }
-            (None, Some(other)) => (Backend::Locked(Mutex::new(Box::new(other))), None),
-            (None, None) => unreachable!("taken only when it is a LlamaLm"),
+            (None, Some(remote), _) => (Backend::Remote(SharedRemote::new(remote)), None),
+            (None, None, Some(other)) => (Backend::Locked(Mutex::new(Box::new(other))), None),
+            (None, None, None) => unreachable!("taken only when it is a LlamaLm or a RemoteLm"),
         };
         Self {
             backend,
@@ -221,6 +230,7 @@ impl Engine {
         };
         match &self.backend {
             Backend::Shared(shared) => run(&mut shared.solve_lm(), &mut observer),
+            Backend::Remote(shared) => run(&mut shared.solve_lm(), &mut observer),
             Backend::Locked(lm) => run(lm.lock().as_mut(), &mut observer),
         }
     }
@@ -239,6 +249,7 @@ impl Engine {
     pub fn usage(&self) -> Usage {
         match &self.backend {
             Backend::Shared(shared) => shared.usage(),
+            Backend::Remote(shared) => shared.usage(),
             Backend::Locked(lm) => {
                 self.check_not_reentrant("usage");
                 lm.lock().usage()
@@ -251,18 +262,20 @@ impl Engine {
     pub fn context_load(&self) -> Option<ContextLoad> {
         match &self.backend {
             Backend::Shared(shared) => Some(shared.load()),
-            Backend::Locked(_) => None,
+            Backend::Remote(_) | Backend::Locked(_) => None,
         }
     }
 
-    /// Runs `f` with a model of its own: on the llama.cpp backend a fresh solve handle (its nodes
-    /// are released afterwards), elsewhere the model itself (waiting for a running solve).
+    /// Runs `f` with a model of its own: on the llama.cpp and remote backends a fresh solve
+    /// handle (its nodes are released afterwards), elsewhere the model itself (waiting for a
+    /// running solve).
     ///
     /// # Panics
     /// As [`Engine::usage`].
     pub fn with_lm<T>(&self, f: impl FnOnce(&mut dyn Lm) -> T) -> T {
         match &self.backend {
             Backend::Shared(shared) => f(&mut shared.solve_lm()),
+            Backend::Remote(shared) => f(&mut shared.solve_lm()),
             Backend::Locked(lm) => {
                 self.check_not_reentrant("with_lm");
                 f(lm.lock().as_mut())

@@ -702,3 +702,100 @@ fn garbage_truncated_and_failing_responses_are_typed_errors_after_bounded_retrie
         "no retry"
     );
 }
+
+/// The slots a llama-server is processing now, from its `/slots` endpoint.
+fn busy_slots(agent: &ureq::Agent, url: &str) -> usize {
+    let text = agent
+        .get(&format!("{url}/slots"))
+        .call()
+        .expect("/slots")
+        .into_string()
+        .expect("/slots body");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("/slots JSON");
+    v.as_array()
+        .expect("/slots is a list")
+        .iter()
+        .filter(|s| {
+            s.get("is_processing")
+                .and_then(serde_json::Value::as_bool)
+                .expect("each slot says is_processing")
+        })
+        .count()
+}
+
+#[test]
+fn concurrent_solves_share_one_connection_and_its_cap_on_requests_in_flight() {
+    // Four solves of best-of-2 at once: each would put 2 requests in flight by itself, 8 in all
+    // on a server with 4 slots; the one shared connection lets 2 through at a time. A server of
+    // its own, so that the busy slots it reports are this test's.
+    const CAP: usize = 2;
+    let server = &Server::start(4);
+    let lm = RemoteLm::connect(&RemoteOptions {
+        max_in_flight: CAP,
+        ..RemoteOptions::new([server.url()])
+    })
+    .unwrap();
+    let connection = lm.shared();
+    let engine = Engine::from_lm(lm);
+    let s = strategy(
+        serde_json::json!({"type": "best_of_n", "n": 2, "max_tokens": 32,
+                                        "rerank": "vote"}),
+    );
+    let questions = [
+        "What is 3 + 4?",
+        "What is 5 times 6?",
+        "What is 12 minus 7?",
+        QUESTION,
+    ];
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (outcomes, server_peak) = std::thread::scope(|scope| {
+        // The server's own view: how many of its slots are busy, sampled while the solves run.
+        let watcher = scope.spawn(|| {
+            let agent = ureq::AgentBuilder::new()
+                .timeout(Duration::from_secs(5))
+                .build();
+            let mut peak = 0;
+            let mut samples = 0;
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                peak = peak.max(busy_slots(&agent, &server.url()));
+                samples += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            (peak, samples)
+        });
+        let solves: Vec<_> = questions
+            .iter()
+            .map(|q| {
+                let (engine, s) = (&engine, &s);
+                scope.spawn(move || engine.solve(&Problem::new(*q), s))
+            })
+            .collect();
+        let outcomes: Vec<_> = solves.into_iter().map(|h| h.join().unwrap()).collect();
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        (outcomes, watcher.join().unwrap())
+    });
+    let mut generated = 0;
+    for (q, o) in questions.iter().zip(&outcomes) {
+        let o = o.as_ref().unwrap_or_else(|e| panic!("{q}: {e}"));
+        assert_eq!(o.candidates.len(), 2, "{q}");
+        assert!(o.usage.generated_tokens > 0, "{q}: {:?}", o.usage);
+        generated += o.usage.generated_tokens;
+    }
+    // Usage is per solve, and the engine's is their sum.
+    assert_eq!(engine.usage().generated_tokens, generated);
+    let stats = connection.server_stats();
+    eprintln!(
+        "peak in flight {} (cap {CAP}); server stats {stats:?}; busy slots seen {server_peak:?}",
+        connection.peak_in_flight()
+    );
+    assert_eq!(
+        connection.peak_in_flight(),
+        CAP,
+        "the solves together reach the cap and never pass it"
+    );
+    assert!(stats[0].peak_outstanding <= CAP, "{stats:?}");
+    let (busy, samples) = server_peak;
+    assert!(samples > 0);
+    assert!(busy <= CAP, "the server saw {busy} slots busy at once");
+    assert_eq!(connection.in_flight(), (0, 0), "nothing left in flight");
+}

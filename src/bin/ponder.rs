@@ -128,9 +128,9 @@ struct SynthArgs {
     /// Only the first K problems.
     #[arg(long)]
     limit: Option<usize>,
-    /// Problems solved at once, each on its own engine. Worth it with --backend remote (more
-    /// requests in flight keep more servers busy); with --backend llama each worker is another
-    /// context on the same weights, sharing the CPU or GPU. Records are written in input order.
+    /// Problems in flight at once on one engine (backend llama: one context, their branches
+    /// share forward passes; backend remote: one connection, --max-in-flight caps the requests of
+    /// all of them). Records are written in input order.
     #[arg(long, default_value_t = 1)]
     workers: usize,
     /// Preference pairs need values at least this far apart.
@@ -538,7 +538,7 @@ struct ModelArgs {
     /// The `model` field sent to the servers (backend remote; default the first they list).
     #[arg(long)]
     served_model: Option<String>,
-    /// Most requests in flight at once over all servers (backend remote).
+    /// Most requests in flight at once over all servers and all solves (backend remote).
     #[arg(long, default_value_t = RemoteOptions::default().max_in_flight)]
     max_in_flight: usize,
     /// Time limit of one request in milliseconds (backend remote).
@@ -549,9 +549,10 @@ struct ModelArgs {
     attempts: u32,
 }
 
-/// A model behind either backend (llama: a session and the loaded model it runs on).
+/// A model behind either backend (llama: a session and the loaded model it runs on; boxed, a
+/// `RemoteLm` handle being small).
 enum Backend {
-    Llama(ponder::LlamaLm, Model),
+    Llama(Box<ponder::LlamaLm>, Model),
     Remote(RemoteLm),
 }
 
@@ -610,7 +611,7 @@ impl ModelArgs {
                 }
                 let model = Model::load(&model)?;
                 let lm = model.session(&context)?;
-                Ok(Backend::Llama(lm, model))
+                Ok(Backend::Llama(Box::new(lm), model))
             }
             "remote" => {
                 if self.n_gpu_layers != ModelOptions::default().n_gpu_layers
@@ -638,13 +639,13 @@ impl ModelArgs {
 
     fn engine(&self) -> ponder::Result<Engine> {
         Ok(match self.open()? {
-            Backend::Llama(lm, _) => Engine::from_lm(lm),
+            Backend::Llama(lm, _) => Engine::from_lm(*lm),
             Backend::Remote(lm) => Engine::from_lm(lm),
         })
     }
 
-    /// The engines for `n` workers (llama: one engine, shared by all of them; remote: one client
-    /// of the same servers each), and the model's identity for provenance.
+    /// The engines for `n` workers (one engine, shared by all of them: one llama.cpp context or
+    /// one connection to the servers), and the model's identity for provenance.
     fn engines_and_id(&self, n: usize) -> ponder::Result<(Vec<Engine>, ModelId)> {
         if n == 0 {
             return Err(ConfigError::new("workers", "--workers must be at least 1").into());
@@ -660,15 +661,13 @@ impl ModelArgs {
                 // One engine: its decode loop serves every worker's solve in the same forward
                 // passes (separate contexts would fight over the cores).
                 let _ = model;
-                (vec![Engine::from_lm(lm)], id)
+                (vec![Engine::from_lm(*lm)], id)
             }
             Backend::Remote(lm) => {
+                // One engine: one cap on requests in flight and one view of each server's load
+                // for the solves of all workers.
                 let id = ModelId::of_remote(&lm);
-                let mut engines = vec![Engine::from_lm(lm)];
-                for _ in 1..n {
-                    engines.push(Engine::connect(&self.remote_options())?);
-                }
-                (engines, id)
+                (vec![Engine::from_lm(lm)], id)
             }
         })
     }
@@ -775,7 +774,7 @@ fn generate(args: &GenerateArgs) -> ponder::Result<()> {
     }
 
     let mut lm: Box<dyn Lm> = match args.model.open()? {
-        Backend::Llama(lm, _) => Box::new(lm),
+        Backend::Llama(lm, _) => lm,
         Backend::Remote(lm) => Box::new(lm),
     };
     let root = if args.raw {

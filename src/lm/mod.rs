@@ -10,8 +10,9 @@ pub use llama::{
     default_model_path, devices, ContextLoad, ContextOptions, Device, LlamaLm, Model, ModelOptions,
     SharedLlama, SolveLm, DEFAULT_MODEL_PATH,
 };
+pub(crate) mod nodes;
 pub mod remote;
-pub use remote::{RemoteLm, RemoteOptions, ServerStats};
+pub use remote::{RemoteLm, RemoteOptions, ServerStats, SharedRemote};
 pub(crate) mod sampler;
 #[cfg(any(test, feature = "test-util"))]
 pub mod scripted;
@@ -394,7 +395,10 @@ pub trait Lm {
     /// # Errors
     /// [`DecodeError::ContextOverflow`] if the prompt does not leave room for one token;
     /// [`DecodeError::ChatTemplate`] if the messages cannot be rendered.
-    fn root(&mut self, messages: &[Message]) -> Result<Node, DecodeError>;
+    fn root(&mut self, messages: &[Message]) -> Result<Node, DecodeError> {
+        let text = self.chat_text(messages)?;
+        self.root_text(&text)
+    }
 
     /// `messages` rendered through the model's chat template, ending with the assistant's turn
     /// opened: the text [`Lm::root`] tokenizes.
@@ -419,7 +423,12 @@ pub trait Lm {
     ///
     /// # Errors
     /// [`DecodeError::UnknownNode`]; [`DecodeError::ContextOverflow`] if the result would not fit.
-    fn extend(&mut self, node: Node, text: &str) -> Result<Node, DecodeError>;
+    fn extend(&mut self, node: Node, text: &str) -> Result<Node, DecodeError> {
+        // An unknown node fails before the text is tokenised.
+        self.node_len(node)?;
+        let tokens = self.tokenize(text)?;
+        self.extend_tokens(node, &tokens)
+    }
 
     /// A child of `node` with `tokens` appended.
     ///

@@ -15,8 +15,11 @@
 //! vocabulary and context size. [`Lm::forced_logprobs`] needs prompt log-probabilities, which
 //! llama-server does not return: it is [`DecodeError::Unsupported`] there.
 //!
-//! Requests of one call run concurrently (at most [`RemoteOptions::max_in_flight`]), each to the
-//! server with the fewest outstanding requests; a connection error, a 5xx/429 status or an
+//! One connection ([`SharedRemote`]) serves every solve of an [`crate::Engine`]: each solve gets
+//! its own [`RemoteLm`] handle (its own nodes, interrupt and usage) over the one HTTP client, so
+//! that [`RemoteOptions::max_in_flight`] caps the requests of all solves together and the choice
+//! of server sees every request in flight. Requests of one call run concurrently, each (once the
+//! cap lets it go, in order of arrival) to the server with the fewest outstanding requests; a connection error, a 5xx/429 status or an
 //! unreadable body is retried with exponential backoff on another server where there is one, and
 //! after the last attempt the call fails with [`DecodeError::Remote`]. Nothing is half-applied: a
 //! failed call creates no node.
@@ -30,14 +33,16 @@
 //! server mid-completion: the whole completion is read and its finish is
 //! [`FinishReason::LowConfidence`] when the condition held at some token (no tokens are saved).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use super::nodes::NodeTable;
 use super::{FinishReason, GenRequest, Generation, Interrupt, Lm, Message, Node, TokenId, Usage};
 use crate::error::{ConfigError, DecodeError, LoadError};
 
@@ -51,7 +56,8 @@ pub struct RemoteOptions {
     pub model: Option<String>,
     /// Sent as `Authorization: Bearer …` when set.
     pub api_key: Option<String>,
-    /// Most requests in flight at once, over all servers.
+    /// Most HTTP requests in flight at once, over all servers and all solves sharing the
+    /// connection; more wait their turn in order of arrival.
     pub max_in_flight: usize,
     /// Time limit of one HTTP request, in milliseconds.
     pub timeout_ms: u64,
@@ -160,6 +166,7 @@ fn check_url(u: &str) -> Result<(), ConfigError> {
 struct Server {
     url: String,
     outstanding: AtomicUsize,
+    peak_outstanding: AtomicUsize,
     sent: AtomicUsize,
     failed: AtomicUsize,
     last_failure: Mutex<Option<String>>,
@@ -170,6 +177,7 @@ impl Server {
         Self {
             url: url.trim_end_matches('/').to_string(),
             outstanding: AtomicUsize::new(0),
+            peak_outstanding: AtomicUsize::new(0),
             sent: AtomicUsize::new(0),
             failed: AtomicUsize::new(0),
             last_failure: Mutex::new(None),
@@ -189,6 +197,8 @@ pub struct ServerStats {
     pub failed: usize,
     /// Why the latest failed request failed.
     pub last_failure: Option<String>,
+    /// The most requests it had outstanding at once.
+    pub peak_outstanding: usize,
 }
 
 /// Why one HTTP exchange failed.
@@ -200,22 +210,93 @@ enum Failure {
     Refused(u16, String),
 }
 
-/// The servers, the HTTP agent and the retry policy; shared by the worker threads of a call.
+/// At most `cap` requests in flight; the others wait in order of arrival.
+#[derive(Debug)]
+struct Gate {
+    cap: usize,
+    state: Mutex<GateState>,
+    turn: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct GateState {
+    in_flight: usize,
+    peak: usize,
+    next_ticket: u64,
+    waiting: VecDeque<u64>,
+}
+
+/// A request's place in flight; given back on drop.
+struct Permit<'a>(&'a Gate);
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        self.0.state.lock().in_flight -= 1;
+        self.0.turn.notify_all();
+    }
+}
+
+impl Gate {
+    fn new(cap: usize) -> Self {
+        Self {
+            cap: cap.max(1),
+            state: Mutex::new(GateState::default()),
+            turn: Condvar::new(),
+        }
+    }
+
+    /// Waits for a place in flight (first come, first served); a waiting caller whose
+    /// `interrupt` fires leaves the line with [`DecodeError::Cancelled`].
+    fn enter(&self, interrupt: Option<&Interrupt>) -> Result<Permit<'_>, DecodeError> {
+        let mut state = self.state.lock();
+        let ticket = state.next_ticket;
+        state.next_ticket += 1;
+        state.waiting.push_back(ticket);
+        loop {
+            if state.in_flight < self.cap && state.waiting.front() == Some(&ticket) {
+                state.waiting.pop_front();
+                state.in_flight += 1;
+                state.peak = state.peak.max(state.in_flight);
+                drop(state);
+                // The next in line may fit too.
+                self.turn.notify_all();
+                return Ok(Permit(self));
+            }
+            if interrupt.is_some_and(|i| i()) {
+                state.waiting.retain(|&t| t != ticket);
+                drop(state);
+                self.turn.notify_all();
+                return Err(DecodeError::Cancelled);
+            }
+            // Interrupts are plain closures: look at them now and then.
+            self.turn.wait_for(
+                &mut state,
+                Duration::from_millis(if interrupt.is_some() { 20 } else { 200 }),
+            );
+        }
+    }
+}
+
+/// The servers, the HTTP agent, the retry policy and the cap on requests in flight; shared by
+/// every solve of a connection and the worker threads of their calls.
 struct Client {
     servers: Vec<Server>,
     agent: ureq::Agent,
     opts: RemoteOptions,
+    gate: Gate,
 }
 
 impl Client {
     fn new(opts: &RemoteOptions) -> Self {
         let agent = ureq::AgentBuilder::new()
             .timeout(Duration::from_millis(opts.timeout_ms))
+            .max_idle_connections_per_host(opts.max_in_flight.max(1))
             .build();
         Self {
             servers: opts.urls.iter().map(|u| Server::new(u)).collect(),
             agent,
             opts: opts.clone(),
+            gate: Gate::new(opts.max_in_flight),
         }
     }
 
@@ -237,7 +318,8 @@ impl Client {
         if let Some(key) = &self.opts.api_key {
             req = req.set("Authorization", &format!("Bearer {key}"));
         }
-        s.outstanding.fetch_add(1, Ordering::SeqCst);
+        let now = s.outstanding.fetch_add(1, Ordering::SeqCst) + 1;
+        s.peak_outstanding.fetch_max(now, Ordering::SeqCst);
         s.sent.fetch_add(1, Ordering::SeqCst);
         let result = match body {
             Some(b) => req
@@ -295,8 +377,11 @@ impl Client {
                 sleep_unless(wait, interrupt)?;
                 wait = wait.saturating_mul(2);
             }
+            let permit = self.gate.enter(interrupt)?;
             let server = self.pick(last.as_ref().map(|l| l.0));
-            match self.once(server, path, body) {
+            let outcome = self.once(server, path, body);
+            drop(permit);
+            match outcome {
                 Ok(v) => return Ok(v),
                 Err(Failure::Transient(m)) => last = Some((server, m)),
                 Err(Failure::Refused(code, message)) => {
@@ -404,12 +489,6 @@ fn bad_response(what: &str, v: &Value) -> DecodeError {
     }
 }
 
-#[derive(Debug, Clone)]
-struct Slot {
-    tokens: Option<Vec<TokenId>>,
-    generation: u32,
-}
-
 /// One sampled token as a server reports it.
 struct Sampled {
     id: Option<TokenId>,
@@ -433,32 +512,146 @@ fn confidence_of(lps: impl Iterator<Item = f64>) -> Option<f32> {
     (n > 0).then(|| (-sum / n as f64) as f32)
 }
 
-/// An [`Lm`] whose model runs behind one or more OpenAI-compatible servers.
+/// One connection to the servers, shared by the solves of an [`crate::Engine`]: the HTTP
+/// client with its cap on requests in flight, what the servers said about the model, and the
+/// usage of all solves together. Hand each solve a [`SharedRemote::solve_lm`].
 ///
-/// Thread rules: as every [`Lm`], used from one thread at a time (wrap it in an
-/// [`crate::Engine`] to share it); each call fans its requests out over worker threads itself.
-pub struct RemoteLm {
+/// Thread rules: `Send + Sync`; handles may live on any threads, each used by one at a time.
+pub struct SharedRemote {
     client: Client,
     model: String,
     model_path: Option<String>,
     n_ctx: u32,
     vocab: usize,
-    slots: Vec<Slot>,
-    free: Vec<u32>,
-    usage: Usage,
-    interrupt: Option<Interrupt>,
     token_texts: Mutex<HashMap<TokenId, String>>,
     stop_tokens: Mutex<HashMap<String, Vec<TokenId>>>,
+    totals: Mutex<Totals>,
 }
 
-impl std::fmt::Debug for RemoteLm {
+/// The usage of all handles, and how long at least one of them was inside a call.
+#[derive(Default)]
+struct Totals {
+    usage: Usage,
+    busy: usize,
+    busy_since: Option<Instant>,
+}
+
+impl std::fmt::Debug for SharedRemote {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RemoteLm")
+        f.debug_struct("SharedRemote")
             .field("urls", &self.client.opts.urls)
             .field("model", &self.model)
             .field("n_ctx", &self.n_ctx)
             .finish_non_exhaustive()
     }
+}
+
+impl SharedRemote {
+    /// The connection behind `lm`, to share with other solves (`lm`'s own nodes stay with it).
+    pub fn new(lm: RemoteLm) -> Arc<Self> {
+        lm.shared
+    }
+
+    /// A new handle: an [`Lm`] for one solve, with no nodes, no interrupt and zero usage.
+    pub fn solve_lm(self: &Arc<Self>) -> RemoteLm {
+        RemoteLm {
+            shared: self.clone(),
+            nodes: NodeTable::new(),
+            usage: Usage::default(),
+            interrupt: None,
+        }
+    }
+
+    /// The work done for all solves so far; `wall_ms` is the time during which at least one
+    /// solve was inside a call.
+    pub fn usage(&self) -> Usage {
+        let t = self.totals.lock();
+        let mut u = t.usage;
+        if let Some(since) = t.busy_since {
+            u.wall_ms += since.elapsed().as_millis() as u64;
+        }
+        u
+    }
+
+    /// The most HTTP requests that were in flight at once, over all servers and solves (never
+    /// above [`RemoteOptions::max_in_flight`]).
+    pub fn peak_in_flight(&self) -> usize {
+        self.client.gate.state.lock().peak
+    }
+
+    /// HTTP requests in flight now, and waiting for their turn now.
+    pub fn in_flight(&self) -> (usize, usize) {
+        let s = self.client.gate.state.lock();
+        (s.in_flight, s.waiting.len())
+    }
+
+    /// Each server's URL, the HTTP requests sent to it so far (retries included), how many of
+    /// them failed, and the most it had outstanding at once.
+    pub fn server_stats(&self) -> Vec<ServerStats> {
+        self.client
+            .servers
+            .iter()
+            .map(|s| ServerStats {
+                url: s.url.clone(),
+                sent: s.sent.load(Ordering::SeqCst),
+                failed: s.failed.load(Ordering::SeqCst),
+                last_failure: s.last_failure.lock().clone(),
+                peak_outstanding: s.peak_outstanding.load(Ordering::SeqCst),
+            })
+            .collect()
+    }
+
+    fn enter(&self) {
+        let mut t = self.totals.lock();
+        if t.busy == 0 {
+            t.busy_since = Some(Instant::now());
+        }
+        t.busy += 1;
+    }
+
+    fn leave(&self) {
+        let mut t = self.totals.lock();
+        t.busy -= 1;
+        if t.busy == 0 {
+            if let Some(since) = t.busy_since.take() {
+                t.usage.wall_ms += since.elapsed().as_millis() as u64;
+            }
+        }
+    }
+}
+
+/// An [`Lm`] whose model runs behind one or more OpenAI-compatible servers: one solve's handle
+/// on a [`SharedRemote`] connection (a connected `RemoteLm` is the first handle).
+///
+/// Thread rules: as every [`Lm`], used from one thread at a time; each call fans its requests
+/// out over worker threads itself. For concurrent solves, give each its own handle
+/// ([`RemoteLm::shared`], [`SharedRemote::solve_lm`]; an [`crate::Engine`] does that).
+pub struct RemoteLm {
+    shared: Arc<SharedRemote>,
+    nodes: NodeTable<Vec<TokenId>>,
+    usage: Usage,
+    interrupt: Option<Interrupt>,
+}
+
+impl std::fmt::Debug for RemoteLm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteLm")
+            .field("urls", &self.shared.client.opts.urls)
+            .field("model", &self.shared.model)
+            .field("n_ctx", &self.shared.n_ctx)
+            .field("nodes", &self.nodes.count())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Adds the counters a remote call moves.
+fn add_usage(to: &mut Usage, d: &Usage) {
+    to.prompt_tokens += d.prompt_tokens;
+    to.prefill_tokens += d.prefill_tokens;
+    to.generated_tokens += d.generated_tokens;
+    to.decoded_tokens += d.decoded_tokens;
+    to.reused_tokens += d.reused_tokens;
+    to.forward_passes += d.forward_passes;
 }
 
 impl RemoteLm {
@@ -480,11 +673,10 @@ impl RemoteLm {
         let mut vocab = None;
         let mut model_path = None;
         for i in 0..client.servers.len() {
-            let one = Client {
-                servers: vec![Server::new(&client.servers[i].url)],
-                agent: client.agent.clone(),
-                opts: client.opts.clone(),
-            };
+            let one = Client::new(&RemoteOptions {
+                urls: vec![client.servers[i].url.clone()],
+                ..opts.clone()
+            });
             let models = one
                 .call("/v1/models", None, None)
                 .map_err(|e| unreachable(i, e))?;
@@ -526,106 +718,82 @@ impl RemoteLm {
             url: client.servers[0].url.clone(),
             message: "the server does not report its context size; set n_ctx (--ctx) to it".into(),
         })?;
-        Ok(Self {
+        let shared = Arc::new(SharedRemote {
             client,
             model: model.unwrap_or_else(|| "default".into()),
             model_path,
             n_ctx,
             vocab: vocab.unwrap_or(usize::MAX),
-            slots: Vec::new(),
-            free: Vec::new(),
-            usage: Usage::default(),
-            interrupt: None,
             token_texts: Mutex::new(HashMap::new()),
             stop_tokens: Mutex::new(HashMap::new()),
-        })
+            totals: Mutex::new(Totals::default()),
+        });
+        Ok(shared.solve_lm())
+    }
+
+    /// The connection this handle uses, to hand other solves handles of their own.
+    pub fn shared(&self) -> Arc<SharedRemote> {
+        self.shared.clone()
     }
 
     /// The served model's name (the `model` field of each request).
     pub fn model_name(&self) -> &str {
-        &self.model
+        &self.shared.model
     }
 
     /// The model file the (first) server says it loaded, where it says so (llama-server).
     pub fn model_path(&self) -> Option<&str> {
-        self.model_path.as_deref()
+        self.shared.model_path.as_deref()
     }
 
     /// The context size each request may fill.
     pub fn n_ctx(&self) -> u32 {
-        self.n_ctx
+        self.shared.n_ctx
     }
 
-    /// Each server's URL, the HTTP requests sent to it so far (retries included) and how many
-    /// of them failed.
+    /// Each server's URL, the HTTP requests sent to it so far (retries included) by every
+    /// handle of this connection, and how many of them failed.
     pub fn server_stats(&self) -> Vec<ServerStats> {
-        self.client
-            .servers
-            .iter()
-            .map(|s| ServerStats {
-                url: s.url.clone(),
-                sent: s.sent.load(Ordering::SeqCst),
-                failed: s.failed.load(Ordering::SeqCst),
-                last_failure: s.last_failure.lock().clone(),
-            })
-            .collect()
+        self.shared.server_stats()
     }
 
     /// The options this model was connected with.
     pub fn options(&self) -> &RemoteOptions {
-        &self.client.opts
-    }
-
-    fn index(&self, node: Node) -> Result<usize, DecodeError> {
-        match self.slots.get(node.index as usize) {
-            Some(s) if s.generation == node.generation && s.tokens.is_some() => {
-                Ok(node.index as usize)
-            }
-            _ => Err(DecodeError::UnknownNode { node: node.index }),
-        }
+        &self.shared.client.opts
     }
 
     fn tokens_of(&self, node: Node) -> Result<&Vec<TokenId>, DecodeError> {
-        let i = self.index(node)?;
-        Ok(self.slots[i].tokens.as_ref().expect("checked"))
+        self.nodes.get(node)
     }
 
-    fn insert(&mut self, tokens: Vec<TokenId>) -> Node {
-        if let Some(i) = self.free.pop() {
-            let slot = &mut self.slots[i as usize];
-            slot.tokens = Some(tokens);
-            Node {
-                index: i,
-                generation: slot.generation,
-            }
-        } else {
-            self.slots.push(Slot {
-                tokens: Some(tokens),
-                generation: 0,
-            });
-            Node {
-                index: (self.slots.len() - 1) as u32,
-                generation: 0,
-            }
-        }
+    /// Counts `d` for this handle and for the connection.
+    fn count(&mut self, d: &Usage) {
+        add_usage(&mut self.usage, d);
+        add_usage(&mut self.shared.totals.lock().usage, d);
     }
 
     fn check_fits(&self, what: &'static str, tokens: usize) -> Result<(), DecodeError> {
-        if tokens + 1 > self.n_ctx as usize {
+        if tokens + 1 > self.shared.n_ctx as usize {
             return Err(DecodeError::ContextOverflow {
                 what,
                 tokens: tokens + 1,
-                n_ctx: self.n_ctx,
+                n_ctx: self.shared.n_ctx,
             });
         }
         Ok(())
     }
 
     fn check_vocab(&self, field: &'static str, tokens: &[TokenId]) -> Result<(), DecodeError> {
-        if let Some(&t) = tokens.iter().find(|&&t| t < 0 || t as usize >= self.vocab) {
+        if let Some(&t) = tokens
+            .iter()
+            .find(|&&t| t < 0 || t as usize >= self.shared.vocab)
+        {
             return Err(ConfigError::new(
                 field,
-                format!("token id {t} is outside the vocabulary (0..{})", self.vocab),
+                format!(
+                    "token id {t} is outside the vocabulary (0..{})",
+                    self.shared.vocab
+                ),
             )
             .into());
         }
@@ -638,7 +806,7 @@ impl RemoteLm {
         }
         // llama-server reads `content`/`add_special`, vLLM `prompt`/`add_special_tokens`.
         let body = json!({
-            "model": self.model,
+            "model": self.shared.model,
             "content": text,
             "prompt": text,
             "add_special": add_special,
@@ -646,14 +814,15 @@ impl RemoteLm {
             "parse_special": true,
         });
         let v = self
+            .shared
             .client
             .call("/tokenize", Some(&body), self.interrupt.as_ref())?;
         token_ids(&v, "tokens").ok_or_else(|| bad_response("/tokenize", &v))
     }
 
     fn detokenize(&self, tokens: &[TokenId]) -> Result<String, DecodeError> {
-        let body = json!({ "model": self.model, "tokens": tokens });
-        let v = self.client.call("/detokenize", Some(&body), None)?;
+        let body = json!({ "model": self.shared.model, "tokens": tokens });
+        let v = self.shared.client.call("/detokenize", Some(&body), None)?;
         v.get("content")
             .or_else(|| v.get("prompt"))
             .and_then(Value::as_str)
@@ -662,18 +831,21 @@ impl RemoteLm {
     }
 
     fn stop_tokens(&self, stop: &str) -> Result<Vec<TokenId>, DecodeError> {
-        if let Some(t) = self.stop_tokens.lock().get(stop) {
+        if let Some(t) = self.shared.stop_tokens.lock().get(stop) {
             return Ok(t.clone());
         }
         let t = self.tokenize_with(stop, false)?;
-        self.stop_tokens.lock().insert(stop.to_string(), t.clone());
+        self.shared
+            .stop_tokens
+            .lock()
+            .insert(stop.to_string(), t.clone());
         Ok(t)
     }
 
     /// The body of a completion request continuing `prompt`.
     fn completion_body(&self, prompt: &[TokenId], max_tokens: u32, logprobs: u32) -> Value {
         json!({
-            "model": self.model,
+            "model": self.shared.model,
             "prompt": prompt,
             "max_tokens": max_tokens,
             "logprobs": logprobs,
@@ -690,6 +862,7 @@ impl RemoteLm {
     /// tokens are generated text (not the one-token probes of [`Lm::next_token_probs`], which
     /// must not use up a search's token budget).
     fn account(&mut self, responses: &[Value], sampled: bool) {
+        let mut d = Usage::default();
         for v in responses {
             let prompt = v
                 .pointer("/usage/prompt_tokens")
@@ -705,19 +878,22 @@ impl RemoteLm {
                 .pointer("/usage/completion_tokens")
                 .and_then(Value::as_u64)
                 .unwrap_or(0);
-            self.usage.prefill_tokens += prompt - cached;
-            self.usage.reused_tokens += cached;
+            d.prefill_tokens += prompt - cached;
+            d.reused_tokens += cached;
             if sampled {
-                self.usage.generated_tokens += generated;
-                self.usage.decoded_tokens += generated;
+                d.generated_tokens += generated;
+                d.decoded_tokens += generated;
             }
-            self.usage.forward_passes += 1;
+            d.forward_passes += 1;
         }
+        self.count(&d);
     }
 
     fn timed<T>(&mut self, f: impl FnOnce(&mut Self) -> T) -> T {
         let start = Instant::now();
+        self.shared.enter();
         let out = f(self);
+        self.shared.leave();
         self.usage.wall_ms += start.elapsed().as_millis() as u64;
         out
     }
@@ -731,7 +907,7 @@ impl RemoteLm {
         for r in requests {
             let prompt = self.tokens_of(r.parent)?;
             self.check_fits("the branch", prompt.len())?;
-            let left = (self.n_ctx as usize - prompt.len() - 1) as u32;
+            let left = (self.shared.n_ctx as usize - prompt.len() - 1) as u32;
             let max_tokens = r.max_tokens.min(left);
             room.push(max_tokens < r.max_tokens);
             let mut body = self.completion_body(prompt, max_tokens, super::CONFIDENCE_TOP_K as u32);
@@ -750,7 +926,8 @@ impl RemoteLm {
             bodies.push(body);
         }
         let responses =
-            self.client
+            self.shared
+                .client
                 .call_many("/v1/completions", &bodies, self.interrupt.as_ref())?;
         // Read everything before creating any node, so that a bad response leaves no trace.
         let mut read = Vec::with_capacity(requests.len());
@@ -763,7 +940,7 @@ impl RemoteLm {
             let mut tokens = self.tokens_of(r.parent)?.clone();
             let n = own.len() as u32;
             tokens.extend(own);
-            let node = self.insert(tokens);
+            let node = self.nodes.insert(tokens);
             if r.confidence_stop
                 .is_some_and(|c| c.first_trigger(&confidence).is_some())
             {
@@ -963,18 +1140,14 @@ fn top_logprobs(v: &Value) -> Option<HashMap<TokenId, f64>> {
 }
 
 impl Lm for RemoteLm {
-    fn root(&mut self, messages: &[Message]) -> Result<Node, DecodeError> {
-        let text = self.chat_text(messages)?;
-        self.root_text(&text)
-    }
-
     fn chat_text(&self, messages: &[Message]) -> Result<String, DecodeError> {
         let msgs: Vec<Value> = messages
             .iter()
             .map(|m| json!({ "role": m.role, "content": m.content }))
             .collect();
-        let body = json!({ "model": self.model, "messages": msgs });
+        let body = json!({ "model": self.shared.model, "messages": msgs });
         match self
+            .shared
             .client
             .call("/apply-template", Some(&body), self.interrupt.as_ref())
         {
@@ -986,13 +1159,14 @@ impl Lm for RemoteLm {
             // vLLM has no /apply-template; its /tokenize renders messages.
             Err(DecodeError::Remote { message, .. }) if message.contains("HTTP 404") => {
                 let body = json!({
-                    "model": self.model,
+                    "model": self.shared.model,
                     "messages": msgs,
                     "add_generation_prompt": true,
                 });
-                let v = self
-                    .client
-                    .call("/tokenize", Some(&body), self.interrupt.as_ref())?;
+                let v =
+                    self.shared
+                        .client
+                        .call("/tokenize", Some(&body), self.interrupt.as_ref())?;
                 let ids = token_ids(&v, "tokens").ok_or_else(|| bad_response("/tokenize", &v))?;
                 self.detokenize(&ids)
             }
@@ -1004,22 +1178,22 @@ impl Lm for RemoteLm {
         self.timed(|lm| {
             let tokens = lm.tokenize_with(text, true)?;
             lm.check_fits("the prompt", tokens.len())?;
-            lm.usage.prompt_tokens += tokens.len() as u64;
-            Ok(lm.insert(tokens))
+            lm.count(&Usage {
+                prompt_tokens: tokens.len() as u64,
+                ..Usage::default()
+            });
+            Ok(lm.nodes.insert(tokens))
         })
     }
 
     fn root_tokens(&mut self, tokens: &[TokenId]) -> Result<Node, DecodeError> {
         self.check_vocab("tokens", tokens)?;
         self.check_fits("the prompt", tokens.len())?;
-        self.usage.prompt_tokens += tokens.len() as u64;
-        Ok(self.insert(tokens.to_vec()))
-    }
-
-    fn extend(&mut self, node: Node, text: &str) -> Result<Node, DecodeError> {
-        self.index(node)?;
-        let tokens = self.timed(|lm| lm.tokenize_with(text, false))?;
-        self.extend_tokens(node, &tokens)
+        self.count(&Usage {
+            prompt_tokens: tokens.len() as u64,
+            ..Usage::default()
+        });
+        Ok(self.nodes.insert(tokens.to_vec()))
     }
 
     fn extend_tokens(&mut self, node: Node, tokens: &[TokenId]) -> Result<Node, DecodeError> {
@@ -1027,7 +1201,7 @@ impl Lm for RemoteLm {
         let mut all = self.tokens_of(node)?.clone();
         all.extend_from_slice(tokens);
         self.check_fits("the extended node", all.len())?;
-        Ok(self.insert(all))
+        Ok(self.nodes.insert(all))
     }
 
     fn generate(&mut self, requests: &[GenRequest]) -> Result<Vec<Generation>, DecodeError> {
@@ -1050,7 +1224,7 @@ impl Lm for RemoteLm {
                     continue;
                 }
                 lm.check_fits("the scored node", prompt.len())?;
-                let mut body = lm.completion_body(prompt, 1, lm.client.opts.top_logprobs);
+                let mut body = lm.completion_body(prompt, 1, lm.shared.client.opts.top_logprobs);
                 merge(
                     &mut body,
                     json!({ "temperature": 0.0, "top_k": 1, "seed": 0, "ignore_eos": true }),
@@ -1059,7 +1233,8 @@ impl Lm for RemoteLm {
                 asked.push(i);
             }
             let responses =
-                lm.client
+                lm.shared
+                    .client
                     .call_many("/v1/completions", &bodies, lm.interrupt.as_ref())?;
             let mut out: Vec<Vec<f32>> = queries.iter().map(|_| Vec::new()).collect();
             for (&i, v) in asked.iter().zip(&responses) {
@@ -1086,11 +1261,7 @@ impl Lm for RemoteLm {
     }
 
     fn release(&mut self, node: Node) {
-        let Ok(i) = self.index(node) else { return };
-        let slot = &mut self.slots[i];
-        slot.tokens = None;
-        slot.generation = slot.generation.wrapping_add(1);
-        self.free.push(i as u32);
+        self.nodes.release(node);
     }
 
     fn usage(&self) -> Usage {
@@ -1106,7 +1277,7 @@ impl Lm for RemoteLm {
     }
 
     fn reset(&mut self) -> bool {
-        self.slots.iter().all(|s| s.tokens.is_none())
+        self.nodes.is_empty()
     }
 
     fn tokenize(&self, text: &str) -> Result<Vec<TokenId>, DecodeError> {
@@ -1114,16 +1285,16 @@ impl Lm for RemoteLm {
     }
 
     fn token_text(&self, token: TokenId) -> String {
-        if let Some(t) = self.token_texts.lock().get(&token) {
+        if let Some(t) = self.shared.token_texts.lock().get(&token) {
             return t.clone();
         }
         let text = self.detokenize(&[token]).unwrap_or_default();
-        self.token_texts.lock().insert(token, text.clone());
+        self.shared.token_texts.lock().insert(token, text.clone());
         text
     }
 
     fn vocab_size(&self) -> usize {
-        self.vocab
+        self.shared.vocab
     }
 
     fn node_len(&self, node: Node) -> Result<usize, DecodeError> {
@@ -1201,6 +1372,55 @@ mod tests {
         assert_eq!(top.get(&3), Some(&-1.5));
         let top = top_logprobs(&json!({"choices": [{"logprobs": llama}]})).unwrap();
         assert_eq!(top.get(&5), Some(&-0.5));
+    }
+
+    #[test]
+    fn the_gate_caps_requests_in_flight_in_order_of_arrival_and_lets_the_cancelled_leave() {
+        let gate = Gate::new(2);
+        let a = gate.enter(None).unwrap();
+        let b = gate.enter(None).unwrap();
+        assert_eq!(gate.state.lock().in_flight, 2);
+        let order = Mutex::new(Vec::new());
+        let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        std::thread::scope(|scope| {
+            // Three waiters arrive in turn: the second is cancelled while it waits, the others
+            // get in, in order of arrival, each when a place frees.
+            let mut waiters = Vec::new();
+            for k in 0..3 {
+                let (gate, order, cancel) = (&gate, &order, cancel.clone());
+                waiters.push(scope.spawn(move || {
+                    let interrupt: Interrupt =
+                        std::sync::Arc::new(move || k == 1 && cancel.load(Ordering::SeqCst));
+                    let permit = gate.enter(Some(&interrupt));
+                    if permit.is_ok() {
+                        order.lock().push(k);
+                    }
+                    permit.map(|p| {
+                        std::thread::sleep(Duration::from_millis(20));
+                        drop(p);
+                    })
+                }));
+                while gate.state.lock().waiting.len() < k + 1 {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+            cancel.store(true, Ordering::SeqCst);
+            while gate.state.lock().waiting.len() > 2 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            assert!(order.lock().is_empty(), "nobody passes a full gate");
+            drop(a);
+            drop(b);
+            let results: Vec<_> = waiters.into_iter().map(|w| w.join().unwrap()).collect();
+            assert!(results[0].is_ok() && results[2].is_ok());
+            assert!(matches!(results[1], Err(DecodeError::Cancelled)));
+        });
+        assert_eq!(*order.lock(), [0, 2]);
+        let state = gate.state.lock();
+        assert_eq!(
+            (state.in_flight, state.peak, state.waiting.len()),
+            (0, 2, 0)
+        );
     }
 
     #[test]

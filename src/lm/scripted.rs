@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 
+use super::nodes::NodeTable;
 use super::{DecodeError, FinishReason, GenRequest, Generation, Lm, Message, Node, TokenId, Usage};
 
 /// Token id of the word `Yes`.
@@ -51,9 +52,7 @@ type ForcedFn = dyn FnMut(&str, &str, &str) -> f32 + Send;
 
 /// An [`Lm`] whose samples and verdicts come from closures.
 pub struct ScriptedLm {
-    nodes: Vec<Option<(u32, Vec<TokenId>)>>,
-    generations: Vec<u32>,
-    free: Vec<u32>,
+    nodes: NodeTable<Vec<TokenId>>,
     sampled: HashMap<Vec<TokenId>, usize>,
     step: Box<StepFn>,
     judge: Box<JudgeFn>,
@@ -78,9 +77,7 @@ impl ScriptedLm {
         judge: impl FnMut(&str) -> f64 + Send + 'static,
     ) -> Self {
         Self {
-            nodes: Vec::new(),
-            generations: Vec::new(),
-            free: Vec::new(),
+            nodes: NodeTable::new(),
             sampled: HashMap::new(),
             step: Box::new(step),
             judge: Box::new(judge),
@@ -109,7 +106,7 @@ impl ScriptedLm {
 
     /// Nodes not yet released.
     pub fn live_nodes(&self) -> usize {
-        self.nodes.iter().filter(|n| n.is_some()).count()
+        self.nodes.count()
     }
 
     /// The text of `tokens`.
@@ -127,33 +124,15 @@ impl ScriptedLm {
     }
 
     fn tokens(&self, node: Node) -> Result<&Vec<TokenId>, DecodeError> {
-        match self.nodes.get(node.index as usize) {
-            Some(Some((generation, tokens))) if *generation == node.generation => Ok(tokens),
-            _ => Err(DecodeError::UnknownNode { node: node.index }),
-        }
+        self.nodes.get(node)
     }
 
     fn add(&mut self, tokens: Vec<TokenId>) -> Node {
-        let index = match self.free.pop() {
-            Some(i) => i,
-            None => {
-                self.nodes.push(None);
-                self.generations.push(0);
-                (self.nodes.len() - 1) as u32
-            }
-        };
-        let generation = self.generations[index as usize];
-        self.nodes[index as usize] = Some((generation, tokens));
-        Node { index, generation }
+        self.nodes.insert(tokens)
     }
 }
 
 impl Lm for ScriptedLm {
-    fn root(&mut self, messages: &[Message]) -> Result<Node, DecodeError> {
-        let text = self.chat_text(messages)?;
-        self.root_text(&text)
-    }
-
     fn chat_text(&self, messages: &[Message]) -> Result<String, DecodeError> {
         let mut s = String::new();
         for m in messages {
@@ -172,11 +151,6 @@ impl Lm for ScriptedLm {
         self.usage.prompt_tokens += tokens.len() as u64;
         self.usage.prefill_tokens += tokens.len() as u64;
         Ok(self.add(tokens.to_vec()))
-    }
-
-    fn extend(&mut self, node: Node, text: &str) -> Result<Node, DecodeError> {
-        let tokens = self.tokenize(text)?;
-        self.extend_tokens(node, &tokens)
     }
 
     fn extend_tokens(&mut self, node: Node, tokens: &[TokenId]) -> Result<Node, DecodeError> {
@@ -311,11 +285,7 @@ impl Lm for ScriptedLm {
     }
 
     fn release(&mut self, node: Node) {
-        if self.tokens(node).is_ok() {
-            self.nodes[node.index as usize] = None;
-            self.generations[node.index as usize] += 1;
-            self.free.push(node.index);
-        }
+        self.nodes.release(node);
     }
 
     fn usage(&self) -> Usage {
