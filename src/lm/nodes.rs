@@ -92,6 +92,24 @@ impl<T> NodeTable<T> {
         Some(value)
     }
 
+    /// The node in slot `index`, if one is there (for an owner that tracks slots by index).
+    pub(crate) fn at(&self, index: u32) -> Option<&T> {
+        self.slots.get(index as usize)?.value.as_ref()
+    }
+
+    /// As [`NodeTable::at`], mutable.
+    pub(crate) fn at_mut(&mut self, index: u32) -> Option<&mut T> {
+        self.slots.get_mut(index as usize)?.value.as_mut()
+    }
+
+    /// Every live node with its slot index.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (u32, &T)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.value.as_ref().map(|v| (i as u32, v)))
+    }
+
     /// Nodes not yet released.
     pub(crate) fn count(&self) -> usize {
         self.slots.len() - self.free.len()

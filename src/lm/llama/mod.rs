@@ -36,6 +36,7 @@ pub use reference::ReferenceDecode;
 pub(crate) use sched::Owner;
 pub use shared::{ContextLoad, SharedLlama, SolveLm};
 
+use super::nodes::NodeTable;
 use super::sampler::{self, Rng, Scratch};
 use super::{FinishReason, GenRequest, Generation, Lm, Message, Node, TokenId, Usage};
 use crate::error::{ConfigError, DecodeError, LoadError};
@@ -390,11 +391,6 @@ struct NodeData {
     owner: Owner,
 }
 
-struct Slot {
-    generation: u32,
-    node: Option<NodeData>,
-}
-
 /// Decode `tokens[kv_len..]` of `node` (already attached), returning its last logits and, with
 /// `logprobs_from = Some(p)`, the log-probability of each token after position `p - 1`.
 struct Pending {
@@ -466,8 +462,7 @@ pub struct LlamaLm {
     n_batch: usize,
     n_seq_max: u32,
     logits_cache: usize,
-    slots: Vec<Slot>,
-    free_slots: Vec<u32>,
+    nodes: NodeTable<NodeData>,
     free_seqs: Vec<i32>,
     clock: u64,
     usage: Usage,
@@ -523,8 +518,7 @@ impl LlamaLm {
             n_batch: n_batch as usize,
             n_seq_max: options.n_seq_max,
             logits_cache: options.logits_cache as usize,
-            slots: Vec::new(),
-            free_slots: Vec::new(),
+            nodes: NodeTable::new(),
             free_seqs: (0..options.n_seq_max as i32).rev().collect(),
             clock: 0,
             usage: Usage::default(),
@@ -578,15 +572,15 @@ impl LlamaLm {
 
     /// Nodes not yet released.
     pub fn node_count(&self) -> usize {
-        self.slots.iter().filter(|s| s.node.is_some()).count()
+        self.nodes.count()
     }
 
     /// KV cells held by `owner`'s attached nodes beyond the prefixes they inherit (their own
     /// tokens): what [`ContextOptions::max_cells_per_solve`] caps.
     fn owner_cells(&self, owner: Owner) -> usize {
-        self.slots
+        self.nodes
             .iter()
-            .filter_map(|s| s.node.as_ref())
+            .map(|(_, n)| n)
             .filter(|n| n.owner == owner && n.seq.is_some())
             .map(|n| n.kv_len.saturating_sub(n.own_start))
             .sum()
@@ -606,9 +600,9 @@ impl LlamaLm {
     /// Linear in the tokens held (sorted by prefix): meant for monitoring, not per step.
     pub fn kv_cells_used(&self) -> usize {
         let mut held: Vec<&[LlamaToken]> = self
-            .slots
+            .nodes
             .iter()
-            .filter_map(|s| s.node.as_ref())
+            .map(|(_, n)| n)
             .filter(|n| n.seq.is_some())
             .map(|n| &n.tokens[..n.kv_len])
             .collect();
@@ -638,54 +632,26 @@ impl LlamaLm {
     // ----- node table -------------------------------------------------------------------------
 
     fn index(&self, node: Node) -> Result<u32, DecodeError> {
-        match self.slots.get(node.index as usize) {
-            Some(Slot {
-                generation,
-                node: Some(data),
-            }) if *generation == node.generation && data.owner == self.caller => Ok(node.index),
+        match self.nodes.get(node) {
+            Ok(data) if data.owner == self.caller => Ok(node.index),
             _ => Err(DecodeError::UnknownNode { node: node.index }),
         }
     }
 
     fn data(&self, i: u32) -> &NodeData {
-        self.slots[i as usize]
-            .node
-            .as_ref()
-            .expect("index checked by `index`")
+        self.nodes.at(i).expect("index checked by `index`")
     }
 
     fn data_mut(&mut self, i: u32) -> &mut NodeData {
-        self.slots[i as usize]
-            .node
-            .as_mut()
-            .expect("index checked by `index`")
+        self.nodes.at_mut(i).expect("index checked by `index`")
     }
 
     fn insert(&mut self, data: NodeData) -> Node {
-        let index = match self.free_slots.pop() {
-            Some(i) => {
-                self.slots[i as usize].node = Some(data);
-                i
-            }
-            None => {
-                self.slots.push(Slot {
-                    generation: 0,
-                    node: Some(data),
-                });
-                (self.slots.len() - 1) as u32
-            }
-        };
-        Node {
-            index,
-            generation: self.slots[index as usize].generation,
-        }
+        self.nodes.insert(data)
     }
 
     fn handle(&self, i: u32) -> Node {
-        Node {
-            index: i,
-            generation: self.slots[i as usize].generation,
-        }
+        self.nodes.handle(i)
     }
 
     fn child_of(&self, parent: u32, own: &[LlamaToken], sampled: bool) -> NodeData {
@@ -729,13 +695,11 @@ impl LlamaLm {
     /// Parks the least recently used idle node holding a sequence. Returns false if none.
     fn park_lru(&mut self) -> bool {
         let victim = self
-            .slots
+            .nodes
             .iter()
-            .enumerate()
-            .filter_map(|(i, s)| s.node.as_ref().map(|n| (i, n)))
             .filter(|(_, n)| n.seq.is_some() && !n.pinned)
             .min_by_key(|(_, n)| n.last_used)
-            .map(|(i, _)| i as u32);
+            .map(|(i, _)| i);
         let Some(i) = victim else { return false };
         let n = self.data_mut(i);
         let seq = n.seq.take().expect("filtered on seq");
@@ -769,11 +733,8 @@ impl LlamaLm {
         let tokens = &self.data(i).tokens;
         // (owner, its sequence, shared length)
         let mut best: Option<(u32, i32, usize)> = None;
-        for (j, slot) in self.slots.iter().enumerate() {
-            let Some(other) = slot.node.as_ref() else {
-                continue;
-            };
-            let (Some(other_seq), true) = (other.seq, j as u32 != i) else {
+        for (j, other) in self.nodes.iter() {
+            let (Some(other_seq), true) = (other.seq, j != i) else {
                 continue;
             };
             let shared = tokens
@@ -782,7 +743,7 @@ impl LlamaLm {
                 .take_while(|(a, b)| a == b)
                 .count();
             if shared > best.map_or(0, |b| b.2) {
-                best = Some((j as u32, other_seq, shared));
+                best = Some((j, other_seq, shared));
             }
         }
         let (seq, shared) = match best {
@@ -804,11 +765,11 @@ impl LlamaLm {
                 let seq = self.alloc_seq()?;
                 if let Some((_, src, shared)) = best {
                     // `alloc_seq` may have parked the source; share only if it is still live.
-                    if self.slots.iter().any(|s| {
-                        s.node
-                            .as_ref()
-                            .is_some_and(|n| n.seq == Some(src) && n.kv_len >= shared)
-                    }) {
+                    if self
+                        .nodes
+                        .iter()
+                        .any(|(_, n)| n.seq == Some(src) && n.kv_len >= shared)
+                    {
                         self.ctx.copy_seq(src, seq, Some(0), Some(shared as u32));
                         (seq, shared)
                     } else {
@@ -846,19 +807,17 @@ impl LlamaLm {
     fn store_logits(&mut self, i: u32, logits: Arc<[f32]>) {
         self.data_mut(i).logits = Some(logits);
         let holders = self
-            .slots
+            .nodes
             .iter()
-            .filter(|s| s.node.as_ref().is_some_and(|n| n.logits.is_some()))
+            .filter(|(_, n)| n.logits.is_some())
             .count();
         if holders > self.logits_cache {
             let victim = self
-                .slots
+                .nodes
                 .iter()
-                .enumerate()
-                .filter_map(|(j, s)| s.node.as_ref().map(|n| (j, n)))
-                .filter(|(j, n)| n.logits.is_some() && !n.pinned && *j as u32 != i)
+                .filter(|(j, n)| n.logits.is_some() && !n.pinned && *j != i)
                 .min_by_key(|(_, n)| n.last_used)
-                .map(|(j, _)| j as u32);
+                .map(|(j, _)| j);
             if let Some(j) = victim {
                 self.data_mut(j).logits = None;
             }
@@ -977,11 +936,7 @@ impl LlamaLm {
                     .then(|| Arc::from(self.ctx.get().get_logits_ith(b as i32)));
                 for &e in &item.members {
                     let p = &entries[e];
-                    let n = self
-                        .slots
-                        .get_mut(p.node as usize)
-                        .and_then(|s| s.node.as_mut())
-                        .expect("entry nodes are live");
+                    let n = self.nodes.at_mut(p.node).expect("entry nodes are live");
                     n.kv_len = pos + 1;
                     n.computed = n.computed.max(pos + 1);
                     let Some(logits) = &logits else { continue };
@@ -1138,10 +1093,9 @@ impl LlamaLm {
 
     /// Frees node `i` (any owner's).
     fn release_index(&mut self, i: u32) {
-        let slot = &mut self.slots[i as usize];
-        let Some(data) = slot.node.take() else { return };
-        slot.generation = slot.generation.wrapping_add(1);
-        self.free_slots.push(i);
+        let Some(data) = self.nodes.take(i) else {
+            return;
+        };
         if let Some(seq) = data.seq {
             self.free_seq(seq);
         }
@@ -1251,11 +1205,6 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 }
 
 impl Lm for LlamaLm {
-    fn root(&mut self, messages: &[Message]) -> Result<Node, DecodeError> {
-        let rendered = self.chat_text(messages)?;
-        self.root_text(&rendered)
-    }
-
     fn chat_text(&self, messages: &[Message]) -> Result<String, DecodeError> {
         let Some(template) = &self.template else {
             return Ok(plain_chat(messages));
@@ -1289,11 +1238,6 @@ impl Lm for LlamaLm {
         self.check_vocab("tokens", tokens)?;
         let tokens = tokens.iter().map(|&t| LlamaToken(t)).collect();
         self.timed(|lm| lm.new_root(tokens))
-    }
-
-    fn extend(&mut self, node: Node, text: &str) -> Result<Node, DecodeError> {
-        let tokens: Vec<TokenId> = self.tokenize_raw(text, false).iter().map(|t| t.0).collect();
-        self.extend_tokens(node, &tokens)
     }
 
     fn extend_tokens(&mut self, node: Node, tokens: &[TokenId]) -> Result<Node, DecodeError> {

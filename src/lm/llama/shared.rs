@@ -153,11 +153,10 @@ impl Drop for SolveLm {
     fn drop(&mut self) {
         let mut core = self.shared.core.lock();
         let mine: Vec<u32> = core
-            .slots
+            .nodes
             .iter()
-            .enumerate()
-            .filter(|(_, s)| s.node.as_ref().is_some_and(|n| n.owner == self.owner))
-            .map(|(i, _)| i as u32)
+            .filter(|(_, n)| n.owner == self.owner)
+            .map(|(i, _)| i)
             .collect();
         for i in mine {
             core.release_index(i);
