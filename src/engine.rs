@@ -1,4 +1,5 @@
-//! [`Engine`]: a loaded model behind a lock, solving problems with any strategy.
+//! [`Engine`]: a loaded model (or a connection to servers) solving problems with any strategy,
+//! many at once.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
