@@ -22,8 +22,9 @@ mkdir -p "$OUT"
 PY=$(bash scripts/setup-openai.sh)
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 
+# The same context as the llama-server below gets: 4096 cells per client.
 target/release/ponder serve --model "$MODEL" --threads "$THREADS" --port "$PORT" \
-  --model-name smol --max-queue $((CLIENTS * 2)) --max-solve-seconds "${MAX_SOLVE_SECONDS:-3600}" >"$OUT/server.log" 2>&1 &
+  --ctx $((4096 * CLIENTS)) --model-name smol --max-queue $((CLIENTS * 2)) --max-solve-seconds "${MAX_SOLVE_SECONDS:-3600}" >"$OUT/server.log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true' EXIT
 for _ in $(seq 1 600); do

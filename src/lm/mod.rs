@@ -383,6 +383,20 @@ impl Usage {
             wall_ms: self.wall_ms.saturating_sub(earlier.wall_ms),
         }
     }
+
+    /// Adds `other`'s counters to these (another solve's, or one call's).
+    pub fn add(&mut self, other: &Usage) {
+        self.prompt_tokens += other.prompt_tokens;
+        self.prefill_tokens += other.prefill_tokens;
+        self.generated_tokens += other.generated_tokens;
+        self.decoded_tokens += other.decoded_tokens;
+        self.reused_tokens += other.reused_tokens;
+        self.recomputed_tokens += other.recomputed_tokens;
+        self.forward_passes += other.forward_passes;
+        self.parked += other.parked;
+        self.reactivated += other.reactivated;
+        self.wall_ms += other.wall_ms;
+    }
 }
 
 /// A tree of token prefixes over one model, with batched operations.

@@ -644,16 +644,6 @@ impl std::fmt::Debug for RemoteLm {
     }
 }
 
-/// Adds the counters a remote call moves.
-fn add_usage(to: &mut Usage, d: &Usage) {
-    to.prompt_tokens += d.prompt_tokens;
-    to.prefill_tokens += d.prefill_tokens;
-    to.generated_tokens += d.generated_tokens;
-    to.decoded_tokens += d.decoded_tokens;
-    to.reused_tokens += d.reused_tokens;
-    to.forward_passes += d.forward_passes;
-}
-
 impl RemoteLm {
     /// Connects to the servers: asks the first for its model, vocabulary and context size, and
     /// checks that every other one answers.
@@ -768,8 +758,8 @@ impl RemoteLm {
 
     /// Counts `d` for this handle and for the connection.
     fn count(&mut self, d: &Usage) {
-        add_usage(&mut self.usage, d);
-        add_usage(&mut self.shared.totals.lock().usage, d);
+        self.usage.add(d);
+        self.shared.totals.lock().usage.add(d);
     }
 
     fn check_fits(&self, what: &'static str, tokens: usize) -> Result<(), DecodeError> {

@@ -67,17 +67,7 @@ impl Metrics {
     /// Adds a finished solve's work and wall time.
     pub fn solved(&self, usage: &Usage, seconds: f64) {
         let mut m = self.inner.lock();
-        let u = &mut m.usage;
-        u.prompt_tokens += usage.prompt_tokens;
-        u.prefill_tokens += usage.prefill_tokens;
-        u.generated_tokens += usage.generated_tokens;
-        u.decoded_tokens += usage.decoded_tokens;
-        u.reused_tokens += usage.reused_tokens;
-        u.recomputed_tokens += usage.recomputed_tokens;
-        u.forward_passes += usage.forward_passes;
-        u.parked += usage.parked;
-        u.reactivated += usage.reactivated;
-        u.wall_ms += usage.wall_ms;
+        m.usage.add(usage);
         for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
             if seconds <= *bound {
                 m.latency_counts[i] += 1;
