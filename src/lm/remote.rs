@@ -1399,7 +1399,12 @@ mod tests {
                 std::thread::sleep(Duration::from_millis(1));
             }
             assert!(order.lock().is_empty(), "nobody passes a full gate");
+            // One place frees: the first in line takes it (and records it before the next place
+            // frees, so that the recorded order is the order of entry).
             drop(a);
+            while order.lock().is_empty() {
+                std::thread::sleep(Duration::from_millis(1));
+            }
             drop(b);
             let results: Vec<_> = waiters.into_iter().map(|w| w.join().unwrap()).collect();
             assert!(results[0].is_ok() && results[2].is_ok());
