@@ -163,24 +163,19 @@ impl ContextOptions {
                 ),
             ));
         }
-        if self.max_seqs_per_solve > self.n_seq_max {
-            return Err(ConfigError::new(
-                "max_seqs_per_solve",
-                format!(
-                    "{} is more than n_seq_max ({}); use at most n_seq_max, or 0 for no cap",
-                    self.max_seqs_per_solve, self.n_seq_max
-                ),
-            ));
-        }
-        if self.max_cells_per_solve > self.n_ctx {
-            return Err(ConfigError::new(
-                "max_cells_per_solve",
-                format!(
-                    "{} is more than n_ctx ({}); use at most n_ctx, or 0 for no cap",
-                    self.max_cells_per_solve, self.n_ctx
-                ),
-            ));
-        }
+        // 0 = no cap.
+        ConfigError::check_range(
+            "max_seqs_per_solve",
+            self.max_seqs_per_solve,
+            0..=self.n_seq_max,
+            "sequences",
+        )?;
+        ConfigError::check_range(
+            "max_cells_per_solve",
+            self.max_cells_per_solve,
+            0..=self.n_ctx,
+            "cells",
+        )?;
         if self.logits_cache == 0 {
             return Err(ConfigError::new(
                 "logits_cache",
@@ -479,8 +474,8 @@ pub struct LlamaLm {
     deterministic: bool,
     /// [`ContextOptions::max_seqs_per_solve`] (`n_seq_max` when 0).
     seqs_per_owner: usize,
-    /// [`ContextOptions::max_cells_per_solve`] (`usize::MAX` when 0).
-    cells_per_owner: usize,
+    /// [`ContextOptions::max_cells_per_solve`] (`None` when 0: no cap).
+    cells_per_owner: Option<usize>,
 }
 
 impl fmt::Debug for LlamaLm {
@@ -534,10 +529,8 @@ impl LlamaLm {
                 0 => options.n_seq_max as usize,
                 n => n as usize,
             },
-            cells_per_owner: match options.max_cells_per_solve {
-                0 => usize::MAX,
-                n => n as usize,
-            },
+            cells_per_owner: (options.max_cells_per_solve > 0)
+                .then_some(options.max_cells_per_solve as usize),
             model,
         })
     }

@@ -637,7 +637,12 @@ impl LlamaLm {
                     .min(self.seqs_per_owner.saturating_sub(mine));
                 // Over its cells, a solve goes on with the branches it has but adds none (with
                 // none running it may add one, so it never stalls).
-                if mine > 0 && self.owner_cells(self.jobs[j].owner) >= self.cells_per_owner {
+                // (The cells are counted only when there is a cap: it walks every node.)
+                if mine > 0
+                    && self
+                        .cells_per_owner
+                        .is_some_and(|cap| self.owner_cells(self.jobs[j].owner) >= cap)
+                {
                     room = 0;
                 }
                 let start = entries.len();
