@@ -971,11 +971,16 @@ fn print_outcome(o: &Outcome) {
     for (i, c) in o.candidates.iter().enumerate() {
         let judge = c.judge.map_or(String::new(), |j| format!(" judge {j:.3}"));
         println!(
-            "{} #{i:<2} score {:.3}{judge} · mean logprob {:.3} · {} tokens · answer {}{}",
+            "{} #{i:<2} score {:.3}{judge} · mean logprob {:.3} · {} tokens{} · answer {}{}",
             if i == o.chosen { "→" } else { " " },
             c.score,
             c.mean_logprob,
             c.tokens,
+            if c.finish.is_cut_off() {
+                " (cut off)"
+            } else {
+                ""
+            },
             c.answer.as_deref().unwrap_or("(none)"),
             mark(c.correct),
         );

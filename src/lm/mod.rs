@@ -287,6 +287,14 @@ pub enum FinishReason {
     LowConfidence,
 }
 
+impl FinishReason {
+    /// Whether the generation was cut off (by its token limit or the context) rather than
+    /// ending by itself: its text may stop mid-sentence, and a number in it is not an answer.
+    pub fn is_cut_off(&self) -> bool {
+        matches!(self, Self::MaxTokens | Self::ContextFull)
+    }
+}
+
 impl std::fmt::Display for FinishReason {
     /// In words, for people: "stop string 2", "end of text", "max tokens", "context full".
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

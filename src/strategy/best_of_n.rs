@@ -232,7 +232,7 @@ fn rank(
 ) -> Result<(Vec<Candidate>, usize), Error> {
     let answers: Vec<Option<String>> = generations
         .iter()
-        .map(|g| problem.extract(&g.text))
+        .map(|g| problem.answer_of(&g.text, &g.finish))
         .collect();
     let judged = if config.rerank.needs_judge() {
         Some(judge_scores(config, lm, problem, generations)?)

@@ -138,6 +138,18 @@ impl Problem {
         }
     }
 
+    /// The final answer of a generated `solution` that ended with `finish`: as
+    /// [`Problem::extract`], but a cut-off solution ([`FinishReason::is_cut_off`]) has only the
+    /// answer it stated with an explicit marker ([`Problem::explicit`]), never the last number of
+    /// its unfinished working.
+    pub fn answer_of(&self, solution: &str, finish: &FinishReason) -> Option<String> {
+        if finish.is_cut_off() {
+            self.explicit(solution)
+        } else {
+            self.extract(solution)
+        }
+    }
+
     /// The answer `solution` states with an explicit marker: [`answer::explicit`] for numbers,
     /// [`answer::extract_text`] (which needs a marker) for text.
     pub fn explicit(&self, solution: &str) -> Option<String> {
@@ -748,6 +760,23 @@ pub struct TimelineEntry {
 mod tests {
     use super::*;
     use crate::lm::scripted::{ScriptedLm, ScriptedStep};
+
+    #[test]
+    fn a_cut_off_solution_has_only_the_answer_it_stated() {
+        let p = Problem::new("What is 6 * 7?");
+        let unfinished = "6 * 7 means 6 added 7 times: 6 + 6 = 12, 12 + 6 = 18";
+        assert_eq!(
+            p.answer_of(unfinished, &FinishReason::Eos).as_deref(),
+            Some("18")
+        );
+        assert_eq!(p.answer_of(unfinished, &FinishReason::MaxTokens), None);
+        assert_eq!(p.answer_of(unfinished, &FinishReason::ContextFull), None);
+        let stated = "6 * 7 = 42. The answer is 42. Let me check: 6 + 6 = 12";
+        assert_eq!(
+            p.answer_of(stated, &FinishReason::MaxTokens).as_deref(),
+            Some("42")
+        );
+    }
 
     fn field_of(json: &str) -> &'static str {
         StrategyConfig::from_json("", json).expect_err(json).field

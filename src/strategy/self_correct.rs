@@ -199,7 +199,7 @@ fn attempts(
         };
         let candidate = Candidate::from_generation(
             &g,
-            problem.extract(&g.text),
+            problem.answer_of(&g.text, &g.finish),
             problem,
             judged,
             judged.unwrap_or(g.mean_logprob()),
