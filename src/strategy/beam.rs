@@ -16,7 +16,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::tree::{Budget, Search, StepConfig, StopReason, TreeNode, ValueSignal};
-use super::{limits, Observer, Outcome, Problem, PromptConfig};
+use super::{limits, Observer, Outcome, Problem, PromptConfig, Strategy};
 use crate::error::{ConfigError, Error};
 use crate::lm::Lm;
 use crate::reward::judge::{JudgeConfig, StepAggregate};
@@ -90,19 +90,45 @@ impl BeamConfig {
     }
 }
 
-/// Runs the search.
-///
-/// # Errors
-/// Invalid configuration; model errors.
-pub fn run(config: &BeamConfig, lm: &mut dyn Lm, problem: &Problem) -> Result<Outcome, Error> {
+impl Strategy for BeamConfig {
+    fn name(&self) -> &'static str {
+        "beam"
+    }
+
+    fn prompt(&self) -> &PromptConfig {
+        &self.prompt
+    }
+
+    fn seed(&self) -> u64 {
+        self.step.sampling.seed
+    }
+
+    fn votes(&self) -> bool {
+        matches!(self.answer_by, BeamAnswer::Vote)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        BeamConfig::validate(self)
+    }
+
+    fn search(
+        &self,
+        lm: &mut dyn Lm,
+        problem: &Problem,
+        observer: &mut Observer<'_>,
+    ) -> Result<Outcome, Error> {
+        run_observed(self, lm, problem, observer)
+    }
+}
+
+/// Runs the search without an observer (the unit tests).
+#[cfg(test)]
+fn run(config: &BeamConfig, lm: &mut dyn Lm, problem: &Problem) -> Result<Outcome, Error> {
     run_observed(config, lm, problem, &mut Observer::default())
 }
 
 /// Runs the search, reporting every step and verdict to `observer`.
-///
-/// # Errors
-/// Invalid configuration; model errors; cancellation by the observer.
-pub fn run_observed(
+fn run_observed(
     config: &BeamConfig,
     lm: &mut dyn Lm,
     problem: &Problem,
@@ -191,7 +217,7 @@ pub fn run_observed(
             best(&all)
         })
         .unwrap_or(0);
-    Ok(search.finish("beam", chosen, stop))
+    Ok(search.finish(config.name(), chosen, stop))
 }
 
 fn search_path(nodes: &[TreeNode], id: usize) -> Vec<usize> {

@@ -14,7 +14,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{limits, Candidate, ConfidenceSignals, Outcome, Problem, PromptConfig};
+use super::{
+    from_root, limits, Candidate, ConfidenceSignals, Observer, Outcome, Problem, PromptConfig,
+    Strategy,
+};
 use crate::error::{ConfigError, Error};
 use crate::lm::{GenRequest, Lm, SamplingParams};
 use crate::reward::confidence::ConfidenceConfig;
@@ -169,56 +172,79 @@ impl BestOfNConfig {
     }
 }
 
-/// Samples `config.n` candidates and picks one.
-///
-/// # Errors
-/// Model errors; an invalid judge configuration.
-pub fn run(config: &BestOfNConfig, lm: &mut dyn Lm, problem: &Problem) -> Result<Outcome, Error> {
-    let before = lm.usage();
-    let root = lm.root(&config.prompt.messages(&problem.question))?;
-    let requests: Vec<GenRequest> = (0..config.n)
-        .map(|i| GenRequest {
-            parent: root,
-            sampling: config
-                .sampling
-                .with_seed(config.sampling.seed.wrapping_add(u64::from(i))),
-            stop: Vec::new(),
-            max_tokens: config.max_tokens,
-            ignore_eos: false,
-            confidence_stop: None,
-        })
-        .collect();
-    let generations = match lm.generate(&requests) {
-        Ok(g) => g,
-        Err(e) => {
-            lm.release(root);
-            return Err(e.into());
-        }
-    };
-    let nodes: Vec<_> = generations.iter().map(|g| g.node).collect();
-    let result = rank(config, lm, problem, &generations).and_then(|ranked| {
-        let scores = match (&config.r3, problem.answer.as_deref()) {
-            (Some(c), Some(reference)) => Some(r3::label(lm, c, root, &generations, reference)?),
-            _ => None,
-        };
-        Ok((ranked, scores))
-    });
-    for n in nodes.into_iter().chain([root]) {
-        lm.release(n);
+impl Strategy for BestOfNConfig {
+    fn name(&self) -> &'static str {
+        "best_of_n"
     }
-    let ((candidates, chosen), r3) = result?;
+
+    fn prompt(&self) -> &PromptConfig {
+        &self.prompt
+    }
+
+    fn seed(&self) -> u64 {
+        self.sampling.seed
+    }
+
+    fn votes(&self) -> bool {
+        matches!(
+            self.rerank,
+            Rerank::Vote | Rerank::WeightedVote | Rerank::ConfidenceVote | Rerank::FilteredVote
+        )
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        BestOfNConfig::validate(self)
+    }
+
+    fn search(
+        &self,
+        lm: &mut dyn Lm,
+        problem: &Problem,
+        _observer: &mut Observer<'_>,
+    ) -> Result<Outcome, Error> {
+        run(self, lm, problem)
+    }
+}
+
+/// Samples `config.n` candidates and picks one.
+fn run(config: &BestOfNConfig, lm: &mut dyn Lm, problem: &Problem) -> Result<Outcome, Error> {
+    let (((candidates, chosen), r3), usage) =
+        from_root(lm, &config.prompt, problem, |lm, root, made| {
+            let requests: Vec<GenRequest> = (0..config.n)
+                .map(|i| GenRequest {
+                    parent: root,
+                    sampling: config
+                        .sampling
+                        .with_seed(config.sampling.seed.wrapping_add(u64::from(i))),
+                    stop: Vec::new(),
+                    max_tokens: config.max_tokens,
+                    ignore_eos: false,
+                    confidence_stop: None,
+                })
+                .collect();
+            let generations = lm.generate(&requests)?;
+            made.extend(generations.iter().map(|g| g.node));
+            let ranked = rank(config, lm, problem, &generations)?;
+            let scores = match (&config.r3, problem.answer.as_deref()) {
+                (Some(c), Some(reference)) => {
+                    Some(r3::label(lm, c, root, &generations, reference)?)
+                }
+                _ => None,
+            };
+            Ok((ranked, scores))
+        })?;
     // `--oracle-guided` with R3: the reference steers the pick through R3.
     let chosen = match &r3 {
         Some(s) if problem.oracle_guided => s.best().unwrap_or(chosen),
         _ => chosen,
     };
     let mut outcome = Outcome::pick(
-        "best_of_n",
+        config.name(),
         problem,
         candidates,
         chosen,
         Vec::new(),
-        lm.usage().since(&before),
+        usage,
     );
     outcome.r3 = r3;
     Ok(outcome)

@@ -16,7 +16,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Candidate, ConfidenceSignals, Outcome, Problem, PromptConfig};
+use super::{
+    from_root, Candidate, ConfidenceSignals, Observer, Outcome, Problem, PromptConfig, Strategy,
+};
 use crate::error::{ConfigError, Error};
 use crate::lm::{ConfidenceStop, FinishReason, GenRequest, Generation, Lm, SamplingParams};
 use crate::reward::confidence::{lowest_group, percentile, ConfidenceConfig};
@@ -125,19 +127,45 @@ impl DeepConfConfig {
     }
 }
 
-/// Runs DeepConf online.
-///
-/// # Errors
-/// Model errors.
-pub fn run(config: &DeepConfConfig, lm: &mut dyn Lm, problem: &Problem) -> Result<Outcome, Error> {
-    let before = lm.usage();
-    let root = lm.root(&config.prompt.messages(&problem.question))?;
-    let mut traces: Vec<Generation> = Vec::new();
-    let result = sample(config, lm, root, &mut traces);
-    for n in traces.iter().map(|g| g.node).chain([root]) {
-        lm.release(n);
+impl Strategy for DeepConfConfig {
+    fn name(&self) -> &'static str {
+        "deepconf"
     }
-    result?;
+
+    fn prompt(&self) -> &PromptConfig {
+        &self.prompt
+    }
+
+    fn seed(&self) -> u64 {
+        self.sampling.seed
+    }
+
+    fn votes(&self) -> bool {
+        true
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        DeepConfConfig::validate(self)
+    }
+
+    fn search(
+        &self,
+        lm: &mut dyn Lm,
+        problem: &Problem,
+        _observer: &mut Observer<'_>,
+    ) -> Result<Outcome, Error> {
+        run(self, lm, problem)
+    }
+}
+
+/// Runs DeepConf online.
+fn run(config: &DeepConfConfig, lm: &mut dyn Lm, problem: &Problem) -> Result<Outcome, Error> {
+    let (traces, usage) = from_root(lm, &config.prompt, problem, |lm, root, made| {
+        let mut traces: Vec<Generation> = Vec::new();
+        let result = sample(config, lm, root, &mut traces);
+        made.extend(traces.iter().map(|g| g.node));
+        result.map(|()| traces)
+    })?;
 
     let (answers, weights) = ballots(config, traces.as_slice());
     let (scores, chosen) = vote::shares_and_pick(&answers, &weights);
@@ -151,12 +179,12 @@ pub fn run(config: &DeepConfConfig, lm: &mut dyn Lm, problem: &Problem) -> Resul
         })
         .collect();
     Ok(Outcome::pick(
-        "deepconf",
+        config.name(),
         problem,
         candidates,
         chosen,
         Vec::new(),
-        lm.usage().since(&before),
+        usage,
     ))
 }
 

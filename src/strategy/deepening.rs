@@ -7,7 +7,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{limits, Candidate, EntryKind, Outcome, Problem, PromptConfig, TimelineEntry};
+use super::{
+    from_root, limits, Candidate, EntryKind, Observer, Outcome, Problem, PromptConfig, Strategy,
+    TimelineEntry,
+};
 use crate::error::{ConfigError, Error};
 use crate::lm::{FinishReason, GenRequest, Lm, Node, SamplingParams};
 use crate::reward::{answer, vote};
@@ -133,19 +136,43 @@ struct Branch {
     done: bool,
 }
 
-/// Runs iterative deepening over `width` branches.
-///
-/// # Errors
-/// Model errors.
-pub fn run(config: &DeepeningConfig, lm: &mut dyn Lm, problem: &Problem) -> Result<Outcome, Error> {
-    let before = lm.usage();
-    let root = lm.root(&config.prompt.messages(&problem.question))?;
-    let mut made = vec![root];
-    let result = deepen(config, lm, problem, root, &mut made);
-    for n in made {
-        lm.release(n);
+impl Strategy for DeepeningConfig {
+    fn name(&self) -> &'static str {
+        "deepening"
     }
-    let (branches, timeline) = result?;
+
+    fn prompt(&self) -> &PromptConfig {
+        &self.prompt
+    }
+
+    fn seed(&self) -> u64 {
+        self.sampling.seed
+    }
+
+    fn votes(&self) -> bool {
+        true
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        DeepeningConfig::validate(self)
+    }
+
+    fn search(
+        &self,
+        lm: &mut dyn Lm,
+        problem: &Problem,
+        _observer: &mut Observer<'_>,
+    ) -> Result<Outcome, Error> {
+        run(self, lm, problem)
+    }
+}
+
+/// Runs iterative deepening over `width` branches.
+fn run(config: &DeepeningConfig, lm: &mut dyn Lm, problem: &Problem) -> Result<Outcome, Error> {
+    let ((branches, timeline), usage) =
+        from_root(lm, &config.prompt, problem, |lm, root, made| {
+            deepen(config, lm, problem, root, made)
+        })?;
 
     let answers: Vec<Option<String>> = branches.iter().map(|b| b.last_answer.clone()).collect();
     let winner = vote::majority(&answers);
@@ -176,12 +203,12 @@ pub fn run(config: &DeepeningConfig, lm: &mut dyn Lm, problem: &Problem) -> Resu
         .collect();
     let chosen = winner.as_ref().map_or(0, |w| w.members[0]);
     Ok(Outcome::pick(
-        "deepening",
+        config.name(),
         problem,
         candidates,
         chosen,
         timeline,
-        lm.usage().since(&before),
+        usage,
     ))
 }
 

@@ -44,7 +44,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::tree::{Budget, Search, StepConfig, StopReason, TreeNode, ValueSignal};
-use super::{limits, Observer, Outcome, Problem, PromptConfig};
+use super::{limits, Observer, Outcome, Problem, PromptConfig, Strategy};
 use crate::error::{ConfigError, Error};
 use crate::lm::Lm;
 use crate::reward::judge::JudgeConfig;
@@ -233,19 +233,45 @@ impl MctsConfig {
     }
 }
 
-/// Runs the search.
-///
-/// # Errors
-/// Invalid configuration; model errors.
-pub fn run(config: &MctsConfig, lm: &mut dyn Lm, problem: &Problem) -> Result<Outcome, Error> {
+impl Strategy for MctsConfig {
+    fn name(&self) -> &'static str {
+        "mcts"
+    }
+
+    fn prompt(&self) -> &PromptConfig {
+        &self.prompt
+    }
+
+    fn seed(&self) -> u64 {
+        self.step.sampling.seed
+    }
+
+    fn votes(&self) -> bool {
+        matches!(self.answer_by, AnswerBy::Vote)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        MctsConfig::validate(self)
+    }
+
+    fn search(
+        &self,
+        lm: &mut dyn Lm,
+        problem: &Problem,
+        observer: &mut Observer<'_>,
+    ) -> Result<Outcome, Error> {
+        run_observed(self, lm, problem, observer)
+    }
+}
+
+/// Runs the search without an observer (the unit tests).
+#[cfg(test)]
+fn run(config: &MctsConfig, lm: &mut dyn Lm, problem: &Problem) -> Result<Outcome, Error> {
     run_observed(config, lm, problem, &mut Observer::default())
 }
 
 /// Runs the search, reporting every step and verdict to `observer`.
-///
-/// # Errors
-/// Invalid configuration; model errors; cancellation by the observer.
-pub fn run_observed(
+fn run_observed(
     config: &MctsConfig,
     lm: &mut dyn Lm,
     problem: &Problem,
@@ -359,7 +385,7 @@ pub fn run_observed(
         StopReason::EndGate { node } => node,
         _ => choose(config.answer_by, &search.tree.nodes),
     };
-    Ok(search.finish("mcts", chosen, stop))
+    Ok(search.finish(config.name(), chosen, stop))
 }
 
 /// Whether the subtree under `id` can still grow (an expandable leaf, or a node that may widen).

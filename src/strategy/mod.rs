@@ -14,7 +14,7 @@ pub mod tree;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ConfigError, Error};
-use crate::lm::{FinishReason, Lm, Message, Usage};
+use crate::lm::{FinishReason, Lm, Message, Node, Usage};
 use crate::reward::answer;
 use crate::reward::confidence::ConfidenceConfig;
 
@@ -257,41 +257,89 @@ pub enum StrategyConfig {
     DeepConf(DeepConfConfig),
 }
 
+/// A search strategy, implemented by each strategy's configuration. [`StrategyConfig`] holds one
+/// of them and delegates to it through [`StrategyConfig::strategy`], so a new strategy is its
+/// own file (its config implementing this trait) plus one variant and its arm there.
+pub trait Strategy {
+    /// The strategy's name, as `"type"` spells it.
+    fn name(&self) -> &'static str;
+
+    /// How the strategy asks the model.
+    fn prompt(&self) -> &PromptConfig;
+
+    /// The base seed of the strategy's sampling.
+    fn seed(&self) -> u64;
+
+    /// Whether the strategy picks its answer by a vote over extracted answers (see
+    /// [`StrategyConfig::votes`]).
+    fn votes(&self) -> bool;
+
+    /// Checks every field's range.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the field.
+    fn validate(&self) -> Result<(), ConfigError>;
+
+    /// Searches for the answer to `problem` (already validated, as is `self`), reporting to
+    /// `observer`. [`StrategyConfig::run_observed`] wraps it: validation before, the candidate
+    /// and done events after.
+    ///
+    /// # Errors
+    /// Model errors; cancellation.
+    fn search(
+        &self,
+        lm: &mut dyn Lm,
+        problem: &Problem,
+        observer: &mut Observer<'_>,
+    ) -> Result<Outcome, Error>;
+}
+
+/// The frame that every strategy sampling from one prompt shares (best-of-N, self-correction,
+/// deepening, DeepConf): the prompt's root, `search` from it (each node it makes pushed onto
+/// its list), every node released afterwards, on error too, and the usage of the whole solve.
+/// The tree searches get the same from [`tree::Search`].
+pub(crate) fn from_root<T>(
+    lm: &mut dyn Lm,
+    prompt: &PromptConfig,
+    problem: &Problem,
+    search: impl FnOnce(&mut dyn Lm, Node, &mut Vec<Node>) -> Result<T, Error>,
+) -> Result<(T, Usage), Error> {
+    let before = lm.usage();
+    let root = lm.root(&prompt.messages(&problem.question))?;
+    let mut made = vec![root];
+    let result = search(lm, root, &mut made);
+    for n in made {
+        lm.release(n);
+    }
+    Ok((result?, lm.usage().since(&before)))
+}
+
 impl StrategyConfig {
+    /// The strategy this configuration is: every method below delegates to it.
+    pub fn strategy(&self) -> &dyn Strategy {
+        match self {
+            Self::BestOfN(c) => c,
+            Self::SelfCorrect(c) => c,
+            Self::Deepening(c) => c,
+            Self::Mcts(c) => c,
+            Self::Beam(c) => c,
+            Self::DeepConf(c) => c,
+        }
+    }
+
     /// The strategy's name, as in `"type"`.
     pub fn name(&self) -> &'static str {
-        match self {
-            Self::BestOfN(_) => "best_of_n",
-            Self::SelfCorrect(_) => "self_correct",
-            Self::Deepening(_) => "deepening",
-            Self::Mcts(_) => "mcts",
-            Self::Beam(_) => "beam",
-            Self::DeepConf(_) => "deepconf",
-        }
+        self.strategy().name()
     }
 
     /// How the strategy asks the model.
     pub fn prompt(&self) -> &PromptConfig {
-        match self {
-            Self::BestOfN(c) => &c.prompt,
-            Self::SelfCorrect(c) => &c.prompt,
-            Self::Deepening(c) => &c.prompt,
-            Self::Mcts(c) => &c.prompt,
-            Self::Beam(c) => &c.prompt,
-            Self::DeepConf(c) => &c.prompt,
-        }
+        self.strategy().prompt()
     }
 
     /// The base seed of the strategy's sampling.
     pub fn seed(&self) -> u64 {
-        match self {
-            Self::BestOfN(c) => c.sampling.seed,
-            Self::SelfCorrect(c) => c.sampling.seed,
-            Self::Deepening(c) => c.sampling.seed,
-            Self::Mcts(c) => c.step.sampling.seed,
-            Self::Beam(c) => c.step.sampling.seed,
-            Self::DeepConf(c) => c.sampling.seed,
-        }
+        self.strategy().seed()
     }
 
     /// Every strategy's name, as `"type"` spells it.
@@ -331,16 +379,7 @@ impl StrategyConfig {
     /// and beam answering by vote). Votes need answers that can be compared, so they are not
     /// available for text answers.
     pub fn votes(&self) -> bool {
-        match self {
-            Self::BestOfN(c) => matches!(
-                c.rerank,
-                Rerank::Vote | Rerank::WeightedVote | Rerank::ConfidenceVote | Rerank::FilteredVote
-            ),
-            Self::Deepening(_) | Self::DeepConf(_) => true,
-            Self::Mcts(c) => matches!(c.answer_by, AnswerBy::Vote),
-            Self::Beam(c) => matches!(c.answer_by, BeamAnswer::Vote),
-            Self::SelfCorrect(_) => false,
-        }
+        self.strategy().votes()
     }
 
     /// Checks that the strategy can answer problems of `kind`: no vote over text answers.
@@ -395,14 +434,7 @@ impl StrategyConfig {
     /// # Errors
     /// [`ConfigError`] naming the field.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        match self {
-            Self::BestOfN(c) => c.validate(),
-            Self::SelfCorrect(c) => c.validate(),
-            Self::Deepening(c) => c.validate(),
-            Self::Mcts(c) => c.validate(),
-            Self::Beam(c) => c.validate(),
-            Self::DeepConf(c) => c.validate(),
-        }
+        self.strategy().validate()
     }
 
     /// Runs the strategy.
@@ -429,14 +461,7 @@ impl StrategyConfig {
         problem.validate()?;
         self.validate()?;
         self.check_answer_kind(problem.answer_kind)?;
-        let outcome = match self {
-            Self::BestOfN(c) => best_of_n::run(c, lm, problem),
-            Self::SelfCorrect(c) => self_correct::run(c, lm, problem),
-            Self::Deepening(c) => deepening::run(c, lm, problem),
-            Self::Mcts(c) => mcts::run_observed(c, lm, problem, observer),
-            Self::Beam(c) => beam::run_observed(c, lm, problem, observer),
-            Self::DeepConf(c) => deepconf::run(c, lm, problem),
-        }?;
+        let outcome = self.strategy().search(lm, problem, observer)?;
         // A cancelled tree search returns what it found; the caller asked for no more events.
         if outcome
             .tree

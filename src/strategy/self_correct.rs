@@ -8,7 +8,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{limits, Candidate, EntryKind, Outcome, Problem, PromptConfig, TimelineEntry};
+use super::{
+    from_root, limits, Candidate, EntryKind, Observer, Outcome, Problem, PromptConfig, Strategy,
+    TimelineEntry,
+};
 use crate::error::{ConfigError, Error};
 use crate::lm::{user_turn_tokens, GenRequest, Lm, Node, SamplingParams};
 use crate::reward::judge::{Judge, JudgeConfig, Verdict};
@@ -97,24 +100,44 @@ impl SelfCorrectConfig {
     }
 }
 
-/// Runs attempt → check → revise.
-///
-/// # Errors
-/// Model errors; an invalid judge configuration.
-pub fn run(
-    config: &SelfCorrectConfig,
-    lm: &mut dyn Lm,
-    problem: &Problem,
-) -> Result<Outcome, Error> {
-    let before = lm.usage();
-    let root = lm.root(&config.prompt.messages(&problem.question))?;
-    let prompt_len = lm.node_len(root)?;
-    let mut made: Vec<Node> = vec![root];
-    let result = attempts(config, lm, problem, root, prompt_len, &mut made);
-    for n in made {
-        lm.release(n);
+impl Strategy for SelfCorrectConfig {
+    fn name(&self) -> &'static str {
+        "self_correct"
     }
-    let (candidates, timeline) = result?;
+
+    fn prompt(&self) -> &PromptConfig {
+        &self.prompt
+    }
+
+    fn seed(&self) -> u64 {
+        self.sampling.seed
+    }
+
+    fn votes(&self) -> bool {
+        false
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        SelfCorrectConfig::validate(self)
+    }
+
+    fn search(
+        &self,
+        lm: &mut dyn Lm,
+        problem: &Problem,
+        _observer: &mut Observer<'_>,
+    ) -> Result<Outcome, Error> {
+        run(self, lm, problem)
+    }
+}
+
+/// Runs attempt → check → revise.
+fn run(config: &SelfCorrectConfig, lm: &mut dyn Lm, problem: &Problem) -> Result<Outcome, Error> {
+    let ((candidates, timeline), usage) =
+        from_root(lm, &config.prompt, problem, |lm, root, made| {
+            let prompt_len = lm.node_len(root)?;
+            attempts(config, lm, problem, root, prompt_len, made)
+        })?;
     let chosen = match config.keep {
         Keep::Last => candidates.len() - 1,
         Keep::BestJudged => candidates
@@ -128,12 +151,12 @@ pub fn run(
     };
     // An accepted attempt ends the loop, so it is the last one: `Last` keeps it.
     Ok(Outcome::pick(
-        "self_correct",
+        config.name(),
         problem,
         candidates,
         chosen,
         timeline,
-        lm.usage().since(&before),
+        usage,
     ))
 }
 
