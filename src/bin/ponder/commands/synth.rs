@@ -1,0 +1,196 @@
+//! `ponder synth`: a strategy over a dataset, its traces written as training records.
+
+use std::path::PathBuf;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use ponder::strategy::{PromptConfig, Rerank, StrategyConfig};
+use ponder::synth::{self, SynthConfig};
+use ponder::trace::export::{ExportOptions, Format, LabelKind};
+use ponder::ConfigError;
+
+use crate::flags::{ModelArgs, StrategyArgs};
+use crate::{dataset, render};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    strategy: StrategyArgs,
+    /// JSONL file of {"id", "question", "answer"} lines.
+    #[arg(long)]
+    input: PathBuf,
+    /// Output directory; a run into a directory that holds finished problems resumes it.
+    #[arg(long)]
+    output: PathBuf,
+    /// Record formats, comma-separated: sft, preference, prm, correction.
+    #[arg(long, default_value = "sft,preference,prm,correction")]
+    formats: String,
+    /// Label records with the reference answers (oracle mode).
+    #[arg(long)]
+    oracle: bool,
+    /// Let the reference answers steer the search too (implies nothing about labels).
+    #[arg(long)]
+    oracle_guided: bool,
+    /// Only the first K problems.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Problems in flight at once on one engine (backend llama: one context, their branches
+    /// share forward passes; backend remote: one connection, --max-in-flight caps the requests of
+    /// all of them). Records are written in input order.
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+    /// Preference pairs need values at least this far apart.
+    #[arg(long, default_value_t = ExportOptions::default().margin)]
+    margin: f64,
+    /// PRM labels: float or bool.
+    #[arg(long, default_value = "float")]
+    labels: String,
+    /// A step is good when its value or judge score reaches this.
+    #[arg(long, default_value_t = ExportOptions::default().threshold)]
+    threshold: f64,
+    /// No progress bar; print the summary as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Kind of the reference answers: numeric or text (free text: a rewritten sentence, a
+    /// phrase). Overrides the dataset lines' own "answer_kind".
+    #[arg(long)]
+    answer_kind: Option<String>,
+    /// A reference-based reward computed on every candidate: `r3` (DRO's Reasoning Reflection
+    /// Reward; best-of-n only). It labels candidates and ranks preference pairs; it steers the
+    /// pick only with --oracle-guided. Without --config, best-of-n is asked to end with a line
+    /// "Answer: …".
+    #[arg(long, value_enum)]
+    reward: Option<RewardArg>,
+    /// With --reward r3: DRO's filter; problems whose R3 spread across candidates is below this
+    /// get no training records (the summary says how many and why).
+    #[arg(long, default_value_t = 0.0)]
+    r3_min_spread: f64,
+    /// With --reward r3: the text that introduces the answer; the reference is scored after it.
+    #[arg(long, default_value = ponder::reward::r3::DEFAULT_MARKER)]
+    r3_marker: String,
+}
+
+/// A reference-based reward for `synth --reward`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum RewardArg {
+    /// DRO's Reasoning Reflection Reward.
+    R3,
+}
+
+/// The best-of-n prompt `--reward r3` uses when no --config is given: R3 scores the reference
+/// after the line "Answer:".
+const R3_TEMPLATE: &str = "{question}\n\nThink it through briefly, then finish with a line \"Answer:\" followed by your answer.";
+
+/// Runs the strategy over the input, a progress bar on a terminal, writes the records and
+/// prints the summary.
+pub fn exec(args: &Args) -> ponder::Result<()> {
+    let mut strategy = args.strategy.resolve()?;
+    if args.reward == Some(RewardArg::R3) {
+        let StrategyConfig::BestOfN(c) = &mut strategy else {
+            return Err(ConfigError::new(
+                "reward",
+                format!(
+                    "--reward r3 scores sampled candidates while they are in the cache, which best-of-n does; {} does not support it (use --strategy best-of-n)",
+                    strategy.name()
+                ),
+            )
+            .into());
+        };
+        if args.strategy.config.is_none() && c.prompt == PromptConfig::default() {
+            c.prompt.template = R3_TEMPLATE.into();
+        }
+        // R3's tasks are open-ended: the default vote cannot compare their answers.
+        if args.strategy.config.is_none() && args.strategy.rerank.is_none() {
+            c.rerank = Rerank::Logprob;
+        }
+        c.r3 = Some(ponder::reward::r3::R3Config {
+            marker: args.r3_marker.clone(),
+            min_spread: args.r3_min_spread,
+        });
+        strategy.validate()?;
+    } else if args.r3_min_spread != 0.0 {
+        return Err(ConfigError::new("r3_min_spread", "applies with --reward r3 only").into());
+    }
+    if args.strategy.printed(&strategy) {
+        return Ok(());
+    }
+    let formats = Format::parse_list(&args.formats)?;
+    let labels = match args.labels.as_str() {
+        "float" => LabelKind::Float,
+        "bool" => LabelKind::Bool,
+        other => {
+            return Err(ConfigError::new(
+                "labels",
+                format!("unknown label kind {other:?}; use float or bool"),
+            )
+            .into())
+        }
+    };
+    let config = SynthConfig {
+        strategy,
+        formats,
+        export: ExportOptions {
+            oracle: args.oracle,
+            margin: args.margin,
+            labels,
+            threshold: args.threshold,
+            ..ExportOptions::default()
+        },
+        oracle_guided: args.oracle_guided,
+    };
+    config.export.validate()?;
+    let (mut problems, line_errors) = dataset::read_problems(&args.input, "input", args.limit)?;
+    dataset::apply_answer_kind(&mut problems, args.answer_kind.as_deref(), &config.strategy)?;
+    let (engines, model) = args.model.engines_and_id(args.workers)?;
+    let bar = if args.json {
+        ProgressBar::hidden()
+    } else {
+        let bar = ProgressBar::new(problems.len() as u64);
+        bar.set_style(
+            ProgressStyle::with_template("{bar:30} {pos}/{len} · ETA {eta} · {msg}")
+                .expect("a valid template"),
+        );
+        bar
+    };
+    let summary = synth::run(
+        &engines,
+        args.workers,
+        &model,
+        &problems,
+        line_errors,
+        &args.output,
+        &config,
+        |p| {
+            if p.done == p.resumed + 1 && p.resumed > 0 {
+                bar.println(format!("resuming: {} problems already finished", p.resumed));
+            }
+            bar.set_position(p.done as u64);
+            let acc = if p.labelled == 0 {
+                "n/a".to_string()
+            } else {
+                format!("{:.3}", p.correct as f64 / p.labelled as f64)
+            };
+            bar.set_message(format!(
+                "{:.1} tokens/s · accuracy {acc} ({}/{})",
+                p.tokens as f64 / p.elapsed.max(1e-9),
+                p.correct,
+                p.labelled
+            ));
+            if let Some(e) = &p.last.1 {
+                bar.println(format!("{}: failed: {e}", p.last.0));
+            }
+        },
+    )?;
+    bar.finish_and_clear();
+    render::synth_summary(&summary, &args.output, args.json);
+    if let Some(why) = summary.stopped {
+        // Every record is already synced; exit non-zero so that scripts notice.
+        eprintln!(
+            "error: synth stopped early: {why}\nthe finished problems are kept in {}; run the same command again once the server is back to resume",
+            args.output.display()
+        );
+        std::process::exit(1);
+    }
+    Ok(())
+}

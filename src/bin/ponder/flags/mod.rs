@@ -1,0 +1,8 @@
+//! The flag groups several commands share: the model and the backend it runs on
+//! ([`ModelArgs`]), the strategy and the per-strategy override policy ([`StrategyArgs`]).
+
+mod model;
+mod strategy;
+
+pub use model::{no_gpu_reason, Backend, ModelArgs};
+pub use strategy::StrategyArgs;

@@ -1,0 +1,72 @@
+//! The `ponder` command-line tool: a thin shell over the library.
+//!
+//! `main` parses the command line, hands the command to its module under [`commands`] and is the
+//! one place the process ends. The flag groups several commands share (the model and its
+//! backend, the strategy and its overrides) live in [`flags`]; what is printed for a person (text)
+//! or a program (JSON) lives in [`render`].
+
+mod commands;
+mod dataset;
+mod flags;
+mod render;
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "ponder",
+    version,
+    about = "Inference-time self-refinement over GGUF models"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Sample N continuations of one prompt, all decoded together from one prefill.
+    Generate(commands::generate::Args),
+    /// Solve one question with a search strategy and show every candidate with its scores.
+    Solve(commands::solve::Args),
+    /// Run a strategy over a JSONL dataset and report accuracy, pass@N and judge AUC.
+    Eval(commands::eval::Args),
+    /// Run a strategy over a JSONL dataset and write training records (resumable).
+    Synth(commands::synth::Args),
+    /// Run a ladder of strategies over a JSONL dataset: report (JSON, Markdown) and the plot of
+    /// accuracy against generated tokens per problem (SVG, PNG); resumable.
+    Bench(commands::bench::Args),
+    /// List the devices llama.cpp can run layers on (the CPU, and GPUs in a GPU build).
+    Devices(commands::devices::Args),
+    /// Serve an OpenAI-compatible API whose model names pick search strategies (bon-…, mcts-…).
+    Serve(commands::serve::Args),
+}
+
+fn main() -> ExitCode {
+    // The matches too: `serve --config` needs to know which flags were given.
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let result = match &cli.command {
+        Command::Generate(args) => commands::generate::exec(args),
+        Command::Solve(args) => commands::solve::exec(args),
+        Command::Eval(args) => commands::eval::exec(args),
+        Command::Synth(args) => commands::synth::exec(args),
+        Command::Bench(args) => commands::bench::exec(args),
+        Command::Devices(args) => commands::devices::exec(args),
+        Command::Serve(args) => commands::serve::exec(
+            args,
+            matches
+                .subcommand_matches("serve")
+                .expect("the serve command was parsed"),
+        ),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
