@@ -4,15 +4,17 @@ use ponder::eval;
 use ponder::strategy::{AnswerKind, Problem, StrategyConfig};
 use ponder::ConfigError;
 
+use crate::flags::choice::AnswerKindName;
+
 /// Sets every problem's answer kind from `--answer-kind` (which overrides the dataset's lines).
 /// Refuses, before any model is loaded, a strategy that cannot answer some problem's kind.
 pub fn apply_answer_kind(
     problems: &mut [Problem],
-    kind: Option<&str>,
+    kind: Option<AnswerKindName>,
     strategy: &StrategyConfig,
 ) -> ponder::Result<()> {
     if let Some(kind) = kind {
-        let kind = AnswerKind::parse(kind)?;
+        let kind = AnswerKind::from(kind);
         for p in problems.iter_mut() {
             p.answer_kind = kind;
         }

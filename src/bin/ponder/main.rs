@@ -46,8 +46,13 @@ enum Command {
 
 fn main() -> ExitCode {
     // The matches too: `serve --config` needs to know which flags were given.
-    let matches = Cli::command().get_matches();
-    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|matches| Ok((Cli::from_arg_matches(&matches)?, matches)));
+    let (cli, matches) = match parsed {
+        Ok(parsed) => parsed,
+        Err(e) => return command_line_error(&e),
+    };
     let result = match &cli.command {
         Command::Generate(args) => commands::generate::exec(args),
         Command::Solve(args) => commands::solve::exec(args),
@@ -68,5 +73,20 @@ fn main() -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Prints what clap says (help and version on stdout, errors on stderr) and the status to end
+/// with: 0 for help and version, 1 for a value that is none of a choice's names (a bad setting,
+/// as every other), clap's usage status (2) for the rest.
+fn command_line_error(e: &clap::Error) -> ExitCode {
+    // Nothing more can be said when stdout or stderr is gone.
+    let _ = e.print();
+    let unknown_choice = std::error::Error::source(e)
+        .is_some_and(|s| s.downcast_ref::<flags::choice::UnknownChoice>().is_some());
+    if unknown_choice {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2))
     }
 }

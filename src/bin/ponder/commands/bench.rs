@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use indicatif::{ProgressBar, ProgressStyle};
 use ponder::{bench, eval, ConfigError};
 
+use crate::flags::choice::BackendKind;
 use crate::flags::ModelArgs;
 use crate::render;
 
@@ -94,7 +95,7 @@ pub fn exec(args: &Args) -> ponder::Result<()> {
             |f| f.to_string_lossy().into_owned(),
         )
     };
-    let model = if args.model.backend == "remote" {
+    let model = if args.model.backend == BackendKind::Remote {
         format!(
             "remote {}",
             args.model

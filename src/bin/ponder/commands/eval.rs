@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use ponder::eval;
 use ponder::ConfigError;
 
+use crate::flags::choice::{choice, AnswerKindName};
 use crate::flags::{ModelArgs, StrategyArgs};
 use crate::{dataset, render};
 
@@ -25,8 +26,8 @@ pub struct Args {
     json: bool,
     /// Kind of the reference answers: numeric or text. Overrides the dataset lines' own
     /// "answer_kind".
-    #[arg(long)]
-    answer_kind: Option<String>,
+    #[arg(long, value_parser = choice::<AnswerKindName>("answer kind"))]
+    answer_kind: Option<AnswerKindName>,
     /// Problems in flight at once (backend llama: one context, their branches share forward
     /// passes; backend remote: requests in flight from all of them).
     #[arg(long, default_value_t = 1)]
@@ -41,7 +42,7 @@ pub fn exec(args: &Args) -> ponder::Result<()> {
         return Ok(());
     }
     let (mut problems, line_errors) = dataset::read_problems(&args.dataset, "dataset", args.limit)?;
-    dataset::apply_answer_kind(&mut problems, args.answer_kind.as_deref(), &strategy)?;
+    dataset::apply_answer_kind(&mut problems, args.answer_kind, &strategy)?;
     if args.workers == 0 {
         return Err(ConfigError::new("workers", "--workers must be at least 1").into());
     }

@@ -3,10 +3,11 @@
 use std::path::PathBuf;
 
 use clap::parser::ValueSource;
-use clap::ArgMatches;
+use clap::{ArgMatches, ValueEnum};
 use ponder::serve::ServeFile;
 use ponder::{ConfigError, ConfigFileError};
 
+use crate::flags::choice::BackendKind;
 use crate::flags::ModelArgs;
 
 #[derive(clap::Args, Clone)]
@@ -121,7 +122,17 @@ fn with_config_file(args: &Args, matches: &ArgMatches) -> ponder::Result<(Args, 
     take!(max_solve_seconds, "max_solve_seconds", a.max_solve_seconds);
     take!(grace_seconds, "grace_seconds", a.grace_seconds);
     take!(model_name, "model_name", a.model_name, Some);
-    take!(backend, "backend", a.model.backend);
+    if let Some(name) = &file.backend {
+        if !given("backend") {
+            a.model.backend =
+                BackendKind::from_str(name, false).map_err(|_| ConfigFileError::Key {
+                    path: path.clone(),
+                    key: "backend".into(),
+                    reason: format!("unknown backend {name:?}; use llama or remote"),
+                })?;
+            keys.push("backend");
+        }
+    }
     take!(model, "model", a.model.model);
     take!(n_gpu_layers, "n_gpu_layers", a.model.n_gpu_layers);
     take!(ctx, "n_ctx", a.model.n_ctx, Some);
@@ -154,7 +165,7 @@ pub fn exec(args: &Args, matches: &ArgMatches) -> ponder::Result<()> {
             .served_model
             .clone()
             .or_else(|| {
-                (args.model.backend == "llama")
+                (args.model.backend == BackendKind::Llama)
                     .then(|| args.model.model.file_stem())
                     .flatten()
                     .map(|s| s.to_string_lossy().into_owned())
@@ -176,7 +187,7 @@ pub fn exec(args: &Args, matches: &ArgMatches) -> ponder::Result<()> {
     };
     // Refuse a bad bind or context setting before the (slow) model load.
     options.bind_address().map_err(blame)?;
-    if args.model.backend == "llama" {
+    if args.model.backend == BackendKind::Llama {
         args.model.options().1.validate().map_err(blame)?;
     }
     let engine = args.model.engine().map_err(|e| match e {

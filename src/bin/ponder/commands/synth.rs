@@ -5,9 +5,10 @@ use std::path::PathBuf;
 use indicatif::{ProgressBar, ProgressStyle};
 use ponder::strategy::{PromptConfig, Rerank, StrategyConfig};
 use ponder::synth::{self, SynthConfig};
-use ponder::trace::export::{ExportOptions, Format, LabelKind};
+use ponder::trace::export::{ExportOptions, Format};
 use ponder::ConfigError;
 
+use crate::flags::choice::{choice, AnswerKindName, FormatName, LabelName};
 use crate::flags::{ModelArgs, StrategyArgs};
 use crate::{dataset, render};
 
@@ -23,9 +24,14 @@ pub struct Args {
     /// Output directory; a run into a directory that holds finished problems resumes it.
     #[arg(long)]
     output: PathBuf,
-    /// Record formats, comma-separated: sft, preference, prm, correction.
-    #[arg(long, default_value = "sft,preference,prm,correction")]
-    formats: String,
+    /// Record formats, comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "sft,preference,prm,correction",
+        value_parser = choice::<FormatName>("format")
+    )]
+    formats: Vec<FormatName>,
     /// Label records with the reference answers (oracle mode).
     #[arg(long)]
     oracle: bool,
@@ -43,9 +49,9 @@ pub struct Args {
     /// Preference pairs need values at least this far apart.
     #[arg(long, default_value_t = ExportOptions::default().margin)]
     margin: f64,
-    /// PRM labels: float or bool.
-    #[arg(long, default_value = "float")]
-    labels: String,
+    /// PRM labels.
+    #[arg(long, default_value = "float", value_parser = choice::<LabelName>("label kind"))]
+    labels: LabelName,
     /// A step is good when its value or judge score reaches this.
     #[arg(long, default_value_t = ExportOptions::default().threshold)]
     threshold: f64,
@@ -54,8 +60,8 @@ pub struct Args {
     json: bool,
     /// Kind of the reference answers: numeric or text (free text: a rewritten sentence, a
     /// phrase). Overrides the dataset lines' own "answer_kind".
-    #[arg(long)]
-    answer_kind: Option<String>,
+    #[arg(long, value_parser = choice::<AnswerKindName>("answer kind"))]
+    answer_kind: Option<AnswerKindName>,
     /// A reference-based reward computed on every candidate: `r3` (DRO's Reasoning Reflection
     /// Reward; best-of-n only). It labels candidates and ranks preference pairs; it steers the
     /// pick only with --oracle-guided. Without --config, best-of-n is asked to end with a line
@@ -115,25 +121,19 @@ pub fn exec(args: &Args) -> ponder::Result<()> {
     if args.strategy.printed(&strategy) {
         return Ok(());
     }
-    let formats = Format::parse_list(&args.formats)?;
-    let labels = match args.labels.as_str() {
-        "float" => LabelKind::Float,
-        "bool" => LabelKind::Bool,
-        other => {
-            return Err(ConfigError::new(
-                "labels",
-                format!("unknown label kind {other:?}; use float or bool"),
-            )
-            .into())
+    let mut formats: Vec<Format> = Vec::new();
+    for f in args.formats.iter().map(|&f| Format::from(f)) {
+        if !formats.contains(&f) {
+            formats.push(f);
         }
-    };
+    }
     let config = SynthConfig {
         strategy,
         formats,
         export: ExportOptions {
             oracle: args.oracle,
             margin: args.margin,
-            labels,
+            labels: args.labels.into(),
             threshold: args.threshold,
             ..ExportOptions::default()
         },
@@ -141,7 +141,7 @@ pub fn exec(args: &Args) -> ponder::Result<()> {
     };
     config.export.validate()?;
     let (mut problems, line_errors) = dataset::read_problems(&args.input, "input", args.limit)?;
-    dataset::apply_answer_kind(&mut problems, args.answer_kind.as_deref(), &config.strategy)?;
+    dataset::apply_answer_kind(&mut problems, args.answer_kind, &config.strategy)?;
     let (engines, model) = args.model.engines_and_id(args.workers)?;
     let bar = if args.json {
         ProgressBar::hidden()

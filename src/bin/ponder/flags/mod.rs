@@ -1,6 +1,8 @@
 //! The flag groups several commands share: the model and the backend it runs on
-//! ([`ModelArgs`]), the strategy and the per-strategy override policy ([`StrategyArgs`]).
+//! ([`ModelArgs`]), the strategy and the per-strategy override policy ([`StrategyArgs`]), and the
+//! value enums of every choice ([`choice`]).
 
+pub mod choice;
 mod model;
 mod strategy;
 

@@ -9,12 +9,13 @@ use ponder::lm::{
 use ponder::trace::ModelId;
 use ponder::{ConfigError, Engine};
 
+use super::choice::{choice, BackendKind};
+
 #[derive(Args, Clone)]
 pub struct ModelArgs {
-    /// Where the model runs: `llama` (in-process llama.cpp) or `remote` (OpenAI-compatible
-    /// servers given with --url).
-    #[arg(long, default_value = "llama")]
-    pub backend: String,
+    /// Where the model runs.
+    #[arg(long, default_value = "llama", value_parser = choice::<BackendKind>("backend"))]
+    pub backend: BackendKind,
     /// GGUF model file (backend llama).
     #[arg(long, env = "PONDER_MODEL", default_value = DEFAULT_MODEL_PATH)]
     pub model: PathBuf,
@@ -104,8 +105,8 @@ impl ModelArgs {
 
     /// Checks that the flags given belong to the backend chosen, then opens it.
     pub fn open(&self) -> ponder::Result<Backend> {
-        match self.backend.as_str() {
-            "llama" => {
+        match self.backend {
+            BackendKind::Llama => {
                 if !self.urls.is_empty() || self.served_model.is_some() {
                     return Err(ConfigError::new(
                         "url",
@@ -128,7 +129,7 @@ impl ModelArgs {
                 let lm = model.session(&context)?;
                 Ok(Backend::Llama(Box::new(lm), model))
             }
-            "remote" => {
+            BackendKind::Remote => {
                 if self.n_gpu_layers != ModelOptions::default().n_gpu_layers
                     || self.threads != 0
                     || self.n_seq_max != ContextOptions::default().n_seq_max
@@ -144,11 +145,6 @@ impl ModelArgs {
                 }
                 Ok(Backend::Remote(RemoteLm::connect(&self.remote_options())?))
             }
-            other => Err(ConfigError::new(
-                "backend",
-                format!("unknown backend {other:?}; use llama or remote"),
-            )
-            .into()),
         }
     }
 
