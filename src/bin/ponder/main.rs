@@ -10,6 +10,7 @@ mod dataset;
 mod flags;
 mod render;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -44,6 +45,19 @@ enum Command {
     Serve(commands::serve::Args),
 }
 
+/// Why a command did not succeed; `main` prints it after `error: ` and ends with status 1.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    /// What the library refused or failed at.
+    #[error(transparent)]
+    Ponder(#[from] ponder::Error),
+    /// `synth` stopped before the end (its summary is printed; every record is already synced),
+    /// so that scripts notice.
+    #[error("synth stopped early: {why}\nthe finished problems are kept in {}; run the same command again once the server is back to resume", output.display())]
+    SynthStopped { why: String, output: PathBuf },
+}
+
+/// The one way out: every command's result, and clap's, becomes the process's status here.
 fn main() -> ExitCode {
     // The matches too: `serve --config` needs to know which flags were given.
     let parsed = Cli::command()
@@ -54,18 +68,19 @@ fn main() -> ExitCode {
         Err(e) => return command_line_error(&e),
     };
     let result = match &cli.command {
-        Command::Generate(args) => commands::generate::exec(args),
-        Command::Solve(args) => commands::solve::exec(args),
-        Command::Eval(args) => commands::eval::exec(args),
+        Command::Generate(args) => commands::generate::exec(args).map_err(Failure::from),
+        Command::Solve(args) => commands::solve::exec(args).map_err(Failure::from),
+        Command::Eval(args) => commands::eval::exec(args).map_err(Failure::from),
         Command::Synth(args) => commands::synth::exec(args),
-        Command::Bench(args) => commands::bench::exec(args),
-        Command::Devices(args) => commands::devices::exec(args),
+        Command::Bench(args) => commands::bench::exec(args).map_err(Failure::from),
+        Command::Devices(args) => commands::devices::exec(args).map_err(Failure::from),
         Command::Serve(args) => commands::serve::exec(
             args,
             matches
                 .subcommand_matches("serve")
                 .expect("the serve command was parsed"),
-        ),
+        )
+        .map_err(Failure::from),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

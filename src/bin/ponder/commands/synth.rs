@@ -10,7 +10,7 @@ use ponder::ConfigError;
 
 use crate::flags::choice::{choice, AnswerKindName, FormatName, LabelName};
 use crate::flags::{ModelArgs, StrategyArgs};
-use crate::{dataset, render};
+use crate::{dataset, render, Failure};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -89,8 +89,20 @@ enum RewardArg {
 const R3_TEMPLATE: &str = "{question}\n\nThink it through briefly, then finish with a line \"Answer:\" followed by your answer.";
 
 /// Runs the strategy over the input, a progress bar on a terminal, writes the records and
-/// prints the summary.
-pub fn exec(args: &Args) -> ponder::Result<()> {
+/// prints the summary; a run that stopped early (a remote server gone) is a failure once the
+/// summary is printed, every finished record being kept.
+pub fn exec(args: &Args) -> Result<(), Failure> {
+    match run(args)? {
+        Some(why) => Err(Failure::SynthStopped {
+            why,
+            output: args.output.clone(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The run; why it stopped early, if it did.
+fn run(args: &Args) -> ponder::Result<Option<String>> {
     let mut strategy = args.strategy.resolve()?;
     if args.reward == Some(RewardArg::R3) {
         let StrategyConfig::BestOfN(c) = &mut strategy else {
@@ -119,7 +131,7 @@ pub fn exec(args: &Args) -> ponder::Result<()> {
         return Err(ConfigError::new("r3_min_spread", "applies with --reward r3 only").into());
     }
     if args.strategy.printed(&strategy) {
-        return Ok(());
+        return Ok(None);
     }
     let mut formats: Vec<Format> = Vec::new();
     for f in args.formats.iter().map(|&f| Format::from(f)) {
@@ -184,13 +196,5 @@ pub fn exec(args: &Args) -> ponder::Result<()> {
     )?;
     bar.finish_and_clear();
     render::synth_summary(&summary, &args.output, args.json);
-    if let Some(why) = summary.stopped {
-        // Every record is already synced; exit non-zero so that scripts notice.
-        eprintln!(
-            "error: synth stopped early: {why}\nthe finished problems are kept in {}; run the same command again once the server is back to resume",
-            args.output.display()
-        );
-        std::process::exit(1);
-    }
-    Ok(())
+    Ok(summary.stopped)
 }
