@@ -8,6 +8,7 @@
 mod commands;
 mod dataset;
 mod flags;
+mod progress;
 mod render;
 
 use std::path::PathBuf;

@@ -121,9 +121,7 @@ fn tree(tree: &SearchTree) {
         if id == 0 {
             continue;
         }
-        let text: String = n.text.split_whitespace().collect::<Vec<_>>().join(" ");
-        let short: String = text.chars().take(60).collect();
-        let more = if text.chars().count() > 60 { "…" } else { "" };
+        let short = one_line(&n.text, 60);
         let end = match (&n.answer, n.terminal, n.dead_end) {
             (Some(a), _, _) => format!(" ⇒ {a}{}", mark(n.correct)),
             (None, true, _) => " ⇒ (no answer)".into(),
@@ -131,7 +129,7 @@ fn tree(tree: &SearchTree) {
             _ => String::new(),
         };
         println!(
-            "{} {}#{id:<3} V {:.2} · n {:<2} · judge {} · {short}{more}{end}",
+            "{} {}#{id:<3} V {:.2} · n {:<2} · judge {} · {short}{end}",
             if tree.chosen.contains(&id) {
                 "→"
             } else {
@@ -399,5 +397,15 @@ pub fn devices(devices: &[ponder::lm::Device], no_gpu: &str, as_json: bool) {
     }
     if !devices.iter().any(|d| d.is_gpu()) {
         println!("no GPU: {no_gpu}");
+    }
+}
+
+/// `text` on one line, cut to `chars` characters (an ellipsis says where).
+pub fn one_line(text: &str, chars: usize) -> String {
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if text.chars().count() > chars {
+        format!("{}…", text.chars().take(chars).collect::<String>())
+    } else {
+        text
     }
 }

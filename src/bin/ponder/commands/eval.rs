@@ -7,7 +7,7 @@ use ponder::ConfigError;
 
 use crate::flags::choice::{choice, AnswerKindName};
 use crate::flags::{ModelArgs, StrategyArgs};
-use crate::{dataset, render};
+use crate::{dataset, progress, render};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -46,6 +46,8 @@ pub fn exec(args: &Args) -> ponder::Result<()> {
     if args.workers == 0 {
         return Err(ConfigError::new("workers", "--workers must be at least 1").into());
     }
+    args.model.check()?;
+    progress::opening("eval", &args.model, Some(&strategy));
     let engine = args.model.engine()?;
     let report = eval::run(
         &engine,

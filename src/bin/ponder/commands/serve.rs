@@ -9,6 +9,7 @@ use ponder::{ConfigError, ConfigFileError};
 
 use crate::flags::choice::BackendKind;
 use crate::flags::ModelArgs;
+use crate::progress;
 
 #[derive(clap::Args, Clone)]
 pub struct Args {
@@ -187,9 +188,8 @@ pub fn exec(args: &Args, matches: &ArgMatches) -> ponder::Result<()> {
     };
     // Refuse a bad bind or context setting before the (slow) model load.
     options.bind_address().map_err(blame)?;
-    if args.model.backend == BackendKind::Llama {
-        args.model.options().1.validate().map_err(blame)?;
-    }
+    args.model.check().map_err(blame)?;
+    progress::opening("serve", &args.model, None);
     let engine = args.model.engine().map_err(|e| match e {
         ponder::Error::Config(e) => blame(e),
         ponder::Error::Load(ponder::LoadError::Config(e)) => blame(e),

@@ -2,11 +2,11 @@
 
 use std::path::{Path, PathBuf};
 
-use ponder::strategy::{AnswerKind, Problem, SearchTree};
+use ponder::strategy::{AnswerKind, Flow, Problem, SearchTree};
 use ponder::ConfigError;
 
 use crate::flags::{ModelArgs, StrategyArgs};
-use crate::render;
+use crate::{progress, render};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -49,8 +49,15 @@ pub fn exec(args: &Args) -> ponder::Result<()> {
         )
         .into());
     }
+    args.model.check()?;
+    progress::opening("solve", &args.model, Some(&strategy));
     let engine = args.model.engine()?;
-    let outcome = engine.solve(&problem, &strategy)?;
+    let mut progress = progress::SolveProgress::new();
+    let outcome = engine.solve_with(&problem, &strategy, &mut |event| {
+        progress.event(event);
+        Flow::Continue
+    })?;
+    drop(progress);
     if let (Some(path), Some(tree)) = (&args.tree, &outcome.tree) {
         write_tree(path, tree)?;
     }

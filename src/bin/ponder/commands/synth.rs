@@ -10,7 +10,7 @@ use ponder::ConfigError;
 
 use crate::flags::choice::{choice, AnswerKindName, FormatName, LabelName};
 use crate::flags::{ModelArgs, StrategyArgs};
-use crate::{dataset, render, Failure};
+use crate::{dataset, progress, render, Failure};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -154,7 +154,12 @@ fn run(args: &Args) -> ponder::Result<Option<String>> {
     config.export.validate()?;
     let (mut problems, line_errors) = dataset::read_problems(&args.input, "input", args.limit)?;
     dataset::apply_answer_kind(&mut problems, args.answer_kind, &config.strategy)?;
-    let (engines, model) = args.model.engines_and_id(args.workers)?;
+    if args.workers == 0 {
+        return Err(ConfigError::new("workers", "--workers must be at least 1").into());
+    }
+    args.model.check()?;
+    progress::opening("synth", &args.model, Some(&config.strategy));
+    let (engines, model) = args.model.engines_and_id()?;
     let bar = if args.json {
         ProgressBar::hidden()
     } else {

@@ -23,11 +23,10 @@ pub struct ModelArgs {
     /// or metal, and a GPU: see `ponder devices`). Default: all in a GPU build, 0 otherwise.
     #[arg(long, visible_alias = "gpu-layers", default_value_t = ModelOptions::default().n_gpu_layers)]
     pub n_gpu_layers: u32,
-    /// Context size in tokens (backend llama: KV cells shared by all branches; backend remote:
-    /// the server's context per request, default what the server reports).
-    #[arg(long = "ctx")]
+    #[arg(long = "ctx", help = ctx_help())]
     pub n_ctx: Option<u32>,
-    /// CPU threads (backend llama; 0 = all cores).
+    /// CPU threads (backend llama; 0 = all cores: when another job shares the CPU, 1 is often
+    /// several times faster).
     #[arg(long, default_value_t = 0)]
     pub threads: u32,
     /// Most branches decoded at once; more are parked and re-attached (backend llama).
@@ -103,31 +102,21 @@ impl ModelArgs {
         }
     }
 
-    /// Checks that the flags given belong to the backend chosen, then opens it.
-    pub fn open(&self) -> ponder::Result<Backend> {
+    /// Checks, before anything slow, that the flags given belong to the backend chosen and that
+    /// the context settings are valid.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the flag.
+    pub fn check(&self) -> Result<(), ConfigError> {
         match self.backend {
             BackendKind::Llama => {
                 if !self.urls.is_empty() || self.served_model.is_some() {
                     return Err(ConfigError::new(
                         "url",
                         "--url and --served-model apply to --backend remote only",
-                    )
-                    .into());
+                    ));
                 }
-                let (model, context) = self.options();
-                // Before the (slow) load, so that a bad setting fails at once.
-                context.validate()?;
-                if model.n_gpu_layers > 0 && !ponder::devices()?.iter().any(|d| d.is_gpu()) {
-                    eprintln!(
-                        "warning: --n-gpu-layers {} has no effect: {}; the model runs on the CPU \
-                         (`ponder devices` lists what llama.cpp found)",
-                        model.n_gpu_layers,
-                        no_gpu_reason()
-                    );
-                }
-                let model = Model::load(&model)?;
-                let lm = model.session(&context)?;
-                Ok(Backend::Llama(Box::new(lm), model))
+                self.options().1.validate()
             }
             BackendKind::Remote => {
                 if self.n_gpu_layers != ModelOptions::default().n_gpu_layers
@@ -140,14 +129,37 @@ impl ModelArgs {
                     return Err(ConfigError::new(
                         "backend",
                         "--n-gpu-layers, --threads, --n-seq-max, --deterministic, --max-seqs-per-solve and --max-cells-per-solve apply to --backend llama only; set them on the servers",
-                    )
-                    .into());
+                    ));
                 }
-                Ok(Backend::Remote(RemoteLm::connect(&self.remote_options())?))
+                Ok(())
             }
         }
     }
 
+    /// Checks the flags ([`Self::check`]), then opens the backend: loads the model or connects
+    /// to the servers.
+    pub fn open(&self) -> ponder::Result<Backend> {
+        self.check()?;
+        match self.backend {
+            BackendKind::Llama => {
+                let (model, context) = self.options();
+                if model.n_gpu_layers > 0 && !ponder::devices()?.iter().any(|d| d.is_gpu()) {
+                    eprintln!(
+                        "warning: --n-gpu-layers {} has no effect: {}; the model runs on the CPU \
+                         (`ponder devices` lists what llama.cpp found)",
+                        model.n_gpu_layers,
+                        no_gpu_reason()
+                    );
+                }
+                let model = Model::load(&model)?;
+                let lm = model.session(&context)?;
+                Ok(Backend::Llama(Box::new(lm), model))
+            }
+            BackendKind::Remote => Ok(Backend::Remote(RemoteLm::connect(&self.remote_options())?)),
+        }
+    }
+
+    /// One engine on the opened backend.
     pub fn engine(&self) -> ponder::Result<Engine> {
         Ok(match self.open()? {
             Backend::Llama(lm, _) => Engine::from_lm(*lm),
@@ -155,12 +167,9 @@ impl ModelArgs {
         })
     }
 
-    /// The engines for `n` workers (one engine, shared by all of them: one llama.cpp context or
-    /// one connection to the servers), and the model's identity for provenance.
-    pub fn engines_and_id(&self, n: usize) -> ponder::Result<(Vec<Engine>, ModelId)> {
-        if n == 0 {
-            return Err(ConfigError::new("workers", "--workers must be at least 1").into());
-        }
+    /// The engines for `synth`'s workers (one engine, shared by all of them: one llama.cpp
+    /// context or one connection to the servers), and the model's identity for provenance.
+    pub fn engines_and_id(&self) -> ponder::Result<(Vec<Engine>, ModelId)> {
         Ok(match self.open()? {
             Backend::Llama(lm, model) => {
                 let id = ModelId::of_file(&self.model).map_err(|e| {
@@ -191,4 +200,14 @@ pub fn no_gpu_reason() -> &'static str {
     } else {
         "this build has no GPU backend (build with --features cuda, vulkan or metal)"
     }
+}
+
+/// `--ctx`'s help, with the default of backend llama (backend remote has none of its own).
+fn ctx_help() -> String {
+    format!(
+        "Context size in tokens (backend llama: KV cells shared by all branches; backend remote: \
+         the server's context per request) [default: {} on backend llama, what the server \
+         reports on backend remote]",
+        ContextOptions::default().n_ctx
+    )
 }

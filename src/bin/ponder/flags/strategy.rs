@@ -49,7 +49,8 @@ pub struct StrategyArgs {
     #[arg(long)]
     pub seed: Option<u64>,
     /// Print the resolved strategy configuration (defaults, --config and the flags) as JSON and
-    /// exit without loading a model.
+    /// exit without loading a model: the way to see the defaults of the flags above, which
+    /// depend on the strategy.
     #[arg(long)]
     pub print_config: bool,
 }
