@@ -408,7 +408,10 @@ fn solve_mcts_and_beam_write_their_trees() {
         first.starts_with("ponder solve: model ") && first.contains("strategy mcts ("),
         "{err}"
     );
-    assert!(err.lines().any(|l| l.starts_with("step #1 after #0")), "{err}");
+    assert!(
+        err.lines().any(|l| l.starts_with("step #1 after #0")),
+        "{err}"
+    );
     assert!(err.lines().any(|l| l.starts_with("done in ")), "{err}");
     let nodes = v["tree"]["nodes"]
         .as_array()
@@ -567,7 +570,15 @@ fn every_choice_is_listed_and_an_unknown_one_is_a_clear_error() {
             "unknown label kind \"int\"; use float or bool",
         ),
         (
-            &["synth", "--input", "x", "--output", "y", "--formats", "sft,dpo"][..],
+            &[
+                "synth",
+                "--input",
+                "x",
+                "--output",
+                "y",
+                "--formats",
+                "sft,dpo",
+            ][..],
             "unknown format \"dpo\"; use sft, preference, prm or correction",
         ),
         (
@@ -593,7 +604,13 @@ fn every_choice_is_listed_and_an_unknown_one_is_a_clear_error() {
     assert_eq!(common::json_output(&out)["rerank"], "weighted_vote");
     let out = ponder(&["solve", "--help"]);
     let help = String::from_utf8_lossy(&out.stdout);
-    for listed in ["best-of-n:", "deepconf:", "filtered_vote:", "remote:", "[default: 4096"] {
+    for listed in [
+        "best-of-n:",
+        "deepconf:",
+        "filtered_vote:",
+        "remote:",
+        "[default: 4096",
+    ] {
         assert!(help.contains(listed), "{listed}: {help}");
     }
 }
