@@ -97,12 +97,13 @@ pub struct SolveProgress {
 }
 
 impl SolveProgress {
-    /// Progress on stderr, in the form its destination suits.
+    /// Progress on stderr, in the form its destination suits (the status line is cut to the
+    /// terminal's width).
     pub fn new() -> Self {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::new_spinner();
             bar.set_style(
-                ProgressStyle::with_template("{spinner} {elapsed} · {msg}")
+                ProgressStyle::with_template("{spinner} {elapsed} · {wide_msg}")
                     .expect("a valid template"),
             );
             bar.set_message("solving");
