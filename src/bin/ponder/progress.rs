@@ -181,3 +181,65 @@ impl Drop for SolveProgress {
         }
     }
 }
+
+/// The progress of a command over a dataset (`synth`, `bench`) on stderr: a bar on a terminal,
+/// one plain line per finished item elsewhere (a log, a pipe), nothing with `--json` (their
+/// `--json` asks for no progress).
+pub struct Batch {
+    bar: Option<ProgressBar>,
+    total: usize,
+    quiet: bool,
+}
+
+impl Batch {
+    /// Progress over `total` items; `template` is the bar's indicatif template.
+    pub fn new(total: usize, template: &str, quiet: bool) -> Self {
+        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
+            let bar = ProgressBar::new(total as u64);
+            bar.set_style(ProgressStyle::with_template(template).expect("a valid template"));
+            bar
+        });
+        Self { bar, total, quiet }
+    }
+
+    /// A line of its own ("resuming: …").
+    pub fn note(&self, line: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(line),
+            None if !self.quiet => eprintln!("{line}"),
+            None => {}
+        }
+    }
+
+    /// `done` items are finished, the last as `status` says.
+    pub fn update(&self, done: usize, status: String) {
+        match &self.bar {
+            Some(bar) => {
+                bar.set_position(done as u64);
+                bar.set_message(status);
+            }
+            None if !self.quiet => eprintln!("[{done}/{}] {status}", self.total),
+            None => {}
+        }
+    }
+
+    /// `done` items are finished, the last failed as `line` says (kept above the bar).
+    pub fn fail(&self, done: usize, line: &str) {
+        match &self.bar {
+            Some(bar) => {
+                bar.set_position(done as u64);
+                bar.println(line);
+            }
+            None if !self.quiet => eprintln!("[{done}/{}] {line}", self.total),
+            None => {}
+        }
+    }
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}

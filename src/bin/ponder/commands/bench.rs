@@ -2,12 +2,11 @@
 
 use std::path::{Path, PathBuf};
 
-use indicatif::{ProgressBar, ProgressStyle};
 use ponder::{bench, eval, ConfigError};
 
 use crate::flags::choice::BackendKind;
 use crate::flags::ModelArgs;
-use crate::render;
+use crate::{progress, render};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -119,38 +118,32 @@ pub fn exec(args: &Args) -> ponder::Result<()> {
     }
     let engine = args.model.engine()?;
     let total = config.rungs.len() * problems.len();
-    let bar = if args.json {
-        ProgressBar::hidden()
-    } else {
-        let bar = ProgressBar::new(total as u64);
-        bar.set_style(
-            ProgressStyle::with_template("{bar:30} {pos}/{len} · {elapsed} · ETA {eta} · {msg}")
-                .expect("a valid template"),
-        );
-        bar
-    };
+    let progress = progress::Batch::new(
+        total,
+        "{bar:30} {pos}/{len} · {elapsed} · ETA {eta} · {msg}",
+        args.json,
+    );
     let report = bench::run(&engine, &problems, &args.output, &config, |p| {
         if p.done == p.resumed + 1 && p.resumed > 0 {
-            bar.println(format!("resuming: {} solves already done", p.resumed));
+            progress.note(&format!("resuming: {} solves already done", p.resumed));
         }
-        bar.set_position(p.done as u64);
         let r = p.result;
-        let status = match &r.error {
-            Some(e) => format!("failed: {e}"),
-            None => format!(
-                "{} → {}{} · {} tokens",
-                r.id,
-                r.answer.as_deref().unwrap_or("(none)"),
-                render::mark(r.correct),
-                r.generated_tokens
+        match &r.error {
+            Some(e) => progress.fail(p.done, &format!("{} {}: failed: {e}", p.rung, r.id)),
+            None => progress.update(
+                p.done,
+                format!(
+                    "{} · {} → {}{} · {} tokens",
+                    p.rung,
+                    r.id,
+                    r.answer.as_deref().unwrap_or("(none)"),
+                    render::mark(r.correct),
+                    r.generated_tokens
+                ),
             ),
-        };
-        bar.set_message(format!("{} · {status}", p.rung));
-        if r.error.is_some() {
-            bar.println(format!("{} {}: {status}", p.rung, r.id));
         }
     })?;
-    bar.finish_and_clear();
+    drop(progress);
     finish(args, &report)
 }
 

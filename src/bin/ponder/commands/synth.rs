@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-use indicatif::{ProgressBar, ProgressStyle};
 use ponder::strategy::{PromptConfig, Rerank, StrategyConfig};
 use ponder::synth::{self, SynthConfig};
 use ponder::trace::export::{ExportOptions, Format};
@@ -160,16 +159,11 @@ fn run(args: &Args) -> ponder::Result<Option<String>> {
     args.model.check()?;
     progress::opening("synth", &args.model, Some(&config.strategy));
     let (engines, model) = args.model.engines_and_id()?;
-    let bar = if args.json {
-        ProgressBar::hidden()
-    } else {
-        let bar = ProgressBar::new(problems.len() as u64);
-        bar.set_style(
-            ProgressStyle::with_template("{bar:30} {pos}/{len} · ETA {eta} · {msg}")
-                .expect("a valid template"),
-        );
-        bar
-    };
+    let progress = progress::Batch::new(
+        problems.len(),
+        "{bar:30} {pos}/{len} · ETA {eta} · {msg}",
+        args.json,
+    );
     let summary = synth::run(
         &engines,
         args.workers,
@@ -180,26 +174,33 @@ fn run(args: &Args) -> ponder::Result<Option<String>> {
         &config,
         |p| {
             if p.done == p.resumed + 1 && p.resumed > 0 {
-                bar.println(format!("resuming: {} problems already finished", p.resumed));
+                progress.note(&format!(
+                    "resuming: {} problems already finished",
+                    p.resumed
+                ));
             }
-            bar.set_position(p.done as u64);
+            if let Some(e) = &p.last.1 {
+                progress.fail(p.done, &format!("{}: failed: {e}", p.last.0));
+                return;
+            }
             let acc = if p.labelled == 0 {
                 "n/a".to_string()
             } else {
                 format!("{:.3}", p.correct as f64 / p.labelled as f64)
             };
-            bar.set_message(format!(
-                "{:.1} tokens/s · accuracy {acc} ({}/{})",
-                p.tokens as f64 / p.elapsed.max(1e-9),
-                p.correct,
-                p.labelled
-            ));
-            if let Some(e) = &p.last.1 {
-                bar.println(format!("{}: failed: {e}", p.last.0));
-            }
+            progress.update(
+                p.done,
+                format!(
+                    "{} · {:.1} tokens/s · accuracy {acc} ({}/{})",
+                    p.last.0,
+                    p.tokens as f64 / p.elapsed.max(1e-9),
+                    p.correct,
+                    p.labelled
+                ),
+            );
         },
     )?;
-    bar.finish_and_clear();
+    drop(progress);
     render::synth_summary(&summary, &args.output, args.json);
     Ok(summary.stopped)
 }
