@@ -401,6 +401,18 @@ fn solve_mcts_and_beam_write_their_trees() {
     ]);
     let v = common::json_output(&out);
     assert_eq!(v["strategy"], "mcts");
+    // Progress on stderr (plain lines: stderr is not a terminal here), stdout stays one JSON.
+    let err = String::from_utf8_lossy(&out.stderr);
+    let first = err.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("ponder solve: model ") && first.contains("strategy mcts ("),
+        "{err}"
+    );
+    assert!(
+        err.lines().any(|l| l.starts_with("step #1 after #0")),
+        "{err}"
+    );
+    assert!(err.lines().any(|l| l.starts_with("done in ")), "{err}");
     let nodes = v["tree"]["nodes"]
         .as_array()
         .expect("the tree is in the JSON");
@@ -516,5 +528,89 @@ fn devices_are_listed_and_gpu_layers_without_a_gpu_are_a_warning_not_an_error() 
     assert_eq!(stderr.contains("has no effect"), !gpu, "{stderr}");
     if !gpu {
         assert!(stderr.contains("runs on the CPU"), "{stderr}");
+    }
+}
+
+#[test]
+fn long_commands_open_with_model_context_threads_and_strategy() {
+    // The line comes once the flags are checked, before the model loads (here: fails to).
+    for (threads, hint) in [("0", true), ("1", false)] {
+        let out = ponder(&[
+            "solve",
+            "--model",
+            "/nonexistent/model.gguf",
+            "--threads",
+            threads,
+            "--strategy",
+            "beam",
+            "q",
+        ]);
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        let first = err.lines().next().unwrap_or_default();
+        assert!(
+            first.starts_with("ponder solve: model /nonexistent/model.gguf · ctx 4096 · "),
+            "{err}"
+        );
+        assert!(first.contains(" · strategy beam (width "), "{err}");
+        assert_eq!(first.contains("--threads 1 can be"), hint, "{err}");
+        assert!(err.lines().last().unwrap().starts_with("error: "), "{err}");
+    }
+}
+
+#[test]
+fn every_choice_is_listed_and_an_unknown_one_is_a_clear_error() {
+    for (args, needle) in [
+        (
+            &["solve", "--backend", "lama", "q"][..],
+            "unknown backend \"lama\"; use llama or remote",
+        ),
+        (
+            &["synth", "--input", "x", "--output", "y", "--labels", "int"][..],
+            "unknown label kind \"int\"; use float or bool",
+        ),
+        (
+            &[
+                "synth",
+                "--input",
+                "x",
+                "--output",
+                "y",
+                "--formats",
+                "sft,dpo",
+            ][..],
+            "unknown format \"dpo\"; use sft, preference, prm or correction",
+        ),
+        (
+            &["eval", "--dataset", "x", "--answer-kind", "date"][..],
+            "unknown answer kind \"date\"; use numeric or text",
+        ),
+    ] {
+        let out = ponder(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+    // Both spellings of a strategy and a reranker are taken.
+    let out = ponder(&[
+        "solve",
+        "--strategy",
+        "best_of_n",
+        "--rerank",
+        "weighted-vote",
+        "--print-config",
+        "q",
+    ]);
+    assert_eq!(common::json_output(&out)["rerank"], "weighted_vote");
+    let out = ponder(&["solve", "--help"]);
+    let help = String::from_utf8_lossy(&out.stdout);
+    for listed in [
+        "best-of-n:",
+        "deepconf:",
+        "filtered_vote:",
+        "remote:",
+        "[default: 4096",
+    ] {
+        assert!(help.contains(listed), "{listed}: {help}");
     }
 }

@@ -1,0 +1,213 @@
+//! The model and the backend it runs on: `--backend`, the llama.cpp flags and the remote ones.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use ponder::lm::{
+    ContextOptions, Model, ModelOptions, RemoteLm, RemoteOptions, DEFAULT_MODEL_PATH,
+};
+use ponder::trace::ModelId;
+use ponder::{ConfigError, Engine};
+
+use super::choice::{choice, BackendKind};
+
+#[derive(Args, Clone)]
+pub struct ModelArgs {
+    /// Where the model runs.
+    #[arg(long, default_value = "llama", value_parser = choice::<BackendKind>("backend"))]
+    pub backend: BackendKind,
+    /// GGUF model file (backend llama).
+    #[arg(long, env = "PONDER_MODEL", default_value = DEFAULT_MODEL_PATH)]
+    pub model: PathBuf,
+    /// Layers to offload to the GPU (backend llama; needs a build with --features cuda, vulkan
+    /// or metal, and a GPU: see `ponder devices`). Default: all in a GPU build, 0 otherwise.
+    #[arg(long, visible_alias = "gpu-layers", default_value_t = ModelOptions::default().n_gpu_layers)]
+    pub n_gpu_layers: u32,
+    #[arg(long = "ctx", help = ctx_help())]
+    pub n_ctx: Option<u32>,
+    /// CPU threads (backend llama; 0 = all cores: when another job shares the CPU, 1 is often
+    /// several times faster).
+    #[arg(long, default_value_t = 0)]
+    pub threads: u32,
+    /// Most branches decoded at once; more are parked and re-attached (backend llama).
+    #[arg(long, default_value_t = ContextOptions::default().n_seq_max)]
+    pub n_seq_max: u32,
+    /// Run solves one at a time, each from a fresh cache, so that every result depends only on
+    /// its problem, strategy and seeds (backend llama; without it, solves in flight together
+    /// share forward passes and llama.cpp's numbers shift slightly with what shares a batch).
+    #[arg(long)]
+    pub deterministic: bool,
+    /// Most live branches one solve may have at once when solves share the context (backend
+    /// llama; 0 = up to --n-seq-max): leaves sequences for the other solves of a server or of
+    /// --workers.
+    #[arg(long, default_value_t = 0)]
+    pub max_seqs_per_solve: u32,
+    /// KV cells one solve's live branches may hold beyond their shared prompt; over it the solve
+    /// adds no new branch while one runs (backend llama; 0 = no cap).
+    #[arg(long, default_value_t = 0)]
+    pub max_cells_per_solve: u32,
+    /// Base URL of a server (backend remote), e.g. http://127.0.0.1:8080; give it more than once
+    /// to spread requests over several servers.
+    #[arg(long = "url")]
+    pub urls: Vec<String>,
+    /// The `model` field sent to the servers (backend remote; default the first they list).
+    #[arg(long)]
+    pub served_model: Option<String>,
+    /// Most requests in flight at once over all servers and all solves (backend remote).
+    #[arg(long, default_value_t = RemoteOptions::default().max_in_flight)]
+    pub max_in_flight: usize,
+    /// Time limit of one request in milliseconds (backend remote).
+    #[arg(long, default_value_t = RemoteOptions::default().timeout_ms)]
+    pub timeout_ms: u64,
+    /// Attempts per request before giving up (backend remote).
+    #[arg(long, default_value_t = RemoteOptions::default().attempts)]
+    pub attempts: u32,
+}
+
+/// A model behind either backend (llama: a session and the loaded model it runs on; boxed, a
+/// `RemoteLm` handle being small).
+pub enum Backend {
+    Llama(Box<ponder::LlamaLm>, Model),
+    Remote(RemoteLm),
+}
+
+impl ModelArgs {
+    pub fn options(&self) -> (ModelOptions, ContextOptions) {
+        (
+            ModelOptions {
+                path: self.model.clone(),
+                n_gpu_layers: self.n_gpu_layers,
+            },
+            ContextOptions {
+                n_ctx: self.n_ctx.unwrap_or(ContextOptions::default().n_ctx),
+                n_threads: self.threads,
+                n_seq_max: self.n_seq_max,
+                deterministic: self.deterministic,
+                max_seqs_per_solve: self.max_seqs_per_solve,
+                max_cells_per_solve: self.max_cells_per_solve,
+                ..ContextOptions::default()
+            },
+        )
+    }
+
+    pub fn remote_options(&self) -> RemoteOptions {
+        RemoteOptions {
+            urls: self.urls.clone(),
+            model: self.served_model.clone(),
+            max_in_flight: self.max_in_flight,
+            timeout_ms: self.timeout_ms,
+            attempts: self.attempts,
+            n_ctx: self.n_ctx,
+            ..RemoteOptions::default()
+        }
+    }
+
+    /// Checks, before anything slow, that the flags given belong to the backend chosen and that
+    /// the context settings are valid.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the flag.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        match self.backend {
+            BackendKind::Llama => {
+                if !self.urls.is_empty() || self.served_model.is_some() {
+                    return Err(ConfigError::new(
+                        "url",
+                        "--url and --served-model apply to --backend remote only",
+                    ));
+                }
+                self.options().1.validate()
+            }
+            BackendKind::Remote => {
+                if self.n_gpu_layers != ModelOptions::default().n_gpu_layers
+                    || self.threads != 0
+                    || self.n_seq_max != ContextOptions::default().n_seq_max
+                    || self.deterministic
+                    || self.max_seqs_per_solve != 0
+                    || self.max_cells_per_solve != 0
+                {
+                    return Err(ConfigError::new(
+                        "backend",
+                        "--n-gpu-layers, --threads, --n-seq-max, --deterministic, --max-seqs-per-solve and --max-cells-per-solve apply to --backend llama only; set them on the servers",
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Checks the flags ([`Self::check`]), then opens the backend: loads the model or connects
+    /// to the servers.
+    pub fn open(&self) -> ponder::Result<Backend> {
+        self.check()?;
+        match self.backend {
+            BackendKind::Llama => {
+                let (model, context) = self.options();
+                if model.n_gpu_layers > 0 && !ponder::devices()?.iter().any(|d| d.is_gpu()) {
+                    eprintln!(
+                        "warning: --n-gpu-layers {} has no effect: {}; the model runs on the CPU \
+                         (`ponder devices` lists what llama.cpp found)",
+                        model.n_gpu_layers,
+                        no_gpu_reason()
+                    );
+                }
+                let model = Model::load(&model)?;
+                let lm = model.session(&context)?;
+                Ok(Backend::Llama(Box::new(lm), model))
+            }
+            BackendKind::Remote => Ok(Backend::Remote(RemoteLm::connect(&self.remote_options())?)),
+        }
+    }
+
+    /// One engine on the opened backend.
+    pub fn engine(&self) -> ponder::Result<Engine> {
+        Ok(match self.open()? {
+            Backend::Llama(lm, _) => Engine::from_lm(*lm),
+            Backend::Remote(lm) => Engine::from_lm(lm),
+        })
+    }
+
+    /// The engines for `synth`'s workers (one engine, shared by all of them: one llama.cpp
+    /// context or one connection to the servers), and the model's identity for provenance.
+    pub fn engines_and_id(&self) -> ponder::Result<(Vec<Engine>, ModelId)> {
+        Ok(match self.open()? {
+            Backend::Llama(lm, model) => {
+                let id = ModelId::of_file(&self.model).map_err(|e| {
+                    ConfigError::new(
+                        "model",
+                        format!("cannot read {}: {e}", self.model.display()),
+                    )
+                })?;
+                // One engine: its decode loop serves every worker's solve in the same forward
+                // passes (separate contexts would fight over the cores).
+                let _ = model;
+                (vec![Engine::from_lm(*lm)], id)
+            }
+            Backend::Remote(lm) => {
+                // One engine: one cap on requests in flight and one view of each server's load
+                // for the solves of all workers.
+                let id = ModelId::of_remote(&lm);
+                (vec![Engine::from_lm(lm)], id)
+            }
+        })
+    }
+}
+
+/// Why [`ponder::devices`] lists no GPU.
+pub fn no_gpu_reason() -> &'static str {
+    if cfg!(any(feature = "cuda", feature = "vulkan", feature = "metal")) {
+        "this GPU build found no GPU (none on this machine, or no driver)"
+    } else {
+        "this build has no GPU backend (build with --features cuda, vulkan or metal)"
+    }
+}
+
+/// `--ctx`'s help, with the default of backend llama (backend remote has none of its own).
+fn ctx_help() -> String {
+    format!(
+        "Context size in tokens (backend llama: KV cells shared by all branches; backend remote: \
+         the server's context per request) [default: {} on backend llama, what the server \
+         reports on backend remote]",
+        ContextOptions::default().n_ctx
+    )
+}
