@@ -473,6 +473,11 @@ fn tree_search_bad_config_is_named_before_loading_anything() {
         ),
         (&["--strategy", "beam", "--k", "3"][..], "--k"),
         (&["--strategy", "best-of-n", "--tree", "x.json"][..], "tree"),
+        // An output that cannot be written is found before minutes of search, not after.
+        (
+            &["--strategy", "beam", "--tree", "/nonexistent/dir/t.json"][..],
+            "cannot write /nonexistent/dir/t.json",
+        ),
         (&["--threads", "100000"][..], "n_threads"),
         (&["--n-seq-max", "1000"][..], "n_seq_max"),
         (

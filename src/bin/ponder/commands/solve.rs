@@ -49,6 +49,12 @@ pub fn exec(args: &Args) -> ponder::Result<()> {
         )
         .into());
     }
+    if let Some(path) = &args.tree {
+        // Minutes of search must not end in an unwritable file: try both files first.
+        let (json, dot) = tree_files(path);
+        probe_writable(&json)?;
+        probe_writable(&dot)?;
+    }
     args.model.check()?;
     progress::opening("solve", &args.model, Some(&strategy));
     let engine = args.model.engine()?;
@@ -58,33 +64,53 @@ pub fn exec(args: &Args) -> ponder::Result<()> {
         Flow::Continue
     })?;
     drop(progress);
-    if let (Some(path), Some(tree)) = (&args.tree, &outcome.tree) {
-        write_tree(path, tree)?;
-    }
+    // The result first: a tree file that fails after all is reported, the outcome is not lost.
     if args.json {
         render::json(&outcome);
     } else {
         render::outcome(&outcome);
     }
+    if let (Some(path), Some(tree)) = (&args.tree, &outcome.tree) {
+        write_tree(path, tree)?;
+    }
     Ok(())
 }
 
-/// Writes `tree` as JSON to `path` and as Graphviz next to it (extension `.dot`).
-fn write_tree(path: &Path, tree: &SearchTree) -> ponder::Result<()> {
+/// The JSON and Graphviz files of `--tree FILE`: FILE, and FILE with the extension `.dot`.
+fn tree_files(path: &Path) -> (PathBuf, PathBuf) {
     let dot = path.with_extension("dot");
     let json = if path == dot {
         path.with_extension("json")
     } else {
         path.to_path_buf()
     };
-    let write = |p: &Path, text: String| {
-        std::fs::write(p, text).map_err(|e| {
-            ponder::Error::from(ConfigError::new(
-                "tree",
-                format!("cannot write {}: {e}", p.display()),
-            ))
-        })
-    };
+    (json, dot)
+}
+
+fn cannot_write(p: &Path, e: &std::io::Error) -> ponder::Error {
+    ConfigError::new("tree", format!("cannot write {}: {e}", p.display())).into()
+}
+
+/// Whether `p` can be written, leaving it as it was: an existing file is opened for writing
+/// (not truncated), a new one created and removed again.
+fn probe_writable(p: &Path) -> ponder::Result<()> {
+    let existed = p.exists();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(p)
+        .map_err(|e| cannot_write(p, &e))?;
+    if !existed {
+        std::fs::remove_file(p).ok();
+    }
+    Ok(())
+}
+
+/// Writes `tree` as JSON to `path` and as Graphviz next to it (extension `.dot`).
+fn write_tree(path: &Path, tree: &SearchTree) -> ponder::Result<()> {
+    let (json, dot) = tree_files(path);
+    let write = |p: &Path, text: String| std::fs::write(p, text).map_err(|e| cannot_write(p, &e));
     write(
         &json,
         serde_json::to_string_pretty(tree).expect("plain data serialises"),
