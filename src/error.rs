@@ -227,8 +227,9 @@ pub enum ConfigFileError {
     },
 }
 
-/// Any error of this crate.
-#[derive(Debug, thiserror::Error)]
+/// Any error of this crate. Its `Debug` is its message (see the impl), so a program whose `main`
+/// returns [`Result`] prints something a person can act on.
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// See [`LoadError`].
@@ -258,6 +259,22 @@ pub enum Error {
         /// The underlying I/O error.
         source: std::io::Error,
     },
+}
+
+/// The kind, then the message (`load error: model file … not found — give the path …`), not a
+/// dump of the fields: `fn main() -> ponder::Result<()>` prints an error through `Debug`.
+impl std::fmt::Debug for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self {
+            Self::Load(_) => "load",
+            Self::Decode(_) => "decode",
+            Self::Config(_) => "config",
+            Self::ConfigFile(_) => "config file",
+            Self::Reentrant => "reentrant call",
+            Self::Io { .. } => "I/O",
+        };
+        write!(f, "{kind} error: {self}")
+    }
 }
 
 impl Error {
@@ -292,6 +309,16 @@ mod tests {
         }
         .to_string();
         assert!(!absolute.contains("current directory"), "{absolute}");
+    }
+
+    #[test]
+    fn debug_is_the_message_not_a_field_dump() {
+        let e = Error::from(LoadError::ModelNotFound {
+            path: "/m/x.gguf".into(),
+        });
+        let debug = format!("{e:?}");
+        assert_eq!(debug, format!("load error: {e}"));
+        assert!(!debug.contains("ModelNotFound"), "{debug}");
     }
 
     #[test]
