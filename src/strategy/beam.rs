@@ -121,12 +121,6 @@ impl Strategy for BeamConfig {
     }
 }
 
-/// Runs the search without an observer (the unit tests).
-#[cfg(test)]
-fn run(config: &BeamConfig, lm: &mut dyn Lm, problem: &Problem) -> Result<Outcome, Error> {
-    run_observed(config, lm, problem, &mut Observer::default())
-}
-
 /// Runs the search, reporting every step and verdict to `observer`.
 fn run_observed(
     config: &BeamConfig,
@@ -244,6 +238,7 @@ fn count_visits(nodes: &mut [TreeNode]) {
 mod tests {
     use super::*;
     use crate::lm::scripted::{ScriptedLm, ScriptedStep};
+    use crate::strategy::search_alone as run;
 
     fn label(text: &str) -> String {
         text.rfind('[')

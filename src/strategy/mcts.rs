@@ -264,12 +264,6 @@ impl Strategy for MctsConfig {
     }
 }
 
-/// Runs the search without an observer (the unit tests).
-#[cfg(test)]
-fn run(config: &MctsConfig, lm: &mut dyn Lm, problem: &Problem) -> Result<Outcome, Error> {
-    run_observed(config, lm, problem, &mut Observer::default())
-}
-
 /// Runs the search, reporting every step and verdict to `observer`.
 fn run_observed(
     config: &MctsConfig,
@@ -598,6 +592,7 @@ mod tests {
 
     use super::*;
     use crate::lm::scripted::{ScriptedLm, ScriptedStep};
+    use crate::strategy::search_alone as run;
 
     /// The label of the last step in `text`: what is inside its last `[…]`.
     fn label(text: &str) -> String {

@@ -294,6 +294,16 @@ pub trait Strategy {
     ) -> Result<Outcome, Error>;
 }
 
+/// `strategy`'s search without an observer (the strategies' unit tests).
+#[cfg(test)]
+pub(crate) fn search_alone(
+    strategy: &dyn Strategy,
+    lm: &mut dyn Lm,
+    problem: &Problem,
+) -> Result<Outcome, Error> {
+    strategy.search(lm, problem, &mut Observer::default())
+}
+
 /// The frame that every strategy sampling from one prompt shares (best-of-N, self-correction,
 /// deepening, DeepConf): the prompt's root, `search` from it (each node it makes pushed onto
 /// its list), every node released afterwards, on error too, and the usage of the whole solve.
