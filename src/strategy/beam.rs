@@ -34,7 +34,7 @@ pub enum BeamAnswer {
     Vote,
 }
 
-/// Configuration of [`run`].
+/// Configuration of this strategy (the module's [`Strategy`] implementation).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BeamConfig {
@@ -91,24 +91,10 @@ impl BeamConfig {
 }
 
 impl Strategy for BeamConfig {
-    fn name(&self) -> &'static str {
-        "beam"
-    }
-
-    fn prompt(&self) -> &PromptConfig {
-        &self.prompt
-    }
-
-    fn seed(&self) -> u64 {
-        self.step.sampling.seed
-    }
+    strategy_fields!("beam", seed: step.sampling.seed);
 
     fn votes(&self) -> bool {
         matches!(self.answer_by, BeamAnswer::Vote)
-    }
-
-    fn validate(&self) -> Result<(), ConfigError> {
-        BeamConfig::validate(self)
     }
 
     fn search(

@@ -15,8 +15,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{
-    from_root, limits, Candidate, ConfidenceSignals, Observer, Outcome, Problem, PromptConfig,
-    Strategy,
+    from_root, limits, Candidate, ConfidenceSignals, Outcome, Problem, PromptConfig, Strategy,
 };
 use crate::error::{ConfigError, Error};
 use crate::lm::{GenRequest, Lm, SamplingParams};
@@ -89,7 +88,7 @@ impl Rerank {
     }
 }
 
-/// Configuration of [`run`].
+/// Configuration of this strategy (the module's [`Strategy`] implementation).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BestOfNConfig {
@@ -173,17 +172,7 @@ impl BestOfNConfig {
 }
 
 impl Strategy for BestOfNConfig {
-    fn name(&self) -> &'static str {
-        "best_of_n"
-    }
-
-    fn prompt(&self) -> &PromptConfig {
-        &self.prompt
-    }
-
-    fn seed(&self) -> u64 {
-        self.sampling.seed
-    }
+    strategy_fields!("best_of_n", seed: sampling.seed);
 
     fn votes(&self) -> bool {
         matches!(
@@ -192,18 +181,7 @@ impl Strategy for BestOfNConfig {
         )
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
-        BestOfNConfig::validate(self)
-    }
-
-    fn search(
-        &self,
-        lm: &mut dyn Lm,
-        problem: &Problem,
-        _observer: &mut Observer<'_>,
-    ) -> Result<Outcome, Error> {
-        run(self, lm, problem)
-    }
+    search_by!(run);
 }
 
 /// Samples `config.n` candidates and picks one.

@@ -16,15 +16,13 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{
-    from_root, Candidate, ConfidenceSignals, Observer, Outcome, Problem, PromptConfig, Strategy,
-};
+use super::{from_root, Candidate, ConfidenceSignals, Outcome, Problem, PromptConfig, Strategy};
 use crate::error::{ConfigError, Error};
 use crate::lm::{ConfidenceStop, FinishReason, GenRequest, Generation, Lm, SamplingParams};
 use crate::reward::confidence::{lowest_group, percentile, ConfidenceConfig};
 use crate::reward::{answer, vote};
 
-/// Configuration of [`run`].
+/// Configuration of this strategy (the module's [`Strategy`] implementation).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DeepConfConfig {
@@ -128,34 +126,13 @@ impl DeepConfConfig {
 }
 
 impl Strategy for DeepConfConfig {
-    fn name(&self) -> &'static str {
-        "deepconf"
-    }
-
-    fn prompt(&self) -> &PromptConfig {
-        &self.prompt
-    }
-
-    fn seed(&self) -> u64 {
-        self.sampling.seed
-    }
+    strategy_fields!("deepconf", seed: sampling.seed);
 
     fn votes(&self) -> bool {
         true
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
-        DeepConfConfig::validate(self)
-    }
-
-    fn search(
-        &self,
-        lm: &mut dyn Lm,
-        problem: &Problem,
-        _observer: &mut Observer<'_>,
-    ) -> Result<Outcome, Error> {
-        run(self, lm, problem)
-    }
+    search_by!(run);
 }
 
 /// Runs DeepConf online.

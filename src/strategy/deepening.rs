@@ -8,14 +8,14 @@
 use serde::{Deserialize, Serialize};
 
 use super::{
-    from_root, limits, Candidate, EntryKind, Observer, Outcome, Problem, PromptConfig, Strategy,
+    from_root, limits, Candidate, EntryKind, Outcome, Problem, PromptConfig, Strategy,
     TimelineEntry,
 };
 use crate::error::{ConfigError, Error};
 use crate::lm::{FinishReason, GenRequest, Lm, Node, SamplingParams};
 use crate::reward::{answer, vote};
 
-/// Configuration of [`run`].
+/// Configuration of this strategy (the module's [`Strategy`] implementation).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DeepeningConfig {
@@ -137,34 +137,13 @@ struct Branch {
 }
 
 impl Strategy for DeepeningConfig {
-    fn name(&self) -> &'static str {
-        "deepening"
-    }
-
-    fn prompt(&self) -> &PromptConfig {
-        &self.prompt
-    }
-
-    fn seed(&self) -> u64 {
-        self.sampling.seed
-    }
+    strategy_fields!("deepening", seed: sampling.seed);
 
     fn votes(&self) -> bool {
         true
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
-        DeepeningConfig::validate(self)
-    }
-
-    fn search(
-        &self,
-        lm: &mut dyn Lm,
-        problem: &Problem,
-        _observer: &mut Observer<'_>,
-    ) -> Result<Outcome, Error> {
-        run(self, lm, problem)
-    }
+    search_by!(run);
 }
 
 /// Runs iterative deepening over `width` branches.

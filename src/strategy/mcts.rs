@@ -106,7 +106,7 @@ pub struct RolloutConfig {
     pub max_tokens: u32,
 }
 
-/// Configuration of [`run`].
+/// Configuration of this strategy (the module's [`Strategy`] implementation).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MctsConfig {
@@ -234,24 +234,10 @@ impl MctsConfig {
 }
 
 impl Strategy for MctsConfig {
-    fn name(&self) -> &'static str {
-        "mcts"
-    }
-
-    fn prompt(&self) -> &PromptConfig {
-        &self.prompt
-    }
-
-    fn seed(&self) -> u64 {
-        self.step.sampling.seed
-    }
+    strategy_fields!("mcts", seed: step.sampling.seed);
 
     fn votes(&self) -> bool {
         matches!(self.answer_by, AnswerBy::Vote)
-    }
-
-    fn validate(&self) -> Result<(), ConfigError> {
-        MctsConfig::validate(self)
     }
 
     fn search(

@@ -3,6 +3,43 @@
 //! A strategy takes an [`Lm`] and a [`Problem`] and returns an [`Outcome`]: the chosen answer and
 //! text, its score, every candidate it considered with their scores, and the work it took.
 
+/// The parts of a [`Strategy`] impl that only name things: `name`, `prompt`, `seed` (the path of
+/// the sampling seed's field) and `validate` (the config's own inherent `validate`).
+macro_rules! strategy_fields {
+    ($name:literal, seed: $($seed:ident).+) => {
+        fn name(&self) -> &'static str {
+            $name
+        }
+
+        fn prompt(&self) -> &$crate::strategy::PromptConfig {
+            &self.prompt
+        }
+
+        fn seed(&self) -> u64 {
+            self.$($seed).+
+        }
+
+        fn validate(&self) -> Result<(), $crate::error::ConfigError> {
+            Self::validate(self)
+        }
+    };
+}
+
+/// [`Strategy::search`] for a strategy that reports no events while it runs: its
+/// `run(config, lm, problem)`.
+macro_rules! search_by {
+    ($run:path) => {
+        fn search(
+            &self,
+            lm: &mut dyn $crate::lm::Lm,
+            problem: &$crate::strategy::Problem,
+            _observer: &mut $crate::strategy::Observer<'_>,
+        ) -> Result<$crate::strategy::Outcome, $crate::error::Error> {
+            $run(self, lm, problem)
+        }
+    };
+}
+
 pub mod beam;
 pub mod best_of_n;
 pub mod deepconf;

@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{
-    from_root, limits, Candidate, EntryKind, Observer, Outcome, Problem, PromptConfig, Strategy,
+    from_root, limits, Candidate, EntryKind, Outcome, Problem, PromptConfig, Strategy,
     TimelineEntry,
 };
 use crate::error::{ConfigError, Error};
@@ -27,7 +27,7 @@ pub enum Keep {
     BestJudged,
 }
 
-/// Configuration of [`run`].
+/// Configuration of this strategy (the module's [`Strategy`] implementation).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SelfCorrectConfig {
@@ -101,34 +101,13 @@ impl SelfCorrectConfig {
 }
 
 impl Strategy for SelfCorrectConfig {
-    fn name(&self) -> &'static str {
-        "self_correct"
-    }
-
-    fn prompt(&self) -> &PromptConfig {
-        &self.prompt
-    }
-
-    fn seed(&self) -> u64 {
-        self.sampling.seed
-    }
+    strategy_fields!("self_correct", seed: sampling.seed);
 
     fn votes(&self) -> bool {
         false
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
-        SelfCorrectConfig::validate(self)
-    }
-
-    fn search(
-        &self,
-        lm: &mut dyn Lm,
-        problem: &Problem,
-        _observer: &mut Observer<'_>,
-    ) -> Result<Outcome, Error> {
-        run(self, lm, problem)
-    }
+    search_by!(run);
 }
 
 /// Runs attempt → check → revise.
