@@ -42,6 +42,40 @@ pub enum LoadError {
         /// What went wrong.
         message: String,
     },
+    /// The `tokenizer.json` given for the remote backend does not exist.
+    #[error("tokenizer file {} not found{} — give the tokenizer.json of the served model (`python3 scripts/export-tokenizer.py MODEL.gguf tokenizer.json` writes one from the GGUF file the server loaded), or leave out --tokenizer to tokenise on the server", .path.display(), relative_note(.path))]
+    TokenizerNotFound {
+        /// The path that was tried.
+        path: PathBuf,
+    },
+    /// The `tokenizer.json` given for the remote backend cannot be read or parsed.
+    #[error("cannot use the tokenizer file {}: {reason} — give the tokenizer.json of the served model (`python3 scripts/export-tokenizer.py MODEL.gguf tokenizer.json` writes one from the GGUF file the server loaded), or leave out --tokenizer to tokenise on the server", .path.display())]
+    Tokenizer {
+        /// The path that was tried.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The `tokenizer.json` given for the remote backend tokenises a probe string differently
+    /// from the server: it is not the served model's tokenizer, and using it would corrupt every
+    /// search (nodes the model never saw, wrong budgets).
+    #[error("the tokenizer {} does not tokenise as the server at {url} does: for {text:?} (add_special {add_special}) token {position} is {} here and {} on the server — it is not the served model's tokenizer; export the right one (`python3 scripts/export-tokenizer.py MODEL.gguf tokenizer.json` with the GGUF file the server loaded), or leave out --tokenizer to tokenise on the server", .path.display(), token_or_end(*.client), token_or_end(*.server))]
+    TokenizerMismatch {
+        /// The tokenizer file.
+        path: PathBuf,
+        /// The server it was checked against.
+        url: String,
+        /// The first probe string tokenised differently.
+        text: String,
+        /// Whether the probe asked for the model's added special tokens (BOS/EOS).
+        add_special: bool,
+        /// The first token position where the two differ.
+        position: usize,
+        /// The client's token there (`None`: its tokens ended before).
+        client: Option<crate::lm::TokenId>,
+        /// The server's token there (`None`: its tokens ended before).
+        server: Option<crate::lm::TokenId>,
+    },
     /// llama.cpp could not create an inference context.
     #[error("llama.cpp could not create a context with n_ctx={n_ctx}, n_seq_max={n_seq_max} — lower the context size or the number of parallel sequences")]
     Context {
@@ -56,6 +90,11 @@ pub enum LoadError {
     /// An option of [`crate::lm::ModelOptions`] is out of range.
     #[error(transparent)]
     Config(#[from] ConfigError),
+}
+
+/// A token id, or "the end" where one side's tokens ended first.
+fn token_or_end(t: Option<crate::lm::TokenId>) -> String {
+    t.map_or_else(|| "the end".into(), |t| format!("id {t}"))
 }
 
 /// For a relative path: where it was looked for (it is relative to the current directory).
@@ -181,6 +220,14 @@ pub enum DecodeError {
         message: String,
         /// Attempts made.
         attempts: u32,
+    },
+    /// The client-side tokenizer of the remote backend failed on a text.
+    #[error("the tokenizer {} failed: {message} — leave out --tokenizer to tokenise on the server", .path.display())]
+    Tokenizer {
+        /// The tokenizer file.
+        path: PathBuf,
+        /// What it said.
+        message: String,
     },
     /// The backend cannot do this operation.
     #[error("{what} is not supported by this backend: {hint}")]

@@ -799,3 +799,282 @@ fn concurrent_solves_share_one_connection_and_its_cap_on_requests_in_flight() {
     assert!(busy <= CAP, "the server saw {busy} slots busy at once");
     assert_eq!(connection.in_flight(), (0, 0), "nothing left in flight");
 }
+
+/// `scripts/export-tokenizer.py MODEL OUT`: the tokenizer.json of a GGUF model, written once per
+/// model and test process.
+fn exported_tokenizer(model: &Path) -> PathBuf {
+    static DONE: OnceLock<std::sync::Mutex<Vec<(PathBuf, PathBuf)>>> = OnceLock::new();
+    let done = DONE.get_or_init(Default::default);
+    let mut done = done.lock().unwrap();
+    if let Some((_, out)) = done.iter().find(|(m, _)| m == model) {
+        return out.clone();
+    }
+    let dir = std::env::temp_dir().join(format!("ponder-tokenizers-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join(format!(
+        "{}.tokenizer.json",
+        model.file_stem().unwrap().to_string_lossy()
+    ));
+    let run = Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/scripts/export-tokenizer.py"
+        ))
+        .arg(model)
+        .arg(&out)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        run.status.success(),
+        "scripts/export-tokenizer.py {} failed:\n{}",
+        model.display(),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    done.push((model.to_path_buf(), out.clone()));
+    out
+}
+
+fn with_tokenizer(url: String, tokenizer: &Path) -> RemoteOptions {
+    RemoteOptions {
+        tokenizer: Some(tokenizer.to_path_buf()),
+        ..RemoteOptions::new([url])
+    }
+}
+
+/// Texts for the client/server comparison: the connect-time probes cover each rule once; these
+/// are more of every kind, and 120 pseudo-random strings over characters that sit on the rules'
+/// edges (spaces, digits, apostrophes, line breaks, accents, CJK, emoji, special-token pieces).
+fn varied_texts(chat: &str) -> Vec<String> {
+    let mut texts: Vec<String> = [
+        "plain ASCII words",
+        "Hello, World! How's it going? I'd say we'll see.",
+        "1234567890 00 007 3.5 -12 +7 1e10 2^10 10% $5.99",
+        "x     y",
+        "  \t \n \n\n\n  \r\n\r\n   end",
+        "\n",
+        " ",
+        "trailing newline\n",
+        "ünïcödé ßtraße Ελληνικά עברית ไทย 한국어 中文字符",
+        "😀😃😄 🧑🏿‍🚀 ❤️‍🔥 1️⃣ #️⃣",
+        "<|im_start|>system\nYou are helpful.<|im_end|>\n<|im_start|>user\n2+2?<|im_end|>\n<|im_start|>assistant\n",
+        "<|endoftext|><|endoftext|>",
+        "a<|im_end|>b <|im_start|> c",
+        "<|im_start",
+        "Step 1: 15 + 8 = 23.\n\nStep 2: 23 - 6 = 17.\n\nThe answer is \\boxed{17}.",
+        "```python\ndef add(a, b):\n    return a + b\n```",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    texts.push(chat.to_string());
+    let pieces = [
+        "a",
+        "Z",
+        " ",
+        "  ",
+        "\n",
+        "\t",
+        "1",
+        "23",
+        "'s",
+        "'",
+        ".",
+        ",",
+        "é",
+        "日",
+        "😀",
+        "\u{a0}",
+        "<|",
+        "|>",
+        "<|im_end|>",
+        "the",
+        " and",
+    ];
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    for _ in 0..120 {
+        let mut s = String::new();
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        for k in 0..(1 + seed % 12) {
+            s.push_str(pieces[((seed >> (k * 5)) % pieces.len() as u64) as usize]);
+        }
+        texts.push(s);
+    }
+    texts
+}
+
+#[test]
+fn a_client_tokenizer_tokenises_token_for_token_as_the_server_does() {
+    let url = shared().url();
+    let server = connect(&[url.clone()]);
+    let tokenizer = exported_tokenizer(&common::model_path());
+    let mut client = RemoteLm::connect(&with_tokenizer(url, &tokenizer))
+        .unwrap_or_else(|e| panic!("connect with {}: {e}", tokenizer.display()));
+    assert_eq!(client.shared().tokenizer_path(), Some(tokenizer.as_path()));
+    // Connecting probed the server's /tokenize; nothing is tokenised there after that.
+    let probed = client.requests()["/tokenize"];
+    assert!(probed >= 10, "{:?}", client.requests());
+
+    let chat = server
+        .chat_text(&[Message::system("Be brief."), Message::user(QUESTION)])
+        .unwrap();
+    let texts = varied_texts(&chat);
+    for text in &texts {
+        assert_eq!(
+            client.tokenize(text).unwrap(),
+            server.tokenize(text).unwrap(),
+            "{text:?}"
+        );
+    }
+    // A root adds the model's special tokens as the server's /tokenize with add_special does.
+    let mut server = server;
+    let (a, b) = (
+        client.root_text(&chat).unwrap(),
+        server.root_text(&chat).unwrap(),
+    );
+    assert_eq!(
+        client.node_tokens(a).unwrap(),
+        server.node_tokens(b).unwrap()
+    );
+    assert_eq!(client.requests()["/tokenize"], probed);
+    assert!(server.requests()["/tokenize"] > texts.len());
+}
+
+/// One MCTS solve on a fresh one-slot server, requests one at a time (so that the server's
+/// batches and cache are the same in every run): the outcome and the requests by endpoint
+/// during the solve.
+fn solve_alone(
+    tokenizer: Option<&Path>,
+) -> (
+    ponder::strategy::Outcome,
+    std::collections::BTreeMap<String, usize>,
+) {
+    let server = Server::start(1);
+    let lm = RemoteLm::connect(&RemoteOptions {
+        max_in_flight: 1,
+        tokenizer: tokenizer.map(Path::to_path_buf),
+        ..RemoteOptions::new([server.url()])
+    })
+    .unwrap();
+    let connection = lm.shared();
+    let before = connection.requests();
+    let engine = Engine::from_lm(lm);
+    let s = strategy(serde_json::json!({
+        "type": "mcts", "k": 2, "step": {"max_tokens": 24, "sampling": {"temperature": 0.0}},
+        "budget": {"tokens": 72}
+    }));
+    let outcome = engine
+        .solve(&Problem::new(QUESTION).with_answer("10"), &s)
+        .unwrap();
+    let mut during = connection.requests();
+    for (path, n) in before {
+        *during.get_mut(&path).unwrap() -= n;
+    }
+    during.retain(|_, n| *n > 0);
+    (outcome, during)
+}
+
+#[test]
+fn a_solve_with_the_client_tokenizer_matches_one_without_and_sends_no_tokenize_requests() {
+    let tokenizer = exported_tokenizer(&common::model_path());
+    let (plain, plain_requests) = solve_alone(None);
+    let (client, client_requests) = solve_alone(Some(&tokenizer));
+    eprintln!("requests without --tokenizer {plain_requests:?}, with {client_requests:?}");
+    let texts = |o: &ponder::strategy::Outcome| -> Vec<String> {
+        o.tree
+            .as_ref()
+            .expect("MCTS has a tree")
+            .nodes
+            .iter()
+            .map(|n| n.text.clone())
+            .collect()
+    };
+    assert_eq!(client.answer, plain.answer);
+    assert_eq!(texts(&client), texts(&plain));
+    assert_eq!(client.usage.generated_tokens, plain.usage.generated_tokens);
+    assert_eq!(
+        client_requests.get("/v1/completions"),
+        plain_requests.get("/v1/completions")
+    );
+    // One /tokenize per prompt and per step cut at its delimiter without the tokenizer; none with.
+    let tokenized = plain_requests.get("/tokenize").copied().unwrap_or(0);
+    assert!(tokenized > 2, "{plain_requests:?}");
+    assert_eq!(
+        client_requests.get("/tokenize"),
+        None,
+        "{client_requests:?}"
+    );
+}
+
+#[test]
+fn a_wrong_broken_or_missing_tokenizer_file_is_refused_with_a_typed_error() {
+    let url = shared().url();
+    // The served model's tokenizer with the ids of two tokens swapped: the first probe's first
+    // token is where it shows.
+    let served = common::model_path();
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(exported_tokenizer(&served)).unwrap())
+            .unwrap();
+    let vocab = json["model"]["vocab"].as_object_mut().unwrap();
+    let (a, b) = (vocab["The"].clone(), vocab["Ġanswer"].clone());
+    vocab.insert("The".into(), b.clone());
+    vocab.insert("Ġanswer".into(), a.clone());
+    let wrong = std::env::temp_dir().join(format!(
+        "ponder-swapped-tokenizer-{}.json",
+        std::process::id()
+    ));
+    std::fs::write(&wrong, json.to_string()).unwrap();
+    let err = RemoteLm::connect(&with_tokenizer(url.clone(), &wrong)).unwrap_err();
+    match &err {
+        LoadError::TokenizerMismatch {
+            path,
+            text,
+            add_special,
+            position,
+            client,
+            server,
+            ..
+        } => {
+            assert_eq!(path, &wrong);
+            assert_eq!(text, "The answer is 42.");
+            assert!(!add_special);
+            assert_eq!(*position, 0);
+            assert_eq!(client.map(i64::from), b.as_i64());
+            assert_eq!(server.map(i64::from), a.as_i64());
+        }
+        other => panic!("expected TokenizerMismatch, got {other}"),
+    }
+    let message = err.to_string();
+    assert!(
+        message.contains("export-tokenizer.py") && message.contains("--tokenizer"),
+        "{message}"
+    );
+
+    // A file that is not there, or not a tokenizer.json: refused before any request, through
+    // the CLI too.
+    let missing = std::env::temp_dir().join("ponder-no-such-tokenizer.json");
+    let err = RemoteLm::connect(&with_tokenizer(url.clone(), &missing)).unwrap_err();
+    assert!(
+        matches!(&err, LoadError::TokenizerNotFound { path } if path == &missing),
+        "{err}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_ponder"))
+        .args(["solve", "--backend", "remote", "--url", &url, "--tokenizer"])
+        .arg(&missing)
+        .arg("What is 2 + 2?")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("not found") && stderr.contains("export-tokenizer.py"),
+        "{stderr}"
+    );
+    // Cut short: not JSON any more.
+    let text = json.to_string();
+    std::fs::write(&wrong, &text[..text.len() / 2]).unwrap();
+    let err = RemoteLm::connect(&with_tokenizer(url, &wrong)).unwrap_err();
+    assert!(matches!(&err, LoadError::Tokenizer { .. }), "{err}");
+    let _ = std::fs::remove_file(&wrong);
+}

@@ -16,6 +16,7 @@ pub use remote::{RemoteLm, RemoteOptions, ServerStats, SharedRemote};
 pub(crate) mod sampler;
 #[cfg(any(test, feature = "test-util"))]
 pub mod scripted;
+pub(crate) mod tokenizer;
 
 use serde::{Deserialize, Serialize};
 

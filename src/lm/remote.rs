@@ -33,7 +33,8 @@
 //! server mid-completion: the whole completion is read and its finish is
 //! [`FinishReason::LowConfidence`] when the condition held at some token (no tokens are saved).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -43,6 +44,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::nodes::NodeTable;
+use super::tokenizer::{self, ClientTokenizer};
 use super::{FinishReason, GenRequest, Generation, Interrupt, Lm, Message, Node, TokenId, Usage};
 use crate::error::{ConfigError, DecodeError, LoadError};
 
@@ -71,6 +73,11 @@ pub struct RemoteOptions {
     /// The context size per request; default: what the server reports (`/props`, vLLM's
     /// `max_model_len`).
     pub n_ctx: Option<u32>,
+    /// A Hugging Face `tokenizer.json` of the served model: text is then tokenised on the client
+    /// instead of by one `POST /tokenize` per call (`scripts/export-tokenizer.py` writes one from
+    /// the model's GGUF file). At connect time it must tokenise a set of probe strings exactly as
+    /// the server does, or the connection is refused ([`LoadError::TokenizerMismatch`]).
+    pub tokenizer: Option<PathBuf>,
 }
 
 impl Default for RemoteOptions {
@@ -85,6 +92,7 @@ impl Default for RemoteOptions {
             backoff_ms: 250,
             top_logprobs: 20,
             n_ctx: None,
+            tokenizer: None,
         }
     }
 }
@@ -284,6 +292,8 @@ struct Client {
     agent: ureq::Agent,
     opts: RemoteOptions,
     gate: Gate,
+    /// HTTP requests sent per endpoint path, retries included.
+    requests: Mutex<BTreeMap<String, usize>>,
 }
 
 impl Client {
@@ -297,6 +307,7 @@ impl Client {
             agent,
             opts: opts.clone(),
             gate: Gate::new(opts.max_in_flight),
+            requests: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -321,6 +332,7 @@ impl Client {
         let now = s.outstanding.fetch_add(1, Ordering::SeqCst) + 1;
         s.peak_outstanding.fetch_max(now, Ordering::SeqCst);
         s.sent.fetch_add(1, Ordering::SeqCst);
+        *self.requests.lock().entry(path.to_string()).or_default() += 1;
         let result = match body {
             Some(b) => req
                 .set("Content-Type", "application/json")
@@ -526,6 +538,8 @@ pub struct SharedRemote {
     token_texts: Mutex<HashMap<TokenId, String>>,
     stop_tokens: Mutex<HashMap<String, Vec<TokenId>>>,
     totals: Mutex<Totals>,
+    /// Tokenises on the client instead of the servers' `/tokenize` ([`RemoteOptions::tokenizer`]).
+    tokenizer: Option<ClientTokenizer>,
 }
 
 /// The usage of all handles, and how long at least one of them was inside a call.
@@ -601,6 +615,18 @@ impl SharedRemote {
             .collect()
     }
 
+    /// HTTP requests sent so far by every handle of this connection, per endpoint path (such
+    /// as `/v1/completions`, `/tokenize`), retries and the requests made at connect time
+    /// included.
+    pub fn requests(&self) -> BTreeMap<String, usize> {
+        self.client.requests.lock().clone()
+    }
+
+    /// The tokenizer file text is tokenised with on the client, when one was given.
+    pub fn tokenizer_path(&self) -> Option<&Path> {
+        self.tokenizer.as_ref().map(ClientTokenizer::path)
+    }
+
     fn enter(&self) {
         let mut t = self.totals.lock();
         if t.busy == 0 {
@@ -653,6 +679,12 @@ impl RemoteLm {
     /// reached (after the configured attempts) or does not say what its context size is.
     pub fn connect(opts: &RemoteOptions) -> Result<Self, LoadError> {
         opts.validate()?;
+        // The file first: a wrong path needs no server to be reported.
+        let tokenizer = opts
+            .tokenizer
+            .as_deref()
+            .map(ClientTokenizer::load)
+            .transpose()?;
         let client = Client::new(opts);
         let unreachable = |i: usize, e: DecodeError| LoadError::Remote {
             url: client.servers[i].url.clone(),
@@ -717,8 +749,72 @@ impl RemoteLm {
             token_texts: Mutex::new(HashMap::new()),
             stop_tokens: Mutex::new(HashMap::new()),
             totals: Mutex::new(Totals::default()),
+            tokenizer,
         });
-        Ok(shared.solve_lm())
+        let lm = shared.solve_lm();
+        lm.check_tokenizer()?;
+        Ok(lm)
+    }
+
+    /// With a client tokenizer: tokenises every probe string (and the server's rendering of a
+    /// chat, for the template's special tokens) both on the client and with the (first)
+    /// server's `/tokenize`, with and without `add_special`, and refuses the first difference.
+    fn check_tokenizer(&self) -> Result<(), LoadError> {
+        let Some(tok) = &self.shared.tokenizer else {
+            return Ok(());
+        };
+        let url = self.shared.client.servers[0].url.clone();
+        let remote = |e: DecodeError| LoadError::Remote {
+            url: url.clone(),
+            message: e.to_string(),
+        };
+        let mut probes: Vec<String> = tokenizer::PROBES.iter().map(|p| p.to_string()).collect();
+        let chat = [
+            Message::system("You are a careful assistant."),
+            Message::user("What is 12 * 7? Think step by step."),
+            Message::new("assistant", "12 * 7 = 84. The answer is 84."),
+            Message::user("And 84 / 4?"),
+        ];
+        // vLLM has no /apply-template; its chats are still covered by the probes above.
+        if let Ok(text) = self.server_chat_text(&chat) {
+            probes.push(text);
+        }
+        let mut asked: Vec<(String, bool)> = probes.iter().map(|p| (p.clone(), false)).collect();
+        asked.extend(probes.iter().take(2).map(|p| (p.clone(), true)));
+        // One after the other on one kept-alive connection: a burst of parallel connections can
+        // wait out llama-server's keep-alive timeout (5 s) for a free HTTP thread.
+        for (text, add_special) in asked {
+            let v = self
+                .shared
+                .client
+                .call(
+                    "/tokenize",
+                    Some(&self.tokenize_body(&text, add_special)),
+                    None,
+                )
+                .map_err(remote)?;
+            let server = token_ids(&v, "tokens")
+                .ok_or_else(|| bad_response("/tokenize", &v))
+                .map_err(remote)?;
+            let client = tok
+                .encode(&text, add_special)
+                .map_err(|e| LoadError::Tokenizer {
+                    path: tok.path().to_path_buf(),
+                    reason: e.to_string(),
+                })?;
+            if let Some(position) = tokenizer::first_difference(&client, &server) {
+                return Err(LoadError::TokenizerMismatch {
+                    path: tok.path().to_path_buf(),
+                    url,
+                    text,
+                    add_special,
+                    position,
+                    client: client.get(position).copied(),
+                    server: server.get(position).copied(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// The connection this handle uses, to hand other solves handles of their own.
@@ -790,24 +886,40 @@ impl RemoteLm {
         Ok(())
     }
 
+    /// The tokens of `text`, special tokens in it parsed; `add_special` adds the model's BOS/EOS
+    /// where it has them. On the client when a tokenizer was given, else by the server.
     fn tokenize_with(&self, text: &str, add_special: bool) -> Result<Vec<TokenId>, DecodeError> {
         if text.is_empty() {
             return Ok(Vec::new());
         }
-        // llama-server reads `content`/`add_special`, vLLM `prompt`/`add_special_tokens`.
-        let body = json!({
+        if let Some(tok) = &self.shared.tokenizer {
+            return tok.encode(text, add_special);
+        }
+        let body = self.tokenize_body(text, add_special);
+        let v = self
+            .shared
+            .client
+            .call("/tokenize", Some(&body), self.interrupt.as_ref())?;
+        token_ids(&v, "tokens").ok_or_else(|| bad_response("/tokenize", &v))
+    }
+
+    /// A `/tokenize` request: llama-server reads `content`/`add_special`, vLLM
+    /// `prompt`/`add_special_tokens`.
+    fn tokenize_body(&self, text: &str, add_special: bool) -> Value {
+        json!({
             "model": self.shared.model,
             "content": text,
             "prompt": text,
             "add_special": add_special,
             "add_special_tokens": add_special,
             "parse_special": true,
-        });
-        let v = self
-            .shared
-            .client
-            .call("/tokenize", Some(&body), self.interrupt.as_ref())?;
-        token_ids(&v, "tokens").ok_or_else(|| bad_response("/tokenize", &v))
+        })
+    }
+
+    /// HTTP requests sent so far by every handle of this connection, per endpoint path: see
+    /// [`SharedRemote::requests`].
+    pub fn requests(&self) -> BTreeMap<String, usize> {
+        self.shared.requests()
     }
 
     fn detokenize(&self, tokens: &[TokenId]) -> Result<String, DecodeError> {
@@ -1129,8 +1241,10 @@ fn top_logprobs(v: &Value) -> Option<HashMap<TokenId, f64>> {
     Some(out)
 }
 
-impl Lm for RemoteLm {
-    fn chat_text(&self, messages: &[Message]) -> Result<String, DecodeError> {
+impl RemoteLm {
+    /// The chat as the server's template renders it (llama-server's `/apply-template`; vLLM's
+    /// `/tokenize` with `messages`, detokenised).
+    fn server_chat_text(&self, messages: &[Message]) -> Result<String, DecodeError> {
         let msgs: Vec<Value> = messages
             .iter()
             .map(|m| json!({ "role": m.role, "content": m.content }))
@@ -1162,6 +1276,12 @@ impl Lm for RemoteLm {
             }
             Err(e) => Err(e),
         }
+    }
+}
+
+impl Lm for RemoteLm {
+    fn chat_text(&self, messages: &[Message]) -> Result<String, DecodeError> {
+        self.server_chat_text(messages)
     }
 
     fn root_text(&mut self, text: &str) -> Result<Node, DecodeError> {

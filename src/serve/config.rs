@@ -12,7 +12,7 @@ use crate::error::ConfigFileError;
 /// `max_queue`, `max_body_bytes`, `max_n`, `max_tokens`, `max_budget_tokens`,
 /// `max_solve_seconds`, `grace_seconds`, `model_name`) and the model's (`backend`, `model`,
 /// `n_gpu_layers`, `ctx`, `threads`, `n_seq_max`, `deterministic`, `url` (a list),
-/// `served_model`, `max_in_flight`, `timeout_ms`, `attempts`). A flag or environment variable
+/// `served_model`, `max_in_flight`, `timeout_ms`, `attempts`, `tokenizer`). A flag or environment variable
 /// given on the command line wins over the file.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -65,6 +65,8 @@ pub struct ServeFile {
     pub timeout_ms: Option<u64>,
     /// `--attempts`.
     pub attempts: Option<u32>,
+    /// `--tokenizer`.
+    pub tokenizer: Option<PathBuf>,
 }
 
 impl ServeFile {

@@ -145,6 +145,7 @@ fn with_config_file(args: &Args, matches: &ArgMatches) -> ponder::Result<(Args, 
     take!(max_in_flight, "max_in_flight", a.model.max_in_flight);
     take!(timeout_ms, "timeout_ms", a.model.timeout_ms);
     take!(attempts, "attempts", a.model.attempts);
+    take!(tokenizer, "tokenizer", a.model.tokenizer, Some);
     Ok((
         a,
         Some(FileKeys {

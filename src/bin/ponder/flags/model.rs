@@ -62,6 +62,11 @@ pub struct ModelArgs {
     /// Attempts per request before giving up (backend remote).
     #[arg(long, default_value_t = RemoteOptions::default().attempts)]
     pub attempts: u32,
+    /// The served model's tokenizer.json (backend remote): tokenise on the client instead of one
+    /// /tokenize request per call; checked against the server at start
+    /// (scripts/export-tokenizer.py writes one from a GGUF file).
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
 }
 
 /// A model behind either backend (llama: a session and the loaded model it runs on; boxed, a
@@ -98,6 +103,7 @@ impl ModelArgs {
             timeout_ms: self.timeout_ms,
             attempts: self.attempts,
             n_ctx: self.n_ctx,
+            tokenizer: self.tokenizer.clone(),
             ..RemoteOptions::default()
         }
     }
@@ -110,10 +116,11 @@ impl ModelArgs {
     pub fn check(&self) -> Result<(), ConfigError> {
         match self.backend {
             BackendKind::Llama => {
-                if !self.urls.is_empty() || self.served_model.is_some() {
+                if !self.urls.is_empty() || self.served_model.is_some() || self.tokenizer.is_some()
+                {
                     return Err(ConfigError::new(
                         "url",
-                        "--url and --served-model apply to --backend remote only",
+                        "--url, --served-model and --tokenizer apply to --backend remote only",
                     ));
                 }
                 self.options().1.validate()
