@@ -12,8 +12,11 @@
 //! logprobs for [`Lm::next_token_probs`]); `POST /tokenize` and `POST /detokenize` (llama-server
 //! and vLLM shapes); `POST /apply-template` (llama-server) or `/tokenize` with `messages` (vLLM)
 //! for the chat template; `GET /v1/models` and `GET /props` at start for the model's name,
-//! vocabulary and context size. [`Lm::forced_logprobs`] needs prompt log-probabilities, which
-//! llama-server does not return: it is [`DecodeError::Unsupported`] there.
+//! vocabulary and context size. With [`RemoteOptions::tokenizer`] text is tokenised on the
+//! client instead (a `tokenizer.json` checked against the first server's `/tokenize` at connect
+//! time), which saves one round trip per prompt, forced text and step cut at a stop string.
+//! [`Lm::forced_logprobs`] needs prompt log-probabilities, which llama-server does not return:
+//! it is [`DecodeError::Unsupported`] there.
 //!
 //! One connection ([`SharedRemote`]) serves every solve of an [`crate::Engine`]: each solve gets
 //! its own [`RemoteLm`] handle (its own nodes, interrupt and usage) over the one HTTP client, so
@@ -780,7 +783,14 @@ impl RemoteLm {
             probes.push(text);
         }
         let mut asked: Vec<(String, bool)> = probes.iter().map(|p| (p.clone(), false)).collect();
-        asked.extend(probes.iter().take(2).map(|p| (p.clone(), true)));
+        // A root's prompt (the rendered chat last) is tokenised with add_special.
+        asked.extend(
+            probes
+                .iter()
+                .take(2)
+                .chain(probes.last())
+                .map(|p| (p.clone(), true)),
+        );
         // One after the other on one kept-alive connection: a burst of parallel connections can
         // wait out llama-server's keep-alive timeout (5 s) for a free HTTP thread.
         for (text, add_special) in asked {
