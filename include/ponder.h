@@ -196,7 +196,8 @@ ponder_status ponder_last_error(char *buf,
 // `max_cells_per_solve` (default 0: no cap; caps on one solve's live branches and on the KV
 // cells they hold, so that one wide solve leaves room for the others); for `remote`: `remote`, an object with `urls` (required: base URLs of
 // OpenAI-compatible servers, `http://HOST[:PORT]` or `https://…`), `model`, `api_key`,
-// `max_in_flight`, `timeout_ms`, `attempts`, `backoff_ms`, `top_logprobs` and `n_ctx`. On
+// `max_in_flight`, `timeout_ms`, `attempts`, `backoff_ms`, `top_logprobs`, `n_ctx` and
+// `tokenizer` (a tokenizer.json path: tokenise on the client, checked against the server). On
 // success `*out` holds the engine, to be freed with `ponder_engine_free`.
 ponder_status ponder_engine_new(const char *config_json,
                                 size_t len,

@@ -907,7 +907,7 @@ fn varied_texts(chat: &str) -> Vec<String> {
 #[test]
 fn a_client_tokenizer_tokenises_token_for_token_as_the_server_does() {
     let url = shared().url();
-    let server = connect(&[url.clone()]);
+    let server = connect(std::slice::from_ref(&url));
     let tokenizer = exported_tokenizer(&common::model_path());
     let mut client = RemoteLm::connect(&with_tokenizer(url, &tokenizer))
         .unwrap_or_else(|e| panic!("connect with {}: {e}", tokenizer.display()));
