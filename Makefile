@@ -52,6 +52,9 @@ server: setup
 pyenv:
 	bash scripts/setup-openai.sh >/dev/null
 
+# llama.cpp's OpenMP workers sleep instead of spinning while they wait: the tests run contexts
+# side by side on few cores, where spinning workers slow each other down many-fold.
+test: export OMP_WAIT_POLICY = PASSIVE
 test: test-models server pyenv
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --all-targets -- -D warnings
