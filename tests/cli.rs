@@ -619,3 +619,27 @@ fn every_choice_is_listed_and_an_unknown_one_is_a_clear_error() {
         assert!(help.contains(listed), "{listed}: {help}");
     }
 }
+
+#[test]
+fn a_reader_that_closes_stdout_early_ends_the_command_without_a_panic() {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    use std::os::unix::process::ExitStatusExt;
+    // A pipe whose reading end is closed before the command starts: its first write fails.
+    let mut fds = [0; 2];
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    drop(read);
+    let out = Command::new(env!("CARGO_BIN_EXE_ponder"))
+        .args(["solve", "--print-config", "What is 1 + 1?"])
+        .stdout(std::process::Stdio::from(write))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGPIPE),
+        "ended by SIGPIPE, as other tools are: {:?} {err}",
+        out.status
+    );
+}

@@ -59,6 +59,17 @@ enum Failure {
 }
 
 /// The one way out: every command's result, and clap's, becomes the process's status here.
+/// A reader that closes stdout early (`ponder solve --print-config | head -1`) ends the process
+/// quietly, as it does any other command-line tool, instead of a panic in `println!`: SIGPIPE
+/// back to its default action (Rust starts programs with it ignored). Not for `serve`, which
+/// writes to sockets and must outlive a client that hangs up.
+fn quiet_on_closed_stdout() {
+    // SAFETY: signal(2) with a valid signal number and SIG_DFL, before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
     // The matches too: `serve --config` needs to know which flags were given.
     let parsed = Cli::command()
@@ -68,6 +79,9 @@ fn main() -> ExitCode {
         Ok(parsed) => parsed,
         Err(e) => return command_line_error(&e),
     };
+    if !matches!(cli.command, Command::Serve(_)) {
+        quiet_on_closed_stdout();
+    }
     let result = match &cli.command {
         Command::Generate(args) => commands::generate::exec(args).map_err(Failure::from),
         Command::Solve(args) => commands::solve::exec(args).map_err(Failure::from),
