@@ -35,7 +35,7 @@ pub enum LoadError {
         path: PathBuf,
     },
     /// A server of the remote backend could not be used at start.
-    #[error("cannot use the server at {url}: {message} — start it (for example `llama-server -m MODEL --port PORT`) or fix --url")]
+    #[error("cannot use the server at {url}: {message} — start it (for example `llama-server -m MODEL --port PORT`) or fix the backend's `url`")]
     Remote {
         /// The server's base URL.
         url: String,
@@ -95,6 +95,24 @@ pub enum LoadError {
 /// A token id, or "the end" where one side's tokens ended first.
 fn token_or_end(t: Option<crate::lm::TokenId>) -> String {
     t.map_or_else(|| "the end".into(), |t| format!("id {t}"))
+}
+
+/// " after N attempts" when a request was retried.
+fn attempts_text(attempts: u32) -> String {
+    if attempts > 1 {
+        format!(" after {attempts} attempts")
+    } else {
+        String::new()
+    }
+}
+
+/// What to do about a failed remote request, by its status.
+fn remote_hint(status: Option<u16>) -> &'static str {
+    match status {
+        None | Some(408 | 429 | 500..) => "check that the server is up and serves the model (requests are retried with backoff; raise the backend's `attempts` or `timeout_ms` for a slow server)",
+        Some(200) => "the server answered, but not as a llama.cpp server does: point the backend's `url` at llama-server (or a server with the same /tokenize and /v1/completions)",
+        Some(_) => "the server refused this request (its message says why); other requests may still succeed",
+    }
 }
 
 /// For a relative path: where it was looked for (it is relative to the current directory).
@@ -210,12 +228,16 @@ pub enum DecodeError {
     #[error("cancelled by the caller")]
     Cancelled,
     /// A request to a server of the remote backend failed: after the last of `attempts` attempts
-    /// for connection errors, timeouts, 5xx and unreadable bodies, or at once when the server
-    /// refused the request (4xx).
-    #[error("request to {url} failed after {attempts} attempts: {message} — check that the server is up and serves the model (ponder retries with backoff; raise attempts or timeout_ms for a slow server)")]
+    /// for connection errors, timeouts, 5xx, 429 and bodies that are not JSON, or at once when
+    /// the server refused the request (4xx) or answered with JSON of the wrong shape.
+    /// [`DecodeError::is_unavailable`] tells a server that cannot be used from one bad request.
+    #[error("request to {url} failed{}: {message} — {}", attempts_text(*.attempts), remote_hint(*.status))]
     Remote {
         /// The URL of the request.
         url: String,
+        /// The HTTP status of the last failed attempt; `None` when no response came
+        /// (connection refused, timeout). A reply of the wrong shape is `Some(200)`.
+        status: Option<u16>,
         /// What went wrong, with the server's own message where it sent one.
         message: String,
         /// Attempts made.
@@ -321,6 +343,22 @@ impl std::fmt::Debug for Error {
             Self::Io { .. } => "I/O",
         };
         write!(f, "{kind} error: {self}")
+    }
+}
+
+impl DecodeError {
+    /// Whether the failure means the backend cannot be used for now — a remote server that did
+    /// not answer, or kept failing (5xx, 429, 408), through all its attempts — rather than that
+    /// this one request was bad (refused with a 4xx, a reply of the wrong shape). Batch jobs
+    /// stop on the first kind and go on after the second.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            Self::Remote {
+                status: None | Some(408 | 429 | 500..),
+                ..
+            }
+        )
     }
 }
 

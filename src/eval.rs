@@ -15,6 +15,9 @@ use crate::lm::Usage;
 use crate::reward::{answer, vote};
 use crate::strategy::{AnswerKind, Outcome, Problem, StrategyConfig};
 
+use crate::metrics::RerankerTally;
+pub use crate::metrics::{auc, CandidateSignals, RerankerAccuracy, SignalAuc};
+
 /// A dataset line that could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LineError {
@@ -160,158 +163,6 @@ pub struct EvalReport {
     pub deepening: Option<DeepeningMetrics>,
     /// Per-problem results.
     pub results: Vec<ProblemResult>,
-}
-
-/// One reranker's accuracy on a best-of-N run's samples.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RerankerAccuracy {
-    /// The reranker (`vote`, `judge`, `confidence:lowest_group`, …).
-    pub rerank: String,
-    /// Problems it chose a right candidate for.
-    pub correct: usize,
-    /// `correct` over the problems counted.
-    pub accuracy: f64,
-}
-
-/// Right picks per reranker name, over best-of-N outcomes.
-#[derive(Default)]
-struct RerankerTally {
-    problems: usize,
-    correct: Vec<(String, usize)>,
-}
-
-impl RerankerTally {
-    fn add(&mut self, outcome: &Outcome, keep_percent: f64) {
-        use crate::reward::confidence::ConfidenceSignal as S;
-        use crate::strategy::best_of_n::choose;
-        use crate::strategy::Rerank;
-        let c = &outcome.candidates;
-        if outcome.strategy != "best_of_n" || c.iter().any(|c| c.correct.is_none()) {
-            return;
-        }
-        self.problems += 1;
-        let answers: Vec<Option<String>> = c.iter().map(|c| c.answer.clone()).collect();
-        let judged: Option<Vec<f64>> = c.iter().map(|c| c.judge).collect();
-        let logprobs: Vec<f64> = c.iter().map(|c| c.mean_logprob).collect();
-        let signal = |s: S| -> Option<Vec<f64>> {
-            c.iter()
-                .map(|c| {
-                    c.confidence.map(|x| match s {
-                        S::Mean => x.mean,
-                        S::Tail => x.tail,
-                        S::LowestGroup => x.lowest_group,
-                    })
-                })
-                .collect()
-        };
-        let mut picks: Vec<(String, usize)> = Vec::new();
-        let plain = vec![0.0; c.len()];
-        for r in [Rerank::Vote, Rerank::Logprob] {
-            let name = serde_json::to_value(r)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from));
-            picks.push((
-                name.unwrap_or_default(),
-                choose(r, keep_percent, &answers, None, &plain, &logprobs).1,
-            ));
-        }
-        if let Some(j) = &judged {
-            picks.push((
-                "judge".into(),
-                choose(
-                    Rerank::Judge,
-                    keep_percent,
-                    &answers,
-                    Some(j),
-                    &plain,
-                    &logprobs,
-                )
-                .1,
-            ));
-            picks.push((
-                "weighted_vote".into(),
-                choose(
-                    Rerank::WeightedVote,
-                    keep_percent,
-                    &answers,
-                    Some(j),
-                    &plain,
-                    &logprobs,
-                )
-                .1,
-            ));
-        }
-        for (s, sname) in [
-            (S::Mean, "mean"),
-            (S::Tail, "tail"),
-            (S::LowestGroup, "lowest_group"),
-        ] {
-            let Some(conf) = signal(s) else { continue };
-            for (r, rname) in [
-                (Rerank::Confidence, "confidence"),
-                (Rerank::ConfidenceVote, "confidence_vote"),
-                (Rerank::FilteredVote, "filtered_vote"),
-            ] {
-                picks.push((
-                    format!("{rname}:{sname}"),
-                    choose(r, keep_percent, &answers, None, &conf, &logprobs).1,
-                ));
-            }
-        }
-        for (name, pick) in picks {
-            let right = usize::from(c[pick].correct == Some(true));
-            match self.correct.iter_mut().find(|(n, _)| *n == name) {
-                Some(e) => e.1 += right,
-                None => self.correct.push((name, right)),
-            }
-        }
-    }
-
-    fn report(self) -> Vec<RerankerAccuracy> {
-        let n = self.problems.max(1) as f64;
-        self.correct
-            .into_iter()
-            .map(|(rerank, correct)| RerankerAccuracy {
-                rerank,
-                correct,
-                accuracy: correct as f64 / n,
-            })
-            .collect()
-    }
-}
-
-/// AUC of each token-level signal against correctness (the chance that a right candidate
-/// outscores a wrong one), over the candidates with a label and confidences.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SignalAuc {
-    /// Candidates counted.
-    pub candidates: usize,
-    /// Mean token confidence.
-    pub mean_confidence: Option<f64>,
-    /// Tail confidence.
-    pub tail_confidence: Option<f64>,
-    /// Lowest group confidence.
-    pub lowest_group_confidence: Option<f64>,
-    /// Mean log-probability per token.
-    pub mean_logprob: Option<f64>,
-}
-
-impl SignalAuc {
-    fn of(candidates: &[(crate::strategy::ConfidenceSignals, f64, bool)]) -> Option<Self> {
-        if candidates.is_empty() {
-            return None;
-        }
-        let by = |f: &dyn Fn(&(crate::strategy::ConfidenceSignals, f64, bool)) -> f64| {
-            auc(&candidates.iter().map(|c| (f(c), c.2)).collect::<Vec<_>>())
-        };
-        Some(Self {
-            candidates: candidates.len(),
-            mean_confidence: by(&|c| c.0.mean),
-            tail_confidence: by(&|c| c.0.tail),
-            lowest_group_confidence: by(&|c| c.0.lowest_group),
-            mean_logprob: by(&|c| c.1),
-        })
-    }
 }
 
 /// SCoRe's self-correction metrics over the problems with a reference answer.
@@ -503,8 +354,7 @@ pub fn run(
     let start = Instant::now();
     let before = engine.usage();
     let mut results = Vec::with_capacity(problems.len());
-    let mut judged: Vec<(f64, bool)> = Vec::new();
-    let mut signals = Vec::new();
+    let mut signals: Vec<CandidateSignals> = Vec::new();
     let mut rerankers = RerankerTally::default();
     let keep_percent = match strategy {
         StrategyConfig::BestOfN(c) => c.keep_percent,
@@ -514,13 +364,9 @@ pub fn run(
     solve_all(engine, problems, strategy, workers, |i, solved| {
         let problem = &problems[i];
         if let Some(outcome) = &solved.outcome {
-            collect_judged(outcome, &mut judged);
-            rerankers.add(outcome, keep_percent);
-            for c in &outcome.candidates {
-                if let (Some(conf), Some(ok)) = (c.confidence, c.correct) {
-                    signals.push((conf, c.mean_logprob, ok));
-                }
-            }
+            let candidates = CandidateSignals::of(outcome);
+            rerankers.add(&outcome.strategy, &candidates, keep_percent);
+            signals.extend(candidates);
             tally.add(problem, outcome);
         }
         let result = solved.result;
@@ -537,15 +383,19 @@ pub fn run(
             k as f64 / labelled as f64
         }
     };
+    let aucs = SignalAuc::of(&signals);
     EvalReport {
         strategy: strategy.clone(),
         problems: problems.len(),
         correct,
         accuracy: ratio(correct),
         pass_at_n: ratio(passed),
-        judge_auc: auc(&judged),
-        judged_candidates: judged.len(),
-        signal_auc: SignalAuc::of(&signals),
+        judge_auc: aucs.judge,
+        judged_candidates: aucs.judged_candidates,
+        signal_auc: signals
+            .iter()
+            .any(|c| c.confidence.is_some())
+            .then_some(aucs),
         reranker_accuracy: rerankers.report(),
         usage: engine.usage().since(&before),
         wall_ms: start.elapsed().as_millis() as u64,
@@ -618,51 +468,9 @@ fn pass(outcome: &Outcome) -> Option<bool> {
     }
 }
 
-fn collect_judged(outcome: &Outcome, into: &mut Vec<(f64, bool)>) {
-    for c in &outcome.candidates {
-        if let (Some(j), Some(ok)) = (c.judge, c.correct) {
-            into.push((j, ok));
-        }
-    }
-}
-
-/// Area under the ROC curve of `score` for predicting the label (Mann–Whitney U, ties count ½).
-pub fn auc(samples: &[(f64, bool)]) -> Option<f64> {
-    let pos: Vec<f64> = samples.iter().filter(|s| s.1).map(|s| s.0).collect();
-    let neg: Vec<f64> = samples.iter().filter(|s| !s.1).map(|s| s.0).collect();
-    if pos.is_empty() || neg.is_empty() {
-        return None;
-    }
-    let mut wins = 0.0;
-    for &p in &pos {
-        for &n in &neg {
-            wins += if p > n {
-                1.0
-            } else if p == n {
-                0.5
-            } else {
-                0.0
-            };
-        }
-    }
-    Some(wins / (pos.len() * neg.len()) as f64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn auc_of_perfect_random_and_inverted_scores() {
-        assert_eq!(auc(&[(0.9, true), (0.1, false)]), Some(1.0));
-        assert_eq!(auc(&[(0.1, true), (0.9, false)]), Some(0.0));
-        assert_eq!(auc(&[(0.5, true), (0.5, false)]), Some(0.5));
-        assert_eq!(
-            auc(&[(0.8, true), (0.4, true), (0.6, false), (0.2, false)]),
-            Some(0.75)
-        );
-        assert_eq!(auc(&[(0.8, true)]), None);
-    }
 
     #[test]
     fn dataset_lines_are_checked_one_by_one() {

@@ -54,6 +54,7 @@ pub mod error;
 pub mod eval;
 pub mod ffi;
 pub mod lm;
+pub mod metrics;
 pub mod reward;
 pub mod serve;
 pub mod strategy;

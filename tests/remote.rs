@@ -286,7 +286,13 @@ fn unreachable_servers_and_bad_options_are_typed_errors() {
     server.kill();
     let err = lm.generate(&[GenRequest::new(root, 4)]).unwrap_err();
     match &err {
-        DecodeError::Remote { attempts, .. } => assert_eq!(*attempts, 3, "{err}"),
+        DecodeError::Remote {
+            attempts, status, ..
+        } => {
+            // No response at all: a transport failure, the kind that stops a synth run.
+            assert_eq!((*attempts, *status), (3, None), "{err}");
+            assert!(err.is_unavailable());
+        }
         other => panic!("expected a Remote error, got {other}"),
     }
 }
@@ -701,6 +707,86 @@ fn garbage_truncated_and_failing_responses_are_typed_errors_after_bounded_retrie
         1,
         "no retry"
     );
+}
+
+#[test]
+fn remote_errors_carry_url_status_and_attempts_and_say_whether_the_server_is_unusable() {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    use std::sync::Arc;
+    let mode = Arc::new(AtomicUsize::new(0));
+    let m = mode.clone();
+    let models = r#"{"data": [{"id": "m", "meta": {"n_vocab": 100, "n_ctx": 512}}]}"#;
+    let (url, count) = fake_server(move |n| match (n, m.load(SeqCst)) {
+        (0, _) => http("200 OK", models),
+        (_, 1) => http(
+            "400 Bad Request",
+            r#"{"error": {"message": "tokens out of range"}}"#,
+        ),
+        (_, 2) => http("200 OK", r#"{"unexpected": true}"#),
+        (_, 3) => http(
+            "503 Service Unavailable",
+            r#"{"error": {"message": "busy"}}"#,
+        ),
+        _ => http(
+            "404 Not Found",
+            r#"{"error": {"message": "no such endpoint"}}"#,
+        ),
+    });
+    let lm = RemoteLm::connect(&RemoteOptions {
+        attempts: 3,
+        backoff_ms: 5,
+        n_ctx: Some(512),
+        ..RemoteOptions::new([url.clone()])
+    })
+    .unwrap();
+    let tokenize = |want: usize| {
+        mode.store(want, SeqCst);
+        let before = count.load(SeqCst);
+        let err = lm.tokenize("two words").unwrap_err();
+        (err, count.load(SeqCst) - before)
+    };
+    // Refused (4xx): one attempt, this request is bad, the server is fine.
+    let (err, sent) = tokenize(1);
+    match &err {
+        DecodeError::Remote {
+            url: u,
+            status,
+            attempts,
+            message,
+        } => {
+            assert_eq!(u, &format!("{url}/tokenize"));
+            assert_eq!((*status, *attempts, sent), (Some(400), 1, 1));
+            assert!(message.contains("tokens out of range"), "{message}");
+        }
+        other => panic!("expected a Remote error, got {other}"),
+    }
+    assert!(!err.is_unavailable(), "{err}");
+    assert!(!err.to_string().contains("attempts"), "{err}");
+    // JSON of the wrong shape: the URL of the server that sent it, not retried.
+    let (err, sent) = tokenize(2);
+    assert!(
+        matches!(&err, DecodeError::Remote { url: u, status: Some(200), attempts: 1, .. } if *u == format!("{url}/tokenize")),
+        "{err:?}"
+    );
+    assert_eq!(sent, 1);
+    assert!(!err.is_unavailable(), "{err}");
+    assert!(err.to_string().contains("llama-server"), "{err}");
+    // 503 on every attempt: the server cannot be used now.
+    let (err, sent) = tokenize(3);
+    assert!(
+        matches!(
+            &err,
+            DecodeError::Remote {
+                status: Some(503),
+                attempts: 3,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(sent, 3);
+    assert!(err.is_unavailable(), "{err}");
+    assert!(err.to_string().contains("after 3 attempts"), "{err}");
 }
 
 /// The slots a llama-server is processing now, from its `/slots` endpoint.

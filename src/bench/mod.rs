@@ -12,7 +12,7 @@
 //! Resumable like `synth`: every solved (rung, problem) is appended to `results.jsonl` in the
 //! output directory as soon as it is done; a run into that directory skips what is there and
 //! retries what failed. Problems are solved one at a time through [`eval::solve_one`], the same
-//! code as `ponder eval`, and AUCs are [`eval::auc`].
+//! code as `ponder eval`, and AUCs are [`metrics::auc`].
 
 mod plot;
 
@@ -26,6 +26,8 @@ use crate::engine::Engine;
 use crate::error::{ConfigError, Error};
 use crate::eval::{self, ProblemResult};
 use crate::lm::SamplingParams;
+pub use crate::metrics::CandidateSignals;
+use crate::metrics::{self, RerankerAccuracy, RerankerTally, SignalAuc};
 use crate::strategy::{BestOfNConfig, Outcome, Problem, Rerank, StrategyConfig};
 
 pub use plot::{draw_png, draw_svg, PlotPoint};
@@ -268,23 +270,6 @@ pub struct BenchConfig {
     pub command: Option<String>,
 }
 
-/// One candidate's signals, kept per solved problem for the AUCs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CandidateSignals {
-    /// Its answer.
-    pub answer: Option<String>,
-    /// Whether it is right.
-    pub correct: Option<bool>,
-    /// Tokens generated for it.
-    pub tokens: u32,
-    /// The score the strategy ranked it by (its reranker's signal).
-    pub score: f64,
-    /// The self-judge's score, when judged.
-    pub judge: Option<f64>,
-    /// Mean log-probability per token.
-    pub mean_logprob: f64,
-}
-
 /// One line of `results.jsonl`: a rung's result on one problem.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {
@@ -300,21 +285,7 @@ pub struct Record {
 
 impl Record {
     fn new(rung: &str, index: usize, result: ProblemResult, outcome: Option<&Outcome>) -> Self {
-        let candidates = outcome
-            .map(|o| {
-                o.candidates
-                    .iter()
-                    .map(|c| CandidateSignals {
-                        answer: c.answer.clone(),
-                        correct: c.correct,
-                        tokens: c.tokens,
-                        score: c.score,
-                        judge: c.judge,
-                        mean_logprob: c.mean_logprob,
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let candidates = outcome.map(CandidateSignals::of).unwrap_or_default();
         Self {
             rung: rung.to_string(),
             index,
@@ -339,7 +310,7 @@ pub struct Progress<'a> {
     pub result: &'a ProblemResult,
 }
 
-/// The AUCs of a rung's candidate signals against correctness (see [`eval::auc`]): the
+/// The AUCs of a rung's candidate signals against correctness (see [`metrics::auc`]): the
 /// chance that a right candidate scores above a wrong one. `None` without both kinds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Aucs {
@@ -349,6 +320,15 @@ pub struct Aucs {
     pub judge: Option<f64>,
     /// Mean token log-probability.
     pub mean_logprob: Option<f64>,
+    /// Mean token confidence (sampled candidates).
+    #[serde(default)]
+    pub mean_confidence: Option<f64>,
+    /// Tail confidence.
+    #[serde(default)]
+    pub tail_confidence: Option<f64>,
+    /// Lowest group confidence (DeepConf's signal).
+    #[serde(default)]
+    pub lowest_group_confidence: Option<f64>,
     /// Candidates with a label.
     pub labelled_candidates: usize,
     /// Of those, the judged ones.
@@ -384,6 +364,10 @@ pub struct RungReport {
     pub generated_tokens: u64,
     /// The signals' AUCs.
     pub auc: Aucs,
+    /// For best-of-N rungs: the accuracy every reranker would have had on the rung's samples
+    /// (see [`metrics::RerankerTally`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reranker_accuracy: Vec<RerankerAccuracy>,
 }
 
 /// The report: one row per rung, in ladder order.
@@ -662,18 +646,15 @@ fn summarise_rung(rung: &Rung, rows: &[&Record], total: usize) -> RungReport {
     let ms: u64 = rows.iter().map(|r| r.result.wall_ms).sum();
     let candidates: Vec<&CandidateSignals> =
         rows.iter().flat_map(|r| r.candidates.iter()).collect();
-    let labelled_c: Vec<(&CandidateSignals, bool)> = candidates
-        .iter()
-        .filter_map(|c| c.correct.map(|ok| (*c, ok)))
-        .collect();
-    let signal = |f: &dyn Fn(&CandidateSignals) -> Option<f64>| {
-        let samples: Vec<(f64, bool)> = labelled_c
-            .iter()
-            .filter_map(|(c, ok)| f(c).filter(|v| v.is_finite()).map(|v| (v, *ok)))
-            .collect();
-        (eval::auc(&samples), samples.len())
+    let signals = SignalAuc::of(candidates.iter().copied());
+    let keep_percent = match &rung.strategy {
+        StrategyConfig::BestOfN(c) => c.keep_percent,
+        _ => 50.0,
     };
-    let (judge, judged) = signal(&|c| c.judge);
+    let mut rerankers = RerankerTally::default();
+    for r in rows {
+        rerankers.add(rung.strategy.name(), &r.candidates, keep_percent);
+    }
     RungReport {
         name: rung.name.clone(),
         strategy: rung.strategy.clone(),
@@ -688,12 +669,16 @@ fn summarise_rung(rung: &Rung, rows: &[&Record], total: usize) -> RungReport {
         candidates_per_problem: ratio(candidates.len(), n),
         generated_tokens: tokens,
         auc: Aucs {
-            score: signal(&|c| Some(c.score)).0,
-            judge,
-            mean_logprob: signal(&|c| Some(c.mean_logprob)).0,
-            labelled_candidates: labelled_c.len(),
-            judged_candidates: judged,
+            score: metrics::signal_auc(candidates.iter().copied(), |c| Some(c.score)).0,
+            judge: signals.judge,
+            mean_logprob: signals.mean_logprob,
+            mean_confidence: signals.mean_confidence,
+            tail_confidence: signals.tail_confidence,
+            lowest_group_confidence: signals.lowest_group_confidence,
+            labelled_candidates: signals.candidates,
+            judged_candidates: signals.judged_candidates,
         },
+        reranker_accuracy: rerankers.report(),
     }
 }
 
@@ -750,11 +735,11 @@ pub fn markdown(report: &BenchReport) -> String {
     if let Some(c) = &report.command {
         s += &format!("```\n{c}\n```\n\n");
     }
-    s += "| rung | strategy | problems | accuracy | pass@N | tokens/problem | s/problem | AUC score | AUC judge | AUC mean logprob |\n";
-    s += "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+    s += "| rung | strategy | problems | accuracy | pass@N | tokens/problem | s/problem | AUC score | AUC judge | AUC mean logprob | AUC lowest group conf. |\n";
+    s += "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
     for r in &report.rungs {
         s += &format!(
-            "| {} | {} | {}{} | {:.3} ({}/{}) | {:.3} | {:.0} | {:.1} | {} | {} | {} |\n",
+            "| {} | {} | {}{} | {:.3} ({}/{}) | {:.3} | {:.0} | {:.1} | {} | {} | {} | {} |\n",
             r.name,
             r.strategy.name(),
             r.problems,
@@ -768,7 +753,25 @@ pub fn markdown(report: &BenchReport) -> String {
             fmt_auc(r.auc.score),
             fmt_auc(r.auc.judge),
             fmt_auc(r.auc.mean_logprob),
+            fmt_auc(r.auc.lowest_group_confidence),
         );
+    }
+    let reranked: Vec<&RungReport> = report
+        .rungs
+        .iter()
+        .filter(|r| !r.reranker_accuracy.is_empty())
+        .collect();
+    if !reranked.is_empty() {
+        s += "\nEvery reranker on each best-of-N rung's own samples (right answers chosen):\n\n";
+        s += "| rung | reranker | right | accuracy |\n|---|---|---:|---:|\n";
+        for r in reranked {
+            for a in &r.reranker_accuracy {
+                s += &format!(
+                    "| {} | {} | {}/{} | {:.3} |\n",
+                    r.name, a.rerank, a.correct, a.problems, a.accuracy
+                );
+            }
+        }
     }
     s += "\nAUC: the chance that a right candidate scores above a wrong one, over the rung's \
           candidates (– without both kinds). `score` is what the strategy ranked by.\n\n";
@@ -859,6 +862,7 @@ mod tests {
                     score,
                     judge: None,
                     mean_logprob: -score,
+                    confidence: None,
                 })
                 .collect(),
         };

@@ -215,8 +215,9 @@ pub struct ServerStats {
 /// Why one HTTP exchange failed.
 #[derive(Debug)]
 enum Failure {
-    /// Worth another attempt: connection error, timeout, 5xx, 429, unreadable body.
-    Transient(String),
+    /// Worth another attempt: connection error or timeout (no status), 5xx, 429, 408, or a
+    /// body that is not JSON (with its status).
+    Transient(Option<u16>, String),
     /// The server refused the request (4xx): retrying would not help.
     Refused(u16, String),
 }
@@ -344,7 +345,7 @@ impl Client {
         };
         s.outstanding.fetch_sub(1, Ordering::SeqCst);
         let outcome = Self::read(result);
-        if let Err(Failure::Transient(m) | Failure::Refused(_, m)) = &outcome {
+        if let Err(Failure::Transient(_, m) | Failure::Refused(_, m)) = &outcome {
             s.failed.fetch_add(1, Ordering::SeqCst);
             *s.last_failure.lock() = Some(m.clone());
         }
@@ -359,19 +360,20 @@ impl Client {
                 let text = r.into_string().unwrap_or_default();
                 let message = server_message(&text);
                 return Err(if code >= 500 || code == 429 || code == 408 {
-                    Failure::Transient(format!("HTTP {code}: {message}"))
+                    Failure::Transient(Some(code), format!("HTTP {code}: {message}"))
                 } else {
                     Failure::Refused(code, message)
                 });
             }
-            Err(e) => return Err(Failure::Transient(e.to_string())),
+            Err(e) => return Err(Failure::Transient(None, e.to_string())),
         };
+        let status = Some(response.status());
         let text = response
             .into_string()
-            .map_err(|e| Failure::Transient(format!("reading the response: {e}")))?;
+            .map_err(|e| Failure::Transient(None, format!("reading the response: {e}")))?;
         serde_json::from_str(&text).map_err(|e| {
             let head: String = text.chars().take(80).collect();
-            Failure::Transient(format!("the response is not JSON ({e}): {head:?}"))
+            Failure::Transient(status, format!("the response is not JSON ({e}): {head:?}"))
         })
     }
 
@@ -382,7 +384,7 @@ impl Client {
         body: Option<&Value>,
         interrupt: Option<&Interrupt>,
     ) -> Result<Value, DecodeError> {
-        let mut last: Option<(usize, String)> = None;
+        let mut last: Option<(usize, Option<u16>, String)> = None;
         let mut wait = Duration::from_millis(self.opts.backoff_ms);
         for attempt in 0..self.opts.attempts {
             if interrupt.is_some_and(|i| i()) {
@@ -398,19 +400,21 @@ impl Client {
             drop(permit);
             match outcome {
                 Ok(v) => return Ok(v),
-                Err(Failure::Transient(m)) => last = Some((server, m)),
+                Err(Failure::Transient(status, m)) => last = Some((server, status, m)),
                 Err(Failure::Refused(code, message)) => {
                     return Err(DecodeError::Remote {
                         url: format!("{}{path}", self.servers[server].url),
+                        status: Some(code),
                         message: format!("refused with HTTP {code}: {message}"),
                         attempts: attempt + 1,
                     })
                 }
             }
         }
-        let (server, message) = last.expect("at least one attempt");
+        let (server, status, message) = last.expect("at least one attempt");
         Err(DecodeError::Remote {
             url: format!("{}{path}", self.servers[server].url),
+            status,
             message,
             attempts: self.opts.attempts,
         })
@@ -495,12 +499,28 @@ fn server_message(text: &str) -> String {
         .unwrap_or_else(|| text.chars().take(200).collect())
 }
 
-fn bad_response(what: &str, v: &Value) -> DecodeError {
-    let head: String = v.to_string().chars().take(160).collect();
-    DecodeError::Remote {
-        url: String::new(),
-        message: format!("unexpected {what} response: {head}"),
-        attempts: 1,
+impl Client {
+    /// A reply to `path` that parsed as JSON but is not the shape a llama.cpp server sends. Its
+    /// URL is the server's (or the list, when several could have answered); the exchange
+    /// succeeded at HTTP level (200) and is not retried.
+    fn bad_response(&self, path: &str, v: &Value) -> DecodeError {
+        let head: String = v.to_string().chars().take(160).collect();
+        let url = match self.servers.as_slice() {
+            [one] => format!("{}{path}", one.url),
+            many => format!(
+                "{path} of one of {}",
+                many.iter()
+                    .map(|s| s.url.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        DecodeError::Remote {
+            url,
+            status: Some(200),
+            message: format!("unexpected response: {head}"),
+            attempts: 1,
+        }
     }
 }
 
@@ -804,7 +824,7 @@ impl RemoteLm {
                 )
                 .map_err(remote)?;
             let server = token_ids(&v, "tokens")
-                .ok_or_else(|| bad_response("/tokenize", &v))
+                .ok_or_else(|| self.shared.client.bad_response("/tokenize", &v))
                 .map_err(remote)?;
             let client = tok
                 .encode(&text, add_special)
@@ -910,7 +930,7 @@ impl RemoteLm {
             .shared
             .client
             .call("/tokenize", Some(&body), self.interrupt.as_ref())?;
-        token_ids(&v, "tokens").ok_or_else(|| bad_response("/tokenize", &v))
+        token_ids(&v, "tokens").ok_or_else(|| self.shared.client.bad_response("/tokenize", &v))
     }
 
     /// A `/tokenize` request: llama-server reads `content`/`add_special`, vLLM
@@ -939,7 +959,7 @@ impl RemoteLm {
             .or_else(|| v.get("prompt"))
             .and_then(Value::as_str)
             .map(str::to_string)
-            .ok_or_else(|| bad_response("/detokenize", &v))
+            .ok_or_else(|| self.shared.client.bad_response("/detokenize", &v))
     }
 
     fn stop_tokens(&self, stop: &str) -> Result<Vec<TokenId>, DecodeError> {
@@ -1079,11 +1099,11 @@ impl RemoteLm {
     ) -> Result<ReadGeneration, DecodeError> {
         let choice = v
             .pointer("/choices/0")
-            .ok_or_else(|| bad_response("/v1/completions", v))?;
+            .ok_or_else(|| self.shared.client.bad_response("/v1/completions", v))?;
         let mut text = choice
             .get("text")
             .and_then(Value::as_str)
-            .ok_or_else(|| bad_response("/v1/completions", v))?
+            .ok_or_else(|| self.shared.client.bad_response("/v1/completions", v))?
             .to_string();
         let finish = choice
             .get("finish_reason")
@@ -1269,9 +1289,11 @@ impl RemoteLm {
                 .get("prompt")
                 .and_then(Value::as_str)
                 .map(str::to_string)
-                .ok_or_else(|| bad_response("/apply-template", &v)),
+                .ok_or_else(|| self.shared.client.bad_response("/apply-template", &v)),
             // vLLM has no /apply-template; its /tokenize renders messages.
-            Err(DecodeError::Remote { message, .. }) if message.contains("HTTP 404") => {
+            Err(DecodeError::Remote {
+                status: Some(404), ..
+            }) => {
                 let body = json!({
                     "model": self.shared.model,
                     "messages": msgs,
@@ -1281,7 +1303,8 @@ impl RemoteLm {
                     self.shared
                         .client
                         .call("/tokenize", Some(&body), self.interrupt.as_ref())?;
-                let ids = token_ids(&v, "tokens").ok_or_else(|| bad_response("/tokenize", &v))?;
+                let ids = token_ids(&v, "tokens")
+                    .ok_or_else(|| self.shared.client.bad_response("/tokenize", &v))?;
                 self.detokenize(&ids)
             }
             Err(e) => Err(e),
@@ -1358,7 +1381,8 @@ impl Lm for RemoteLm {
                     .call_many("/v1/completions", &bodies, lm.interrupt.as_ref())?;
             let mut out: Vec<Vec<f32>> = queries.iter().map(|_| Vec::new()).collect();
             for (&i, v) in asked.iter().zip(&responses) {
-                let top = top_logprobs(v).ok_or_else(|| bad_response("/v1/completions", v))?;
+                let top = top_logprobs(v)
+                    .ok_or_else(|| lm.shared.client.bad_response("/v1/completions", v))?;
                 out[i] = queries[i]
                     .1
                     .iter()

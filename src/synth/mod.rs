@@ -32,7 +32,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::Engine;
-use crate::error::{ConfigError, DecodeError, Error};
+use crate::error::{ConfigError, Error};
 use crate::eval::{auc, LineError};
 use crate::lm::Usage;
 use crate::reward::answer;
@@ -412,10 +412,12 @@ pub fn run(
     Ok(summary)
 }
 
-/// An error after which every later problem would fail too: a remote server failed after its
-/// retries. The run stops there; running again resumes once the server is back.
+/// An error after which every later problem would fail too: a remote server that did not
+/// answer (or kept failing) through its retries ([`DecodeError::is_unavailable`]). The run
+/// stops there; running again resumes once the server is back. A request the server refused or
+/// answered wrongly fails only its problem.
 fn stops_the_run(e: &Error) -> bool {
-    matches!(e, Error::Decode(DecodeError::Remote { .. }))
+    matches!(e, Error::Decode(d) if d.is_unavailable())
 }
 
 /// The append-only output files of a run.
@@ -694,6 +696,26 @@ fn summarise(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_server_that_cannot_be_used_stops_the_run() {
+        let remote = |status| {
+            Error::Decode(crate::DecodeError::Remote {
+                url: "http://127.0.0.1:1/v1/completions".into(),
+                status,
+                message: "x".into(),
+                attempts: 3,
+            })
+        };
+        assert!(stops_the_run(&remote(None)));
+        assert!(stops_the_run(&remote(Some(503))));
+        assert!(stops_the_run(&remote(Some(429))));
+        assert!(!stops_the_run(&remote(Some(400))));
+        assert!(!stops_the_run(&remote(Some(200))));
+        assert!(!stops_the_run(&Error::Decode(
+            crate::DecodeError::Cancelled
+        )));
+    }
 
     #[test]
     fn torn_lines_and_unfinished_problems_are_removed_on_recovery() {

@@ -1,0 +1,294 @@
+//! Metrics over solved problems, shared by `eval` and `bench`: the AUC of a signal against
+//! correctness, every candidate's signals as one record, and the accuracy each best-of-N
+//! reranker would have had on the same samples.
+//!
+//! Everything here is computed from [`CandidateSignals`], which a strategy's [`Outcome`] gives
+//! ([`CandidateSignals::of`]) and which `bench` keeps per problem in its `results.jsonl`, so a
+//! report rebuilt from files and one made while solving count the same way.
+
+use serde::{Deserialize, Serialize};
+
+use crate::reward::confidence::ConfidenceSignal;
+use crate::strategy::{ConfidenceSignals, Outcome, Rerank};
+
+/// One candidate's signals, as the metrics read them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CandidateSignals {
+    /// Its answer.
+    pub answer: Option<String>,
+    /// Whether it is right.
+    pub correct: Option<bool>,
+    /// Tokens generated for it.
+    pub tokens: u32,
+    /// The score the strategy ranked it by (its reranker's signal).
+    pub score: f64,
+    /// The self-judge's score, when judged.
+    pub judge: Option<f64>,
+    /// Mean log-probability per token.
+    pub mean_logprob: f64,
+    /// Its token-confidence signals (sampled candidates; absent in records written before
+    /// they were kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<ConfidenceSignals>,
+}
+
+impl CandidateSignals {
+    /// Every candidate of `outcome`.
+    pub fn of(outcome: &Outcome) -> Vec<Self> {
+        outcome
+            .candidates
+            .iter()
+            .map(|c| Self {
+                answer: c.answer.clone(),
+                correct: c.correct,
+                tokens: c.tokens,
+                score: c.score,
+                judge: c.judge,
+                mean_logprob: c.mean_logprob,
+                confidence: c.confidence,
+            })
+            .collect()
+    }
+
+    fn signal(&self, s: ConfidenceSignal) -> Option<f64> {
+        self.confidence.map(|x| match s {
+            ConfidenceSignal::Mean => x.mean,
+            ConfidenceSignal::Tail => x.tail,
+            ConfidenceSignal::LowestGroup => x.lowest_group,
+        })
+    }
+}
+
+/// Area under the ROC curve of `score` for predicting the label (Mann–Whitney U, ties count ½):
+/// the chance that a right candidate scores above a wrong one. `None` without both kinds.
+pub fn auc(samples: &[(f64, bool)]) -> Option<f64> {
+    let pos: Vec<f64> = samples.iter().filter(|s| s.1).map(|s| s.0).collect();
+    let neg: Vec<f64> = samples.iter().filter(|s| !s.1).map(|s| s.0).collect();
+    if pos.is_empty() || neg.is_empty() {
+        return None;
+    }
+    let mut wins = 0.0;
+    for &p in &pos {
+        for &n in &neg {
+            wins += if p > n {
+                1.0
+            } else if p == n {
+                0.5
+            } else {
+                0.0
+            };
+        }
+    }
+    Some(wins / (pos.len() * neg.len()) as f64)
+}
+
+/// The AUC of one signal over the labelled candidates that carry it (non-finite values, such
+/// as a judge that did not run, are left out), and how many were counted.
+pub fn signal_auc<'a>(
+    candidates: impl IntoIterator<Item = &'a CandidateSignals>,
+    signal: impl Fn(&CandidateSignals) -> Option<f64>,
+) -> (Option<f64>, usize) {
+    let samples: Vec<(f64, bool)> = candidates
+        .into_iter()
+        .filter_map(|c| {
+            let ok = c.correct?;
+            signal(c).filter(|v| v.is_finite()).map(|v| (v, ok))
+        })
+        .collect();
+    (auc(&samples), samples.len())
+}
+
+/// AUC of each self-reward signal against correctness, over the labelled candidates that carry
+/// it. `None` where no candidate has the signal or the labels are all one kind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignalAuc {
+    /// Labelled candidates counted.
+    pub candidates: usize,
+    /// The self-judge's verdict (only judged candidates).
+    #[serde(default)]
+    pub judge: Option<f64>,
+    /// Judged candidates counted.
+    #[serde(default)]
+    pub judged_candidates: usize,
+    /// Mean token confidence.
+    pub mean_confidence: Option<f64>,
+    /// Tail confidence.
+    pub tail_confidence: Option<f64>,
+    /// Lowest group confidence.
+    pub lowest_group_confidence: Option<f64>,
+    /// Mean log-probability per token.
+    pub mean_logprob: Option<f64>,
+}
+
+impl SignalAuc {
+    /// The AUCs over `candidates`.
+    pub fn of<'a>(candidates: impl IntoIterator<Item = &'a CandidateSignals> + Clone) -> Self {
+        let by = |s: ConfidenceSignal| signal_auc(candidates.clone(), |c| c.signal(s)).0;
+        let (judge, judged_candidates) = signal_auc(candidates.clone(), |c| c.judge);
+        Self {
+            candidates: candidates
+                .clone()
+                .into_iter()
+                .filter(|c| c.correct.is_some())
+                .count(),
+            judge,
+            judged_candidates,
+            mean_confidence: by(ConfidenceSignal::Mean),
+            tail_confidence: by(ConfidenceSignal::Tail),
+            lowest_group_confidence: by(ConfidenceSignal::LowestGroup),
+            mean_logprob: signal_auc(candidates, |c| Some(c.mean_logprob)).0,
+        }
+    }
+}
+
+/// One reranker's accuracy on a best-of-N run's samples.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RerankerAccuracy {
+    /// The reranker (`vote`, `judge`, `confidence:lowest_group`, …).
+    pub rerank: String,
+    /// Problems it chose a right candidate for.
+    pub correct: usize,
+    /// Problems counted (those whose candidates all carry the signal it needs).
+    #[serde(default)]
+    pub problems: usize,
+    /// `correct` over `problems`.
+    pub accuracy: f64,
+}
+
+/// Right picks per reranker, over best-of-N problems whose candidates are all labelled: what
+/// each reranker would have chosen from the same samples.
+#[derive(Debug, Default)]
+pub struct RerankerTally {
+    /// Per reranker: right picks, problems counted.
+    tally: Vec<(String, usize, usize)>,
+}
+
+impl RerankerTally {
+    /// Counts one problem's candidates (`keep_percent` as `filtered_vote`'s). Problems of
+    /// other strategies, or with an unlabelled candidate, are not counted.
+    pub fn add(&mut self, strategy: &str, c: &[CandidateSignals], keep_percent: f64) {
+        use crate::strategy::best_of_n::choose;
+        use ConfidenceSignal as S;
+        if strategy != "best_of_n" || c.is_empty() || c.iter().any(|c| c.correct.is_none()) {
+            return;
+        }
+        let answers: Vec<Option<String>> = c.iter().map(|c| c.answer.clone()).collect();
+        let judged: Option<Vec<f64>> = c.iter().map(|c| c.judge).collect();
+        let logprobs: Vec<f64> = c.iter().map(|c| c.mean_logprob).collect();
+        let plain = vec![0.0; c.len()];
+        let pick = |r: Rerank, judge: Option<&[f64]>, conf: &[f64]| {
+            choose(r, keep_percent, &answers, judge, conf, &logprobs).1
+        };
+        let mut picks: Vec<(String, usize)> = vec![
+            ("vote".into(), pick(Rerank::Vote, None, &plain)),
+            ("logprob".into(), pick(Rerank::Logprob, None, &plain)),
+        ];
+        if let Some(j) = judged.as_ref().filter(|j| j.iter().all(|v| v.is_finite())) {
+            picks.push((
+                "judge".into(),
+                pick(Rerank::Judge, Some(j.as_slice()), &plain),
+            ));
+            picks.push((
+                "weighted_vote".into(),
+                pick(Rerank::WeightedVote, Some(j.as_slice()), &plain),
+            ));
+        }
+        for (s, sname) in [
+            (S::Mean, "mean"),
+            (S::Tail, "tail"),
+            (S::LowestGroup, "lowest_group"),
+        ] {
+            let Some(conf) = c.iter().map(|c| c.signal(s)).collect::<Option<Vec<f64>>>() else {
+                continue;
+            };
+            for (r, rname) in [
+                (Rerank::Confidence, "confidence"),
+                (Rerank::ConfidenceVote, "confidence_vote"),
+                (Rerank::FilteredVote, "filtered_vote"),
+            ] {
+                picks.push((format!("{rname}:{sname}"), pick(r, None, &conf)));
+            }
+        }
+        for (name, pick) in picks {
+            let right = usize::from(c[pick].correct == Some(true));
+            match self.tally.iter_mut().find(|(n, ..)| *n == name) {
+                Some(e) => {
+                    e.1 += right;
+                    e.2 += 1;
+                }
+                None => self.tally.push((name, right, 1)),
+            }
+        }
+    }
+
+    /// Each reranker's accuracy, in the order first seen.
+    pub fn report(self) -> Vec<RerankerAccuracy> {
+        self.tally
+            .into_iter()
+            .map(|(rerank, correct, problems)| RerankerAccuracy {
+                rerank,
+                correct,
+                problems,
+                accuracy: correct as f64 / problems.max(1) as f64,
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auc_of_perfect_random_and_inverted_scores() {
+        assert_eq!(auc(&[(0.9, true), (0.1, false)]), Some(1.0));
+        assert_eq!(auc(&[(0.1, true), (0.9, false)]), Some(0.0));
+        assert_eq!(auc(&[(0.5, true), (0.5, false)]), Some(0.5));
+        assert_eq!(
+            auc(&[(0.8, true), (0.4, true), (0.6, false), (0.2, false)]),
+            Some(0.75)
+        );
+        assert_eq!(auc(&[(0.8, true)]), None);
+    }
+
+    fn cand(answer: &str, ok: bool, judge: f64, lowest: f64) -> CandidateSignals {
+        CandidateSignals {
+            answer: Some(answer.into()),
+            correct: Some(ok),
+            tokens: 10,
+            score: 0.0,
+            judge: Some(judge),
+            mean_logprob: -0.1,
+            confidence: Some(ConfidenceSignals {
+                mean: lowest,
+                tail: lowest,
+                lowest_group: lowest,
+            }),
+        }
+    }
+
+    #[test]
+    fn rerankers_are_scored_on_the_same_samples() {
+        // Two wrong answers agree; the right one has the judge's and the confidence's favour.
+        let c = [
+            cand("3", false, 0.2, 1.0),
+            cand("3", false, 0.3, 1.5),
+            cand("4", true, 0.9, 9.0),
+        ];
+        let mut t = RerankerTally::default();
+        t.add("best_of_n", &c, 50.0);
+        t.add("mcts", &c, 50.0);
+        let r = t.report();
+        let acc = |n: &str| r.iter().find(|r| r.rerank == n).unwrap().correct;
+        assert!(r.iter().all(|r| r.problems == 1));
+        assert_eq!(acc("vote"), 0);
+        assert_eq!(acc("judge"), 1);
+        assert_eq!(acc("confidence:lowest_group"), 1);
+        assert_eq!(acc("filtered_vote:lowest_group"), 1);
+        let a = SignalAuc::of(&c);
+        assert_eq!(a.candidates, 3);
+        assert_eq!(a.judge, Some(1.0));
+        assert_eq!(a.lowest_group_confidence, Some(1.0));
+        assert_eq!(a.mean_logprob, Some(0.5));
+    }
+}
