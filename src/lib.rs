@@ -48,6 +48,7 @@
 
 #![warn(missing_docs)]
 
+pub mod backend;
 pub mod bench;
 pub mod engine;
 pub mod error;
@@ -61,6 +62,7 @@ pub mod strategy;
 pub mod synth;
 pub mod trace;
 
+pub use backend::{Backend, BackendConfig, ModelId};
 pub use engine::{CancelToken, Engine};
 pub use error::{ConfigError, ConfigFileError, DecodeError, Error, LoadError, Result};
 pub use lm::llama::{devices, ContextOptions, Device, LlamaLm, Model, ModelOptions};

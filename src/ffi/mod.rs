@@ -15,16 +15,12 @@
 mod status;
 
 use std::ffi::{c_char, c_int, c_void};
-use std::path::PathBuf;
-use std::sync::OnceLock;
-
-use serde::Deserialize;
 
 pub use status::ponder_status;
 use status::{boundary, fail, fail_with, static_cstr};
 
+use crate::backend::{BackendConfig, ModelIdentity};
 use crate::engine::Engine;
-use crate::lm::{ContextOptions, ModelOptions, RemoteLm, RemoteOptions};
 use crate::strategy::{Event, Flow, Outcome, Problem, StrategyConfig};
 use crate::trace::{ModelId, Provenance, Trace};
 
@@ -45,29 +41,8 @@ pub const PONDER_VERSION_PATCH: u32 = 0;
 /// engine (`PONDER_STATUS_REENTRANT`). Free it only when no call on it is running.
 pub struct ponder_engine {
     engine: Engine,
-    source: ModelSource,
-    id: OnceLock<ModelId>,
-}
-
-/// Where an engine's model is, for the provenance of its traces.
-enum ModelSource {
-    File(PathBuf),
-    Served(ModelId),
-}
-
-impl ponder_engine {
-    /// The model's identity, the file hashed on first use.
-    fn model_id(&self) -> ModelId {
-        self.id
-            .get_or_init(|| match &self.source {
-                ModelSource::File(path) => ModelId::of_file(path).unwrap_or_else(|_| ModelId {
-                    name: path.display().to_string(),
-                    sha256: String::new(),
-                }),
-                ModelSource::Served(id) => id.clone(),
-            })
-            .clone()
-    }
+    /// The model's identity for the provenance of traces, the file hashed on first use.
+    model: ModelIdentity,
 }
 
 /// What one solve found: the answer, the chosen text, its score, the work it took, and the whole
@@ -181,22 +156,6 @@ pub unsafe extern "C" fn ponder_last_error(
     }
 }
 
-/// The engine's configuration (`ponder_engine_new`).
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-struct EngineConfig {
-    backend: Option<String>,
-    model: Option<PathBuf>,
-    n_gpu_layers: Option<u32>,
-    n_ctx: Option<u32>,
-    n_threads: Option<u32>,
-    n_seq_max: Option<u32>,
-    deterministic: Option<bool>,
-    max_seqs_per_solve: Option<u32>,
-    max_cells_per_solve: Option<u32>,
-    remote: Option<RemoteOptions>,
-}
-
 /// Loads a model and creates its context. `config_json` (`len` bytes of UTF-8) is a JSON object
 /// (anything else is `PONDER_STATUS_INVALID_CONFIG`; text that is not JSON,
 /// `PONDER_STATUS_INVALID_JSON`) with optional fields `backend` (`"llama"`, the default, or
@@ -239,99 +198,14 @@ pub unsafe extern "C" fn ponder_engine_new(
                 )
             }
         };
-        if !value.is_object() {
-            return fail(
-                ponder_status::InvalidConfig,
-                "invalid engine config: it must be a JSON object such as {\"model\": \"models/x.gguf\"} ({} for every default)",
-            );
-        }
-        let config: EngineConfig = match serde_json::from_value(value) {
+        let config = match BackendConfig::from_json(value) {
             Ok(c) => c,
-            Err(e) => {
-                return fail(
-                    ponder_status::InvalidConfig,
-                    format!("invalid engine config: {e}"),
-                )
-            }
+            Err(e) => return fail(ponder_status::InvalidConfig, e.to_string()),
         };
-        match config.backend.as_deref().unwrap_or("llama") {
-            "llama" => {
-                if config.remote.is_some() {
-                    return fail(
-                        ponder_status::InvalidConfig,
-                        "invalid remote: it applies to \"backend\": \"remote\" only",
-                    );
-                }
-            }
-            "remote" => {
-                if config.model.is_some()
-                    || config.n_gpu_layers.is_some()
-                    || config.n_ctx.is_some()
-                    || config.n_threads.is_some()
-                    || config.n_seq_max.is_some()
-                    || config.deterministic.is_some()
-                    || config.max_seqs_per_solve.is_some()
-                    || config.max_cells_per_solve.is_some()
-                {
-                    return fail(
-                        ponder_status::InvalidConfig,
-                        "invalid backend: model, n_gpu_layers, n_ctx, n_threads, n_seq_max, deterministic, max_seqs_per_solve and max_cells_per_solve apply to \"backend\": \"llama\"; put the remote settings in \"remote\"",
-                    );
-                }
-                let Some(remote) = config.remote else {
-                    return fail(
-                        ponder_status::InvalidConfig,
-                        "invalid remote: \"backend\": \"remote\" needs \"remote\": {\"urls\": [\"http://HOST:PORT\"]}",
-                    );
-                };
-                return match RemoteLm::connect(&remote) {
-                    Ok(lm) => {
-                        let id = ModelId::of_remote(&lm);
-                        let handle = Box::new(ponder_engine {
-                            engine: Engine::from_lm(lm),
-                            source: ModelSource::Served(id),
-                            id: OnceLock::new(),
-                        });
-                        unsafe { *out = Box::into_raw(handle) };
-                        ponder_status::Ok
-                    }
-                    Err(e) => fail_with(&crate::Error::from(e)),
-                };
-            }
-            other => {
-                return fail(
-                    ponder_status::InvalidConfig,
-                    format!(
-                        "invalid backend: unknown backend {other:?}; use \"llama\" or \"remote\""
-                    ),
-                )
-            }
-        }
-        let defaults = (ModelOptions::default(), ContextOptions::default());
-        let model = ModelOptions {
-            path: config.model.unwrap_or(defaults.0.path),
-            n_gpu_layers: config.n_gpu_layers.unwrap_or(defaults.0.n_gpu_layers),
-        };
-        let context = ContextOptions {
-            n_ctx: config.n_ctx.unwrap_or(defaults.1.n_ctx),
-            n_threads: config.n_threads.unwrap_or(defaults.1.n_threads),
-            n_seq_max: config.n_seq_max.unwrap_or(defaults.1.n_seq_max),
-            deterministic: config.deterministic.unwrap_or(defaults.1.deterministic),
-            max_seqs_per_solve: config
-                .max_seqs_per_solve
-                .unwrap_or(defaults.1.max_seqs_per_solve),
-            max_cells_per_solve: config
-                .max_cells_per_solve
-                .unwrap_or(defaults.1.max_cells_per_solve),
-            ..defaults.1
-        };
-        match Engine::load(&model, &context) {
-            Ok(engine) => {
-                let handle = Box::new(ponder_engine {
-                    engine,
-                    source: ModelSource::File(model.path),
-                    id: OnceLock::new(),
-                });
+        match config.open() {
+            Ok(backend) => {
+                let (engine, model) = backend.into_parts();
+                let handle = Box::new(ponder_engine { engine, model });
                 unsafe { *out = Box::into_raw(handle) };
                 ponder_status::Ok
             }
@@ -509,7 +383,7 @@ pub unsafe extern "C" fn ponder_engine_solve(
                     outcome,
                     problem,
                     strategy,
-                    model: engine.model_id(),
+                    model: engine.model.get(),
                 });
                 unsafe { *out = Box::into_raw(handle) };
                 if cancelled {

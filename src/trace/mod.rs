@@ -45,6 +45,8 @@ use serde::{Deserialize, Serialize};
 use crate::lm::{Message, Usage};
 use crate::strategy::{Outcome, Problem, StopReason, StrategyConfig};
 
+pub use crate::backend::ModelId;
+
 /// Version of the trace format.
 pub const TRACE_FORMAT: u32 = 1;
 
@@ -91,42 +93,6 @@ impl Provenance {
             strategy: strategy.clone(),
             seed: strategy.seed(),
             oracle_guided,
-        }
-    }
-}
-
-/// Which model a solve ran on, as [`Provenance`] records it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ModelId {
-    /// The model file's name; for a served model `remote:` and the name the server gives it.
-    pub name: String,
-    /// The model file's sha256, lower-case hex; for a served model the sha256 of the file the
-    /// server says it loaded when that file is readable here, else empty.
-    pub sha256: String,
-}
-
-impl ModelId {
-    /// The model file at `path`, hashed.
-    ///
-    /// # Errors
-    /// The file cannot be read.
-    pub fn of_file(path: &std::path::Path) -> std::io::Result<Self> {
-        Ok(Self {
-            name: path
-                .file_name()
-                .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
-            sha256: sha256_file(path)?,
-        })
-    }
-
-    /// The model behind a remote backend.
-    pub fn of_remote(lm: &crate::lm::RemoteLm) -> Self {
-        Self {
-            name: format!("remote:{}", lm.model_name()),
-            sha256: lm
-                .model_path()
-                .and_then(|p| sha256_file(std::path::Path::new(p)).ok())
-                .unwrap_or_default(),
         }
     }
 }

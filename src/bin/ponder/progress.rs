@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use ponder::strategy::{Event, StrategyConfig};
+use ponder::BackendConfig;
 
-use crate::flags::choice::BackendKind;
 use crate::flags::ModelArgs;
 use crate::render;
 
@@ -20,33 +20,29 @@ pub fn opening(command: &str, model: &ModelArgs, strategy: Option<&StrategyConfi
 
 fn opening_line(command: &str, model: &ModelArgs, strategy: Option<&StrategyConfig>) -> String {
     let mut parts = Vec::new();
-    match model.backend {
-        BackendKind::Llama => {
-            let (model_options, context) = model.options();
-            parts.push(format!("model {}", model_options.path.display()));
-            parts.push(format!("ctx {}", context.n_ctx));
-            parts.push(format!("{} sequences", context.n_seq_max));
-            parts.push(if context.n_threads == 0 {
+    match model.config() {
+        BackendConfig::Llama(c) => {
+            parts.push(format!("model {}", c.model.display()));
+            parts.push(format!("ctx {}", c.n_ctx));
+            parts.push(format!("{} sequences", c.n_seq_max));
+            parts.push(if c.n_threads == 0 {
                 let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
                 format!(
                     "threads all {cores} cores (--threads 0; if another job shares the CPU, --threads 1 can be several times faster)"
                 )
             } else {
-                format!("threads {}", context.n_threads)
+                format!("threads {}", c.n_threads)
             });
         }
-        BackendKind::Remote => {
-            let served = model
-                .served_model
-                .as_deref()
-                .unwrap_or("(the first listed)");
+        BackendConfig::Remote { remote } => {
+            let served = remote.model.as_deref().unwrap_or("(the first listed)");
             parts.push(format!(
                 "model {served} on {} server{} ({})",
-                model.urls.len(),
-                if model.urls.len() == 1 { "" } else { "s" },
-                model.urls.join(", ")
+                remote.urls.len(),
+                if remote.urls.len() == 1 { "" } else { "s" },
+                remote.urls.join(", ")
             ));
-            parts.push(match model.n_ctx {
+            parts.push(match remote.n_ctx {
                 Some(n) => format!("ctx {n}"),
                 None => "ctx the server's".into(),
             });

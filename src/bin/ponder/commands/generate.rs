@@ -3,7 +3,7 @@
 use ponder::lm::{GenRequest, Lm, Message, SamplingParams};
 use ponder::ConfigError;
 
-use crate::flags::{Backend, ModelArgs};
+use crate::flags::ModelArgs;
 use crate::render;
 
 #[derive(clap::Args)]
@@ -64,10 +64,7 @@ pub fn exec(args: &Args) -> ponder::Result<()> {
         return Err(ConfigError::new("n", "0 samples asked for; use -n 1 or more").into());
     }
 
-    let mut lm: Box<dyn Lm> = match args.model.open()? {
-        Backend::Llama(lm, _) => lm,
-        Backend::Remote(lm) => Box::new(lm),
-    };
+    let mut lm: Box<dyn Lm> = args.model.open()?.into_lm();
     let root = if args.raw {
         lm.root_text(&args.prompt)?
     } else {

@@ -158,14 +158,14 @@ fn run(args: &Args) -> ponder::Result<Option<String>> {
     }
     args.model.check()?;
     progress::opening("synth", &args.model, Some(&config.strategy));
-    let (engines, model) = args.model.engines_and_id()?;
+    let (engine, model) = args.model.engine_and_id()?;
     let progress = progress::Batch::new(
         problems.len(),
         "{bar:30} {pos}/{len} · ETA {eta} · {msg}",
         args.json,
     );
     let summary = synth::run(
-        &engines,
+        std::slice::from_ref(&engine),
         args.workers,
         &model,
         &problems,

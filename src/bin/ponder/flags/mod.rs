@@ -6,5 +6,5 @@ pub mod choice;
 mod model;
 mod strategy;
 
-pub use model::{no_gpu_reason, Backend, ModelArgs};
+pub use model::{no_gpu_reason, ModelArgs};
 pub use strategy::StrategyArgs;

@@ -3,10 +3,8 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use ponder::lm::{
-    ContextOptions, Model, ModelOptions, RemoteLm, RemoteOptions, DEFAULT_MODEL_PATH,
-};
-use ponder::trace::ModelId;
+use ponder::backend::{Backend, BackendConfig, LlamaConfig, ModelId};
+use ponder::lm::{ContextOptions, ModelOptions, RemoteOptions, DEFAULT_MODEL_PATH};
 use ponder::{ConfigError, Engine};
 
 use super::choice::{choice, BackendKind};
@@ -69,42 +67,32 @@ pub struct ModelArgs {
     pub tokenizer: Option<PathBuf>,
 }
 
-/// A model behind either backend (llama: a session and the loaded model it runs on; boxed, a
-/// `RemoteLm` handle being small).
-pub enum Backend {
-    Llama(Box<ponder::LlamaLm>, Model),
-    Remote(RemoteLm),
-}
-
 impl ModelArgs {
-    pub fn options(&self) -> (ModelOptions, ContextOptions) {
-        (
-            ModelOptions {
-                path: self.model.clone(),
+    /// The backend the flags describe.
+    pub fn config(&self) -> BackendConfig {
+        match self.backend {
+            BackendKind::Llama => BackendConfig::Llama(LlamaConfig {
+                model: self.model.clone(),
                 n_gpu_layers: self.n_gpu_layers,
-            },
-            ContextOptions {
                 n_ctx: self.n_ctx.unwrap_or(ContextOptions::default().n_ctx),
                 n_threads: self.threads,
                 n_seq_max: self.n_seq_max,
                 deterministic: self.deterministic,
                 max_seqs_per_solve: self.max_seqs_per_solve,
                 max_cells_per_solve: self.max_cells_per_solve,
-                ..ContextOptions::default()
+            }),
+            BackendKind::Remote => BackendConfig::Remote {
+                remote: RemoteOptions {
+                    urls: self.urls.clone(),
+                    model: self.served_model.clone(),
+                    max_in_flight: self.max_in_flight,
+                    timeout_ms: self.timeout_ms,
+                    attempts: self.attempts,
+                    n_ctx: self.n_ctx,
+                    tokenizer: self.tokenizer.clone(),
+                    ..RemoteOptions::default()
+                },
             },
-        )
-    }
-
-    pub fn remote_options(&self) -> RemoteOptions {
-        RemoteOptions {
-            urls: self.urls.clone(),
-            model: self.served_model.clone(),
-            max_in_flight: self.max_in_flight,
-            timeout_ms: self.timeout_ms,
-            attempts: self.attempts,
-            n_ctx: self.n_ctx,
-            tokenizer: self.tokenizer.clone(),
-            ..RemoteOptions::default()
         }
     }
 
@@ -123,7 +111,7 @@ impl ModelArgs {
                         "--url, --served-model and --tokenizer apply to --backend remote only",
                     ));
                 }
-                self.options().1.validate()
+                self.config().validate()
             }
             BackendKind::Remote => {
                 if self.n_gpu_layers != ModelOptions::default().n_gpu_layers
@@ -147,56 +135,35 @@ impl ModelArgs {
     /// to the servers.
     pub fn open(&self) -> ponder::Result<Backend> {
         self.check()?;
-        match self.backend {
-            BackendKind::Llama => {
-                let (model, context) = self.options();
-                if model.n_gpu_layers > 0 && !ponder::devices()?.iter().any(|d| d.is_gpu()) {
-                    eprintln!(
-                        "warning: --n-gpu-layers {} has no effect: {}; the model runs on the CPU \
-                         (`ponder devices` lists what llama.cpp found)",
-                        model.n_gpu_layers,
-                        no_gpu_reason()
-                    );
-                }
-                let model = Model::load(&model)?;
-                let lm = model.session(&context)?;
-                Ok(Backend::Llama(Box::new(lm), model))
-            }
-            BackendKind::Remote => Ok(Backend::Remote(RemoteLm::connect(&self.remote_options())?)),
+        if self.backend == BackendKind::Llama
+            && self.n_gpu_layers > 0
+            && !ponder::devices()?.iter().any(|d| d.is_gpu())
+        {
+            eprintln!(
+                "warning: --n-gpu-layers {} has no effect: {}; the model runs on the CPU \
+                 (`ponder devices` lists what llama.cpp found)",
+                self.n_gpu_layers,
+                no_gpu_reason()
+            );
         }
+        self.config().open()
     }
 
     /// One engine on the opened backend.
     pub fn engine(&self) -> ponder::Result<Engine> {
-        Ok(match self.open()? {
-            Backend::Llama(lm, _) => Engine::from_lm(*lm),
-            Backend::Remote(lm) => Engine::from_lm(lm),
-        })
+        Ok(self.open()?.into_engine())
     }
 
-    /// The engines for `synth`'s workers (one engine, shared by all of them: one llama.cpp
-    /// context or one connection to the servers), and the model's identity for provenance.
-    pub fn engines_and_id(&self) -> ponder::Result<(Vec<Engine>, ModelId)> {
-        Ok(match self.open()? {
-            Backend::Llama(lm, model) => {
-                let id = ModelId::of_file(&self.model).map_err(|e| {
-                    ConfigError::new(
-                        "model",
-                        format!("cannot read {}: {e}", self.model.display()),
-                    )
-                })?;
-                // One engine: its decode loop serves every worker's solve in the same forward
-                // passes (separate contexts would fight over the cores).
-                let _ = model;
-                (vec![Engine::from_lm(*lm)], id)
-            }
-            Backend::Remote(lm) => {
-                // One engine: one cap on requests in flight and one view of each server's load
-                // for the solves of all workers.
-                let id = ModelId::of_remote(&lm);
-                (vec![Engine::from_lm(lm)], id)
-            }
-        })
+    /// The engine for `synth`'s workers (one engine, shared by all of them: one llama.cpp
+    /// context, whose decode loop serves every worker's solve in the same forward passes, or one
+    /// connection with one cap on requests in flight), and the model's identity for provenance.
+    pub fn engine_and_id(&self) -> ponder::Result<(Engine, ModelId)> {
+        let backend = self.open()?;
+        let id = backend
+            .model()
+            .id()
+            .map_err(|e| ponder::Error::io("read", &self.model, e))?;
+        Ok((backend.into_engine(), id))
     }
 }
 
