@@ -242,6 +242,16 @@ impl GenRequest {
         }
     }
 
+    /// Sample `i` of a set drawn from `parent`: `sampling` with its seed advanced by `i` (so
+    /// each sample of the set has its own, reproducible seed), no stop strings, at most
+    /// `max_tokens` new tokens.
+    pub fn sample(parent: Node, sampling: &SamplingParams, i: u32, max_tokens: u32) -> Self {
+        Self {
+            sampling: sampling.with_seed(sampling.seed.wrapping_add(u64::from(i))),
+            ..Self::new(parent, max_tokens)
+        }
+    }
+
     /// Checks the request's parameters.
     ///
     /// # Errors

@@ -189,16 +189,7 @@ fn run(config: &BestOfNConfig, lm: &mut dyn Lm, problem: &Problem) -> Result<Out
     let (((candidates, chosen), r3), usage) =
         from_root(lm, &config.prompt, problem, |lm, root, made| {
             let requests: Vec<GenRequest> = (0..config.n)
-                .map(|i| GenRequest {
-                    parent: root,
-                    sampling: config
-                        .sampling
-                        .with_seed(config.sampling.seed.wrapping_add(u64::from(i))),
-                    stop: Vec::new(),
-                    max_tokens: config.max_tokens,
-                    ignore_eos: false,
-                    confidence_stop: None,
-                })
+                .map(|i| GenRequest::sample(root, &config.sampling, i, config.max_tokens))
                 .collect();
             let generations = lm.generate(&requests)?;
             made.extend(generations.iter().map(|g| g.node));

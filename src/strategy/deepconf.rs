@@ -175,14 +175,8 @@ fn sample(
 ) -> Result<(), Error> {
     let window = config.confidence.window as usize;
     let request = |i: u32, stop: Option<ConfidenceStop>| GenRequest {
-        parent: root,
-        sampling: config
-            .sampling
-            .with_seed(config.sampling.seed.wrapping_add(u64::from(i))),
-        stop: Vec::new(),
-        max_tokens: config.max_tokens,
-        ignore_eos: false,
         confidence_stop: stop,
+        ..GenRequest::sample(root, &config.sampling, i, config.max_tokens)
     };
     let warm: Vec<GenRequest> = (0..config.warmup).map(|i| request(i, None)).collect();
     traces.extend(lm.generate(&warm)?);

@@ -227,14 +227,8 @@ fn deepen(
                     .segment_budget(br.segments)
                     .min(config.total_budget - br.spent);
                 GenRequest {
-                    parent: br.node,
-                    sampling: config
-                        .sampling
-                        .with_seed(config.sampling.seed.wrapping_add(b as u64)),
-                    stop: Vec::new(),
-                    max_tokens: budget,
                     ignore_eos: config.ignore_eos,
-                    confidence_stop: None,
+                    ..GenRequest::sample(br.node, &config.sampling, b as u32, budget)
                 }
             })
             .collect();

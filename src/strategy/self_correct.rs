@@ -182,16 +182,12 @@ fn attempts(
         }
         let offset = lm.node_len(parent)? - prompt_len;
         let g = lm
-            .generate(&[GenRequest {
+            .generate(&[GenRequest::sample(
                 parent,
-                sampling: config
-                    .sampling
-                    .with_seed(config.sampling.seed.wrapping_add(u64::from(round))),
-                stop: Vec::new(),
-                max_tokens: config.max_tokens,
-                ignore_eos: false,
-                confidence_stop: None,
-            }])?
+                &config.sampling,
+                round,
+                config.max_tokens,
+            )])?
             .remove(0);
         made.push(g.node);
         parent = g.node;

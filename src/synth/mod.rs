@@ -33,8 +33,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::Engine;
 use crate::error::{ConfigError, Error};
-use crate::eval::{auc, LineError};
+use crate::eval::LineError;
 use crate::lm::Usage;
+use crate::metrics::auc;
 use crate::reward::answer;
 use crate::reward::r3::R3Config;
 use crate::strategy::{Outcome, Problem, StrategyConfig};
@@ -113,8 +114,10 @@ pub struct SynthSummary {
     pub labelled: usize,
     /// Share of labelled problems whose chosen answer is right.
     pub accuracy: f64,
-    /// Share of labelled problems with at least one right candidate (pass@k, k the candidates).
-    pub pass_at_k: f64,
+    /// Share of labelled problems with at least one right candidate (pass@N, N the candidates;
+    /// the name `eval` and `bench` use; summaries written before read their `pass_at_k`).
+    #[serde(alias = "pass_at_k")]
+    pub pass_at_n: f64,
     /// Mean number of distinct answers among a problem's candidates.
     pub distinct_answers: f64,
     /// AUC of the judge's score of a candidate against its correctness (`None` without both
@@ -670,7 +673,7 @@ fn summarise(
         problems: traces.len(),
         labelled,
         accuracy: share(correct),
-        pass_at_k: share(pass),
+        pass_at_n: share(pass),
         distinct_answers: if traces.is_empty() {
             0.0
         } else {

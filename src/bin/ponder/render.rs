@@ -325,11 +325,11 @@ pub fn synth_summary(summary: &SynthSummary, output: &std::path::Path, as_json: 
         .map(|(k, v)| format!("{k} {v}"))
         .collect();
     println!(
-        "problems {}/{} · accuracy {:.3} · pass@k {:.3} · distinct answers {:.2} · judge AUC {} · balance {}",
+        "problems {}/{} · accuracy {:.3} · pass@N {:.3} · distinct answers {:.2} · judge AUC {} · balance {}",
         summary.problems,
         summary.total,
         summary.accuracy,
-        summary.pass_at_k,
+        summary.pass_at_n,
         summary.distinct_answers,
         figure(summary.judge_auc),
         figure(summary.balance_score),

@@ -77,12 +77,8 @@ pub fn exec(args: &Args) -> ponder::Result<()> {
     };
     let requests: Vec<GenRequest> = (0..args.n)
         .map(|i| GenRequest {
-            parent: root,
-            sampling: sampling.with_seed(args.seed.wrapping_add(u64::from(i))),
             stop: args.stop.clone(),
-            max_tokens: args.max_tokens,
-            ignore_eos: false,
-            confidence_stop: None,
+            ..GenRequest::sample(root, &sampling, i, args.max_tokens)
         })
         .collect();
     let generations = lm.generate(&requests)?;
