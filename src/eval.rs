@@ -355,17 +355,13 @@ pub fn run(
     let before = engine.usage();
     let mut results = Vec::with_capacity(problems.len());
     let mut signals: Vec<CandidateSignals> = Vec::new();
-    let mut rerankers = RerankerTally::default();
-    let keep_percent = match strategy {
-        StrategyConfig::BestOfN(c) => c.keep_percent,
-        _ => 50.0,
-    };
+    let mut rerankers = RerankerTally::new(strategy);
     let mut tally = Tally::default();
     solve_all(engine, problems, strategy, workers, |i, solved| {
         let problem = &problems[i];
         if let Some(outcome) = &solved.outcome {
             let candidates = CandidateSignals::of(outcome);
-            rerankers.add(&outcome.strategy, &candidates, keep_percent);
+            rerankers.add(&candidates);
             signals.extend(candidates);
             tally.add(problem, outcome);
         }

@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::reward::confidence::ConfidenceSignal;
-use crate::strategy::{ConfidenceSignals, Outcome, Rerank};
+use crate::strategy::{ConfidenceSignals, Outcome, Rerank, StrategyConfig};
 
 /// One candidate's signals, as the metrics read them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -157,19 +157,36 @@ pub struct RerankerAccuracy {
 
 /// Right picks per reranker, over best-of-N problems whose candidates are all labelled: what
 /// each reranker would have chosen from the same samples.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RerankerTally {
+    /// `filtered_vote`'s share when the strategy is best-of-N; `None` counts nothing.
+    keep_percent: Option<f64>,
     /// Per reranker: right picks, problems counted.
     tally: Vec<(String, usize, usize)>,
 }
 
 impl RerankerTally {
-    /// Counts one problem's candidates (`keep_percent` as `filtered_vote`'s). Problems of
-    /// other strategies, or with an unlabelled candidate, are not counted.
-    pub fn add(&mut self, strategy: &str, c: &[CandidateSignals], keep_percent: f64) {
+    /// A tally for the problems solved by `strategy`: only best-of-N's are counted (with its
+    /// `keep_percent` for `filtered_vote`).
+    pub fn new(strategy: &StrategyConfig) -> Self {
+        Self {
+            keep_percent: match strategy {
+                StrategyConfig::BestOfN(c) => Some(c.keep_percent),
+                _ => None,
+            },
+            tally: Vec::new(),
+        }
+    }
+
+    /// Counts one problem's candidates. Problems of other strategies than best-of-N, or with an
+    /// unlabelled candidate, are not counted.
+    pub fn add(&mut self, c: &[CandidateSignals]) {
         use crate::strategy::best_of_n::choose;
         use ConfidenceSignal as S;
-        if strategy != "best_of_n" || c.is_empty() || c.iter().any(|c| c.correct.is_none()) {
+        let Some(keep_percent) = self.keep_percent else {
+            return;
+        };
+        if c.is_empty() || c.iter().any(|c| c.correct.is_none()) {
             return;
         }
         let answers: Vec<Option<String>> = c.iter().map(|c| c.answer.clone()).collect();
@@ -275,9 +292,11 @@ mod tests {
             cand("3", false, 0.3, 1.5),
             cand("4", true, 0.9, 9.0),
         ];
-        let mut t = RerankerTally::default();
-        t.add("best_of_n", &c, 50.0);
-        t.add("mcts", &c, 50.0);
+        let mut t = RerankerTally::new(&StrategyConfig::BestOfN(Default::default()));
+        t.add(&c);
+        let mut other = RerankerTally::new(&StrategyConfig::Mcts(Default::default()));
+        other.add(&c);
+        assert!(other.report().is_empty());
         let r = t.report();
         let acc = |n: &str| r.iter().find(|r| r.rerank == n).unwrap().correct;
         assert!(r.iter().all(|r| r.problems == 1));

@@ -647,13 +647,9 @@ fn summarise_rung(rung: &Rung, rows: &[&Record], total: usize) -> RungReport {
     let candidates: Vec<&CandidateSignals> =
         rows.iter().flat_map(|r| r.candidates.iter()).collect();
     let signals = SignalAuc::of(candidates.iter().copied());
-    let keep_percent = match &rung.strategy {
-        StrategyConfig::BestOfN(c) => c.keep_percent,
-        _ => 50.0,
-    };
-    let mut rerankers = RerankerTally::default();
+    let mut rerankers = RerankerTally::new(&rung.strategy);
     for r in rows {
-        rerankers.add(rung.strategy.name(), &r.candidates, keep_percent);
+        rerankers.add(&r.candidates);
     }
     RungReport {
         name: rung.name.clone(),
