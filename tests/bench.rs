@@ -104,6 +104,27 @@ fn bench_writes_a_consistent_report_and_resumes() {
     assert_eq!(report_rungs[1]["auc"]["judged_candidates"], 0);
     assert_eq!(report_rungs[1]["strategy"]["rerank"], "vote");
     assert_eq!(report_rungs[3]["strategy"]["type"], "beam");
+    // Every reranker scored on a best-of-N rung's own samples: the rung's own reranker picks
+    // what the rung picked; the judge rerankers only where candidates were judged; none for
+    // beam. Sampled candidates keep their token confidences.
+    let rerank = |rung: usize, name: &str| {
+        report_rungs[rung]["reranker_accuracy"]
+            .as_array()
+            .and_then(|a| a.iter().find(|r| r["rerank"] == name).cloned())
+    };
+    for (rung, own) in [(1, "vote"), (2, "judge")] {
+        let r = rerank(rung, own).unwrap_or_else(|| panic!("{}", report_rungs[rung]));
+        assert_eq!(r["problems"], 3, "{r}");
+        assert_eq!(r["correct"], report_rungs[rung]["correct"], "{r}");
+        assert!(rerank(rung, "confidence_vote:lowest_group").is_some());
+    }
+    assert!(rerank(1, "judge").is_none(), "vote@2 was not judged");
+    assert!(report_rungs[3].get("reranker_accuracy").is_none());
+    assert!(rows
+        .iter()
+        .filter(|row| row["rung"] == "vote@2")
+        .flat_map(|row| row["candidates"].as_array().unwrap())
+        .all(|c| c["confidence"]["lowest_group"].is_number()));
 
     let svg = std::fs::read_to_string(out.join("accuracy-vs-tokens.svg")).unwrap();
     assert!(svg.starts_with("<svg"), "{}", &svg[..svg.len().min(200)]);
