@@ -57,10 +57,10 @@ pyenv:
 test: export OMP_WAIT_POLICY = PASSIVE
 test: test-models server pyenv
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --release --all-targets -- -D warnings
-	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --release --no-deps
-	$(CARGO) build --release --lib
-	$(CARGO) test --release
+	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --release --workspace --no-deps
+	$(CARGO) build --release --workspace
+	$(CARGO) test --release --workspace
 
 bench: setup
 	$(CARGO) bench --bench decode
@@ -95,6 +95,7 @@ fuzz: setup
 # Installs libponder (shared and static), include/ponder.h and a pkg-config file under PREFIX.
 PREFIX ?= /usr/local
 LIBDIR ?= target/release
+CAPI := crates/ponder-capi
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 
 install: build install-files
@@ -103,8 +104,8 @@ install-files:
 	install -d $(PREFIX)/lib $(PREFIX)/include $(PREFIX)/lib/pkgconfig
 	install -m 755 $(LIBDIR)/libponder.so $(PREFIX)/lib/
 	if [ -f $(LIBDIR)/libponder.a ]; then install -m 644 $(LIBDIR)/libponder.a $(PREFIX)/lib/; fi
-	install -m 644 include/ponder.h $(PREFIX)/include/
-	sed -e 's|@PREFIX@|$(abspath $(PREFIX))|' -e 's|@VERSION@|$(VERSION)|' ponder.pc.in > $(PREFIX)/lib/pkgconfig/ponder.pc
+	install -m 644 $(CAPI)/include/ponder.h $(PREFIX)/include/
+	sed -e 's|@PREFIX@|$(abspath $(PREFIX))|' -e 's|@VERSION@|$(VERSION)|' $(CAPI)/ponder.pc.in > $(PREFIX)/lib/pkgconfig/ponder.pc
 
 clean:
 	$(CARGO) clean

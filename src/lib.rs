@@ -20,7 +20,6 @@
 //! - [`trace`]: every solve as a [`Trace`](trace::Trace) and its exports to training records;
 //!   [`synth`]: the resumable dataset runner behind `ponder synth`.
 //! - [`serve`](mod@serve): `ponder serve`, an OpenAI-compatible server whose model names pick searches.
-//! - [`ffi`]: the C ABI (`include/ponder.h`, `libponder`).
 //! - [`error`]: typed errors whose messages say what to do.
 //!
 //! # Example
@@ -53,7 +52,6 @@ pub mod bench;
 pub mod engine;
 pub mod error;
 pub mod eval;
-pub mod ffi;
 pub mod lm;
 pub mod metrics;
 pub mod reward;
@@ -72,3 +70,8 @@ pub use lm::{
     TokenId, Usage,
 };
 pub use strategy::{Candidate, Outcome, Problem, StrategyConfig};
+
+// Every Rust block of the README is a doctest: the examples there compile against this crate.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -4,7 +4,11 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ponder::ffi::*;
+// The C ABI crate has no rlib (it is named `ponder` too), so its source comes in as a module.
+#[path = "../../crates/ponder-capi/src/lib.rs"]
+#[allow(dead_code)]
+mod capi;
+use capi::*;
 
 fuzz_target!(|data: &[u8]| {
     let mut engine: *mut ponder_engine = std::ptr::null_mut();

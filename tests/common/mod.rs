@@ -9,13 +9,32 @@ use std::sync::OnceLock;
 
 use ponder::lm::{ContextOptions, LlamaLm, Model, ModelOptions};
 
+/// The workspace root (where `models/`, `data/` and `target/` are), from whichever of its crates
+/// the test belongs to.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .find(|d| d.join("Cargo.lock").exists())
+        .expect("the workspace root holds Cargo.lock")
+        .to_path_buf()
+}
+
+/// The `ponder` binary, run from the workspace root as the README's commands are (only the CLI
+/// crate's tests have it).
+pub fn ponder_command() -> std::process::Command {
+    let Some(exe) = option_env!("CARGO_BIN_EXE_ponder") else {
+        panic!("only the tests of crates/ponder-cli run the ponder binary");
+    };
+    let mut cmd = std::process::Command::new(exe);
+    cmd.current_dir(root());
+    cmd
+}
+
 /// The default model, as `make model` fetches it. A missing file fails the test with the fix.
 pub fn model_path() -> PathBuf {
     std::env::var_os("PONDER_MODEL")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(ponder::lm::DEFAULT_MODEL_PATH)
-        })
+        .unwrap_or_else(|| root().join(ponder::lm::DEFAULT_MODEL_PATH))
 }
 
 pub fn model() -> &'static Model {
@@ -35,10 +54,7 @@ pub fn model() -> &'static Model {
 pub fn reasoner_path() -> PathBuf {
     std::env::var_os("PONDER_REASONER")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf")
-        })
+        .unwrap_or_else(|| root().join("models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"))
 }
 
 /// The reasoner, loaded once per test binary.
@@ -96,7 +112,7 @@ pub fn scratch(name: &str) -> PathBuf {
 
 /// The first `n` lines of the project's dataset, data/arith40.jsonl.
 pub fn dataset_lines(n: usize) -> Vec<String> {
-    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("data/arith40.jsonl"))
+    std::fs::read_to_string(root().join("data/arith40.jsonl"))
         .expect("data/arith40.jsonl")
         .lines()
         .take(n)

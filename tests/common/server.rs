@@ -11,9 +11,7 @@ use std::time::{Duration, Instant};
 pub fn binary() -> PathBuf {
     std::env::var_os("PONDER_LLAMA_SERVER")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/llama-server/bin/llama-server")
-        })
+        .unwrap_or_else(|| super::root().join("target/llama-server/bin/llama-server"))
 }
 
 /// A free TCP port on 127.0.0.1.

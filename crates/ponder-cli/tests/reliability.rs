@@ -3,6 +3,7 @@
 //! threads sharing one deterministic engine with the results of solving one by one, and a synth run killed at
 //! random moments that ends with exactly the records of an uninterrupted run.
 
+#[path = "../../../tests/common/mod.rs"]
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -247,7 +248,7 @@ fn lines(path: &Path) -> Vec<String> {
 }
 
 fn synth(input: &Path, output: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ponder"));
+    let mut cmd = common::ponder_command();
     cmd.args(["synth", "--input"])
         .arg(input)
         .arg("--output")

@@ -3,12 +3,14 @@
 //! exercise every function on the real default model (once more under valgrind), including an
 //! example built only from the installed header and `ponder.pc`.
 
+#[path = "../../../tests/common/mod.rs"]
 mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn root() -> PathBuf {
+/// This crate's directory (the header, cbindgen.toml, the C tests and the example).
+fn crate_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
@@ -26,10 +28,10 @@ fn lib_dir() -> PathBuf {
 }
 
 fn generated_header() -> String {
-    let config = cbindgen::Config::from_file(root().join("cbindgen.toml")).unwrap();
+    let config = cbindgen::Config::from_file(crate_dir().join("cbindgen.toml")).unwrap();
     let mut out = Vec::new();
     cbindgen::Builder::new()
-        .with_crate(root())
+        .with_crate(crate_dir())
         .with_config(config)
         .generate()
         .expect("cbindgen generates the header")
@@ -39,7 +41,7 @@ fn generated_header() -> String {
 
 #[test]
 fn header_is_what_cbindgen_generates() {
-    let path = root().join("include/ponder.h");
+    let path = crate_dir().join("include/ponder.h");
     let fresh = generated_header();
     if std::env::var_os("PONDER_BLESS").is_some() {
         std::fs::write(&path, &fresh).unwrap();
@@ -47,14 +49,14 @@ fn header_is_what_cbindgen_generates() {
     let committed = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(
         committed == fresh,
-        "include/ponder.h differs from what cbindgen generates from src/ffi; regenerate it with \
-         PONDER_BLESS=1 cargo test --release --test c_abi header"
+        "include/ponder.h differs from what cbindgen generates from src/; regenerate it with \
+         PONDER_BLESS=1 cargo test --release -p ponder-capi --test c_abi header"
     );
 }
 
 #[test]
 fn header_version_macros_match_cargo_toml() {
-    let header = std::fs::read_to_string(root().join("include/ponder.h")).unwrap();
+    let header = std::fs::read_to_string(crate_dir().join("include/ponder.h")).unwrap();
     for (name, value) in [
         ("PONDER_VERSION_MAJOR", env!("CARGO_PKG_VERSION_MAJOR")),
         ("PONDER_VERSION_MINOR", env!("CARGO_PKG_VERSION_MINOR")),
@@ -71,7 +73,7 @@ fn compile(sources: &[&Path], out: &Path, extra: &[String]) {
     let mut cmd = Command::new("cc");
     cmd.args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-O1", "-g"])
         .arg("-I")
-        .arg(root().join("include"))
+        .arg(crate_dir().join("include"))
         .args(sources)
         .arg("-o")
         .arg(out)
@@ -110,7 +112,7 @@ fn run(cmd: &mut Command) -> String {
 fn c_tests_exercise_every_function() {
     let dir = scratch("test");
     let exe = dir.join("test_ponder");
-    compile(&[&root().join("tests/c/test_ponder.c")], &exe, &[]);
+    compile(&[&crate_dir().join("tests/c/test_ponder.c")], &exe, &[]);
     let out = run(&mut Command::new(&exe));
     assert!(out.contains("all C tests passed"), "{out}");
 }
@@ -119,7 +121,7 @@ fn c_tests_exercise_every_function() {
 fn c_tests_are_clean_under_valgrind() {
     let dir = scratch("valgrind");
     let exe = dir.join("test_ponder");
-    compile(&[&root().join("tests/c/test_ponder.c")], &exe, &[]);
+    compile(&[&crate_dir().join("tests/c/test_ponder.c")], &exe, &[]);
     let valgrind = Command::new("valgrind").arg("--version").output();
     assert!(
         valgrind.is_ok_and(|o| o.status.success()),
@@ -149,12 +151,12 @@ fn c_tests_are_clean_under_valgrind() {
 fn remote_only_program_is_clean_under_valgrind_with_every_leak_kind() {
     let dir = scratch("remote-valgrind");
     let exe = dir.join("remote_only");
-    compile(&[&root().join("tests/c/remote_only.c")], &exe, &[]);
+    compile(&[&crate_dir().join("tests/c/remote_only.c")], &exe, &[]);
     let out = run(Command::new("valgrind")
         .args(["--error-exitcode=99", "--leak-check=full"])
         .arg(format!(
             "--suppressions={}",
-            root().join("tests/c/valgrind.supp").display()
+            crate_dir().join("tests/c/valgrind.supp").display()
         ))
         .arg(&exe));
     assert!(out.contains("remote C tests passed"), "{out}");
@@ -170,7 +172,7 @@ fn example_builds_from_the_installed_header_and_pkg_config() {
     let dir = scratch("install");
     let prefix = dir.join("prefix");
     let status = Command::new("make")
-        .current_dir(root())
+        .current_dir(common::root())
         .args(["-s", "install-files"])
         .arg(format!("PREFIX={}", prefix.display()))
         .arg(format!("LIBDIR={}", lib_dir().display()))
@@ -202,7 +204,7 @@ fn example_builds_from_the_installed_header_and_pkg_config() {
     // Only the installed files: the flags come from ponder.pc.
     let status = Command::new("cc")
         .args(["-std=c11", "-Wall", "-Wextra", "-Werror"])
-        .arg(root().join("examples/c/solve.c"))
+        .arg(crate_dir().join("examples/solve.c"))
         .arg("-o")
         .arg(&exe)
         .args(&flags)

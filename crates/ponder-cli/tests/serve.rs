@@ -2,6 +2,7 @@
 //! driven by curl and by the `openai` Python package (scripts/setup-openai.sh installs it into
 //! target/pyenv; `make test` runs that first, and these tests run it too, idempotently).
 
+#[path = "../../../tests/common/mod.rs"]
 mod common;
 
 use std::path::PathBuf;
@@ -30,7 +31,7 @@ impl Serve {
             std::process::id()
         ));
         let out = std::fs::File::create(&log).expect("log file");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ponder"));
+        let mut cmd = common::ponder_command();
         cmd.arg("serve")
             .arg("--model")
             .arg(common::model_path())
@@ -202,7 +203,7 @@ const LONG: &str = r#"{"model":"smol","messages":[{"role":"user","content":"Writ
 
 #[test]
 fn a_public_bind_without_a_key_is_refused_before_loading_the_model() {
-    let out = Command::new(env!("CARGO_BIN_EXE_ponder"))
+    let out = common::ponder_command()
         .args(["serve", "--host", "0.0.0.0", "--model", "/nonexistent.gguf"])
         .env_remove("PONDER_API_KEY")
         .output()
@@ -231,7 +232,7 @@ fn a_config_file_sets_what_no_flag_gives_and_its_errors_name_file_and_key() {
         ("range-ctx.json", r#"{"n_seq_max": 999}"#, "n_seq_max"),
     ] {
         let path = write(name, text);
-        let out = Command::new(env!("CARGO_BIN_EXE_ponder"))
+        let out = common::ponder_command()
             .args(["serve", "--model", "/nonexistent.gguf", "--config", &path])
             .env_remove("PONDER_API_KEY")
             .output()
@@ -243,7 +244,7 @@ fn a_config_file_sets_what_no_flag_gives_and_its_errors_name_file_and_key() {
             "{name}: {err}"
         );
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_ponder"))
+    let out = common::ponder_command()
         .args(["serve", "--config", "/nonexistent/serve.json"])
         .output()
         .unwrap();
@@ -283,10 +284,7 @@ fn openai_and_curl_clients_get_answers_and_every_error_its_status() {
     // The openai Python package: plain chat, n = 4 from one prefill, every alias, extra_body,
     // streaming, 8 concurrent clients, typed errors (tests/serve_client.py says what it checks).
     let setup = Command::new("bash")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/scripts/setup-openai.sh"
-        ))
+        .arg(common::root().join("scripts/setup-openai.sh"))
         .output()
         .expect("bash runs");
     assert!(
@@ -295,7 +293,7 @@ fn openai_and_curl_clients_get_answers_and_every_error_its_status() {
         String::from_utf8_lossy(&setup.stderr)
     );
     let python = String::from_utf8_lossy(&setup.stdout).trim().to_string();
-    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(python);
+    let python = common::root().join(python);
     let out = Command::new(&python)
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),

@@ -4,20 +4,20 @@
 //! without the model, a rung added later is the only one
 //! solved, and bad ladders fail with a message that says what to do.
 
+#[path = "../../../tests/common/mod.rs"]
 mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn dev_set(dir: &Path, n: usize) -> PathBuf {
-    let lines: Vec<String> = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("data/dev-wordproblems.jsonl"),
-    )
-    .expect("data/dev-wordproblems.jsonl")
-    .lines()
-    .take(n)
-    .map(str::to_string)
-    .collect();
+    let lines: Vec<String> =
+        std::fs::read_to_string(common::root().join("data/dev-wordproblems.jsonl"))
+            .expect("data/dev-wordproblems.jsonl")
+            .lines()
+            .take(n)
+            .map(str::to_string)
+            .collect();
     let path = dir.join("dev.jsonl");
     std::fs::write(&path, lines.join("\n") + "\n").unwrap();
     path
@@ -27,7 +27,7 @@ const BEAM: &str =
     r#"beam={"type": "beam", "width": 2, "budget": {"tokens": 96}, "step": {"max_tokens": 32}}"#;
 
 fn bench(dataset: &Path, output: &Path, rungs: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ponder"));
+    let mut cmd = common::ponder_command();
     cmd.args(["bench", "--dataset"])
         .arg(dataset)
         .arg("--output")

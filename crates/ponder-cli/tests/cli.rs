@@ -1,11 +1,12 @@
 //! The `ponder` binary on the real default model.
 
+#[path = "../../../tests/common/mod.rs"]
 mod common;
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 fn ponder(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ponder"))
+    common::ponder_command()
         .args(args)
         .env("PONDER_MODEL", common::model_path())
         .output()
@@ -67,7 +68,7 @@ fn generate_text_output_is_readable() {
 
 #[test]
 fn bad_input_is_a_clear_error_not_a_crash() {
-    let out = Command::new(env!("CARGO_BIN_EXE_ponder"))
+    let out = common::ponder_command()
         .args([
             "generate",
             "--prompt",
@@ -102,7 +103,7 @@ fn bad_input_is_a_clear_error_not_a_crash() {
     }
 
     // A relative model path: the message says where it was looked for.
-    let out = Command::new(env!("CARGO_BIN_EXE_ponder"))
+    let out = common::ponder_command()
         .args(["generate", "--prompt", "hi", "--model", "models/nope.gguf"])
         .current_dir(std::env::temp_dir())
         .output()
@@ -629,7 +630,7 @@ fn a_reader_that_closes_stdout_early_ends_the_command_without_a_panic() {
     assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
     let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
     drop(read);
-    let out = Command::new(env!("CARGO_BIN_EXE_ponder"))
+    let out = common::ponder_command()
         .args(["solve", "--print-config", "What is 1 + 1?"])
         .stdout(std::process::Stdio::from(write))
         .output()

@@ -12,6 +12,7 @@
 // Every exported function checks its pointers itself; the safety contract is the header's.
 #![allow(clippy::missing_safety_doc)]
 
+#[path = "status.rs"] // explicit, so that fuzz/ can include this file as a module
 mod status;
 
 use std::ffi::{c_char, c_int, c_void};
@@ -19,10 +20,10 @@ use std::ffi::{c_char, c_int, c_void};
 pub use status::ponder_status;
 use status::{boundary, fail, fail_with, static_cstr};
 
-use crate::backend::{BackendConfig, ModelIdentity};
-use crate::engine::Engine;
-use crate::strategy::{Event, Flow, Outcome, Problem, StrategyConfig};
-use crate::trace::{ModelId, Provenance, Trace};
+use ponder::backend::{BackendConfig, ModelIdentity};
+use ponder::engine::Engine;
+use ponder::strategy::{Event, Flow, Outcome, Problem, StrategyConfig};
+use ponder::trace::{ModelId, Provenance, Trace};
 
 /// Major version of this library (the header's value must equal `ponder_version()`'s).
 pub const PONDER_VERSION_MAJOR: u32 = 0;
@@ -352,6 +353,8 @@ pub unsafe extern "C" fn ponder_engine_solve(
                     *score,
                     answer.as_deref().unwrap_or(""),
                 ),
+                // `Event` is non-exhaustive: a kind this ABI has no number for is not forwarded.
+                _ => return Flow::Continue,
             };
             texts.clear();
             texts.extend_from_slice(text.as_bytes());
@@ -378,7 +381,7 @@ pub unsafe extern "C" fn ponder_engine_solve(
                 let cancelled = outcome
                     .tree
                     .as_ref()
-                    .is_some_and(|t| t.stop == crate::strategy::StopReason::Cancelled);
+                    .is_some_and(|t| t.stop == ponder::strategy::StopReason::Cancelled);
                 let handle = Box::new(ponder_outcome {
                     outcome,
                     problem,
@@ -395,7 +398,9 @@ pub unsafe extern "C" fn ponder_engine_solve(
                     ponder_status::Ok
                 }
             }
-            Err(crate::Error::Decode(crate::DecodeError::Cancelled)) => cancelled_without_outcome(),
+            Err(ponder::Error::Decode(ponder::DecodeError::Cancelled)) => {
+                cancelled_without_outcome()
+            }
             Err(e) => fail_with(&e),
         }
     })
@@ -579,3 +584,7 @@ unsafe fn copy_raw(s: &str, buf: *mut c_char, len: usize, out_n: *mut usize) -> 
     }
     ponder_status::Ok
 }
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;

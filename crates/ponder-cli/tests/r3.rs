@@ -2,10 +2,10 @@
 //! ones that do not, and scoring decodes only the reference's tokens; `ponder synth --reward r3`
 //! on the default model writes R3 labels, R3 preference pairs and DRO's filter summary.
 
+#[path = "../../../tests/common/mod.rs"]
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use ponder::lm::{Lm, Message};
 use ponder::reward::r3;
@@ -93,9 +93,7 @@ fn scratch(name: &str) -> PathBuf {
 
 /// The first `n` problems of the open-ended dev set.
 fn open_dev(dir: &Path, n: usize) -> PathBuf {
-    let text =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("data/open-dev.jsonl"))
-            .unwrap();
+    let text = std::fs::read_to_string(common::root().join("data/open-dev.jsonl")).unwrap();
     let path = dir.join("input.jsonl");
     let lines: Vec<&str> = text.lines().take(n).collect();
     std::fs::write(&path, lines.join("\n") + "\n").unwrap();
@@ -103,7 +101,7 @@ fn open_dev(dir: &Path, n: usize) -> PathBuf {
 }
 
 fn synth_r3(input: &Path, output: &Path, min_spread: &str) -> serde_json::Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_ponder"))
+    let out = common::ponder_command()
         .args(["synth", "--input"])
         .arg(input)
         .arg("--output")
@@ -210,7 +208,7 @@ fn r3_with_a_tree_search_and_votes_on_text_answers_are_clear_errors() {
     let dir = scratch("errors");
     let input = open_dev(&dir, 1);
     let run = |extra: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_ponder"))
+        common::ponder_command()
             .args(["synth", "--input"])
             .arg(&input)
             .arg("--output")

@@ -2,6 +2,7 @@
 //! shape, provenance names the model file's sha256, and a run killed with SIGKILL and started
 //! again ends with exactly the records of an uninterrupted run.
 
+#[path = "../../../tests/common/mod.rs"]
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -28,7 +29,7 @@ fn input(dir: &Path) -> PathBuf {
 }
 
 fn synth(input: &Path, output: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ponder"));
+    let mut cmd = common::ponder_command();
     cmd.args(["synth", "--input"])
         .arg(input)
         .arg("--output")

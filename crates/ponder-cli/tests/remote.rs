@@ -3,6 +3,7 @@
 //! end to end, requests spread over two servers, typed errors, and a synth run whose server dies
 //! mid-run resuming without loss once it is back.
 
+#[path = "../../../tests/common/mod.rs"]
 mod common;
 
 use std::collections::HashSet;
@@ -299,7 +300,7 @@ fn unreachable_servers_and_bad_options_are_typed_errors() {
 
 #[test]
 fn the_cli_solves_with_the_remote_backend_and_rejects_mixed_flags() {
-    let out = Command::new(env!("CARGO_BIN_EXE_ponder"))
+    let out = common::ponder_command()
         .args(["solve", "--backend", "remote", "--url"])
         .arg(shared().url())
         .args([
@@ -318,7 +319,7 @@ fn the_cli_solves_with_the_remote_backend_and_rejects_mixed_flags() {
     assert_eq!(v["strategy"], "mcts");
     assert!(v["tree"]["nodes"].as_array().unwrap().len() > 1);
 
-    let out = Command::new(env!("CARGO_BIN_EXE_ponder"))
+    let out = common::ponder_command()
         .args(["solve", "--backend", "remote", "What is 2 + 2?"])
         .output()
         .unwrap();
@@ -326,7 +327,7 @@ fn the_cli_solves_with_the_remote_backend_and_rejects_mixed_flags() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--url"), "{err}");
 
-    let out = Command::new(env!("CARGO_BIN_EXE_ponder"))
+    let out = common::ponder_command()
         .args(["solve", "--url", "http://127.0.0.1:1", "What is 2 + 2?"])
         .output()
         .unwrap();
@@ -362,7 +363,7 @@ fn synth(input: &Path, output: &Path, url: &str) -> Command {
 }
 
 fn synth_over(input: &Path, output: &Path, urls: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ponder"));
+    let mut cmd = common::ponder_command();
     cmd.args(["synth", "--backend", "remote"]);
     for url in urls {
         cmd.args(["--url", url]);
@@ -537,56 +538,6 @@ fn a_stalled_server_times_out_into_a_typed_error() {
     .unwrap_err();
     assert!(matches!(err, LoadError::Remote { .. }), "{err}");
     assert!(err.to_string().contains("2 attempts"), "{err}");
-}
-
-#[test]
-fn the_c_abi_takes_remote_settings_and_solves_through_them() {
-    use ponder::ffi::*;
-    let config = format!(
-        r#"{{"backend": "remote", "remote": {{"urls": ["{}"], "timeout_ms": 60000}}}}"#,
-        shared().url()
-    );
-    let mut engine: *mut ponder_engine = std::ptr::null_mut();
-    let status = unsafe { ponder_engine_new(config.as_ptr().cast(), config.len(), &mut engine) };
-    assert_eq!(status, ponder_status::Ok);
-    let strategy =
-        r#"{"type": "mcts", "k": 2, "step": {"max_tokens": 32}, "budget": {"tokens": 96}}"#;
-    let mut outcome: *mut ponder_outcome = std::ptr::null_mut();
-    let status = unsafe {
-        ponder_engine_solve(
-            engine,
-            QUESTION.as_ptr().cast(),
-            QUESTION.len(),
-            strategy.as_ptr().cast(),
-            strategy.len(),
-            None,
-            std::ptr::null_mut(),
-            &mut outcome,
-        )
-    };
-    assert_eq!(status, ponder_status::Ok);
-    let mut n = 0usize;
-    let status = unsafe { ponder_outcome_trace_json(outcome, std::ptr::null_mut(), 0, &mut n) };
-    assert_eq!(status, ponder_status::BufferTooSmall);
-    let mut buf = vec![0u8; n + 1];
-    let status =
-        unsafe { ponder_outcome_trace_json(outcome, buf.as_mut_ptr().cast(), buf.len(), &mut n) };
-    assert_eq!(status, ponder_status::Ok);
-    let trace: serde_json::Value = serde_json::from_slice(&buf[..n]).unwrap();
-    // The served model's name, and (the file being on this machine) its sha256.
-    let model = common::model_path();
-    assert_eq!(
-        trace["provenance"]["model"],
-        format!("remote:{}", model.display())
-    );
-    assert_eq!(
-        trace["provenance"]["model_sha256"],
-        ponder::trace::sha256_file(&model).unwrap()
-    );
-    unsafe {
-        ponder_outcome_free(outcome);
-        ponder_engine_free(engine);
-    }
 }
 
 /// A fake server on 127.0.0.1 answering every request with `respond(n)`, the raw bytes of an
@@ -902,10 +853,7 @@ fn exported_tokenizer(model: &Path) -> PathBuf {
         model.file_stem().unwrap().to_string_lossy()
     ));
     let run = Command::new("python3")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/scripts/export-tokenizer.py"
-        ))
+        .arg(common::root().join("scripts/export-tokenizer.py"))
         .arg(model)
         .arg(&out)
         .output()
@@ -1145,7 +1093,7 @@ fn a_wrong_broken_or_missing_tokenizer_file_is_refused_with_a_typed_error() {
         matches!(&err, LoadError::TokenizerNotFound { path } if path == &missing),
         "{err}"
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_ponder"))
+    let out = common::ponder_command()
         .args(["solve", "--backend", "remote", "--url", &url, "--tokenizer"])
         .arg(&missing)
         .arg("What is 2 + 2?")

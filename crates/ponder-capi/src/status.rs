@@ -4,7 +4,7 @@
 use std::cell::RefCell;
 use std::ffi::c_char;
 
-use crate::error::{DecodeError, Error, LoadError};
+use ponder::error::{DecodeError, Error, LoadError};
 
 /// What a call did. The numbers are part of the ABI: never reused, never renumbered.
 #[allow(non_camel_case_types)]
@@ -124,6 +124,9 @@ impl From<&Error> for ponder_status {
                 Self::InvalidConfig
             }
             Error::Decode(_) => Self::DecodeFailed,
+            // `Error` is non-exhaustive (this crate is not the library): a kind added later fails
+            // as the general decode failure until it gets a status of its own.
+            _ => Self::DecodeFailed,
         }
     }
 }
