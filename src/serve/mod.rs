@@ -690,6 +690,15 @@ pub fn describe(event: &Event) -> String {
         Event::Scored { node, judge, value } => {
             format!("[judged {node}] judge {judge:.2}, value {value:.2}\n")
         }
+        Event::Sample {
+            index,
+            tokens,
+            answer,
+            finish,
+        } => format!(
+            "[sample {index}] {tokens} tokens, {finish}, answer {}\n",
+            answer.as_deref().unwrap_or("none")
+        ),
         Event::Candidate {
             index,
             answer,

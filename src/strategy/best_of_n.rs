@@ -15,7 +15,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::{
-    from_root, limits, Candidate, ConfidenceSignals, Outcome, Problem, PromptConfig, Strategy,
+    from_root, limits, Candidate, ConfidenceSignals, Observer, Outcome, Problem, PromptConfig,
+    Strategy,
 };
 use crate::error::{ConfigError, Error};
 use crate::lm::{GenRequest, Lm, SamplingParams};
@@ -185,7 +186,12 @@ impl Strategy for BestOfNConfig {
 }
 
 /// Samples `config.n` candidates and picks one.
-fn run(config: &BestOfNConfig, lm: &mut dyn Lm, problem: &Problem) -> Result<Outcome, Error> {
+fn run(
+    config: &BestOfNConfig,
+    lm: &mut dyn Lm,
+    problem: &Problem,
+    observer: &mut Observer<'_>,
+) -> Result<Outcome, Error> {
     let (((candidates, chosen), r3), usage) =
         from_root(lm, &config.prompt, problem, |lm, root, made| {
             let requests: Vec<GenRequest> = (0..config.n)
@@ -193,6 +199,7 @@ fn run(config: &BestOfNConfig, lm: &mut dyn Lm, problem: &Problem) -> Result<Out
                 .collect();
             let generations = lm.generate(&requests)?;
             made.extend(generations.iter().map(|g| g.node));
+            observer.samples(problem, 0, &generations)?;
             let ranked = rank(config, lm, problem, &generations)?;
             let scores = match (&config.r3, problem.answer.as_deref()) {
                 (Some(c), Some(reference)) => {
@@ -375,6 +382,79 @@ mod tests {
     }
 
     #[test]
+    fn each_sample_is_reported_before_the_candidates_and_a_stop_there_cancels() {
+        use crate::lm::scripted::StepQuery;
+        use crate::lm::scripted::{ScriptedLm, ScriptedStep};
+        use crate::lm::FinishReason;
+        use crate::strategy::{Event, Flow, StrategyConfig};
+        let script = |q: &StepQuery<'_>| ScriptedStep {
+            text: format!("The answer is {}.", q.ordinal % 2 + 4),
+            eos: true,
+            logprob_per_token: -1.0,
+            confidence: vec![1.0],
+        };
+        let mut lm = ScriptedLm::new(script, |_| 0.5);
+        let strategy = StrategyConfig::BestOfN(BestOfNConfig {
+            n: 3,
+            rerank: Rerank::Vote,
+            ..BestOfNConfig::default()
+        });
+        let problem = Problem::new("Q?");
+        let mut events = Vec::new();
+        let mut record = |e: &Event| {
+            events.push(e.clone());
+            Flow::Continue
+        };
+        strategy
+            .run_observed(&mut lm, &problem, &mut Observer::new(&mut record))
+            .unwrap();
+        let kinds: Vec<&str> = events
+            .iter()
+            .map(|e| match e {
+                Event::Sample { .. } => "sample",
+                Event::Candidate { .. } => "candidate",
+                Event::Done { .. } => "done",
+                _ => "other",
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "sample",
+                "sample",
+                "sample",
+                "candidate",
+                "candidate",
+                "candidate",
+                "done"
+            ]
+        );
+        let Event::Sample {
+            index,
+            tokens,
+            answer,
+            finish,
+        } = &events[1]
+        else {
+            unreachable!()
+        };
+        assert_eq!((*index, *finish == FinishReason::Eos), (1, true));
+        assert!(*tokens > 0 && answer.is_some(), "{:?}", events[1]);
+
+        // A stop on the first sample cancels the solve: no outcome, nothing left in the cache.
+        let mut lm = ScriptedLm::new(script, |_| 0.5);
+        let mut stop = |_: &Event| Flow::Stop;
+        let err = strategy
+            .run_observed(&mut lm, &problem, &mut Observer::new(&mut stop))
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::Decode(crate::error::DecodeError::Cancelled)),
+            "{err}"
+        );
+        assert_eq!(lm.live_nodes(), 0);
+    }
+
+    #[test]
     fn confidence_rerankers_follow_the_confident_traces() {
         use crate::lm::scripted::{ScriptedLm, ScriptedStep};
         // Five unsure traces say 5, three sure ones say 7: the vote picks 5, the confidence
@@ -403,7 +483,7 @@ mod tests {
                 keep_percent: 40.0,
                 ..BestOfNConfig::default()
             };
-            let out = run(&config, &mut lm, &problem).unwrap();
+            let out = run(&config, &mut lm, &problem, &mut Observer::default()).unwrap();
             assert_eq!(out.answer.as_deref(), Some(want), "{rerank:?}");
         }
         assert_eq!(lm.live_nodes(), 0);
@@ -441,7 +521,7 @@ mod tests {
                 judge_prompt,
                 ..BestOfNConfig::default()
             };
-            let out = run(&config, &mut lm, &problem).unwrap();
+            let out = run(&config, &mut lm, &problem, &mut Observer::default()).unwrap();
             assert_eq!(out.answer.as_deref(), Some("2"));
             // The verdicts read after a candidate (the separate prompt also reads its shared
             // prefix, which holds no candidate).

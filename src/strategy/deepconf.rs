@@ -16,7 +16,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{from_root, Candidate, ConfidenceSignals, Outcome, Problem, PromptConfig, Strategy};
+use super::{
+    from_root, Candidate, ConfidenceSignals, Observer, Outcome, Problem, PromptConfig, Strategy,
+};
 use crate::error::{ConfigError, Error};
 use crate::lm::{ConfidenceStop, FinishReason, GenRequest, Generation, Lm, SamplingParams};
 use crate::reward::confidence::{lowest_group, percentile, ConfidenceConfig};
@@ -136,10 +138,15 @@ impl Strategy for DeepConfConfig {
 }
 
 /// Runs DeepConf online.
-fn run(config: &DeepConfConfig, lm: &mut dyn Lm, problem: &Problem) -> Result<Outcome, Error> {
+fn run(
+    config: &DeepConfConfig,
+    lm: &mut dyn Lm,
+    problem: &Problem,
+    observer: &mut Observer<'_>,
+) -> Result<Outcome, Error> {
     let (traces, usage) = from_root(lm, &config.prompt, problem, |lm, root, made| {
         let mut traces: Vec<Generation> = Vec::new();
-        let result = sample(config, lm, root, &mut traces);
+        let result = sample(config, lm, problem, observer, root, &mut traces);
         made.extend(traces.iter().map(|g| g.node));
         result.map(|()| traces)
     })?;
@@ -170,6 +177,8 @@ fn run(config: &DeepConfConfig, lm: &mut dyn Lm, problem: &Problem) -> Result<Ou
 fn sample(
     config: &DeepConfConfig,
     lm: &mut dyn Lm,
+    problem: &Problem,
+    observer: &mut Observer<'_>,
     root: crate::lm::Node,
     traces: &mut Vec<Generation>,
 ) -> Result<(), Error> {
@@ -180,6 +189,7 @@ fn sample(
     };
     let warm: Vec<GenRequest> = (0..config.warmup).map(|i| request(i, None)).collect();
     traces.extend(lm.generate(&warm)?);
+    observer.samples(problem, 0, traces)?;
     let lows: Vec<f64> = traces
         .iter()
         .map(|g| lowest_group(&g.confidence, window))
@@ -200,6 +210,7 @@ fn sample(
                 lm.release(g.node);
             }
         }
+        observer.samples(problem, traces.len(), &got)?;
         traces.extend(got);
         next += k;
     }
@@ -279,7 +290,13 @@ mod tests {
     #[test]
     fn unsure_traces_stop_early_and_do_not_vote() {
         let mut lm = model();
-        let out = run(&config(), &mut lm, &Problem::new("Q?")).unwrap();
+        let out = run(
+            &config(),
+            &mut lm,
+            &Problem::new("Q?"),
+            &mut Observer::default(),
+        )
+        .unwrap();
         assert_eq!(out.answer.as_deref(), Some("7"));
         assert_eq!(out.candidates.len(), 8);
         let stopped: Vec<_> = out
@@ -307,7 +324,13 @@ mod tests {
             },
             |_| 0.5,
         );
-        let out = run(&config(), &mut lm, &Problem::new("Q?")).unwrap();
+        let out = run(
+            &config(),
+            &mut lm,
+            &Problem::new("Q?"),
+            &mut Observer::default(),
+        )
+        .unwrap();
         // The four warm-up traces agree: nothing more is sampled.
         assert_eq!(out.candidates.len(), 4);
         assert_eq!(out.answer.as_deref(), Some("3"));

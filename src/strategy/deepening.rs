@@ -8,8 +8,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::{
-    from_root, limits, Candidate, EntryKind, Outcome, Problem, PromptConfig, Strategy,
-    TimelineEntry,
+    from_root, limits, Candidate, EntryKind, Event, Observer, Outcome, Problem, PromptConfig,
+    Strategy, TimelineEntry,
 };
 use crate::error::{ConfigError, Error};
 use crate::lm::{FinishReason, GenRequest, Lm, Node, SamplingParams};
@@ -147,10 +147,15 @@ impl Strategy for DeepeningConfig {
 }
 
 /// Runs iterative deepening over `width` branches.
-fn run(config: &DeepeningConfig, lm: &mut dyn Lm, problem: &Problem) -> Result<Outcome, Error> {
+fn run(
+    config: &DeepeningConfig,
+    lm: &mut dyn Lm,
+    problem: &Problem,
+    observer: &mut Observer<'_>,
+) -> Result<Outcome, Error> {
     let ((branches, timeline), usage) =
         from_root(lm, &config.prompt, problem, |lm, root, made| {
-            deepen(config, lm, problem, root, made)
+            deepen(config, lm, problem, observer, root, made)
         })?;
 
     let answers: Vec<Option<String>> = branches.iter().map(|b| b.last_answer.clone()).collect();
@@ -195,6 +200,7 @@ fn deepen(
     config: &DeepeningConfig,
     lm: &mut dyn Lm,
     problem: &Problem,
+    observer: &mut Observer<'_>,
     root: Node,
     made: &mut Vec<Node>,
 ) -> Result<(Vec<Branch>, Vec<TimelineEntry>), Error> {
@@ -213,6 +219,7 @@ fn deepen(
         })
         .collect();
     let mut timeline = Vec::new();
+    let mut segments = 0;
     loop {
         // One generate call for every live branch: each gets its own segment budget.
         let live: Vec<usize> = (0..branches.len()).filter(|&b| !branches[b].done).collect();
@@ -254,6 +261,13 @@ fn deepen(
                 answer: now.clone(),
                 correct: problem.check(now.as_deref()),
             });
+            observer.emit(Event::Sample {
+                index: segments,
+                tokens: g.tokens,
+                answer: now.clone(),
+                finish: g.finish.clone(),
+            })?;
+            segments += 1;
             // The answer after a trigger confirms the one before it.
             let confirmed = br.segments > 1
                 && match (&previous, &now) {

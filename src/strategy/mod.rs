@@ -25,17 +25,17 @@ macro_rules! strategy_fields {
     };
 }
 
-/// [`Strategy::search`] for a strategy that reports no events while it runs: its
-/// `run(config, lm, problem)`.
+/// [`Strategy::search`] for a sampling strategy: its `run(config, lm, problem, observer)`,
+/// which reports each sample as it is drawn.
 macro_rules! search_by {
     ($run:path) => {
         fn search(
             &self,
             lm: &mut dyn $crate::lm::Lm,
             problem: &$crate::strategy::Problem,
-            _observer: &mut $crate::strategy::Observer<'_>,
+            observer: &mut $crate::strategy::Observer<'_>,
         ) -> Result<$crate::strategy::Outcome, $crate::error::Error> {
-            $run(self, lm, problem)
+            $run(self, lm, problem, observer)
         }
     };
 }
@@ -561,6 +561,20 @@ pub enum Event {
         /// The node's value.
         value: f64,
     },
+    /// A sampling strategy finished a sample, before it is scored: each of best-of-N's samples
+    /// once the batch is decoded, each self-correction attempt, each DeepConf trace, each
+    /// segment of a deepening branch (its answer is the branch's so far). A [`Flow::Stop`]
+    /// cancels the solve, as for a step.
+    Sample {
+        /// The sample's number in the order this solve drew them (0, 1, …).
+        index: usize,
+        /// Tokens it generated.
+        tokens: u32,
+        /// Its answer (none when it stated none, e.g. cut off).
+        answer: Option<String>,
+        /// Why it ended.
+        finish: FinishReason,
+    },
     /// A candidate of the finished search, in the outcome's order.
     Candidate {
         /// Its index in [`Outcome::candidates`].
@@ -645,6 +659,27 @@ impl<'a> Observer<'a> {
                 self.stop.store(true, Ordering::SeqCst);
             }
         }
+    }
+
+    /// Reports each of `generations` as an [`Event::Sample`], numbered from `first`.
+    ///
+    /// # Errors
+    /// [`DecodeError::Cancelled`](crate::DecodeError::Cancelled) once a stop was requested.
+    pub(crate) fn samples(
+        &mut self,
+        problem: &Problem,
+        first: usize,
+        generations: &[crate::lm::Generation],
+    ) -> Result<(), crate::error::DecodeError> {
+        for (i, g) in generations.iter().enumerate() {
+            self.emit(Event::Sample {
+                index: first + i,
+                tokens: g.tokens,
+                answer: problem.answer_of(&g.text, &g.finish),
+                finish: g.finish.clone(),
+            })?;
+        }
+        Ok(())
     }
 
     /// [`DecodeError::Cancelled`](crate::DecodeError::Cancelled) once a stop was requested.

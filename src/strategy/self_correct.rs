@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{
-    from_root, limits, Candidate, EntryKind, Outcome, Problem, PromptConfig, Strategy,
+    from_root, limits, Candidate, EntryKind, Observer, Outcome, Problem, PromptConfig, Strategy,
     TimelineEntry,
 };
 use crate::error::{ConfigError, Error};
@@ -111,11 +111,16 @@ impl Strategy for SelfCorrectConfig {
 }
 
 /// Runs attempt → check → revise.
-fn run(config: &SelfCorrectConfig, lm: &mut dyn Lm, problem: &Problem) -> Result<Outcome, Error> {
+fn run(
+    config: &SelfCorrectConfig,
+    lm: &mut dyn Lm,
+    problem: &Problem,
+    observer: &mut Observer<'_>,
+) -> Result<Outcome, Error> {
     let ((candidates, timeline), usage) =
         from_root(lm, &config.prompt, problem, |lm, root, made| {
             let prompt_len = lm.node_len(root)?;
-            attempts(config, lm, problem, root, prompt_len, made)
+            attempts(config, lm, problem, observer, root, prompt_len, made)
         })?;
     let chosen = match config.keep {
         Keep::Last => candidates.len() - 1,
@@ -143,6 +148,7 @@ fn attempts(
     config: &SelfCorrectConfig,
     lm: &mut dyn Lm,
     problem: &Problem,
+    observer: &mut Observer<'_>,
     root: Node,
     prompt_len: usize,
     made: &mut Vec<Node>,
@@ -191,6 +197,7 @@ fn attempts(
             .remove(0);
         made.push(g.node);
         parent = g.node;
+        observer.samples(problem, round as usize, std::slice::from_ref(&g))?;
         let judged = match (&judge, &verifier) {
             (Some(j), Some(v)) => Some(j.score(lm, v, &[&g.text])?[0].score),
             _ => None,

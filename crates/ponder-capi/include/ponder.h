@@ -41,6 +41,10 @@ enum ponder_event_kind
   PONDER_EVENT_KIND_CANDIDATE = 3,
   // The solve is complete: `value` (the score), `text` (the answer, empty when none).
   PONDER_EVENT_KIND_DONE = 4,
+  // A sampling strategy (best-of-N, self-correction, deepening, DeepConf) drew a sample,
+  // before scoring it: `node` (its number in drawing order), `tokens`, `text` (its answer,
+  // empty when none). A non-zero return cancels the solve, as for a step.
+  PONDER_EVENT_KIND_SAMPLE = 5,
 };
 #ifndef __cplusplus
 typedef uint32_t ponder_event_kind;
@@ -215,9 +219,9 @@ void ponder_engine_free(ponder_engine *engine);
 // be freed with `ponder_outcome_free`.
 //
 // `callback` (may be NULL) is called on this thread with `userdata` for every event. A non-zero
-// return for a `STEP` or `SCORED` event cancels the solve, as `ponder_engine_cancel` does; a
-// non-zero return for a `CANDIDATE` or `DONE` event (they come after the search has finished)
-// only ends the events: the solve still returns `PONDER_STATUS_OK` and its outcome. A solve
+// return for a `STEP`, `SCORED` or `SAMPLE` event cancels the solve, as `ponder_engine_cancel`
+// does; a non-zero return for a `CANDIDATE` or `DONE` event (they come after the search has
+// finished) only ends the events: the solve still returns `PONDER_STATUS_OK` and its outcome. A solve
 // that had finished is never reported cancelled.
 //
 // A cancelled solve returns `PONDER_STATUS_CANCELLED` and always sets `*out`: to the best

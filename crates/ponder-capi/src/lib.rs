@@ -71,6 +71,10 @@ pub enum ponder_event_kind {
     Candidate = 3,
     /// The solve is complete: `value` (the score), `text` (the answer, empty when none).
     Done = 4,
+    /// A sampling strategy (best-of-N, self-correction, deepening, DeepConf) drew a sample,
+    /// before scoring it: `node` (its number in drawing order), `tokens`, `text` (its answer,
+    /// empty when none). A non-zero return cancels the solve, as for a step.
+    Sample = 5,
 }
 
 /// One event of a running solve. Pointers are valid only during the callback.
@@ -239,9 +243,9 @@ pub unsafe extern "C" fn ponder_engine_free(engine: *mut ponder_engine) {
 /// be freed with `ponder_outcome_free`.
 ///
 /// `callback` (may be NULL) is called on this thread with `userdata` for every event. A non-zero
-/// return for a `STEP` or `SCORED` event cancels the solve, as `ponder_engine_cancel` does; a
-/// non-zero return for a `CANDIDATE` or `DONE` event (they come after the search has finished)
-/// only ends the events: the solve still returns `PONDER_STATUS_OK` and its outcome. A solve
+/// return for a `STEP`, `SCORED` or `SAMPLE` event cancels the solve, as `ponder_engine_cancel`
+/// does; a non-zero return for a `CANDIDATE` or `DONE` event (they come after the search has
+/// finished) only ends the events: the solve still returns `PONDER_STATUS_OK` and its outcome. A solve
 /// that had finished is never reported cancelled.
 ///
 /// A cancelled solve returns `PONDER_STATUS_CANCELLED` and always sets `*out`: to the best
@@ -351,6 +355,21 @@ pub unsafe extern "C" fn ponder_engine_solve(
                     0,
                     f64::NAN,
                     *score,
+                    answer.as_deref().unwrap_or(""),
+                ),
+                Event::Sample {
+                    index,
+                    tokens,
+                    answer,
+                    ..
+                } => (
+                    ponder_event_kind::Sample,
+                    *index as u64,
+                    0,
+                    0,
+                    *tokens,
+                    f64::NAN,
+                    f64::NAN,
                     answer.as_deref().unwrap_or(""),
                 ),
                 // `Event` is non-exhaustive: a kind this ABI has no number for is not forwarded.

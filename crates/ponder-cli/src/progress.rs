@@ -139,6 +139,15 @@ impl SolveProgress {
                 };
                 format!("step #{node} valued {value:.2}{judge}")
             }
+            Event::Sample {
+                index,
+                tokens,
+                answer,
+                finish,
+            } => format!(
+                "sample {index} · {tokens} tokens · {finish} · answer {}",
+                answer.as_deref().unwrap_or("(none)")
+            ),
             Event::Candidate {
                 index,
                 answer,

@@ -148,6 +148,20 @@ fn solve_best_of_n_prints_candidates_with_judge_scores() {
     let chosen = v["chosen"].as_u64().unwrap() as usize;
     assert_eq!(v["score"], cands[chosen]["judge"]);
     assert!(v["usage"]["generated_tokens"].as_u64().unwrap() > 0);
+    // Live progress: each sample as soon as the batch is decoded, before the judge runs and
+    // the candidates are listed.
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().collect();
+    let at = |prefix: &str| lines.iter().position(|l| l.starts_with(prefix));
+    for i in 0..3 {
+        let sample = at(&format!("sample {i} · ")).unwrap_or_else(|| panic!("sample {i}: {err}"));
+        assert!(sample < at("candidate #0").expect("candidates"), "{err}");
+        let tokens = cands[i]["tokens"].as_u64().unwrap();
+        assert!(
+            lines[sample].contains(&format!(" · {tokens} tokens · ")),
+            "{err}"
+        );
+    }
 }
 
 #[test]

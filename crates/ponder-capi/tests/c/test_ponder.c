@@ -34,7 +34,7 @@ static const char *TINY =
     "\"prompt\":{\"template\":\"{question}\"}}";
 
 struct counts {
-  int step, scored, candidate, done;
+  int step, scored, sample, candidate, done;
   int stop_at_first_step;
 };
 
@@ -51,6 +51,12 @@ static int count_events(void *userdata, const ponder_event *ev) {
     /* NaN where the value is not the judge's (MCTS values by likelihood by default). */
     CHECK(isnan(ev->judge) || (ev->judge >= 0.0 && ev->judge <= 1.0));
     CHECK(ev->value >= 0.0 && ev->value <= 1.0);
+    break;
+  case PONDER_EVENT_KIND_SAMPLE:
+    /* Sampling strategies: each sample as it is drawn, before the candidates. */
+    c->sample++;
+    CHECK(c->candidate == 0 && c->done == 0);
+    CHECK(ev->text != NULL && strlen(ev->text) == ev->text_len);
     break;
   case PONDER_EVENT_KIND_CANDIDATE:
     c->candidate++;
@@ -307,7 +313,7 @@ static void test_solve_from_own_callback(ponder_engine *e, const char *strategy,
 }
 
 static void test_outcome(ponder_engine *e, const char *strategy, int tree) {
-  struct counts c = {0, 0, 0, 0, 0};
+  struct counts c = {0, 0, 0, 0, 0, 0};
   ponder_outcome *o = NULL;
   CHECK_STATUS(solve(e, QUESTION, strategy, count_events, &c, &o),
                PONDER_STATUS_OK);
@@ -315,6 +321,11 @@ static void test_outcome(ponder_engine *e, const char *strategy, int tree) {
     return;
   CHECK(c.done == 1 && c.candidate >= 1);
   CHECK(tree ? (c.step > 0 && c.scored == c.step) : c.step == 0);
+  /* Sampling strategies report a sample for each candidate, tree searches none. */
+  if (tree)
+    CHECK(c.sample == 0);
+  else
+    CHECK(c.sample >= c.candidate);
 
   char small[2];
   size_t n = 0;
@@ -371,9 +382,9 @@ static void test_cancel_from_callback(ponder_engine *e, const char *strategy) {
   CHECK_STATUS(solve(e, QUESTION, strategy, stop_at_once, &calls, &o),
                PONDER_STATUS_CANCELLED);
   CHECK(calls == 1);
-  /* A tree search hands back what it found before the stop. (Other strategies report events
-   * only after their search has finished, so stopping there cancels nothing:
-   * test_stop_after_the_search_finished.) */
+  /* A tree search hands back what it found before the stop. (A stop on a sampling strategy's
+   * first SAMPLE cancels it without an outcome; one on CANDIDATE or DONE, after the search,
+   * cancels nothing: test_stop_after_the_search_finished.) */
   CHECK(o != NULL);
   size_t n = 0;
   CHECK_STATUS(ponder_outcome_trace_json(o, NULL, 0, &n),
