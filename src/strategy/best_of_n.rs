@@ -192,7 +192,7 @@ fn run(
     problem: &Problem,
     observer: &mut Observer<'_>,
 ) -> Result<Outcome, Error> {
-    let (((candidates, chosen), r3), usage) =
+    let (((candidates, chosen), r3), frame) =
         from_root(lm, &config.prompt, problem, |lm, root, made| {
             let requests: Vec<GenRequest> = (0..config.n)
                 .map(|i| GenRequest::sample(root, &config.sampling, i, config.max_tokens))
@@ -220,7 +220,7 @@ fn run(
         candidates,
         chosen,
         Vec::new(),
-        usage,
+        frame,
     );
     outcome.r3 = r3;
     Ok(outcome)

@@ -144,7 +144,7 @@ fn run(
     problem: &Problem,
     observer: &mut Observer<'_>,
 ) -> Result<Outcome, Error> {
-    let (traces, usage) = from_root(lm, &config.prompt, problem, |lm, root, made| {
+    let (traces, frame) = from_root(lm, &config.prompt, problem, |lm, root, made| {
         let mut traces: Vec<Generation> = Vec::new();
         let result = sample(config, lm, problem, observer, root, &mut traces);
         made.extend(traces.iter().map(|g| g.node));
@@ -168,7 +168,7 @@ fn run(
         candidates,
         chosen,
         Vec::new(),
-        usage,
+        frame,
     ))
 }
 

@@ -153,7 +153,7 @@ fn run(
     problem: &Problem,
     observer: &mut Observer<'_>,
 ) -> Result<Outcome, Error> {
-    let ((branches, timeline), usage) =
+    let ((branches, timeline), frame) =
         from_root(lm, &config.prompt, problem, |lm, root, made| {
             deepen(config, lm, problem, observer, root, made)
         })?;
@@ -192,7 +192,7 @@ fn run(
         candidates,
         chosen,
         timeline,
-        usage,
+        frame,
     ))
 }
 

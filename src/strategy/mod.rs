@@ -350,15 +350,28 @@ pub(crate) fn from_root<T>(
     prompt: &PromptConfig,
     problem: &Problem,
     search: impl FnOnce(&mut dyn Lm, Node, &mut Vec<Node>) -> Result<T, Error>,
-) -> Result<(T, Usage), Error> {
+) -> Result<(T, Frame), Error> {
     let before = lm.usage();
-    let root = lm.root(&prompt.messages(&problem.question))?;
+    let messages = prompt.messages(&problem.question);
+    let root = lm.root(&messages)?;
     let mut made = vec![root];
     let result = search(lm, root, &mut made);
     for n in made {
         lm.release(n);
     }
-    Ok((result?, lm.usage().since(&before)))
+    let frame = Frame {
+        usage: lm.usage().since(&before),
+        prompt: messages,
+    };
+    Ok((result?, frame))
+}
+
+/// What every search records about itself besides its candidates: the work it took and the
+/// conversation it was rooted on, as sent to the model.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Frame {
+    pub usage: Usage,
+    pub prompt: Vec<Message>,
 }
 
 impl StrategyConfig {
@@ -770,6 +783,10 @@ pub struct Outcome {
     pub timeline: Vec<TimelineEntry>,
     /// The work this solve took.
     pub usage: Usage,
+    /// The conversation the search was rooted on, as sent to the model (its chat template
+    /// renders it); empty in outcomes written before it was recorded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prompt: Vec<Message>,
     /// Tree searches (`mcts`, `beam`): the whole search tree.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tree: Option<Box<SearchTree>>,
@@ -786,7 +803,7 @@ impl Outcome {
         candidates: Vec<Candidate>,
         chosen: usize,
         timeline: Vec<TimelineEntry>,
-        usage: Usage,
+        frame: Frame,
     ) -> Self {
         let pick = &candidates[chosen];
         Self {
@@ -797,7 +814,8 @@ impl Outcome {
             score: pick.score,
             chosen,
             correct: problem.check(pick.answer.as_deref()),
-            usage,
+            usage: frame.usage,
+            prompt: frame.prompt,
             candidates,
             timeline,
             tree: None,

@@ -117,7 +117,7 @@ fn run(
     problem: &Problem,
     observer: &mut Observer<'_>,
 ) -> Result<Outcome, Error> {
-    let ((candidates, timeline), usage) =
+    let ((candidates, timeline), frame) =
         from_root(lm, &config.prompt, problem, |lm, root, made| {
             let prompt_len = lm.node_len(root)?;
             attempts(config, lm, problem, observer, root, prompt_len, made)
@@ -140,7 +140,7 @@ fn run(
         candidates,
         chosen,
         timeline,
-        usage,
+        frame,
     ))
 }
 

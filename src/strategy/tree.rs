@@ -11,9 +11,9 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use super::{limits, Candidate, Event, Observer, Outcome, Problem, PromptConfig};
+use super::{limits, Candidate, Event, Frame, Observer, Outcome, Problem, PromptConfig};
 use crate::error::{ConfigError, Error};
-use crate::lm::{FinishReason, GenRequest, Lm, Node, SamplingParams, Usage};
+use crate::lm::{FinishReason, GenRequest, Lm, Message, Node, SamplingParams, Usage};
 use crate::reward::judge::{Judge, JudgeConfig, Verdict};
 
 /// When a search stops: whichever limit is reached first. Limits are checked before every batched
@@ -485,6 +485,8 @@ pub(crate) struct Search<'a, 'o> {
     step: StepConfig,
     budget: Budget,
     problem: &'a Problem,
+    /// The conversation the root was made from, for the outcome.
+    prompt: Vec<Message>,
     samples: u64,
     start: Instant,
     before: Usage,
@@ -519,7 +521,8 @@ impl<'a, 'o> Search<'a, 'o> {
         let before = lm.usage();
         let start = Instant::now();
         let judge = Judge::new(lm, judge.clone())?;
-        let root = lm.root(&prompt.messages(&problem.question))?;
+        let messages = prompt.messages(&problem.question);
+        let root = lm.root(&messages)?;
         let prompt_tokens = lm.node_len(root)? as u64;
         // A wall-time budget stops the model within one forward pass (through its interrupt
         // check), not only between iterations.
@@ -551,6 +554,7 @@ impl<'a, 'o> Search<'a, 'o> {
             step: step.clone(),
             budget: budget.clone(),
             problem,
+            prompt: messages,
             samples: 0,
             start,
             before,
@@ -920,8 +924,12 @@ impl<'a, 'o> Search<'a, 'o> {
             .map(|&i| path_candidate(&tree, i, self.problem))
             .collect();
         let index = ids.iter().position(|&i| i == chosen).expect("pushed above");
+        let frame = Frame {
+            usage,
+            prompt: std::mem::take(&mut self.prompt),
+        };
         let mut outcome =
-            Outcome::pick(strategy, self.problem, candidates, index, Vec::new(), usage);
+            Outcome::pick(strategy, self.problem, candidates, index, Vec::new(), frame);
         outcome.tree = Some(Box::new(tree));
         outcome
     }

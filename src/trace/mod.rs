@@ -242,7 +242,13 @@ impl Trace {
         outcome: &Outcome,
         provenance: Provenance,
     ) -> Self {
-        let prompt = provenance.strategy.prompt().messages(&problem.question);
+        // The conversation as the search sent it; rendered from the strategy's prompt settings
+        // only for an outcome that did not record it (written before it was recorded).
+        let prompt = if outcome.prompt.is_empty() {
+            provenance.strategy.prompt().messages(&problem.question)
+        } else {
+            outcome.prompt.clone()
+        };
         let mut trace = Self {
             format: TRACE_FORMAT,
             id: id.into(),
@@ -435,5 +441,56 @@ mod tests {
         assert_eq!(split_steps("one step"), ["one step"]);
         assert_eq!(split_steps(""), [""]);
         assert_eq!(split_steps("x\n\n"), ["x\n\n"]);
+    }
+
+    #[test]
+    fn the_trace_keeps_the_prompt_the_search_sent() {
+        use crate::lm::scripted::{ScriptedLm, ScriptedStep, StepQuery};
+        use crate::strategy::{BeamConfig, BestOfNConfig, PromptConfig};
+        let prompt = PromptConfig {
+            system: Some("Be brief.".into()),
+            template: "Q: {question}".into(),
+        };
+        let problem = Problem::new("What is 2 + 2?").with_answer("4");
+        let model = ModelId {
+            name: "scripted".into(),
+            sha256: String::new(),
+        };
+        for strategy in [
+            StrategyConfig::BestOfN(BestOfNConfig {
+                n: 2,
+                prompt: prompt.clone(),
+                ..BestOfNConfig::default()
+            }),
+            StrategyConfig::Beam(BeamConfig {
+                prompt: prompt.clone(),
+                ..BeamConfig::default()
+            }),
+        ] {
+            let mut lm = ScriptedLm::new(
+                |_: &StepQuery<'_>| ScriptedStep {
+                    text: "The answer is 4.".into(),
+                    eos: true,
+                    logprob_per_token: -0.5,
+                    confidence: Vec::new(),
+                },
+                |_| 0.9,
+            );
+            let outcome = strategy.run(&mut lm, &problem).unwrap();
+            let sent = vec![
+                Message::system("Be brief."),
+                Message::user("Q: What is 2 + 2?"),
+            ];
+            assert_eq!(outcome.prompt, sent, "{}", strategy.name());
+            // The trace takes the prompt from the outcome, not from the provenance's config.
+            let other = StrategyConfig::default_for(strategy.name()).unwrap();
+            let trace = Trace::from_outcome(
+                "q",
+                &problem,
+                &outcome,
+                Provenance::new(&model, &other, false),
+            );
+            assert_eq!(trace.prompt, sent);
+        }
     }
 }

@@ -153,10 +153,10 @@ fn solve_best_of_n_prints_candidates_with_judge_scores() {
     let err = String::from_utf8_lossy(&out.stderr);
     let lines: Vec<&str> = err.lines().collect();
     let at = |prefix: &str| lines.iter().position(|l| l.starts_with(prefix));
-    for i in 0..3 {
+    for (i, c) in cands.iter().enumerate() {
         let sample = at(&format!("sample {i} · ")).unwrap_or_else(|| panic!("sample {i}: {err}"));
         assert!(sample < at("candidate #0").expect("candidates"), "{err}");
-        let tokens = cands[i]["tokens"].as_u64().unwrap();
+        let tokens = c["tokens"].as_u64().unwrap();
         assert!(
             lines[sample].contains(&format!(" · {tokens} tokens · ")),
             "{err}"
