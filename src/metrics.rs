@@ -1,6 +1,7 @@
-//! Metrics over solved problems, shared by `eval` and `bench`: the AUC of a signal against
-//! correctness, every candidate's signals as one record, and the accuracy each best-of-N
-//! reranker would have had on the same samples.
+//! Metrics over solved problems, shared by `eval`, `bench` and `synth`: the AUC of a signal
+//! against correctness, every candidate's signals as one record, the accuracy each best-of-N
+//! reranker would have had on the same samples, the distinct answers among candidates and
+//! B-STaR's balance score of a problem's training samples.
 //!
 //! Everything here is computed from [`CandidateSignals`], which a strategy's [`Outcome`] gives
 //! ([`CandidateSignals::of`]) and which `bench` keeps per problem in its `results.jsonl`, so a
@@ -8,6 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::reward::answer;
 use crate::reward::confidence::ConfidenceSignal;
 use crate::strategy::{ConfidenceSignals, Outcome, Rerank, StrategyConfig};
 
@@ -252,6 +254,31 @@ impl RerankerTally {
     }
 }
 
+/// How many different answers `answers` hold (compared as [`answer::normalize`] writes them;
+/// candidates without an answer do not count).
+pub fn distinct_answers<'a>(answers: impl IntoIterator<Item = Option<&'a str>>) -> usize {
+    answers
+        .into_iter()
+        .flatten()
+        .map(answer::normalize)
+        .collect::<std::collections::HashSet<_>>()
+        .len()
+}
+
+/// B-STaR's `n*` (Zeng et al., 2024): how many distinct right samples a query needs for full
+/// exploration credit.
+pub const BALANCE_N_STAR: f64 = 4.0;
+
+/// B-STaR's balance score of one query: `sqrt(min(u / n*, 1)) · u / s`, with `s` the samples
+/// selected for training and `u` the distinct right ones among them (0 when none was selected).
+pub fn balance_score(selected: usize, unique_right: usize) -> f64 {
+    if selected == 0 {
+        return 0.0;
+    }
+    let (s, u) = (selected as f64, unique_right as f64);
+    (u / BALANCE_N_STAR).min(1.0).sqrt() * (u / s)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -309,5 +336,23 @@ mod tests {
         assert_eq!(a.judge, Some(1.0));
         assert_eq!(a.lowest_group_confidence, Some(1.0));
         assert_eq!(a.mean_logprob, Some(0.5));
+    }
+
+    #[test]
+    fn distinct_answers_compare_normalised_and_skip_missing_ones() {
+        assert_eq!(
+            distinct_answers([Some("17"), Some("17.0"), None, Some("$17"), Some("18")]),
+            2
+        );
+        assert_eq!(distinct_answers([None, None]), 0);
+    }
+
+    #[test]
+    fn balance_rewards_distinct_right_samples_up_to_n_star() {
+        assert_eq!(balance_score(0, 0), 0.0);
+        assert_eq!(balance_score(4, 4), 1.0);
+        assert_eq!(balance_score(8, 4), 0.5);
+        assert_eq!(balance_score(1, 1), 0.5);
+        assert_eq!(balance_score(8, 8), 1.0);
     }
 }

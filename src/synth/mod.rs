@@ -35,8 +35,7 @@ use crate::engine::Engine;
 use crate::error::{ConfigError, Error};
 use crate::eval::LineError;
 use crate::lm::Usage;
-use crate::metrics::auc;
-use crate::reward::answer;
+use crate::metrics::{auc, balance_score, distinct_answers};
 use crate::reward::r3::R3Config;
 use crate::strategy::{Outcome, Problem, StrategyConfig};
 use crate::trace::export::{self, ExportOptions, Format};
@@ -565,9 +564,6 @@ fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
     Ok(())
 }
 
-/// B-STaR's `n*`: the number of distinct right answers a query needs for full exploration credit.
-const BALANCE_N_STAR: f64 = 4.0;
-
 fn summarise(
     dir: &Path,
     config: &SynthConfig,
@@ -622,11 +618,7 @@ fn summarise(
         model_ms += t.usage.wall_ms;
         let leaves: Vec<&crate::trace::TraceNode> =
             t.candidates.iter().map(|&c| &t.nodes[c]).collect();
-        let answers: HashSet<String> = leaves
-            .iter()
-            .filter_map(|n| n.answer.as_deref().map(answer::normalize))
-            .collect();
-        distinct += answers.len();
+        distinct += distinct_answers(leaves.iter().map(|n| n.answer.as_deref()));
         if let Some(c) = t.correct {
             labelled += 1;
             correct += usize::from(c);
@@ -650,13 +642,7 @@ fn summarise(
                         .join(" ")
                 })
                 .collect();
-            let s = selected.len() as f64;
-            let u = unique_right.len() as f64;
-            balance.push(if s == 0.0 {
-                0.0
-            } else {
-                (u / BALANCE_N_STAR).min(1.0).sqrt() * (u / s)
-            });
+            balance.push(balance_score(selected.len(), unique_right.len()));
         }
     }
     let share = |k: usize| {
