@@ -148,6 +148,20 @@ fn solve_best_of_n_prints_candidates_with_judge_scores() {
     let chosen = v["chosen"].as_u64().unwrap() as usize;
     assert_eq!(v["score"], cands[chosen]["judge"]);
     assert!(v["usage"]["generated_tokens"].as_u64().unwrap() > 0);
+    // The prompt as the search sent it: the default template around the question, last as the
+    // user's turn.
+    let prompt = v["prompt"]
+        .as_array()
+        .expect("the outcome records its prompt");
+    let turn = prompt.last().unwrap();
+    assert_eq!(turn["role"], "user", "{prompt:?}");
+    assert!(
+        turn["content"]
+            .as_str()
+            .unwrap()
+            .contains("Tom has 3 apples and buys 5 more."),
+        "{prompt:?}"
+    );
     // Live progress: each sample as soon as the batch is decoded, before the judge runs and
     // the candidates are listed.
     let err = String::from_utf8_lossy(&out.stderr);
