@@ -4,7 +4,10 @@ mod common;
 
 use common::session;
 use ponder::eval;
-use ponder::strategy::{DeepeningConfig, EntryKind, Problem, SelfCorrectConfig, StrategyConfig};
+use ponder::strategy::{
+    DeepeningConfig, EntryKind, Outcome, Problem, SelfCorrectConfig, StrategyConfig,
+};
+use ponder::trace::{ModelId, NodeKind, Provenance, Trace};
 use ponder::{ConfigError, Engine, Error, SamplingParams};
 
 const QUESTION: &str =
@@ -12,6 +15,46 @@ const QUESTION: &str =
 
 fn engine() -> Engine {
     Engine::from_lm(session(4096, 16))
+}
+
+/// The trace of `out`, checked against it: each candidate's message is its text, and its
+/// nodes' tokens and log-probabilities add up to the candidate's (inserted text and user turns
+/// generate none).
+fn trace_of(problem: &Problem, out: &Outcome, strategy: &StrategyConfig) -> Trace {
+    let model = ModelId {
+        name: "SmolLM2".into(),
+        sha256: String::new(),
+    };
+    let trace = Trace::from_outcome("q", problem, out, Provenance::new(&model, strategy, false));
+    trace.validate().unwrap();
+    assert_eq!(trace.candidates.len(), out.candidates.len());
+    for (&end, c) in trace.candidates.iter().zip(&out.candidates) {
+        assert_eq!(trace.text(end), c.text);
+        let message = &trace.message_path(end)[1..];
+        let tokens: u32 = message.iter().map(|&i| trace.nodes[i].tokens).sum();
+        assert_eq!(tokens, c.tokens);
+        let logprob: f64 = message.iter().map(|&i| trace.nodes[i].logprob).sum();
+        assert!(
+            (logprob - c.logprob).abs() < 1e-6,
+            "{logprob} vs {}",
+            c.logprob
+        );
+        for &i in message {
+            if !trace.nodes[i].kind.is_generated() {
+                assert_eq!(trace.nodes[i].tokens, 0);
+            }
+        }
+    }
+    // Read back (floats may differ in their last digit through JSON): the same shape.
+    let read = Trace::from_json(&serde_json::to_string(&trace).unwrap()).unwrap();
+    let shape = |t: &Trace| -> Vec<(Option<usize>, NodeKind, String)> {
+        t.nodes
+            .iter()
+            .map(|n| (n.parent, n.kind, n.text.clone()))
+            .collect()
+    };
+    assert_eq!(shape(&read), shape(&trace));
+    trace
 }
 
 #[test]
@@ -30,13 +73,22 @@ fn deepening_triggers_sit_where_the_budgets_say_and_the_total_holds() {
         .with_lm(|lm| lm.tokenize(&config.trigger))
         .unwrap()
         .len();
-    let out = engine
-        .solve(
-            &Problem::new(QUESTION),
-            &StrategyConfig::Deepening(config.clone()),
-        )
-        .unwrap();
+    let strategy = StrategyConfig::Deepening(config.clone());
+    let problem = Problem::new(QUESTION);
+    let out = engine.solve(&problem, &strategy).unwrap();
     assert_eq!(out.candidates.len(), 2);
+    // The trace: each branch one message from the root, a trigger node between its segments.
+    let trace = trace_of(&problem, &out, &strategy);
+    for &end in &trace.candidates {
+        let message = trace.message_path(end);
+        assert_eq!(message[0], 0);
+        let triggers = message
+            .iter()
+            .filter(|&&i| trace.nodes[i].kind == NodeKind::Inserted)
+            .count();
+        let spans = out.timeline.iter().filter(|e| e.kind == EntryKind::Trigger);
+        assert_eq!(triggers * 2, spans.count(), "each branch's triggers");
+    }
 
     // What the budgets predict: segment i gets min(floor(16·1.5^i), what is left); a trigger
     // follows while more than its own length is left.
@@ -141,13 +193,23 @@ fn a_revision_round_decodes_only_the_new_tokens() {
         accept_threshold: None,
         ..SelfCorrectConfig::default()
     };
-    let out = engine
-        .solve(
-            &Problem::new(QUESTION).with_answer("17"),
-            &StrategyConfig::SelfCorrect(config),
-        )
-        .unwrap();
+    let strategy = StrategyConfig::SelfCorrect(config);
+    let problem = Problem::new(QUESTION).with_answer("17");
+    let out = engine.solve(&problem, &strategy).unwrap();
     assert_eq!(out.candidates.len(), 3, "first attempt and two revisions");
+    // The trace is the one conversation: attempt, request, attempt, request, attempt.
+    let trace = trace_of(&problem, &out, &strategy);
+    let last = trace.candidates[2];
+    let path = trace.path(last);
+    assert!(path.contains(&trace.candidates[0]) && path.contains(&trace.candidates[1]));
+    let context = trace.context(last);
+    assert_eq!(context.len(), out.prompt.len() + 4);
+    assert_eq!(context[..out.prompt.len()], out.prompt[..]);
+    assert_eq!(
+        context[out.prompt.len()].content,
+        out.candidates[0].text.trim()
+    );
+    assert_eq!(context.last().unwrap().role, "user");
     assert_eq!(out.chosen, 2, "keeps the last attempt");
     let revisions: Vec<_> = out
         .timeline

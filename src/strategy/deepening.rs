@@ -258,6 +258,7 @@ fn deepen(
                 offset,
                 tokens: g.tokens as usize,
                 text: g.text.clone(),
+                logprob: g.logprob,
                 answer: now.clone(),
                 correct: problem.check(now.as_deref()),
             });
@@ -304,6 +305,7 @@ fn deepen(
                 offset: br.spent as usize,
                 tokens: trigger.len(),
                 text: config.trigger.clone(),
+                logprob: 0.0,
                 answer: None,
                 correct: None,
             });

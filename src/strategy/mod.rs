@@ -873,6 +873,10 @@ pub struct TimelineEntry {
     pub tokens: usize,
     /// The span's text.
     pub text: String,
+    /// For generated spans: the sum of its tokens' log-probabilities (0 for injected spans and in
+    /// outcomes written before it was recorded).
+    #[serde(default)]
+    pub logprob: f64,
     /// For generated spans: the answer extracted from the branch's text so far.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub answer: Option<String>,

@@ -182,6 +182,7 @@ fn attempts(
                 offset,
                 tokens: turn.len(),
                 text: config.revision_prompt.clone(),
+                logprob: 0.0,
                 answer: None,
                 correct: None,
             });
@@ -214,6 +215,7 @@ fn attempts(
             kind: EntryKind::Generated,
             offset,
             tokens: g.tokens as usize,
+            logprob: g.logprob,
             text: g.text,
             answer: candidate.answer.clone(),
             correct: candidate.correct,

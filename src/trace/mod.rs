@@ -2,10 +2,23 @@
 //! [`export`] turn into training records.
 //!
 //! A [`Trace`] is a tree of steps. For the tree searches (`mcts`, `beam`) it is the search tree
-//! itself. For strategies that sample whole solutions (`best_of_n`, `self_correct`,
-//! `deepening`), every candidate becomes a chain of its steps under the root — its text split
-//! after each blank line — and its token count, log-probability, judge score and value sit on its
-//! last step.
+//! itself. For the strategies that sample whole solutions it is built from what the strategy
+//! made, as the outcome recorded it ([`Outcome::timeline`]):
+//!
+//! - every generation becomes a chain of [`NodeKind::Generated`] steps, its text split after each
+//!   blank line ([`split_steps`]); the generation's token count and log-probability sit on its
+//!   last step (the steps before it show 0: a generation is decoded as one piece);
+//! - text the strategy put into the model's message is a node of its own,
+//!   [`NodeKind::Inserted`] (deepening's trigger, between a branch's segments);
+//! - a user turn the strategy appended is a [`NodeKind::UserTurn`] node (self-correction's
+//!   revision request): attempt 2 hangs below attempt 1 and the request, as the model saw it;
+//! - a candidate's judge score, value, answer and correctness sit on the node where it ends.
+//!
+//! So a `best_of_n` or `deepconf` candidate is one chain under the root, a `deepening` branch a
+//! chain of segments and triggers, and a `self_correct` run one chain of attempts and requests
+//! whose candidates are the ends of its attempts. An assistant message is the run of nodes after
+//! the root or the last user turn ([`Trace::message_path`]); the exports label its steps and put
+//! the turns before it in the record's conversation ([`Trace::context`]).
 //!
 //! Field names are part of the format ([`TRACE_FORMAT`]); new fields may be added, existing ones
 //! are not renamed.
@@ -43,7 +56,7 @@ pub mod export;
 use serde::{Deserialize, Serialize};
 
 use crate::lm::{Message, Usage};
-use crate::strategy::{Outcome, Problem, StopReason, StrategyConfig};
+use crate::strategy::{EntryKind, Outcome, Problem, StopReason, StrategyConfig};
 
 pub use crate::backend::ModelId;
 
@@ -97,6 +110,28 @@ impl Provenance {
     }
 }
 
+/// What made a node's text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeKind {
+    /// The model generated it: every node of a tree search, and a step of a sampled generation.
+    #[default]
+    Generated,
+    /// The strategy put it into the model's own message (deepening's trigger): part of the
+    /// assistant message, not generated (0 tokens).
+    Inserted,
+    /// A user turn the strategy appended (self-correction's revision request): the assistant
+    /// message above it ends there and a new one starts below it.
+    UserTurn,
+}
+
+impl NodeKind {
+    /// `Generated` (the default, left out of the JSON).
+    pub fn is_generated(&self) -> bool {
+        *self == NodeKind::Generated
+    }
+}
+
 /// One step of a trace (node 0 is the question).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TraceNode {
@@ -106,6 +141,10 @@ pub struct TraceNode {
     pub parent: Option<usize>,
     /// The step's text, delimiter included (empty for the root).
     pub text: String,
+    /// What made the text (absent in the JSON for generated steps and in traces written before
+    /// it was recorded).
+    #[serde(default, skip_serializing_if = "NodeKind::is_generated")]
+    pub kind: NodeKind,
     /// Tokens generated for the step.
     pub tokens: u32,
     /// Sum of the step's token log-probabilities.
@@ -204,6 +243,16 @@ impl Trace {
                 ));
             }
         }
+        if let Some(t) = self
+            .nodes
+            .iter()
+            .find(|t| t.kind == NodeKind::UserTurn && t.terminal)
+        {
+            return bad(format!(
+                "node {} is a user turn and cannot end a solution",
+                t.id
+            ));
+        }
         if let Some(r3) = &self.r3 {
             if r3.r3.len() != self.candidates.len()
                 || r3.logprobs.iter().any(|row| row.len() != r3.tokens.len())
@@ -275,6 +324,7 @@ impl Trace {
                         id: n.id,
                         parent: n.parent,
                         text: n.text.clone(),
+                        kind: NodeKind::Generated,
                         tokens: n.tokens,
                         logprob: n.logprob,
                         judge: n.judge,
@@ -297,52 +347,100 @@ impl Trace {
                 }
                 trace.chosen = tree.chosen.clone();
             }
-            None => {
-                trace.nodes.push(TraceNode {
-                    id: 0,
-                    parent: None,
-                    text: String::new(),
-                    tokens: 0,
-                    logprob: 0.0,
-                    judge: None,
-                    visits: outcome.candidates.len() as u32,
-                    value: 0.0,
-                    terminal: false,
-                    answer: None,
-                    correct: None,
-                });
-                for (i, c) in outcome.candidates.iter().enumerate() {
-                    let steps = split_steps(&c.text);
-                    let mut parent = 0;
-                    for (k, step) in steps.iter().enumerate() {
-                        let id = trace.nodes.len();
-                        let last = k + 1 == steps.len();
-                        trace.nodes.push(TraceNode {
-                            id,
-                            parent: Some(parent),
-                            text: step.to_string(),
-                            tokens: if last { c.tokens } else { 0 },
-                            logprob: if last { c.logprob } else { 0.0 },
-                            judge: if last { c.judge } else { None },
-                            visits: 1,
-                            value: if last { c.score.clamp(0.0, 1.0) } else { 0.0 },
-                            terminal: last,
-                            answer: if last { c.answer.clone() } else { None },
-                            correct: if last { c.correct } else { None },
-                        });
-                        parent = id;
+            None => trace.push_sampled(outcome),
+        }
+        trace
+    }
+
+    /// The nodes of a sampling strategy's outcome: its generations, inserted texts and user turns
+    /// as its timeline recorded them, or, for strategies without one (`best_of_n`, `deepconf`),
+    /// one generation per candidate.
+    fn push_sampled(&mut self, outcome: &Outcome) {
+        self.nodes.push(TraceNode {
+            visits: outcome.candidates.len() as u32,
+            ..TraceNode::new(0, None, NodeKind::Generated, String::new())
+        });
+        let ends = match self.push_timeline(outcome) {
+            Some(ends) if ends.len() == outcome.candidates.len() => ends,
+            // No timeline, or one that does not fit the candidates (an outcome edited by hand):
+            // each candidate's text is one generation.
+            _ => {
+                self.nodes.truncate(1);
+                outcome
+                    .candidates
+                    .iter()
+                    .map(|c| self.push_generation(0, &c.text, c.tokens, c.logprob))
+                    .collect()
+            }
+        };
+        for (i, (&end, c)) in ends.iter().zip(&outcome.candidates).enumerate() {
+            let node = &mut self.nodes[end];
+            node.judge = c.judge;
+            node.value = c.score.clamp(0.0, 1.0);
+            node.terminal = true;
+            node.answer = c.answer.clone();
+            node.correct = c.correct;
+            self.candidates.push(end);
+            if i == outcome.chosen {
+                self.chosen = self.path(end);
+            }
+        }
+        if self.chosen.is_empty() {
+            self.chosen = vec![0];
+        }
+    }
+
+    /// Chains for the timeline's branches, in branch order; returns the nodes where candidates
+    /// end: an assistant message ends before a user turn and at its branch's end (so a
+    /// self-correction's attempts each end one, a deepening branch ends one). `None` without a
+    /// timeline.
+    fn push_timeline(&mut self, outcome: &Outcome) -> Option<Vec<usize>> {
+        let branches = outcome.timeline.iter().map(|e| e.branch).max()? + 1;
+        let mut ends = Vec::new();
+        for branch in 0..branches {
+            let entries: Vec<_> = outcome
+                .timeline
+                .iter()
+                .filter(|e| e.branch == branch)
+                .collect();
+            let mut at = 0;
+            for (k, e) in entries.iter().enumerate() {
+                at = match e.kind {
+                    EntryKind::Generated => {
+                        self.push_generation(at, &e.text, e.tokens as u32, e.logprob)
                     }
-                    trace.candidates.push(parent);
-                    if i == outcome.chosen {
-                        trace.chosen = trace.path(parent);
-                    }
-                }
-                if trace.chosen.is_empty() {
-                    trace.chosen = vec![0];
+                    EntryKind::Trigger => self.push_node(at, NodeKind::Inserted, &e.text),
+                    EntryKind::Revision => self.push_node(at, NodeKind::UserTurn, &e.text),
+                };
+                let message_ends = entries
+                    .get(k + 1)
+                    .is_none_or(|next| next.kind == EntryKind::Revision);
+                if e.kind == EntryKind::Generated && message_ends {
+                    ends.push(at);
                 }
             }
         }
-        trace
+        Some(ends)
+    }
+
+    /// One generation below `parent`, split after blank lines; its tokens and log-probability
+    /// on its last step. Returns that step's id.
+    fn push_generation(&mut self, parent: usize, text: &str, tokens: u32, logprob: f64) -> usize {
+        let mut at = parent;
+        for step in split_steps(text) {
+            at = self.push_node(at, NodeKind::Generated, step);
+        }
+        let last = &mut self.nodes[at];
+        last.tokens = tokens;
+        last.logprob = logprob;
+        at
+    }
+
+    fn push_node(&mut self, parent: usize, kind: NodeKind, text: &str) -> usize {
+        let id = self.nodes.len();
+        self.nodes
+            .push(TraceNode::new(id, Some(parent), kind, text.to_string()));
+        id
     }
 
     /// Ids from the root to `id`.
@@ -357,18 +455,50 @@ impl Trace {
         path
     }
 
-    /// The steps' texts from the root (excluded) to `id`.
+    /// The assistant message that ends at `id`: the node it starts below (the root, or the last
+    /// user turn on the path), then its nodes up to `id`.
+    pub fn message_path(&self, id: usize) -> Vec<usize> {
+        let mut path = self.path(id);
+        let start = path
+            .iter()
+            .rposition(|&i| i != id && self.nodes[i].kind == NodeKind::UserTurn)
+            .unwrap_or(0);
+        path.drain(..start);
+        path
+    }
+
+    /// The steps' texts of the assistant message that ends at `id` (from the root, or the last
+    /// user turn, excluded).
     pub fn steps(&self, id: usize) -> Vec<&str> {
-        self.path(id)
+        self.message_path(id)
             .into_iter()
             .skip(1)
             .map(|i| self.nodes[i].text.as_str())
             .collect()
     }
 
-    /// The text from the root to `id`.
+    /// The text of the assistant message that ends at `id`.
     pub fn text(&self, id: usize) -> String {
         self.steps(id).concat()
+    }
+
+    /// The conversation before the assistant message that ends at `id`: the prompt, then for each
+    /// user turn above it the assistant message before that turn (trimmed) and the turn.
+    pub fn context(&self, id: usize) -> Vec<Message> {
+        let mut messages = self.prompt.clone();
+        let start = self.message_path(id)[0];
+        let mut text = String::new();
+        for i in self.path(start).into_iter().skip(1) {
+            let node = &self.nodes[i];
+            if node.kind == NodeKind::UserTurn {
+                messages.push(Message::new("assistant", text.trim().to_string()));
+                messages.push(Message::user(node.text.clone()));
+                text.clear();
+            } else {
+                text.push_str(&node.text);
+            }
+        }
+        messages
     }
 
     /// Children of every node (index = node id).
@@ -380,6 +510,26 @@ impl Trace {
             }
         }
         children
+    }
+}
+
+impl TraceNode {
+    /// A node with `text` and nothing else: no tokens, one visit, not terminal.
+    fn new(id: usize, parent: Option<usize>, kind: NodeKind, text: String) -> Self {
+        Self {
+            id,
+            parent,
+            text,
+            kind,
+            tokens: 0,
+            logprob: 0.0,
+            judge: None,
+            visits: 1,
+            value: 0.0,
+            terminal: false,
+            answer: None,
+            correct: None,
+        }
     }
 }
 
@@ -441,6 +591,175 @@ mod tests {
         assert_eq!(split_steps("one step"), ["one step"]);
         assert_eq!(split_steps(""), [""]);
         assert_eq!(split_steps("x\n\n"), ["x\n\n"]);
+    }
+
+    fn scripted(
+        step: impl FnMut(&crate::lm::scripted::StepQuery<'_>) -> String + Send + 'static,
+    ) -> crate::lm::scripted::ScriptedLm {
+        let mut step = step;
+        crate::lm::scripted::ScriptedLm::new(
+            move |q: &crate::lm::scripted::StepQuery<'_>| crate::lm::scripted::ScriptedStep {
+                text: step(q),
+                eos: true,
+                logprob_per_token: -0.25,
+                confidence: Vec::new(),
+            },
+            |_| 0.5,
+        )
+    }
+
+    fn provenance(strategy: &StrategyConfig) -> Provenance {
+        let model = ModelId {
+            name: "scripted".into(),
+            sha256: String::new(),
+        };
+        Provenance::new(&model, strategy, false)
+    }
+
+    #[test]
+    fn a_self_correction_is_one_conversation_of_attempts_and_requests() {
+        use crate::strategy::SelfCorrectConfig;
+        use crate::trace::export::{self, ExportOptions, Format};
+        let config = SelfCorrectConfig {
+            rounds: 1,
+            accept_threshold: None,
+            ..SelfCorrectConfig::default()
+        };
+        let revision = config.revision_prompt.clone();
+        let first = "3 + 4 = 8.\n\nThe answer is 8.";
+        let second = "I added wrongly.\n\n3 + 4 = 7.\n\nThe answer is 7.";
+        let asked = revision.clone();
+        let mut lm = scripted(move |q| {
+            if q.text.contains(&asked) {
+                second
+            } else {
+                first
+            }
+            .to_string()
+        });
+        let problem = Problem::new("What is 3 + 4?").with_answer("7");
+        let strategy = StrategyConfig::SelfCorrect(config);
+        let outcome = strategy.run(&mut lm, &problem).unwrap();
+        let trace = Trace::from_outcome("q", &problem, &outcome, provenance(&strategy));
+        trace.validate().unwrap();
+        let [a, b] = trace.candidates[..] else {
+            panic!("two attempts: {:?}", trace.candidates)
+        };
+        // Attempt 2 hangs below attempt 1 and the request, as the model saw it.
+        let turn = trace.nodes[b].parent.map(|p| trace.path(p)).unwrap();
+        let turn = *turn
+            .iter()
+            .find(|&&i| trace.nodes[i].kind == NodeKind::UserTurn)
+            .unwrap();
+        assert_eq!(trace.nodes[turn].parent, Some(a));
+        assert_eq!(trace.nodes[turn].text, revision);
+        assert!(trace.path(b).contains(&a));
+        for (end, candidate) in [(a, &outcome.candidates[0]), (b, &outcome.candidates[1])] {
+            assert_eq!(trace.text(end), candidate.text);
+            let tokens: u32 = trace.message_path(end)[1..]
+                .iter()
+                .map(|&i| trace.nodes[i].tokens)
+                .sum();
+            assert_eq!(tokens, candidate.tokens);
+            assert_eq!(trace.nodes[end].correct, candidate.correct);
+        }
+        assert_eq!(trace.steps(b).len(), 3, "{:?}", trace.steps(b));
+        let mut context = outcome.prompt.clone();
+        assert_eq!(trace.context(a), context);
+        context.push(Message::new("assistant", first));
+        context.push(Message::user(revision));
+        assert_eq!(trace.context(b), context);
+        assert_eq!(trace.chosen, trace.path(b));
+
+        // The exports: the right second attempt is an SFT conversation of four messages; the
+        // wrong first one's steps reach no right answer (the one below the request is another
+        // message's), so its PRM labels fall to 0; the two attempts answer different
+        // conversations and make no preference pair.
+        let oracle = ExportOptions {
+            oracle: true,
+            ..ExportOptions::default()
+        };
+        let sft = export::sft::records(&trace, &oracle);
+        assert_eq!(sft.len(), 1);
+        assert_eq!(sft[0].messages[..3], context[..]);
+        assert_eq!(sft[0].messages[3].content, second);
+        let prm = export::prm::records(&trace, &oracle);
+        assert_eq!(
+            prm.len(),
+            1,
+            "only the first attempt has a one-prompt record"
+        );
+        assert_eq!(prm[0].completions.concat(), first);
+        match &prm[0].labels {
+            export::prm::Labels::Float(v) => assert_eq!(v.last(), Some(&0.0), "{v:?}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(export::preference::records(&trace, &oracle).is_empty());
+        // No splice crosses the request: the first attempt's continuation is not the second.
+        for record in export::records(&trace, Format::Correction, &oracle) {
+            assert!(!record.to_string().contains("3 + 4 = 7"), "{record}");
+        }
+        // And the JSON reads back the same.
+        let json = serde_json::to_string(&trace).unwrap();
+        assert!(json.contains(r#""kind":"user_turn""#));
+        assert_eq!(Trace::from_json(&json).unwrap(), trace);
+    }
+
+    #[test]
+    fn a_deepening_branch_is_its_segments_and_the_inserted_triggers() {
+        use crate::strategy::DeepeningConfig;
+        let config = DeepeningConfig {
+            width: 2,
+            ..DeepeningConfig::default()
+        };
+        let trigger = config.trigger.clone();
+        let mut lm = scripted(|_| "2 * 3 = 6.\n\nThe answer is 6.".to_string());
+        let problem = Problem::new("What is 2 * 3?").with_answer("6");
+        let strategy = StrategyConfig::Deepening(config);
+        let outcome = strategy.run(&mut lm, &problem).unwrap();
+        let trace = Trace::from_outcome("q", &problem, &outcome, provenance(&strategy));
+        trace.validate().unwrap();
+        assert_eq!(trace.candidates.len(), 2);
+        for (&end, candidate) in trace.candidates.iter().zip(&outcome.candidates) {
+            let path = trace.message_path(end);
+            assert_eq!(path[0], 0, "one message from the root");
+            assert_eq!(trace.text(end), candidate.text);
+            let inserted: Vec<usize> = path
+                .iter()
+                .copied()
+                .filter(|&i| trace.nodes[i].kind == NodeKind::Inserted)
+                .collect();
+            assert!(
+                !inserted.is_empty(),
+                "the segments are joined by the trigger"
+            );
+            for &i in &inserted {
+                assert_eq!(trace.nodes[i].text, trigger);
+                assert_eq!(trace.nodes[i].tokens, 0);
+            }
+            let tokens: u32 = path.iter().map(|&i| trace.nodes[i].tokens).sum();
+            assert_eq!(tokens, candidate.tokens);
+            let logprob: f64 = path.iter().map(|&i| trace.nodes[i].logprob).sum();
+            assert!((logprob - candidate.logprob).abs() < 1e-9);
+        }
+    }
+
+    #[test]
+    fn a_best_of_n_candidate_is_one_generation_in_steps() {
+        let strategy = StrategyConfig::default_for("best_of_n").unwrap();
+        let mut lm = scripted(|_| "2 + 2 = 4.\n\nThe answer is 4.".to_string());
+        let problem = Problem::new("What is 2 + 2?").with_answer("4");
+        let outcome = strategy.run(&mut lm, &problem).unwrap();
+        let trace = Trace::from_outcome("q", &problem, &outcome, provenance(&strategy));
+        for (&end, candidate) in trace.candidates.iter().zip(&outcome.candidates) {
+            let path = trace.path(end);
+            assert_eq!(path.len(), 3, "root and two steps");
+            assert!(path.iter().all(|&i| trace.nodes[i].kind.is_generated()));
+            assert_eq!(trace.nodes[path[1]].tokens, 0);
+            assert_eq!(trace.nodes[end].tokens, candidate.tokens);
+            assert_eq!(trace.context(end), outcome.prompt);
+        }
+        assert!(!serde_json::to_string(&trace).unwrap().contains(r#""kind""#));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{conversation, oracle_mode, ExportOptions, Reach, RecordHead};
 use crate::lm::Message;
-use crate::trace::Trace;
+use crate::trace::{NodeKind, Trace};
 
 /// One correction record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -61,7 +61,8 @@ pub fn records(trace: &Trace, options: &ExportOptions) -> Vec<CorrectionRecord> 
         if !wrong(leaf) {
             continue;
         }
-        let path: Vec<usize> = trace.path(leaf);
+        // The wrong message, from the node it starts below.
+        let path: Vec<usize> = trace.message_path(leaf);
         let Some(k) = path.iter().skip(1).position(|&id| !good(id)).map(|k| k + 1) else {
             continue;
         };
@@ -97,7 +98,7 @@ pub fn records(trace: &Trace, options: &ExportOptions) -> Vec<CorrectionRecord> 
         spliced.push_str(&rest);
         out.push(CorrectionRecord {
             head: RecordHead::of(trace, oracle),
-            messages: conversation(trace, spliced.trim().to_string()),
+            messages: conversation(trace, leaf, spliced.trim().to_string()),
             prefix_steps: k - 1,
             bad_step: bad_text,
             reflection: options.reflection.trim().to_string(),
@@ -120,9 +121,11 @@ fn continuation(
     // Depth-first over the subtree of `parent` without `bad`; a candidate end must be a right
     // (oracle) or passing (judge) finished solution with every step below `parent` good.
     let mut best: Option<(usize, usize)> = None; // (end, steps)
+                                                 // A continuation stays in the message: it never crosses a user turn.
+    let within = |c: usize| trace.nodes[c].kind != NodeKind::UserTurn && good(c);
     let mut stack: Vec<(usize, usize)> = children[parent]
         .iter()
-        .filter(|&&c| c != bad && good(c))
+        .filter(|&&c| c != bad && within(c))
         .map(|&c| (c, 1))
         .collect();
     while let Some((id, depth)) = stack.pop() {
@@ -150,7 +153,7 @@ fn continuation(
             }
         }
         for &c in &children[id] {
-            if good(c) && (!oracle || reach.reachable[c]) {
+            if within(c) && (!oracle || reach.reachable[c]) {
                 stack.push((c, depth + 1));
             }
         }

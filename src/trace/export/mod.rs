@@ -22,7 +22,7 @@ pub mod sft;
 
 use serde::{Deserialize, Serialize};
 
-use super::Trace;
+use super::{NodeKind, Trace};
 use crate::error::ConfigError;
 
 /// An export format.
@@ -198,7 +198,8 @@ fn oracle_mode(trace: &Trace, options: &ExportOptions) -> bool {
 /// What the reference answer says about each node of a trace.
 #[derive(Debug, Clone)]
 pub struct Reach {
-    /// A right finished solution is in the node's subtree (itself included).
+    /// A right finished solution is in the node's subtree (itself included), within the same
+    /// assistant message (a user turn below the node starts another).
     pub reachable: Vec<bool>,
     /// Steps from the node down to the nearest right finished solution (when reachable).
     pub distance: Vec<Option<usize>>,
@@ -213,6 +214,11 @@ impl Reach {
             if node.terminal && node.correct == Some(true) {
                 distance[node.id] = Some(0);
             }
+            // A right answer after a user turn is the next message's: it does not make the
+            // steps of the message above reach one.
+            if node.kind == NodeKind::UserTurn {
+                continue;
+            }
             if let (Some(p), Some(d)) = (node.parent, distance[node.id]) {
                 let via = d + 1;
                 distance[p] = Some(distance[p].map_or(via, |e| e.min(via)));
@@ -225,14 +231,15 @@ impl Reach {
     }
 }
 
-/// ReST-MCTS*'s inferred value of each step of the path ending at `leaf` (root excluded), from
+/// ReST-MCTS*'s inferred value of each step of the assistant message ending at `leaf`
+/// ([`Trace::message_path`], its start excluded), from
 /// the reference answer: with `v₀ = 0`, step k of K gets
 /// `v_k = max(v_{k−1} + (1 − v_{k−1}) / (m_k + 1) · (1 − 2 r_k), 0)`, where `r_k = 0` and `m_k`
 /// is the number of steps from step k to the nearest right answer in its subtree when one is
 /// reachable, else `r_k = 1` and `m_k = K − k` (the steps left on this path). A step that is a
 /// right answer gets 1; a step past which no right answer lies pulls the value towards 0.
 pub fn step_values(trace: &Trace, reach: &Reach, leaf: usize) -> Vec<f64> {
-    let path: Vec<usize> = trace.path(leaf).into_iter().skip(1).collect();
+    let path: Vec<usize> = trace.message_path(leaf).into_iter().skip(1).collect();
     let total = path.len();
     let mut v: f64 = 0.0;
     let mut out = Vec::with_capacity(total);
@@ -248,9 +255,10 @@ pub fn step_values(trace: &Trace, reach: &Reach, leaf: usize) -> Vec<f64> {
     out
 }
 
-/// The messages of the prompt followed by an assistant message with `answer`.
-fn conversation(trace: &Trace, answer: String) -> Vec<crate::lm::Message> {
-    let mut messages = trace.prompt.clone();
+/// The conversation before the assistant message ending at `leaf` ([`Trace::context`]) followed
+/// by an assistant message with `answer`.
+fn conversation(trace: &Trace, leaf: usize, answer: String) -> Vec<crate::lm::Message> {
+    let mut messages = trace.context(leaf);
     messages.push(crate::lm::Message::new("assistant", answer));
     messages
 }
@@ -274,6 +282,7 @@ pub(crate) mod tests {
             id,
             parent,
             text: text.into(),
+            kind: crate::trace::NodeKind::Generated,
             tokens: 3,
             logprob: -1.0,
             judge,

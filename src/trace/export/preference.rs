@@ -1,6 +1,7 @@
 //! Preference records: `{"id", "source_strategy", "oracle", "kind", "gap", "prompt", "chosen",
-//! "rejected"}`, TRL's conversational preference format (`prompt` is the prompt's messages,
-//! `chosen` and `rejected` one assistant message each).
+//! "rejected"}`, TRL's conversational preference format (`prompt` is the conversation before the
+//! two answers: the prompt's messages, and for a self-correction's later attempt the turns before
+//! it; `chosen` and `rejected` one assistant message each).
 //!
 //! A trace with R3 scores ([`Trace::r3`], `ponder synth --reward r3`) gives `path` pairs only,
 //! two candidates whose R3 differ by at least `margin` (nats per reference token), with
@@ -40,7 +41,7 @@ pub struct PreferenceRecord {
     pub kind: PairKind,
     /// The difference of the two values.
     pub gap: f64,
-    /// The prompt's messages.
+    /// The conversation before the two answers ([`Trace::context`]).
     pub prompt: Vec<Message>,
     /// The preferred assistant message.
     pub chosen: Vec<Message>,
@@ -83,6 +84,11 @@ pub fn records(trace: &Trace, options: &ExportOptions) -> Vec<PreferenceRecord> 
     };
     for (i, &a) in finished.iter().enumerate() {
         for &b in &finished[i + 1..] {
+            // A pair answers one conversation: a self-correction's attempts after different
+            // turns are not compared.
+            if trace.context(a) != trace.context(b) {
+                continue;
+            }
             let (va, vb) = (path_value(a), path_value(b));
             let (hi, lo) = if va >= vb { (a, b) } else { (b, a) };
             if enough((va - vb).abs()) {
@@ -101,6 +107,10 @@ pub fn records(trace: &Trace, options: &ExportOptions) -> Vec<PreferenceRecord> 
     for siblings in trace.children() {
         for (i, &a) in siblings.iter().enumerate() {
             for &b in &siblings[i + 1..] {
+                // Only steps the model chose between: not inserted text or user turns.
+                if !trace.nodes[a].kind.is_generated() || !trace.nodes[b].kind.is_generated() {
+                    continue;
+                }
                 let (Some(va), Some(vb)) = (step_value(a), step_value(b)) else {
                     continue;
                 };
@@ -128,7 +138,7 @@ pub fn records(trace: &Trace, options: &ExportOptions) -> Vec<PreferenceRecord> 
             head: RecordHead::of(trace, oracle),
             kind,
             gap,
-            prompt: trace.prompt.clone(),
+            prompt: trace.context(hi),
             chosen: assistant(chosen),
             rejected: assistant(rejected),
             reward: None,
@@ -153,14 +163,14 @@ fn by_r3(trace: &Trace, r3: &R3Scores, options: &ExportOptions) -> Vec<Preferenc
     let assistant = |text: String| vec![Message::new("assistant", text.trim().to_string())];
     pairs
         .into_iter()
-        .map(|(gap, hi, lo)| (gap, trace.text(hi), trace.text(lo)))
-        .filter(|(_, c, r)| c.trim() != r.trim())
+        .map(|(gap, hi, lo)| (gap, hi, trace.text(hi), trace.text(lo)))
+        .filter(|(_, _, c, r)| c.trim() != r.trim())
         .take(options.max_pairs)
-        .map(|(gap, chosen, rejected)| PreferenceRecord {
+        .map(|(gap, hi, chosen, rejected)| PreferenceRecord {
             head: RecordHead::of(trace, true),
             kind: PairKind::Path,
             gap,
-            prompt: trace.prompt.clone(),
+            prompt: trace.context(hi),
             chosen: assistant(chosen),
             rejected: assistant(rejected),
             reward: Some("r3".into()),

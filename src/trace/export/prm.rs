@@ -47,7 +47,9 @@ pub fn records(trace: &Trace, options: &ExportOptions) -> Vec<PrmRecord> {
     let mut out = Vec::new();
     let mut seen: Vec<Vec<String>> = Vec::new();
     for &leaf in &trace.candidates {
-        if !trace.nodes[leaf].terminal {
+        // A message after a user turn (a self-correction's later attempt) answers a conversation,
+        // which this format's one prompt string cannot hold: its SFT and preference records do.
+        if !trace.nodes[leaf].terminal || trace.message_path(leaf)[0] != 0 {
             continue;
         }
         let completions: Vec<String> = trace.steps(leaf).into_iter().map(str::to_string).collect();
@@ -58,7 +60,7 @@ pub fn records(trace: &Trace, options: &ExportOptions) -> Vec<PrmRecord> {
             step_values(trace, &reach, leaf)
         } else {
             let judged: Option<Vec<f64>> = trace
-                .path(leaf)
+                .message_path(leaf)
                 .into_iter()
                 .skip(1)
                 .map(|i| trace.nodes[i].judge)

@@ -49,7 +49,7 @@ pub fn records(trace: &Trace, options: &ExportOptions) -> Vec<SftRecord> {
         seen.push(text.clone());
         out.push(SftRecord {
             head: RecordHead::of(trace, oracle),
-            messages: conversation(trace, text),
+            messages: conversation(trace, leaf, text),
         });
     }
     out
