@@ -1,5 +1,6 @@
 //! `cargo fuzz run c_abi`: the C entry points that take strings, given any bytes (not UTF-8, not
-//! JSON, unknown fields, wrong types), return a status and never crash. No model is loaded
+//! JSON, unknown fields, wrong types), return a status and never crash (and the problem JSON of
+//! `ponder_engine_solve_problem`, read without an engine). No model is loaded
 //! unless the input names the default one.
 #![no_main]
 
@@ -40,4 +41,13 @@ fuzz_target!(|data: &[u8]| {
         )
     };
     assert_eq!(s, ponder_status::NullArgument);
+    // A problem's JSON (`ponder_engine_solve_problem`): a problem or a typed status, never a crash.
+    if let Ok(text) = std::str::from_utf8(data) {
+        if let Err(status) = problem_from_json(text) {
+            assert!(matches!(
+                status,
+                ponder_status::InvalidJson | ponder_status::InvalidConfig
+            ));
+        }
+    }
 });

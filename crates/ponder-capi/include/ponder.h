@@ -240,6 +240,24 @@ ponder_status ponder_engine_solve(const ponder_engine *engine,
                                   void *userdata,
                                   ponder_outcome **out);
 
+// Solves the problem described by `problem_json` (`problem_len` bytes of UTF-8: a JSON object
+// `{"question", "id", "answer", "answer_kind", "oracle_guided"}`, only `question` required) with
+// `strategy_json`, as `ponder_engine_solve` does, with the same callback, cancellation and
+// outcome rules. `id` (a string or number) names the problem in the outcome's trace;
+// `answer` (a string or number) is the reference: it labels the candidates and the trace (right
+// or not) and never steers the search unless `oracle_guided` is true (tree searches value a
+// finished solution by it, best-of-N picks a right candidate), which the trace's provenance
+// records; `answer_kind` is `"numeric"` (the default) or `"text"`. Another field, or a field of
+// the wrong type, is `PONDER_STATUS_INVALID_CONFIG` naming it.
+ponder_status ponder_engine_solve_problem(const ponder_engine *engine,
+                                          const char *problem_json,
+                                          size_t problem_len,
+                                          const char *strategy_json,
+                                          size_t strategy_len,
+                                          ponder_event_callback callback,
+                                          void *userdata,
+                                          ponder_outcome **out);
+
 // Cancels every solve running or waiting on `engine` now (from any thread); they return
 // `PONDER_STATUS_CANCELLED` within one forward pass. Later solves are not affected.
 ponder_status ponder_engine_cancel(const ponder_engine *engine);
@@ -271,7 +289,9 @@ ponder_status ponder_outcome_usage(const ponder_outcome *outcome,
 
 // Copies the solve's whole trace as JSON (ponder's `Trace` format: every step with its text,
 // tokens, logprob, judge score, visits and value; the chosen path; usage; provenance) into
-// `buf`, as `ponder_outcome_answer` does.
+// `buf`, as `ponder_outcome_answer` does. Its `id` is the problem's (`"0"` for
+// `ponder_engine_solve`, which takes none), its `reference` the problem's answer and its
+// `provenance.oracle_guided` the problem's `oracle_guided`.
 ponder_status ponder_outcome_trace_json(const ponder_outcome *outcome,
                                         char *buf,
                                         size_t len,

@@ -282,147 +282,248 @@ pub unsafe extern "C" fn ponder_engine_solve(
             Ok(t) => t,
             Err(s) => return s,
         };
-        if let Err(e) = serde_json::from_str::<serde_json::Value>(strategy_text) {
-            return fail(
-                ponder_status::InvalidJson,
-                format!("strategy_json is not valid JSON: {e}"),
-            );
-        }
-        let strategy = match StrategyConfig::from_json("", strategy_text) {
-            Ok(s) => s,
-            Err(e) => return fail(ponder_status::InvalidConfig, e.to_string()),
-        };
-        // From here on a cancellation writes `*out`: the best outcome so far, or NULL.
-        let cancelled_without_outcome = || {
-            unsafe { *out = std::ptr::null_mut() };
-            fail(
-                ponder_status::Cancelled,
-                "cancelled by the caller before the search had an outcome to hand back; *out is NULL",
+        unsafe {
+            solve(
+                engine,
+                Problem::new(question),
+                strategy_text,
+                callback,
+                userdata,
+                out,
             )
+        }
+    })
+}
+
+/// Solves the problem described by `problem_json` (`problem_len` bytes of UTF-8: a JSON object
+/// `{"question", "id", "answer", "answer_kind", "oracle_guided"}`, only `question` required) with
+/// `strategy_json`, as `ponder_engine_solve` does, with the same callback, cancellation and
+/// outcome rules. `id` (a string or number) names the problem in the outcome's trace;
+/// `answer` (a string or number) is the reference: it labels the candidates and the trace (right
+/// or not) and never steers the search unless `oracle_guided` is true (tree searches value a
+/// finished solution by it, best-of-N picks a right candidate), which the trace's provenance
+/// records; `answer_kind` is `"numeric"` (the default) or `"text"`. Another field, or a field of
+/// the wrong type, is `PONDER_STATUS_INVALID_CONFIG` naming it.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn ponder_engine_solve_problem(
+    engine: *const ponder_engine,
+    problem_json: *const c_char,
+    problem_len: usize,
+    strategy_json: *const c_char,
+    strategy_len: usize,
+    callback: ponder_event_callback,
+    userdata: *mut c_void,
+    out: *mut *mut ponder_outcome,
+) -> ponder_status {
+    boundary(|| {
+        let Some(engine) = (unsafe { engine.as_ref() }) else {
+            return fail(ponder_status::NullArgument, "engine is NULL");
         };
-        let problem = Problem::new(question);
-        let mut texts = Vec::<u8>::new();
-        let mut on_event = |event: &Event| -> Flow {
-            let Some(cb) = callback else {
-                return Flow::Continue;
-            };
-            let (kind, node, parent, depth, tokens, judge, value, text) = match event {
-                Event::Step {
-                    node,
-                    parent,
-                    depth,
-                    tokens,
-                    text,
-                } => (
-                    ponder_event_kind::Step,
-                    *node as u64,
-                    *parent as u64,
-                    *depth,
-                    *tokens,
-                    f64::NAN,
-                    f64::NAN,
-                    text.as_str(),
-                ),
-                Event::Scored { node, judge, value } => (
-                    ponder_event_kind::Scored,
-                    *node as u64,
-                    0,
-                    0,
-                    0,
-                    *judge,
-                    *value,
-                    "",
-                ),
-                Event::Candidate {
-                    index,
-                    answer,
-                    score,
-                } => (
-                    ponder_event_kind::Candidate,
-                    *index as u64,
-                    0,
-                    0,
-                    0,
-                    f64::NAN,
-                    *score,
-                    answer.as_deref().unwrap_or(""),
-                ),
-                Event::Done { answer, score } => (
-                    ponder_event_kind::Done,
-                    0,
-                    0,
-                    0,
-                    0,
-                    f64::NAN,
-                    *score,
-                    answer.as_deref().unwrap_or(""),
-                ),
-                Event::Sample {
-                    index,
-                    tokens,
-                    answer,
-                    ..
-                } => (
-                    ponder_event_kind::Sample,
-                    *index as u64,
-                    0,
-                    0,
-                    *tokens,
-                    f64::NAN,
-                    f64::NAN,
-                    answer.as_deref().unwrap_or(""),
-                ),
-                // `Event` is non-exhaustive: a kind this ABI has no number for is not forwarded.
-                _ => return Flow::Continue,
-            };
-            texts.clear();
-            texts.extend_from_slice(text.as_bytes());
-            texts.push(0);
-            let ev = ponder_event {
-                kind,
+        if out.is_null() {
+            return fail(ponder_status::NullArgument, "out is NULL");
+        }
+        let problem_text = match unsafe { str_arg(problem_json, problem_len, "problem_json") } {
+            Ok(t) => t,
+            Err(s) => return s,
+        };
+        let strategy_text = match unsafe { str_arg(strategy_json, strategy_len, "strategy_json") } {
+            Ok(t) => t,
+            Err(s) => return s,
+        };
+        let problem = match problem_from_json(problem_text) {
+            Ok(p) => p,
+            Err(status) => return status,
+        };
+        unsafe { solve(engine, problem, strategy_text, callback, userdata, out) }
+    })
+}
+
+/// The problem of `ponder_engine_solve_problem`'s JSON (a dataset line's rules, plus
+/// `oracle_guided`, and no other field).
+pub(crate) fn problem_from_json(text: &str) -> Result<Problem, ponder_status> {
+    const FIELDS: [&str; 5] = ["question", "id", "answer", "answer_kind", "oracle_guided"];
+    let value = match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(v) => v,
+        Err(e) => {
+            return Err(fail(
+                ponder_status::InvalidJson,
+                format!("problem_json is not valid JSON: {e}"),
+            ))
+        }
+    };
+    let invalid = |reason: String| fail(ponder_status::InvalidConfig, reason);
+    let Some(object) = value.as_object() else {
+        return Err(invalid(
+            "problem_json is not a JSON object; expected {\"question\": \"…\"} with optional \"id\", \"answer\", \"answer_kind\", \"oracle_guided\"".into(),
+        ));
+    };
+    if let Some(field) = object.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+        return Err(invalid(format!(
+            "problem_json: unknown field {field:?}; the fields are {}",
+            FIELDS.join(", ")
+        )));
+    }
+    let mut problem = ponder::eval::parse_problem(text)
+        .map_err(|reason| invalid(format!("problem_json: {reason}")))?;
+    match object.get("oracle_guided") {
+        None | Some(serde_json::Value::Null) => {}
+        Some(serde_json::Value::Bool(b)) => problem.oracle_guided = *b,
+        Some(_) => {
+            return Err(invalid(
+                "problem_json: \"oracle_guided\" is not true or false".into(),
+            ))
+        }
+    }
+    Ok(problem)
+}
+
+/// The body of both solve functions, after their arguments are read.
+unsafe fn solve(
+    engine: &ponder_engine,
+    problem: Problem,
+    strategy_text: &str,
+    callback: ponder_event_callback,
+    userdata: *mut c_void,
+    out: *mut *mut ponder_outcome,
+) -> ponder_status {
+    if let Err(e) = serde_json::from_str::<serde_json::Value>(strategy_text) {
+        return fail(
+            ponder_status::InvalidJson,
+            format!("strategy_json is not valid JSON: {e}"),
+        );
+    }
+    let strategy = match StrategyConfig::from_json("", strategy_text) {
+        Ok(s) => s,
+        Err(e) => return fail(ponder_status::InvalidConfig, e.to_string()),
+    };
+    // From here on a cancellation writes `*out`: the best outcome so far, or NULL.
+    let cancelled_without_outcome = || {
+        unsafe { *out = std::ptr::null_mut() };
+        fail(
+            ponder_status::Cancelled,
+            "cancelled by the caller before the search had an outcome to hand back; *out is NULL",
+        )
+    };
+    let mut texts = Vec::<u8>::new();
+    let mut on_event = |event: &Event| -> Flow {
+        let Some(cb) = callback else {
+            return Flow::Continue;
+        };
+        let (kind, node, parent, depth, tokens, judge, value, text) = match event {
+            Event::Step {
                 node,
                 parent,
                 depth,
                 tokens,
-                judge,
-                value,
-                text: texts.as_ptr().cast(),
-                text_len: text.len(),
-            };
-            if unsafe { cb(userdata, &ev) } == 0 {
-                Flow::Continue
-            } else {
-                Flow::Stop
-            }
+                text,
+            } => (
+                ponder_event_kind::Step,
+                *node as u64,
+                *parent as u64,
+                *depth,
+                *tokens,
+                f64::NAN,
+                f64::NAN,
+                text.as_str(),
+            ),
+            Event::Scored { node, judge, value } => (
+                ponder_event_kind::Scored,
+                *node as u64,
+                0,
+                0,
+                0,
+                *judge,
+                *value,
+                "",
+            ),
+            Event::Candidate {
+                index,
+                answer,
+                score,
+            } => (
+                ponder_event_kind::Candidate,
+                *index as u64,
+                0,
+                0,
+                0,
+                f64::NAN,
+                *score,
+                answer.as_deref().unwrap_or(""),
+            ),
+            Event::Done { answer, score } => (
+                ponder_event_kind::Done,
+                0,
+                0,
+                0,
+                0,
+                f64::NAN,
+                *score,
+                answer.as_deref().unwrap_or(""),
+            ),
+            Event::Sample {
+                index,
+                tokens,
+                answer,
+                ..
+            } => (
+                ponder_event_kind::Sample,
+                *index as u64,
+                0,
+                0,
+                *tokens,
+                f64::NAN,
+                f64::NAN,
+                answer.as_deref().unwrap_or(""),
+            ),
+            // `Event` is non-exhaustive: a kind this ABI has no number for is not forwarded.
+            _ => return Flow::Continue,
         };
-        match engine.engine.solve_with(&problem, &strategy, &mut on_event) {
-            Ok(outcome) => {
-                let cancelled = outcome
-                    .tree
-                    .as_ref()
-                    .is_some_and(|t| t.stop == ponder::strategy::StopReason::Cancelled);
-                let handle = Box::new(ponder_outcome {
-                    outcome,
-                    problem,
-                    strategy,
-                    model: engine.model.get(),
-                });
-                unsafe { *out = Box::into_raw(handle) };
-                if cancelled {
-                    fail(
-                        ponder_status::Cancelled,
-                        "cancelled by the caller; *out holds the best outcome found until then",
-                    )
-                } else {
-                    ponder_status::Ok
-                }
-            }
-            Err(ponder::Error::Decode(ponder::DecodeError::Cancelled)) => {
-                cancelled_without_outcome()
-            }
-            Err(e) => fail_with(&e),
+        texts.clear();
+        texts.extend_from_slice(text.as_bytes());
+        texts.push(0);
+        let ev = ponder_event {
+            kind,
+            node,
+            parent,
+            depth,
+            tokens,
+            judge,
+            value,
+            text: texts.as_ptr().cast(),
+            text_len: text.len(),
+        };
+        if unsafe { cb(userdata, &ev) } == 0 {
+            Flow::Continue
+        } else {
+            Flow::Stop
         }
-    })
+    };
+    match engine.engine.solve_with(&problem, &strategy, &mut on_event) {
+        Ok(outcome) => {
+            let cancelled = outcome
+                .tree
+                .as_ref()
+                .is_some_and(|t| t.stop == ponder::strategy::StopReason::Cancelled);
+            let handle = Box::new(ponder_outcome {
+                outcome,
+                problem,
+                strategy,
+                model: engine.model.get(),
+            });
+            unsafe { *out = Box::into_raw(handle) };
+            if cancelled {
+                fail(
+                    ponder_status::Cancelled,
+                    "cancelled by the caller; *out holds the best outcome found until then",
+                )
+            } else {
+                ponder_status::Ok
+            }
+        }
+        Err(ponder::Error::Decode(ponder::DecodeError::Cancelled)) => cancelled_without_outcome(),
+        Err(e) => fail_with(&e),
+    }
 }
 
 /// Cancels every solve running or waiting on `engine` now (from any thread); they return
@@ -535,7 +636,9 @@ pub unsafe extern "C" fn ponder_outcome_usage(
 
 /// Copies the solve's whole trace as JSON (ponder's `Trace` format: every step with its text,
 /// tokens, logprob, judge score, visits and value; the chosen path; usage; provenance) into
-/// `buf`, as `ponder_outcome_answer` does.
+/// `buf`, as `ponder_outcome_answer` does. Its `id` is the problem's (`"0"` for
+/// `ponder_engine_solve`, which takes none), its `reference` the problem's answer and its
+/// `provenance.oracle_guided` the problem's `oracle_guided`.
 #[no_mangle]
 pub unsafe extern "C" fn ponder_outcome_trace_json(
     outcome: *const ponder_outcome,
@@ -547,8 +650,9 @@ pub unsafe extern "C" fn ponder_outcome_trace_json(
         let Some(o) = (unsafe { outcome.as_ref() }) else {
             return fail(ponder_status::NullArgument, "outcome is NULL");
         };
-        let provenance = Provenance::new(&o.model, &o.strategy, false);
-        let trace = Trace::from_outcome("0", &o.problem, &o.outcome, provenance);
+        let provenance = Provenance::new(&o.model, &o.strategy, o.problem.oracle_guided);
+        let id = o.problem.id.as_deref().unwrap_or("0");
+        let trace = Trace::from_outcome(id, &o.problem, &o.outcome, provenance);
         let json = serde_json::to_string(&trace).expect("plain data");
         unsafe { copy_out(&json, buf, len, out_n) }
     })

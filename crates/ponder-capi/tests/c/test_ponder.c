@@ -236,6 +236,69 @@ static void test_solve_arguments(ponder_engine *e) {
   CHECK(o == NULL);
 }
 
+static ponder_status solve_problem(ponder_engine *e, const char *problem,
+                                   const char *strategy, ponder_outcome **out) {
+  return ponder_engine_solve_problem(e, problem, strlen(problem), strategy,
+                                     strlen(strategy), NULL, NULL, out);
+}
+
+/* A problem as JSON: its errors always, a solve unless `light`, whose trace carries the id, the
+ * reference and oracle_guided. */
+static void test_solve_problem(ponder_engine *e, const char *strategy, int light) {
+  ponder_outcome *o = NULL;
+  char msg[1024];
+  CHECK_STATUS(ponder_engine_solve_problem(e, NULL, 2, strategy, strlen(strategy),
+                                           NULL, NULL, &o),
+               PONDER_STATUS_NULL_ARGUMENT);
+  CHECK_STATUS(ponder_engine_solve_problem(NULL, "{}", 2, strategy, strlen(strategy),
+                                           NULL, NULL, &o),
+               PONDER_STATUS_NULL_ARGUMENT);
+  CHECK_STATUS(ponder_engine_solve_problem(e, "\"\xc3\x28\"", 4, strategy,
+                                           strlen(strategy), NULL, NULL, &o),
+               PONDER_STATUS_INVALID_UTF8);
+  CHECK_STATUS(solve_problem(e, "{\"question\":", strategy, &o),
+               PONDER_STATUS_INVALID_JSON);
+  CHECK_STATUS(solve_problem(e, "[\"What is 2 + 3?\"]", strategy, &o),
+               PONDER_STATUS_INVALID_CONFIG);
+  CHECK_STATUS(solve_problem(e, "{\"id\":\"q\"}", strategy, &o),
+               PONDER_STATUS_INVALID_CONFIG);
+  last_error_text(msg, sizeof msg);
+  CHECK(strstr(msg, "missing \"question\"") != NULL);
+  CHECK_STATUS(solve_problem(e, "{\"question\":\"What is 2 + 3?\",\"anwser\":5}",
+                             strategy, &o),
+               PONDER_STATUS_INVALID_CONFIG);
+  last_error_text(msg, sizeof msg);
+  CHECK(strstr(msg, "\"anwser\"") != NULL && strstr(msg, "answer") != NULL);
+  CHECK_STATUS(solve_problem(e, "{\"question\":\"What is 2 + 3?\",\"oracle_guided\":1}",
+                             strategy, &o),
+               PONDER_STATUS_INVALID_CONFIG);
+  CHECK_STATUS(solve_problem(e, "{\"question\":\"What is 2 + 3?\",\"answer_kind\":\"word\"}",
+                             strategy, &o),
+               PONDER_STATUS_INVALID_CONFIG);
+  CHECK_STATUS(solve_problem(e, "{\"question\":\"What is 2 + 3?\"}", "{\"type\":", &o),
+               PONDER_STATUS_INVALID_JSON);
+  CHECK(o == NULL);
+  if (light) {
+    return;
+  }
+  CHECK_STATUS(solve_problem(e,
+                             "{\"id\":\"q-7\",\"question\":\"What is 2 + 3?\","
+                             "\"answer\":5,\"oracle_guided\":true}",
+                             strategy, &o),
+               PONDER_STATUS_OK);
+  size_t n = 0;
+  CHECK_STATUS(ponder_outcome_trace_json(o, NULL, 0, &n), PONDER_STATUS_BUFFER_TOO_SMALL);
+  char *json = malloc(n + 1);
+  CHECK_STATUS(ponder_outcome_trace_json(o, json, n + 1, &n), PONDER_STATUS_OK);
+  CHECK(strstr(json, "\"id\":\"q-7\"") != NULL);
+  CHECK(strstr(json, "\"reference\":\"5\"") != NULL);
+  CHECK(strstr(json, "\"oracle_guided\":true") != NULL);
+  /* Each candidate is labelled against the reference. */
+  CHECK(strstr(json, "\"correct\":true") != NULL || strstr(json, "\"correct\":false") != NULL);
+  free(json);
+  ponder_outcome_free(o);
+}
+
 /* Stopping on events that come after the search finished ends the events, not the solve. */
 struct stop_on {
   ponder_event_kind kind;
@@ -365,6 +428,9 @@ static void test_outcome(ponder_engine *e, const char *strategy, int tree) {
   CHECK_STATUS(ponder_outcome_trace_json(o, json, jn + 1, &n), PONDER_STATUS_OK);
   CHECK(json[0] == '{' && strstr(json, "\"nodes\"") != NULL &&
         strstr(json, "\"model_sha256\"") != NULL);
+  /* ponder_engine_solve takes no id, reference or oracle: the trace says so. */
+  CHECK(strstr(json, "\"id\":\"0\"") != NULL && strstr(json, "\"reference\":null") != NULL &&
+        strstr(json, "\"oracle_guided\":false") != NULL);
   free(json);
   ponder_outcome_free(o);
 }
@@ -564,6 +630,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   test_solve_arguments(e);
+  test_solve_problem(e, light ? TINY : TINY_BEST_OF_N, light);
   if (light) {
     test_outcome(e, TINY, 0);
     test_stop_after_the_search_finished(e, TINY, 1);
