@@ -199,7 +199,7 @@ fn run(
                 .collect();
             let generations = lm.generate(&requests)?;
             made.extend(generations.iter().map(|g| g.node));
-            observer.samples(problem, 0, &generations)?;
+            observer.samples(0, &generations, |g| problem.answer_of(&g.text, &g.finish))?;
             let ranked = rank(config, lm, problem, &generations)?;
             let scores = match (&config.r3, problem.answer.as_deref()) {
                 (Some(c), Some(reference)) => {

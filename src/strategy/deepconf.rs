@@ -22,7 +22,7 @@ use super::{
 use crate::error::{ConfigError, Error};
 use crate::lm::{ConfidenceStop, FinishReason, GenRequest, Generation, Lm, SamplingParams};
 use crate::reward::confidence::{lowest_group, percentile, ConfidenceConfig};
-use crate::reward::{answer, vote};
+use crate::reward::vote;
 
 /// Configuration of this strategy (the module's [`Strategy`] implementation).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -151,7 +151,7 @@ fn run(
         result.map(|()| traces)
     })?;
 
-    let (answers, weights) = ballots(config, traces.as_slice());
+    let (answers, weights) = ballots(config, problem, traces.as_slice());
     let (scores, chosen) = vote::shares_and_pick(&answers, &weights);
     let candidates: Vec<Candidate> = traces
         .iter()
@@ -189,7 +189,7 @@ fn sample(
     };
     let warm: Vec<GenRequest> = (0..config.warmup).map(|i| request(i, None)).collect();
     traces.extend(lm.generate(&warm)?);
-    observer.samples(problem, 0, traces)?;
+    observer.samples(0, traces, |g| ballot(problem, g))?;
     let lows: Vec<f64> = traces
         .iter()
         .map(|g| lowest_group(&g.confidence, window))
@@ -200,7 +200,7 @@ fn sample(
         threshold: threshold as f32,
     });
     let mut next = config.warmup;
-    while next < config.n && !settled(config, traces) {
+    while next < config.n && !settled(config, problem, traces) {
         let k = config.batch.min(config.n - next);
         let batch: Vec<GenRequest> = (next..next + k).map(|i| request(i, stop)).collect();
         let got = lm.generate(&batch)?;
@@ -210,21 +210,28 @@ fn sample(
                 lm.release(g.node);
             }
         }
-        observer.samples(problem, traces.len(), &got)?;
+        observer.samples(traces.len(), &got, |g| ballot(problem, g))?;
         traces.extend(got);
         next += k;
     }
     Ok(())
 }
 
-/// Each trace's answer (none for a trace stopped for low confidence: it does not vote) and its
-/// vote weight, its lowest group confidence.
-fn ballots(config: &DeepConfConfig, traces: &[Generation]) -> (Vec<Option<String>>, Vec<f64>) {
+/// A trace's answer: none for one stopped for low confidence (it does not vote), else the
+/// problem's rule for how it ended ([`Problem::answer_of`]: a trace cut off at `max_tokens` has
+/// only an answer it stated, never the last number of its unfinished working).
+fn ballot(problem: &Problem, g: &Generation) -> Option<String> {
+    (g.finish != FinishReason::LowConfidence).then(|| problem.answer_of(&g.text, &g.finish))?
+}
+
+/// Each trace's answer ([`ballot`]) and its vote weight, its lowest group confidence.
+fn ballots(
+    config: &DeepConfConfig,
+    problem: &Problem,
+    traces: &[Generation],
+) -> (Vec<Option<String>>, Vec<f64>) {
     let window = config.confidence.window as usize;
-    let answers = traces
-        .iter()
-        .map(|g| (g.finish != FinishReason::LowConfidence).then(|| answer::extract(&g.text))?)
-        .collect();
+    let answers = traces.iter().map(|g| ballot(problem, g)).collect();
     let weights = traces
         .iter()
         .map(|g| lowest_group(&g.confidence, window))
@@ -234,8 +241,8 @@ fn ballots(config: &DeepConfConfig, traces: &[Generation]) -> (Vec<Option<String
 
 /// Whether the confidence-weighted vote of the finished traces so far has a leader holding at
 /// least `consensus` of the weight.
-fn settled(config: &DeepConfConfig, traces: &[Generation]) -> bool {
-    let (answers, weights) = ballots(config, traces);
+fn settled(config: &DeepConfConfig, problem: &Problem, traces: &[Generation]) -> bool {
+    let (answers, weights) = ballots(config, problem, traces);
     vote::weighted(&answers, &weights).is_some_and(|w| w.share >= config.consensus)
 }
 
@@ -285,6 +292,55 @@ mod tests {
             },
             ..DeepConfConfig::default()
         }
+    }
+
+    #[test]
+    fn a_trace_cut_off_without_an_answer_does_not_vote_its_last_number() {
+        use crate::strategy::{Event, Flow};
+        // Every trace is cut at 24 tokens (bytes here), after "3 apples" and before its answer.
+        let mut lm = ScriptedLm::new(
+            |_| ScriptedStep {
+                text: "I count 3 apples, then 4 more. The answer is 7.".into(),
+                eos: true,
+                logprob_per_token: -0.5,
+                confidence: vec![5.0],
+            },
+            |_| 0.5,
+        );
+        let config = DeepConfConfig {
+            max_tokens: 24,
+            ..config()
+        };
+        let mut events = Vec::new();
+        let mut record = |e: &Event| {
+            events.push(e.clone());
+            Flow::Continue
+        };
+        let out = run(
+            &config,
+            &mut lm,
+            &Problem::new("Q?"),
+            &mut Observer::new(&mut record),
+        )
+        .unwrap();
+        assert!(out
+            .candidates
+            .iter()
+            .all(|c| c.finish == FinishReason::MaxTokens && c.answer.is_none()));
+        assert_eq!(
+            out.answer, None,
+            "no vote for the 3 or 4 of unfinished working"
+        );
+        // The live events say what the candidates say.
+        let sampled: Vec<Option<String>> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Sample { answer, .. } => Some(answer.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(sampled.len(), out.candidates.len());
+        assert!(sampled.iter().all(Option::is_none));
     }
 
     #[test]

@@ -674,21 +674,23 @@ impl<'a> Observer<'a> {
         }
     }
 
-    /// Reports each of `generations` as an [`Event::Sample`], numbered from `first`.
+    /// Reports each of `generations` as an [`Event::Sample`], numbered from `first`, with the
+    /// answer its candidate will have (`answer` of it: the strategy's own rule, so that the
+    /// event and the candidate never disagree).
     ///
     /// # Errors
     /// [`DecodeError::Cancelled`](crate::DecodeError::Cancelled) once a stop was requested.
     pub(crate) fn samples(
         &mut self,
-        problem: &Problem,
         first: usize,
         generations: &[crate::lm::Generation],
+        answer: impl Fn(&crate::lm::Generation) -> Option<String>,
     ) -> Result<(), crate::error::DecodeError> {
         for (i, g) in generations.iter().enumerate() {
             self.emit(Event::Sample {
                 index: first + i,
                 tokens: g.tokens,
-                answer: problem.answer_of(&g.text, &g.finish),
+                answer: answer(g),
                 finish: g.finish.clone(),
             })?;
         }

@@ -198,14 +198,15 @@ fn attempts(
             .remove(0);
         made.push(g.node);
         parent = g.node;
-        observer.samples(problem, round as usize, std::slice::from_ref(&g))?;
+        let answer = problem.answer_of(&g.text, &g.finish);
+        observer.samples(round as usize, std::slice::from_ref(&g), |_| answer.clone())?;
         let judged = match (&judge, &verifier) {
             (Some(j), Some(v)) => Some(j.score(lm, v, &[&g.text])?[0].score),
             _ => None,
         };
         let candidate = Candidate::from_generation(
             &g,
-            problem.answer_of(&g.text, &g.finish),
+            answer,
             problem,
             judged,
             judged.unwrap_or(g.mean_logprob()),
