@@ -267,31 +267,14 @@ pub unsafe extern "C" fn ponder_engine_solve(
     userdata: *mut c_void,
     out: *mut *mut ponder_outcome,
 ) -> ponder_status {
-    boundary(|| {
-        let Some(engine) = (unsafe { engine.as_ref() }) else {
-            return fail(ponder_status::NullArgument, "engine is NULL");
-        };
-        if out.is_null() {
-            return fail(ponder_status::NullArgument, "out is NULL");
-        }
-        let question = match unsafe { str_arg(question, question_len, "question") } {
-            Ok(t) => t,
-            Err(s) => return s,
-        };
-        let strategy_text = match unsafe { str_arg(strategy_json, strategy_len, "strategy_json") } {
-            Ok(t) => t,
-            Err(s) => return s,
-        };
-        unsafe {
-            solve(
-                engine,
-                Problem::new(question),
-                strategy_text,
-                callback,
-                userdata,
-                out,
-            )
-        }
+    boundary(|| unsafe {
+        solve(
+            engine,
+            || str_arg(question, question_len, "question").map(Problem::new),
+            (strategy_json, strategy_len),
+            (callback, userdata),
+            out,
+        )
     })
 }
 
@@ -316,26 +299,14 @@ pub unsafe extern "C" fn ponder_engine_solve_problem(
     userdata: *mut c_void,
     out: *mut *mut ponder_outcome,
 ) -> ponder_status {
-    boundary(|| {
-        let Some(engine) = (unsafe { engine.as_ref() }) else {
-            return fail(ponder_status::NullArgument, "engine is NULL");
-        };
-        if out.is_null() {
-            return fail(ponder_status::NullArgument, "out is NULL");
-        }
-        let problem_text = match unsafe { str_arg(problem_json, problem_len, "problem_json") } {
-            Ok(t) => t,
-            Err(s) => return s,
-        };
-        let strategy_text = match unsafe { str_arg(strategy_json, strategy_len, "strategy_json") } {
-            Ok(t) => t,
-            Err(s) => return s,
-        };
-        let problem = match problem_from_json(problem_text) {
-            Ok(p) => p,
-            Err(status) => return status,
-        };
-        unsafe { solve(engine, problem, strategy_text, callback, userdata, out) }
+    boundary(|| unsafe {
+        solve(
+            engine,
+            || problem_from_json(str_arg(problem_json, problem_len, "problem_json")?),
+            (strategy_json, strategy_len),
+            (callback, userdata),
+            out,
+        )
     })
 }
 
@@ -378,15 +349,29 @@ pub(crate) fn problem_from_json(text: &str) -> Result<Problem, ponder_status> {
     Ok(problem)
 }
 
-/// The body of both solve functions, after their arguments are read.
+/// The body of both solve functions: checks `engine` and `out`, reads the problem (`problem`:
+/// from the question or the problem JSON) and the strategy, and solves.
 unsafe fn solve(
-    engine: &ponder_engine,
-    problem: Problem,
-    strategy_text: &str,
-    callback: ponder_event_callback,
-    userdata: *mut c_void,
+    engine: *const ponder_engine,
+    problem: impl FnOnce() -> Result<Problem, ponder_status>,
+    (strategy_json, strategy_len): (*const c_char, usize),
+    (callback, userdata): (ponder_event_callback, *mut c_void),
     out: *mut *mut ponder_outcome,
 ) -> ponder_status {
+    let Some(engine) = (unsafe { engine.as_ref() }) else {
+        return fail(ponder_status::NullArgument, "engine is NULL");
+    };
+    if out.is_null() {
+        return fail(ponder_status::NullArgument, "out is NULL");
+    }
+    let problem = match problem() {
+        Ok(p) => p,
+        Err(s) => return s,
+    };
+    let strategy_text = match unsafe { str_arg(strategy_json, strategy_len, "strategy_json") } {
+        Ok(t) => t,
+        Err(s) => return s,
+    };
     if let Err(e) = serde_json::from_str::<serde_json::Value>(strategy_text) {
         return fail(
             ponder_status::InvalidJson,
