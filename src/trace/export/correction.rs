@@ -121,7 +121,8 @@ fn continuation(
     // Depth-first over the subtree of `parent` without `bad`; a candidate end must be a right
     // (oracle) or passing (judge) finished solution with every step below `parent` good.
     let mut best: Option<(usize, usize)> = None; // (end, steps)
-                                                 // A continuation stays in the message: it never crosses a user turn.
+
+    // A continuation stays in the message: it never crosses a user turn.
     let within = |c: usize| trace.nodes[c].kind != NodeKind::UserTurn && good(c);
     let mut stack: Vec<(usize, usize)> = children[parent]
         .iter()
