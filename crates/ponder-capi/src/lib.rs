@@ -335,6 +335,18 @@ pub(crate) fn problem_from_json(text: &str) -> Result<Problem, ponder_status> {
             FIELDS.join(", ")
         )));
     }
+    // A dataset line may carry an id or answer of another type (it is dropped there); a caller
+    // of this function meant it, so it is refused.
+    for field in ["id", "answer"] {
+        if object
+            .get(field)
+            .is_some_and(|v| !(v.is_string() || v.is_number() || v.is_null()))
+        {
+            return Err(invalid(format!(
+                "problem_json: \"{field}\" is not a string or a number"
+            )));
+        }
+    }
     let mut problem = ponder::eval::parse_problem(text)
         .map_err(|reason| invalid(format!("problem_json: {reason}")))?;
     match object.get("oracle_guided") {

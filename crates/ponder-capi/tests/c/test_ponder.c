@@ -269,6 +269,11 @@ static void test_solve_problem(ponder_engine *e, const char *strategy, int light
                PONDER_STATUS_INVALID_CONFIG);
   last_error_text(msg, sizeof msg);
   CHECK(strstr(msg, "\"anwser\"") != NULL && strstr(msg, "answer") != NULL);
+  CHECK_STATUS(solve_problem(e, "{\"question\":\"What is 2 + 3?\",\"answer\":[5]}",
+                             strategy, &o),
+               PONDER_STATUS_INVALID_CONFIG);
+  last_error_text(msg, sizeof msg);
+  CHECK(strstr(msg, "\"answer\" is not a string or a number") != NULL);
   CHECK_STATUS(solve_problem(e, "{\"question\":\"What is 2 + 3?\",\"oracle_guided\":1}",
                              strategy, &o),
                PONDER_STATUS_INVALID_CONFIG);
