@@ -459,12 +459,22 @@ impl Trace {
     /// user turn on the path), then its nodes up to `id`.
     pub fn message_path(&self, id: usize) -> Vec<usize> {
         let mut path = self.path(id);
-        let start = path
-            .iter()
-            .rposition(|&i| i != id && self.nodes[i].kind == NodeKind::UserTurn)
-            .unwrap_or(0);
-        path.drain(..start);
+        let start = self.message_start(id);
+        path.drain(..path.iter().position(|&i| i == start).expect("on the path"));
         path
+    }
+
+    /// The node the assistant message ending at `id` starts below: the last user turn above `id`,
+    /// else the root. Two messages with the same start answer the same conversation.
+    pub fn message_start(&self, id: usize) -> usize {
+        let mut at = id;
+        while let Some(p) = self.nodes[at].parent {
+            if self.nodes[p].kind == NodeKind::UserTurn {
+                return p;
+            }
+            at = p;
+        }
+        0
     }
 
     /// The steps' texts of the assistant message that ends at `id` (from the root, or the last
@@ -486,7 +496,7 @@ impl Trace {
     /// user turn above it the assistant message before that turn (trimmed) and the turn.
     pub fn context(&self, id: usize) -> Vec<Message> {
         let mut messages = self.prompt.clone();
-        let start = self.message_path(id)[0];
+        let start = self.message_start(id);
         let mut text = String::new();
         for i in self.path(start).into_iter().skip(1) {
             let node = &self.nodes[i];

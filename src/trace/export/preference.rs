@@ -86,7 +86,7 @@ pub fn records(trace: &Trace, options: &ExportOptions) -> Vec<PreferenceRecord> 
         for &b in &finished[i + 1..] {
             // A pair answers one conversation: a self-correction's attempts after different
             // turns are not compared.
-            if trace.context(a) != trace.context(b) {
+            if trace.message_start(a) != trace.message_start(b) {
                 continue;
             }
             let (va, vb) = (path_value(a), path_value(b));

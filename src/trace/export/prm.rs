@@ -49,7 +49,7 @@ pub fn records(trace: &Trace, options: &ExportOptions) -> Vec<PrmRecord> {
     for &leaf in &trace.candidates {
         // A message after a user turn (a self-correction's later attempt) answers a conversation,
         // which this format's one prompt string cannot hold: its SFT and preference records do.
-        if !trace.nodes[leaf].terminal || trace.message_path(leaf)[0] != 0 {
+        if !trace.nodes[leaf].terminal || trace.message_start(leaf) != 0 {
             continue;
         }
         let completions: Vec<String> = trace.steps(leaf).into_iter().map(str::to_string).collect();
