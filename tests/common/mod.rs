@@ -127,6 +127,18 @@ pub fn write_dataset(dir: &Path, n: usize) -> PathBuf {
     path
 }
 
+/// The lines of a JSONL file a run wrote (none when it does not exist); fails the test on a torn
+/// last line (one without its newline).
+pub fn lines(path: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        text.is_empty() || text.ends_with('\n'),
+        "{}: torn last line",
+        path.display()
+    );
+    text.lines().map(str::to_string).collect()
+}
+
 /// The JSON a command printed on stdout; fails the test, showing stderr, if the command failed.
 pub fn json_output(out: &Output) -> serde_json::Value {
     assert!(

@@ -131,14 +131,6 @@ fn synth_r3(input: &Path, output: &Path, min_spread: &str) -> serde_json::Value 
     common::json_output(&out)
 }
 
-fn lines(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_string)
-        .collect()
-}
-
 #[test]
 fn synth_with_r3_labels_pairs_and_filters() {
     let dir = scratch("synth");
@@ -149,7 +141,7 @@ fn synth_with_r3_labels_pairs_and_filters() {
     assert_eq!(summary["problems"], 2, "{summary}");
     assert_eq!(summary["r3"]["kept"], 2, "{summary}");
     assert_eq!(summary["r3"]["min_spread"], 0.0);
-    let traces: Vec<Trace> = lines(&kept.join("traces.jsonl"))
+    let traces: Vec<Trace> = common::lines(&kept.join("traces.jsonl"))
         .iter()
         .map(|l| Trace::from_json(l).unwrap())
         .collect();
@@ -179,7 +171,7 @@ fn synth_with_r3_labels_pairs_and_filters() {
         .iter()
         .map(|t| t.r3.as_ref().unwrap().spread)
         .collect();
-    let pairs: Vec<PreferenceRecord> = lines(&kept.join("preference.jsonl"))
+    let pairs: Vec<PreferenceRecord> = common::lines(&kept.join("preference.jsonl"))
         .iter()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
@@ -199,8 +191,8 @@ fn synth_with_r3_labels_pairs_and_filters() {
     assert_eq!(summary["r3"]["kept"], 0, "{summary}");
     assert_eq!(summary["r3"]["dropped"]["spread_below_min"], 2, "{summary}");
     assert_eq!(summary["records"]["sft"], 0);
-    assert!(lines(&dropped.join("sft.jsonl")).is_empty());
-    assert_eq!(lines(&dropped.join("traces.jsonl")).len(), 2);
+    assert!(common::lines(&dropped.join("sft.jsonl")).is_empty());
+    assert_eq!(common::lines(&dropped.join("traces.jsonl")).len(), 2);
 }
 
 #[test]

@@ -61,18 +61,8 @@ fn the_cli_solves_with_the_remote_backend_and_rejects_mixed_flags() {
     assert!(err.contains("--backend remote"), "{err}");
 }
 
-fn lines(path: &Path) -> Vec<String> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    assert!(
-        text.is_empty() || text.ends_with('\n'),
-        "{}: torn last line",
-        path.display()
-    );
-    text.lines().map(str::to_string).collect()
-}
-
 fn ids(path: &Path) -> Vec<String> {
-    lines(path)
+    common::lines(path)
         .iter()
         .map(|l| {
             serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
@@ -129,7 +119,7 @@ fn synth_stops_when_its_server_dies_and_resumes_without_loss() {
         .unwrap();
     // Kill the server once two problems are finished.
     let start = Instant::now();
-    while lines(&out.join("done.jsonl")).len() < 2 {
+    while common::lines(&out.join("done.jsonl")).len() < 2 {
         assert!(
             start.elapsed() < Duration::from_secs(300),
             "synth made no progress"
@@ -173,7 +163,7 @@ fn synth_stops_when_its_server_dies_and_resumes_without_loss() {
             now.starts_with(&before),
             "{f}: records written before the failure changed"
         );
-        for l in lines(&out.join(format!("{f}.jsonl"))) {
+        for l in common::lines(&out.join(format!("{f}.jsonl"))) {
             let v: serde_json::Value = serde_json::from_str(&l).unwrap();
             assert!(v["id"].is_string(), "{f}: {l}");
         }
@@ -210,7 +200,7 @@ fn synth_workers_keep_two_servers_busy_and_write_in_input_order() {
         .unwrap();
     let summary = common::json_output(&result);
     assert_eq!(summary["problems"], 6, "{summary}");
-    let expected: Vec<String> = lines(&input)
+    let expected: Vec<String> = common::lines(&input)
         .iter()
         .enumerate()
         .map(|(i, l)| {

@@ -48,16 +48,6 @@ fn synth(input: &Path, output: &Path) -> Command {
     cmd
 }
 
-fn lines(path: &Path) -> Vec<String> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    assert!(
-        text.is_empty() || text.ends_with('\n'),
-        "{}: torn last line",
-        path.display()
-    );
-    text.lines().map(str::to_string).collect()
-}
-
 #[test]
 fn synth_writes_every_format_in_its_documented_shape() {
     let dir = scratch("formats");
@@ -69,20 +59,20 @@ fn synth_writes_every_format_in_its_documented_shape() {
     assert_eq!(summary["line_errors"][0]["line"], 3, "{summary}");
 
     let mut total = 0;
-    for r in lines(&out.join("sft.jsonl")) {
+    for r in common::lines(&out.join("sft.jsonl")) {
         let rec: SftRecord = serde_json::from_str(&r).unwrap();
         assert!(rec.head.oracle && rec.head.source_strategy == "mcts");
         assert_eq!(rec.messages.last().unwrap().role, "assistant");
         total += 1;
     }
-    for r in lines(&out.join("preference.jsonl")) {
+    for r in common::lines(&out.join("preference.jsonl")) {
         let rec: PreferenceRecord = serde_json::from_str(&r).unwrap();
         assert_eq!((rec.chosen.len(), rec.rejected.len()), (1, 1));
         assert_ne!(rec.chosen[0].content, rec.rejected[0].content);
         assert_eq!(rec.prompt[0].role, "user");
         total += 1;
     }
-    for r in lines(&out.join("prm.jsonl")) {
+    for r in common::lines(&out.join("prm.jsonl")) {
         let rec: PrmRecord = serde_json::from_str(&r).unwrap();
         let Labels::Float(labels) = &rec.labels else {
             panic!("float labels by default: {r}")
@@ -102,7 +92,7 @@ fn synth_writes_every_format_in_its_documented_shape() {
         }
         total += 1;
     }
-    for r in lines(&out.join("correction.jsonl")) {
+    for r in common::lines(&out.join("correction.jsonl")) {
         let rec: CorrectionRecord = serde_json::from_str(&r).unwrap();
         assert!(rec.messages[1].content.contains(&rec.reflection));
         total += 1;
@@ -129,7 +119,7 @@ fn synth_writes_every_format_in_its_documented_shape() {
         .next()
         .unwrap()
         .to_string();
-    let traces = lines(&out.join("traces.jsonl"));
+    let traces = common::lines(&out.join("traces.jsonl"));
     assert_eq!(traces.len(), 5);
     for line in traces {
         let t = Trace::from_json(&line).unwrap();
@@ -164,7 +154,7 @@ fn synth_writes_every_format_in_its_documented_shape() {
 
 /// Traces without their wall times (the only field that differs between runs).
 fn traces_without_time(path: &Path) -> Vec<serde_json::Value> {
-    lines(path)
+    common::lines(path)
         .iter()
         .map(|l| {
             let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
@@ -206,7 +196,7 @@ fn a_run_killed_mid_way_resumes_to_the_uninterrupted_records() {
     }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    let finished = lines(&killed.join("done.jsonl")).len();
+    let finished = common::lines(&killed.join("done.jsonl")).len();
     assert!(finished < 5, "killed before the end ({finished} finished)");
 
     let resumed = synth(&input, &killed).output().unwrap();
@@ -218,8 +208,8 @@ fn a_run_killed_mid_way_resumes_to_the_uninterrupted_records() {
     for name in ["sft", "preference", "prm", "correction", "done"] {
         let file = format!("{name}.jsonl");
         assert_eq!(
-            lines(&killed.join(&file)),
-            lines(&whole.join(&file)),
+            common::lines(&killed.join(&file)),
+            common::lines(&whole.join(&file)),
             "{file}: the same records, none missing, none duplicated"
         );
     }

@@ -19,16 +19,6 @@ fn scratch(name: &str) -> PathBuf {
     common::scratch(&format!("rel-{name}"))
 }
 
-fn lines(path: &Path) -> Vec<String> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    assert!(
-        text.is_empty() || text.ends_with('\n'),
-        "{}: torn last line",
-        path.display()
-    );
-    text.lines().map(str::to_string).collect()
-}
-
 fn synth(input: &Path, output: &Path) -> Command {
     let mut cmd = common::ponder_command();
     cmd.args(["synth", "--input"])
@@ -109,8 +99,8 @@ fn synth_killed_at_random_moments_ends_with_the_uninterrupted_records() {
     for name in ["sft", "preference", "prm", "done"] {
         let file = format!("{name}.jsonl");
         assert_eq!(
-            lines(&killed.join(&file)),
-            lines(&whole.join(&file)),
+            common::lines(&killed.join(&file)),
+            common::lines(&whole.join(&file)),
             "{file}: the same records, none missing, none duplicated, no torn line"
         );
     }
@@ -119,7 +109,7 @@ fn synth_killed_at_random_moments_ends_with_the_uninterrupted_records() {
     for name in ["sft", "preference", "prm"] {
         assert_eq!(
             summary["records"][name].as_u64().unwrap() as usize,
-            lines(&killed.join(format!("{name}.jsonl"))).len(),
+            common::lines(&killed.join(format!("{name}.jsonl"))).len(),
             "{name}"
         );
     }
@@ -168,7 +158,7 @@ fn synth_with_four_workers_killed_and_resumed_loses_and_duplicates_nothing() {
     };
     eprintln!("{kills} kills over {runs} runs");
     let ids_of = |name: &str| -> Vec<String> {
-        lines(&out.join(format!("{name}.jsonl")))
+        common::lines(&out.join(format!("{name}.jsonl")))
             .iter()
             .map(|l| {
                 let v: serde_json::Value = serde_json::from_str(l).expect("every line is JSON");
