@@ -160,6 +160,52 @@ fn deepconf_online_spends_fewer_tokens_than_the_same_plain_samples() {
     );
 }
 
+/// A DeepConf trace cut off at `max_tokens` votes only an answer it stated, never a number of its
+/// unfinished working, and the live `Sample` event says the same answer as its candidate.
+#[test]
+fn deepconf_gives_a_cut_off_trace_only_the_answer_it_stated() {
+    use ponder::strategy::{Event, Flow};
+    let _serial = serial();
+    let engine = ponder::Engine::from_lm(session(8));
+    let problem = Problem::new(QUESTION).with_answer("17");
+    let mut sampled = Vec::new();
+    let mut record = |e: &Event| {
+        if let Event::Sample { answer, .. } = e {
+            sampled.push(answer.clone());
+        }
+        Flow::Continue
+    };
+    let out = engine
+        .solve_with(
+            &problem,
+            &StrategyConfig::DeepConf(DeepConfConfig {
+                n: 4,
+                warmup: 2,
+                batch: 2,
+                max_tokens: 24,
+                ..DeepConfConfig::default()
+            }),
+            &mut record,
+        )
+        .unwrap();
+    let cut: Vec<_> = out
+        .candidates
+        .iter()
+        .filter(|c| c.finish == FinishReason::MaxTokens)
+        .collect();
+    assert!(
+        cut.iter()
+            .any(|c| c.text.chars().any(|ch| ch.is_ascii_digit())),
+        "24 tokens of working hold a number: {:?}",
+        out.candidates.iter().map(|c| &c.text).collect::<Vec<_>>()
+    );
+    for c in &cut {
+        assert_eq!(c.answer, problem.explicit(&c.text), "{:?}", c.text);
+    }
+    let answers: Vec<_> = out.candidates.iter().map(|c| c.answer.clone()).collect();
+    assert_eq!(sampled, answers);
+}
+
 /// The signal that does separate the two derivations on the reasoner: the model's own likelihood
 /// of each, read in place after the question (the `logprob` reranker's signal). The slip
 /// (15 + 8 = 24) costs the wrong derivation likelihood at the slip and at every step built on it.
