@@ -11,7 +11,6 @@ log() { printf 'build-server: %s\n' "$*" >&2; }
 
 VERSION=0.3.36
 SHA256=832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e
-URL="https://files.pythonhosted.org/packages/ec/e9/e7de2b0463ea3ffbf0ede6cb21b58c1258a8f6521aae45ca773a59fe7cf3/llama_cpp_python-$VERSION.tar.gz"
 OUT=target/llama-server
 BIN=$OUT/bin/llama-server
 STAMP=$OUT/built-from
@@ -32,15 +31,11 @@ command -v c++ >/dev/null 2>&1 || {
 mkdir -p "$OUT"
 sdist=$OUT/llama_cpp_python-$VERSION.tar.gz
 if ! [ -f "$sdist" ] || [ "$(sha256sum "$sdist" | cut -d' ' -f1)" != "$SHA256" ]; then
-  log "downloading llama-cpp-python $VERSION sdist from PyPI"
-  if ! curl -fsSL --retry 3 -o "$sdist.part" "$URL"; then
-    log "direct download failed; trying pip download"
-    rm -f "$sdist.part"
-    tmp=$(mktemp -d)
-    python3 -m pip download --quiet --no-deps --no-binary :all: -d "$tmp" "llama-cpp-python==$VERSION"
-    mv "$tmp"/llama_cpp_python-$VERSION.tar.gz "$sdist.part"
-    rm -rf "$tmp"
-  fi
+  log "downloading the llama-cpp-python $VERSION sdist from PyPI (pip download)"
+  tmp=$(mktemp -d)
+  python3 -m pip download --quiet --no-deps --no-binary :all: -d "$tmp" "llama-cpp-python==$VERSION"
+  mv "$tmp"/llama_cpp_python-$VERSION.tar.gz "$sdist.part"
+  rm -rf "$tmp"
   if [ "$(sha256sum "$sdist.part" | cut -d' ' -f1)" != "$SHA256" ]; then
     log "the sdist does not match sha256 $SHA256; refusing to build it"
     rm -f "$sdist.part"

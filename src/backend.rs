@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::Engine;
 use crate::error::{ConfigError, Error};
-use crate::lm::{ContextOptions, LlamaLm, Lm, Model, ModelOptions, RemoteLm, RemoteOptions};
+use crate::lm::{
+    ContextOptions, KvLayout, LlamaLm, Lm, Model, ModelOptions, RemoteLm, RemoteOptions,
+};
 
 /// The in-process llama.cpp backend's settings: the model file and its context.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -24,11 +26,13 @@ pub struct LlamaConfig {
     pub model: PathBuf,
     /// Layers offloaded to a GPU ([`ModelOptions::n_gpu_layers`]).
     pub n_gpu_layers: u32,
-    /// KV cells shared by all branches ([`ContextOptions::n_ctx`]).
+    /// `unified`, `streams` or `auto` ([`ContextOptions::kv_layout`]).
+    pub kv_layout: KvLayout,
+    /// KV cells in all, 0 for the layout's default ([`ContextOptions::n_ctx`]).
     pub n_ctx: u32,
     /// CPU threads, 0 for one per core ([`ContextOptions::n_threads`]).
     pub n_threads: u32,
-    /// Most branches decoded at once ([`ContextOptions::n_seq_max`]).
+    /// Most branches decoded at once, 0 for the layout's default ([`ContextOptions::n_seq_max`]).
     pub n_seq_max: u32,
     /// One solve at a time, each from a fresh cache ([`ContextOptions::deterministic`]).
     pub deterministic: bool,
@@ -44,6 +48,7 @@ impl Default for LlamaConfig {
         Self {
             model: m.path,
             n_gpu_layers: m.n_gpu_layers,
+            kv_layout: c.kv_layout,
             n_ctx: c.n_ctx,
             n_threads: c.n_threads,
             n_seq_max: c.n_seq_max,
@@ -63,6 +68,7 @@ impl LlamaConfig {
                 n_gpu_layers: self.n_gpu_layers,
             },
             ContextOptions {
+                kv_layout: self.kv_layout,
                 n_ctx: self.n_ctx,
                 n_threads: self.n_threads,
                 n_seq_max: self.n_seq_max,
@@ -95,8 +101,8 @@ impl Default for BackendConfig {
 }
 
 /// The fields of the llama backend, for the error that names them.
-const LLAMA_FIELDS: &str = "model, n_gpu_layers, n_ctx, n_threads, n_seq_max, deterministic, \
-                            max_seqs_per_solve and max_cells_per_solve";
+const LLAMA_FIELDS: &str = "model, n_gpu_layers, kv_layout, n_ctx, n_threads, n_seq_max, \
+                            deterministic, max_seqs_per_solve and max_cells_per_solve";
 
 impl BackendConfig {
     /// Reads a configuration from a JSON object (`backend` may be left out: `llama`), with

@@ -196,6 +196,20 @@ pub enum DecodeError {
         /// The context size.
         n_ctx: u32,
     },
+    /// In the `streams` KV layout, a node would not fit into its sequence's stream.
+    #[error("{what} needs {tokens} tokens but a branch's KV stream holds {cells_per_seq} (n_ctx {n_ctx} / n_seq_max {n_seq_max} in the streams layout) — raise --ctx, lower --n-seq-max, or use --kv-layout unified (one pool shared by all branches)")]
+    StreamOverflow {
+        /// What overflowed (for example "the prompt").
+        what: &'static str,
+        /// Tokens needed.
+        tokens: usize,
+        /// Cells of one stream.
+        cells_per_seq: u32,
+        /// The context size (all streams).
+        n_ctx: u32,
+        /// Streams (sequences).
+        n_seq_max: u32,
+    },
     /// Even after parking every node not in use, the KV cache has no room for the batch.
     #[error("the KV cache is full: {tokens} new tokens do not fit even after parking every idle branch — raise the context size or run fewer branches at once")]
     KvCacheFull {

@@ -63,7 +63,9 @@ pub mod trace;
 pub use backend::{Backend, BackendConfig, ModelId};
 pub use engine::{CancelToken, Engine};
 pub use error::{ConfigError, ConfigFileError, DecodeError, Error, LoadError, Result};
-pub use lm::llama::{devices, ContextOptions, Device, LlamaLm, Model, ModelOptions};
+pub use lm::llama::{
+    devices, ContextOptions, Device, KvLayout, LlamaLm, Model, ModelOptions, Sizing,
+};
 pub use lm::remote::{RemoteLm, RemoteOptions};
 pub use lm::{
     ConfidenceStop, FinishReason, GenRequest, Generation, Lm, Message, Node, SamplingParams,

@@ -6,7 +6,8 @@ mod common;
 use common::{model, session};
 use ponder::lm::llama::ReferenceDecode;
 use ponder::lm::{
-    ContextOptions, FinishReason, GenRequest, Lm, Message, Model, ModelOptions, SamplingParams,
+    ContextOptions, FinishReason, GenRequest, KvLayout, LlamaLm, Lm, Message, Model, ModelOptions,
+    SamplingParams,
 };
 use ponder::{ConfigError, DecodeError, LoadError};
 
@@ -460,13 +461,6 @@ fn invalid_context_options_are_typed_errors() {
     for (opts, field) in [
         (
             ContextOptions {
-                n_seq_max: 0,
-                ..ContextOptions::default()
-            },
-            "n_seq_max",
-        ),
-        (
-            ContextOptions {
                 n_seq_max: 257,
                 ..ContextOptions::default()
             },
@@ -474,10 +468,30 @@ fn invalid_context_options_are_typed_errors() {
         ),
         (
             ContextOptions {
-                n_ctx: 0,
+                n_ctx: 4,
                 ..ContextOptions::default()
             },
             "n_ctx",
+        ),
+        // Streams: fewer cells than sequences leaves some sequence no stream.
+        (
+            ContextOptions {
+                kv_layout: KvLayout::Streams,
+                n_ctx: 8,
+                n_seq_max: 16,
+                ..ContextOptions::default()
+            },
+            "n_ctx",
+        ),
+        (
+            ContextOptions {
+                kv_layout: KvLayout::Streams,
+                n_seq_max: 256,
+                n_ctx: 1 << 20,
+                max_seqs_per_solve: 257,
+                ..ContextOptions::default()
+            },
+            "max_seqs_per_solve",
         ),
     ] {
         match model().session(&opts) {
@@ -485,6 +499,177 @@ fn invalid_context_options_are_typed_errors() {
             other => panic!("expected a config error for {field}, got {other:?}"),
         }
     }
+}
+
+fn layout_session(kv_layout: KvLayout, n_ctx: u32, n_seq_max: u32) -> LlamaLm {
+    model()
+        .session(&ContextOptions {
+            kv_layout,
+            n_ctx,
+            n_seq_max,
+            ..ContextOptions::default()
+        })
+        .expect("context")
+}
+
+fn greedy(parent: ponder::Node, max_tokens: u32) -> GenRequest {
+    GenRequest {
+        sampling: SamplingParams {
+            temperature: 0.0,
+            ..SamplingParams::default()
+        },
+        ignore_eos: true,
+        ..request(parent, 0, max_tokens)
+    }
+}
+
+/// Forking a node (a cell share in `unified`, a whole-stream copy cut back to the fork point in
+/// `streams`) must leave the branch exactly the cache a fresh prefill of its prefix gives: the
+/// same greedy continuation at every depth, whether the forks run one at a time or all in one
+/// batch (in `streams` the batch also moves sequences next to each other: more copies).
+#[test]
+fn forks_at_every_depth_continue_as_a_fresh_prefill_in_both_layouts() {
+    const CHAIN: usize = 24;
+    const NEXT: u32 = 4;
+    for layout in [KvLayout::Unified, KvLayout::Streams] {
+        let mut lm = layout_session(layout, 16 * 512, 16);
+        assert_eq!(lm.sizing().layout, layout);
+        let root = lm.root(&[Message::user(QUESTION)]).unwrap();
+        let prompt = lm.node_tokens(root).unwrap();
+        let chain = lm
+            .generate(&[greedy(root, CHAIN as u32)])
+            .unwrap()
+            .remove(0);
+        let tokens = lm.node_tokens(chain.node).unwrap();
+        assert_eq!(tokens.len(), prompt.len() + CHAIN);
+        let depths: Vec<usize> = (0..=CHAIN).step_by(3).map(|d| prompt.len() + d).collect();
+
+        // Fresh prefills of each prefix, each in a context of its own.
+        let fresh: Vec<Vec<i32>> = depths
+            .iter()
+            .map(|&d| {
+                let mut f = layout_session(layout, 16 * 512, 16);
+                let r = f.root_tokens(&tokens[..d]).unwrap();
+                let g = f.generate(&[greedy(r, NEXT)]).unwrap().remove(0);
+                f.node_tokens(g.node).unwrap()[d..].to_vec()
+            })
+            .collect();
+
+        // One fork at a time, from the live chain.
+        for (&d, want) in depths.iter().zip(&fresh) {
+            let node = lm.extend_tokens(root, &tokens[prompt.len()..d]).unwrap();
+            let g = lm.generate(&[greedy(node, NEXT)]).unwrap().remove(0);
+            let got = lm.node_tokens(g.node).unwrap()[d..].to_vec();
+            assert_eq!(&got, want, "{layout:?}: fork at depth {d} one at a time");
+            lm.release(g.node);
+            lm.release(node);
+        }
+
+        // Every depth in one batch.
+        let nodes: Vec<ponder::Node> = depths
+            .iter()
+            .map(|&d| lm.extend_tokens(root, &tokens[prompt.len()..d]).unwrap())
+            .collect();
+        let before = lm.usage();
+        let gens = lm
+            .generate(&nodes.iter().map(|&n| greedy(n, NEXT)).collect::<Vec<_>>())
+            .unwrap();
+        for ((g, &d), want) in gens.iter().zip(&depths).zip(&fresh) {
+            let got = lm.node_tokens(g.node).unwrap()[d..].to_vec();
+            assert_eq!(&got, want, "{layout:?}: fork at depth {d} in one batch");
+        }
+        let used = lm.usage().since(&before);
+        match layout {
+            KvLayout::Streams => assert!(
+                used.kv_copies > 0 && used.kv_copy_bytes > 0,
+                "{used:?} {:?}",
+                lm.usage()
+            ),
+            _ => assert_eq!((used.kv_copies, used.kv_copy_bytes), (0, 0)),
+        }
+    }
+}
+
+#[test]
+fn outgrowing_a_stream_is_a_typed_error_and_a_generation_stops_at_its_end() {
+    // 512 cells for 2 sequences: a stream of 256 each.
+    let mut lm = layout_session(KvLayout::Streams, 512, 2);
+    let s = lm.sizing();
+    assert_eq!((s.cells_per_seq, s.n_ctx, s.n_seq_max), (256, 512, 2));
+    let long = "apples and oranges ".repeat(100);
+    let err = lm.root(&[Message::user(long.clone())]).unwrap_err();
+    match &err {
+        DecodeError::StreamOverflow {
+            tokens,
+            cells_per_seq,
+            n_ctx,
+            n_seq_max,
+            ..
+        } => {
+            assert!(*tokens > 256 && *tokens < 512, "{tokens}");
+            assert_eq!((*cells_per_seq, *n_ctx, *n_seq_max), (256, 512, 2));
+        }
+        other => panic!("expected StreamOverflow, got {other:?}"),
+    }
+    let msg = err.to_string();
+    assert!(
+        msg.contains("256") && msg.contains("--kv-layout unified") && msg.contains("--ctx"),
+        "{msg}"
+    );
+    let root = lm.root(&[Message::user("Write a long story.")]).unwrap();
+    assert!(matches!(
+        lm.extend(root, &long),
+        Err(DecodeError::StreamOverflow { .. })
+    ));
+    assert!(matches!(
+        lm.forced_logprobs(&[(root, &long)]),
+        Err(DecodeError::StreamOverflow { .. })
+    ));
+    // Two branches fill their streams; the context goes on working afterwards.
+    let len = lm.node_len(root).unwrap() as u32;
+    let mut r = request(root, 3, 1000);
+    r.ignore_eos = true;
+    let gens = lm.generate(&[r.clone(), request(root, 4, 1000)]).unwrap();
+    assert_eq!(gens[0].finish, FinishReason::ContextFull);
+    assert_eq!(len + gens[0].tokens, 256);
+    for g in gens {
+        lm.release(g.node);
+    }
+    let again = lm.generate(&[request(root, 5, 8)]).unwrap().remove(0);
+    assert!(again.tokens > 0);
+    // The same text fits a unified pool of the same size.
+    let mut pooled = layout_session(KvLayout::Unified, 512, 2);
+    assert!(pooled.root(&[Message::user(long)]).is_ok());
+}
+
+#[test]
+fn auto_picks_streams_unless_the_sizes_ask_for_a_shared_pool() {
+    let auto = |n_ctx, n_seq_max| {
+        ContextOptions {
+            n_ctx,
+            n_seq_max,
+            ..ContextOptions::default()
+        }
+        .sizing()
+    };
+    let s = auto(0, 0);
+    assert_eq!(
+        (s.layout, s.n_seq_max, s.cells_per_seq, s.n_ctx),
+        (KvLayout::Streams, 16, 2048, 32768)
+    );
+    assert_eq!(auto(4096, 0).layout, KvLayout::Unified);
+    assert_eq!(auto(4096, 64).layout, KvLayout::Unified);
+    let s = auto(8192, 8);
+    assert_eq!((s.layout, s.cells_per_seq), (KvLayout::Streams, 1024));
+    // llama.cpp rounds a stream up to a multiple of 256 cells; the sizing says so.
+    let s = ContextOptions {
+        kv_layout: KvLayout::Streams,
+        n_ctx: 1000,
+        n_seq_max: 2,
+        ..ContextOptions::default()
+    };
+    let lm = model().session(&s).unwrap();
+    assert_eq!((lm.sizing().cells_per_seq, lm.n_ctx()), (512, 1024));
 }
 
 #[test]

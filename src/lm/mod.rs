@@ -7,8 +7,8 @@
 
 pub mod llama;
 pub use llama::{
-    default_model_path, devices, ContextLoad, ContextOptions, Device, LlamaLm, Model, ModelOptions,
-    SharedLlama, SolveLm, DEFAULT_MODEL_PATH,
+    default_model_path, devices, ContextLoad, ContextOptions, Device, KvLayout, LlamaLm, Model,
+    ModelOptions, SharedLlama, Sizing, SolveLm, DEFAULT_MODEL_PATH,
 };
 pub(crate) mod nodes;
 pub mod remote;
@@ -378,6 +378,13 @@ pub struct Usage {
     pub parked: u64,
     /// Parked nodes brought back.
     pub reactivated: u64,
+    /// Whole KV streams copied (layout `streams`: a fork, or a move that keeps the sequences
+    /// decoded together next to each other; `unified` forks copy nothing).
+    #[serde(default)]
+    pub kv_copies: u64,
+    /// Bytes those copies moved (estimated from the model's shape: one stream of f16 cells).
+    #[serde(default)]
+    pub kv_copy_bytes: u64,
     /// Wall time spent inside the model's operations, in milliseconds.
     pub wall_ms: u64,
 }
@@ -399,6 +406,8 @@ impl Usage {
             forward_passes: self.forward_passes.saturating_sub(earlier.forward_passes),
             parked: self.parked.saturating_sub(earlier.parked),
             reactivated: self.reactivated.saturating_sub(earlier.reactivated),
+            kv_copies: self.kv_copies.saturating_sub(earlier.kv_copies),
+            kv_copy_bytes: self.kv_copy_bytes.saturating_sub(earlier.kv_copy_bytes),
             wall_ms: self.wall_ms.saturating_sub(earlier.wall_ms),
         }
     }
@@ -414,6 +423,8 @@ impl Usage {
         self.forward_passes += other.forward_passes;
         self.parked += other.parked;
         self.reactivated += other.reactivated;
+        self.kv_copies += other.kv_copies;
+        self.kv_copy_bytes += other.kv_copy_bytes;
         self.wall_ms += other.wall_ms;
     }
 }

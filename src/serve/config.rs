@@ -11,7 +11,7 @@ use crate::error::ConfigFileError;
 /// long flags of `ponder serve` with `_` for `-`: the server's own (`host`, `port`, `api_key`,
 /// `max_queue`, `max_body_bytes`, `max_n`, `max_tokens`, `max_budget_tokens`,
 /// `max_solve_seconds`, `grace_seconds`, `model_name`) and the model's (`backend`, `model`,
-/// `n_gpu_layers`, `ctx`, `threads`, `n_seq_max`, `deterministic`, `url` (a list),
+/// `n_gpu_layers`, `ctx`, `threads`, `n_seq_max`, `kv_layout`, `deterministic`, `url` (a list),
 /// `served_model`, `max_in_flight`, `timeout_ms`, `attempts`, `tokenizer`). A flag or environment variable
 /// given on the command line wins over the file.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -53,6 +53,8 @@ pub struct ServeFile {
     pub threads: Option<u32>,
     /// `--n-seq-max`.
     pub n_seq_max: Option<u32>,
+    /// `--kv-layout` (`unified`, `streams` or `auto`).
+    pub kv_layout: Option<crate::lm::KvLayout>,
     /// `--deterministic`.
     pub deterministic: Option<bool>,
     /// `--url`, once per server.

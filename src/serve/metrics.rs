@@ -200,6 +200,16 @@ impl Metrics {
                 "Forward passes (llama_decode calls).",
                 u.forward_passes,
             ),
+            (
+                "ponder_kv_copies_total",
+                "Whole KV streams copied (layout streams).",
+                u.kv_copies,
+            ),
+            (
+                "ponder_kv_copy_bytes_total",
+                "Bytes moved by KV stream copies (estimated from the model's shape).",
+                u.kv_copy_bytes,
+            ),
         ] {
             line(name, "counter", help, v.to_string());
         }

@@ -290,7 +290,10 @@ impl From<crate::Error> for ApiError {
                 err.param = Some(format!("ponder.{}", c.field));
                 err
             }
-            crate::Error::Decode(crate::DecodeError::ContextOverflow { .. }) => {
+            crate::Error::Decode(
+                crate::DecodeError::ContextOverflow { .. }
+                | crate::DecodeError::StreamOverflow { .. },
+            ) => {
                 let mut err = Self::bad_request(e.to_string(), Some("messages"));
                 err.code = Some("context_length_exceeded");
                 err

@@ -127,6 +127,14 @@ pub struct ponder_usage {
     pub forward_passes: u64,
     /// Time in the model, milliseconds.
     pub wall_ms: u64,
+    /// Nodes whose cache was freed under pressure (their tokens kept).
+    pub parked: u64,
+    /// Parked nodes brought back.
+    pub reactivated: u64,
+    /// Whole KV streams copied (layout `streams`; 0 in `unified`).
+    pub kv_copies: u64,
+    /// Bytes those copies moved (an estimate from the model's shape).
+    pub kv_copy_bytes: u64,
 }
 
 /// The library's version, e.g. `"0.1.0"` (static, NUL-terminated).
@@ -623,6 +631,10 @@ pub unsafe extern "C" fn ponder_outcome_usage(
                     recomputed_tokens: u.recomputed_tokens,
                     forward_passes: u.forward_passes,
                     wall_ms: u.wall_ms,
+                    parked: u.parked,
+                    reactivated: u.reactivated,
+                    kv_copies: u.kv_copies,
+                    kv_copy_bytes: u.kv_copy_bytes,
                 }
             };
             ponder_status::Ok

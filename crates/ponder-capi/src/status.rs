@@ -117,7 +117,9 @@ impl From<&Error> for ponder_status {
             Error::Decode(DecodeError::Remote { .. }) => Self::RemoteFailed,
             Error::Decode(DecodeError::Unsupported { .. }) => Self::Unsupported,
             Error::Load(_) => Self::ModelLoadFailed,
-            Error::Decode(DecodeError::ContextOverflow { .. }) => Self::ContextOverflow,
+            Error::Decode(
+                DecodeError::ContextOverflow { .. } | DecodeError::StreamOverflow { .. },
+            ) => Self::ContextOverflow,
             Error::Decode(DecodeError::Cancelled) => Self::Cancelled,
             Error::Decode(DecodeError::KvCacheFull { .. }) => Self::KvCacheFull,
             Error::Decode(DecodeError::Config(_) | DecodeError::NulByte { .. }) => {

@@ -23,8 +23,14 @@ fn opening_line(command: &str, model: &ModelArgs, strategy: Option<&StrategyConf
     match model.config() {
         BackendConfig::Llama(c) => {
             parts.push(format!("model {}", c.model.display()));
-            parts.push(format!("ctx {}", c.n_ctx));
-            parts.push(format!("{} sequences", c.n_seq_max));
+            let s = c.options().1.sizing();
+            parts.push(match s.layout {
+                ponder::KvLayout::Streams => format!(
+                    "kv streams: {} branches x {} tokens (ctx {})",
+                    s.n_seq_max, s.cells_per_seq, s.n_ctx
+                ),
+                _ => format!("kv unified: ctx {} · {} sequences", s.n_ctx, s.n_seq_max),
+            });
             parts.push(if c.n_threads == 0 {
                 let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
                 format!(

@@ -34,6 +34,9 @@ struct UsageOut {
     recomputed_tokens: u64,
     forward_passes: u64,
     parked: u64,
+    reactivated: u64,
+    kv_copies: u64,
+    kv_copy_bytes: u64,
     wall_ms: u64,
 }
 
@@ -48,6 +51,9 @@ impl From<&Usage> for UsageOut {
             recomputed_tokens: u.recomputed_tokens,
             forward_passes: u.forward_passes,
             parked: u.parked,
+            reactivated: u.reactivated,
+            kv_copies: u.kv_copies,
+            kv_copy_bytes: u.kv_copy_bytes,
             wall_ms: u.wall_ms,
         }
     }
@@ -207,8 +213,17 @@ pub fn outcome(o: &Outcome) {
         mark(o.correct)
     );
     let u = &o.usage;
+    let copies = if u.kv_copies > 0 {
+        format!(
+            " · {} KV stream copies ({:.1} MB)",
+            u.kv_copies,
+            u.kv_copy_bytes as f64 / 1e6
+        )
+    } else {
+        String::new()
+    };
     println!(
-        "usage: prompt {} · prefill {} · generated {} · decoded {} · reused {} · recomputed {} · {} forward passes · {:.2} s",
+        "usage: prompt {} · prefill {} · generated {} · decoded {} · reused {} · recomputed {} · {} forward passes{copies} · {:.2} s",
         u.prompt_tokens,
         u.prefill_tokens,
         u.generated_tokens,

@@ -16,7 +16,7 @@ use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::LlamaContextLoadError;
 
-use super::{llama_backend, ContextOptions, Model};
+use super::{llama_backend, ContextOptions, KvLayout, Model, Sizing};
 use crate::error::LoadError;
 
 /// llama.cpp mutates the model while creating a context, so contexts are created one at a time.
@@ -30,17 +30,23 @@ pub(crate) struct ModelContext {
     ctx: LlamaContext<'static>,
     /// Only read by the context (through llama.cpp's pointer): held to keep the model alive.
     _model: Arc<LlamaModel>,
+    /// `unified` or `streams`: decides how [`ModelContext::fork`] copies.
+    layout: KvLayout,
 }
 
 impl ModelContext {
-    /// A context over `model` sized by `options` (already validated), with a unified KV cache;
-    /// also returns the tokens per `llama_decode` it was made for.
-    pub(crate) fn open(model: &Model, options: &ContextOptions) -> Result<(Self, u32), LoadError> {
+    /// A context over `model` sized by `options` (already validated) in the layout of
+    /// `sizing` (`options.sizing()`); also returns the tokens per `llama_decode` it was made for.
+    pub(crate) fn open(
+        model: &Model,
+        options: &ContextOptions,
+        sizing: &Sizing,
+    ) -> Result<(Self, u32), LoadError> {
         let backend = llama_backend()?;
         let n_batch = if options.n_batch == 0 {
-            options.n_ctx.min(2048)
+            sizing.n_ctx.min(2048)
         } else {
-            options.n_batch.min(options.n_ctx)
+            options.n_batch.min(sizing.n_ctx)
         };
         let threads = if options.n_threads == 0 {
             std::thread::available_parallelism().map_or(1, |n| n.get() as i32)
@@ -48,11 +54,11 @@ impl ModelContext {
             options.n_threads as i32
         };
         let params = LlamaContextParams::default()
-            .with_n_ctx(NonZeroU32::new(options.n_ctx))
+            .with_n_ctx(NonZeroU32::new(sizing.n_ctx))
             .with_n_batch(n_batch)
             .with_n_ubatch(n_batch.min(512))
-            .with_n_seq_max(options.n_seq_max)
-            .with_kv_unified(true)
+            .with_n_seq_max(sizing.n_seq_max)
+            .with_kv_unified(sizing.layout == KvLayout::Unified)
             .with_flash_attention_policy(if options.flash_attention {
                 llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_AUTO
             } else {
@@ -60,9 +66,11 @@ impl ModelContext {
             })
             .with_n_threads(threads)
             .with_n_threads_batch(threads);
-        let ctx = Self::new(&model.inner, backend, params).map_err(|_| LoadError::Context {
-            n_ctx: options.n_ctx,
-            n_seq_max: options.n_seq_max,
+        let ctx = Self::new(&model.inner, backend, params, sizing.layout).map_err(|_| {
+            LoadError::Context {
+                n_ctx: sizing.n_ctx,
+                n_seq_max: sizing.n_seq_max,
+            }
         })?;
         Ok((ctx, n_batch))
     }
@@ -72,6 +80,7 @@ impl ModelContext {
         model: &Arc<LlamaModel>,
         backend: &LlamaBackend,
         params: LlamaContextParams,
+        layout: KvLayout,
     ) -> Result<Self, LlamaContextLoadError> {
         let model = Arc::clone(model);
         let ctx = {
@@ -85,7 +94,11 @@ impl ModelContext {
         // operations below only call methods on it, so no one can move it out, swap another
         // context in, or keep a reference derived from it past `self`.
         let ctx = unsafe { std::mem::transmute::<LlamaContext<'_>, LlamaContext<'static>>(ctx) };
-        Ok(Self { ctx, _model: model })
+        Ok(Self {
+            ctx,
+            _model: model,
+            layout,
+        })
     }
 
     /// The context, for its `&self` methods (logits, samplers), borrowed no longer than `self`.
@@ -107,10 +120,31 @@ impl ModelContext {
         self.ctx.clear_kv_cache_seq(seq, p0, p1).ok();
     }
 
-    /// Makes `dst` share `src`'s cells at positions `p0..p1` (copies no data in a unified cache).
-    pub(crate) fn copy_seq(&mut self, src: i32, dst: i32, p0: Option<u32>, p1: Option<u32>) {
-        // As in `clear_seq`: only out-of-range positions fail.
-        self.ctx.copy_kv_cache_seq(src, dst, p0, p1).ok();
+    /// Makes the empty sequence `dst` hold `src`'s positions `0..len`. Returns whether a stream
+    /// was copied (`streams`), rather than cells shared (`unified`).
+    ///
+    /// This is the only place that copies a sequence. In `unified` the copy tags `src`'s cells
+    /// with `dst` and moves no data. In `streams` llama.cpp can copy only a *whole* stream (a
+    /// partial range aborts the process): the whole of `src` is copied (applied at the next
+    /// `llama_decode`, in the order the copies were asked for), then the positions from `len` on
+    /// are removed from `dst`. No range ever reaches llama.cpp's copy in `streams`.
+    pub(crate) fn fork(&mut self, src: i32, dst: i32, len: u32) -> bool {
+        // As in `clear_seq`: only out-of-range values fail.
+        match self.layout {
+            KvLayout::Streams => {
+                self.ctx.copy_kv_cache_seq(src, dst, None, None).ok();
+                self.ctx
+                    .clear_kv_cache_seq(Some(dst as u32), Some(len), None)
+                    .ok();
+                true
+            }
+            _ => {
+                self.ctx
+                    .copy_kv_cache_seq(src, dst, Some(0), Some(len))
+                    .ok();
+                false
+            }
+        }
     }
 
     /// Empties the whole KV cache.

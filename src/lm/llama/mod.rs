@@ -77,19 +77,91 @@ impl Default for ModelOptions {
     }
 }
 
+/// Where the KV cache keeps each branch's cells: see [`ContextOptions::kv_layout`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KvLayout {
+    /// One pool of `n_ctx` cells shared by every sequence: a fork shares its parent's cells and
+    /// copies nothing, but each branch's attention visits every cell in use by every branch
+    /// (masked, still read), so a step costs more the more branches are live.
+    Unified,
+    /// One stream of `n_ctx / n_seq_max` cells per sequence (llama.cpp's `kv_unified = false`,
+    /// as `llama-server` runs): each branch attends only to its own cells; a fork copies the
+    /// parent's whole stream and then removes the positions past the fork point.
+    Streams,
+    /// `streams`, unless the sizes given leave a stream fewer than
+    /// [`ContextOptions::MIN_AUTO_STREAM_CELLS`] cells (an explicit `n_ctx` with the default
+    /// `n_seq_max` counts as asking for a shared pool): then `unified`.
+    #[default]
+    Auto,
+}
+
+impl KvLayout {
+    /// The names accepted on the command line and in JSON.
+    pub const NAMES: [&'static str; 3] = ["unified", "streams", "auto"];
+
+    /// The layout's name as written in JSON and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Unified => "unified",
+            Self::Streams => "streams",
+            Self::Auto => "auto",
+        }
+    }
+}
+
+impl std::str::FromStr for KvLayout {
+    type Err = ConfigError;
+
+    fn from_str(s: &str) -> Result<Self, ConfigError> {
+        match s {
+            "unified" => Ok(Self::Unified),
+            "streams" => Ok(Self::Streams),
+            "auto" => Ok(Self::Auto),
+            other => Err(ConfigError::new(
+                "kv_layout",
+                format!("{other:?} is not a KV layout; use \"unified\", \"streams\" or \"auto\""),
+            )),
+        }
+    }
+}
+
+/// The sizes a context is created with once [`ContextOptions`]'s defaults and `auto` are
+/// resolved: see [`ContextOptions::sizing`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Sizing {
+    /// `unified` or `streams` (never `auto`).
+    pub layout: KvLayout,
+    /// KV cells in all (in `streams`, `cells_per_seq * n_seq_max`).
+    pub n_ctx: u32,
+    /// Sequences (live branches) at once.
+    pub n_seq_max: u32,
+    /// The most tokens one branch can hold: `n_ctx` in `unified`, its stream's cells in
+    /// `streams`.
+    pub cells_per_seq: u32,
+}
+
 /// How to size the inference context of an [`LlamaLm`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ContextOptions {
-    /// KV cache cells shared by all branches (a token of a prefix shared by many branches takes
-    /// one cell).
+    /// Where the KV cache keeps each branch's cells (default `auto`): `unified` (one shared
+    /// pool; forks free, every branch attends over every live cell) or `streams` (a stream of
+    /// `n_ctx / n_seq_max` cells per sequence; forks copy a stream). See the README's
+    /// measurements for which wins where.
+    pub kv_layout: KvLayout,
+    /// KV cells in all; 0 = the layout's default: 4096 in `unified` (shared by all branches: a
+    /// token of a prefix shared by many branches takes one cell), `n_seq_max` ×
+    /// [`ContextOptions::DEFAULT_STREAM_CELLS`] in `streams`. In `streams` each sequence gets
+    /// `n_ctx / n_seq_max` of them (llama.cpp rounds that up to a multiple of 256).
     pub n_ctx: u32,
     /// CPU threads; 0 = all available cores. At most [`ContextOptions::max_threads`] (four per
     /// core): more only makes llama.cpp's worker threads wait on each other (and at a few
     /// thousand, crash OpenMP). When another job shares the CPU, fewer threads than cores is
     /// often faster: llama.cpp's workers spin while they wait.
     pub n_threads: u32,
-    /// Sequences (live branches) at once, 1..=256. More nodes than this are parked and re-attached.
+    /// Sequences (live branches) at once, 1..=256; 0 = the layout's default: 64 in `unified`,
+    /// 16 in `streams`. More nodes than this are parked and re-attached.
     pub n_seq_max: u32,
     /// Tokens per `llama_decode` call; 0 = `min(n_ctx, 2048)`.
     pub n_batch: u32,
@@ -117,9 +189,10 @@ pub struct ContextOptions {
 impl Default for ContextOptions {
     fn default() -> Self {
         Self {
-            n_ctx: 4096,
+            kv_layout: KvLayout::Auto,
+            n_ctx: 0,
             n_threads: 0,
-            n_seq_max: 64,
+            n_seq_max: 0,
             n_batch: 0,
             logits_cache: 64,
             flash_attention: true,
@@ -131,18 +204,85 @@ impl Default for ContextOptions {
 }
 
 impl ContextOptions {
+    /// `n_ctx` when left at 0 in `unified`.
+    pub const DEFAULT_UNIFIED_N_CTX: u32 = 4096;
+    /// `n_seq_max` when left at 0 in `unified`.
+    pub const DEFAULT_UNIFIED_N_SEQ_MAX: u32 = 64;
+    /// `n_seq_max` when left at 0 in `streams`.
+    pub const DEFAULT_STREAM_N_SEQ_MAX: u32 = 16;
+    /// Cells per stream when `n_ctx` is left at 0 in `streams`: room for a long prompt and a
+    /// long answer.
+    pub const DEFAULT_STREAM_CELLS: u32 = 2048;
+    /// The fewest cells per stream `auto` picks `streams` for.
+    pub const MIN_AUTO_STREAM_CELLS: u32 = 512;
+    /// llama.cpp gives every stream a multiple of this many cells.
+    pub const STREAM_CELL_ALIGN: u32 = 256;
+
+    /// The layout and sizes this context is made with: `auto` resolved, zeros replaced by the
+    /// layout's defaults, and in `streams` the cells per stream rounded up as llama.cpp does.
+    /// Meaningful once [`ContextOptions::validate`] passed.
+    pub fn sizing(&self) -> Sizing {
+        let layout = match self.kv_layout {
+            KvLayout::Auto => match (self.n_ctx, self.n_seq_max) {
+                (0, _) => KvLayout::Streams,
+                (_, 0) => KvLayout::Unified,
+                (n_ctx, n_seq) if n_ctx / n_seq < Self::MIN_AUTO_STREAM_CELLS => KvLayout::Unified,
+                _ => KvLayout::Streams,
+            },
+            layout => layout,
+        };
+        match layout {
+            KvLayout::Streams => {
+                let n_seq_max = match self.n_seq_max {
+                    0 => Self::DEFAULT_STREAM_N_SEQ_MAX,
+                    n => n,
+                };
+                let asked = match self.n_ctx {
+                    0 => Self::DEFAULT_STREAM_CELLS,
+                    n => n / n_seq_max,
+                };
+                let align = Self::STREAM_CELL_ALIGN;
+                let cells_per_seq = asked.div_ceil(align).max(1) * align;
+                Sizing {
+                    layout,
+                    n_ctx: cells_per_seq.saturating_mul(n_seq_max),
+                    n_seq_max,
+                    cells_per_seq,
+                }
+            }
+            _ => {
+                let n_ctx = match self.n_ctx {
+                    0 => Self::DEFAULT_UNIFIED_N_CTX,
+                    n => n,
+                };
+                Sizing {
+                    layout: KvLayout::Unified,
+                    n_ctx,
+                    n_seq_max: match self.n_seq_max {
+                        0 => Self::DEFAULT_UNIFIED_N_SEQ_MAX,
+                        n => n,
+                    },
+                    cells_per_seq: n_ctx,
+                }
+            }
+        }
+    }
+
     /// Checks every field's range.
     ///
     /// # Errors
     /// A [`ConfigError`] naming the first field out of range.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.n_ctx < 8 {
+        if self.n_ctx != 0 && self.n_ctx < 8 {
             return Err(ConfigError::new(
                 "n_ctx",
-                format!("{} is too small; use at least 8 tokens", self.n_ctx),
+                format!(
+                    "{} is too small; use at least 8 tokens (0 for the layout's default)",
+                    self.n_ctx
+                ),
             ));
         }
-        ConfigError::check_range("n_ctx", self.n_ctx, 8..=Self::MAX_N_CTX, "tokens")?;
+        ConfigError::check_range("n_ctx", self.n_ctx, 0..=Self::MAX_N_CTX, "tokens")?;
         let max_threads = Self::max_threads();
         if self.n_threads > max_threads {
             return Err(ConfigError::new(
@@ -154,26 +294,53 @@ impl ContextOptions {
                 ),
             ));
         }
-        if !(1..=256).contains(&self.n_seq_max) {
+        if self.n_seq_max > 256 {
             return Err(ConfigError::new(
                 "n_seq_max",
                 format!(
-                    "{} is outside 1..=256 (llama.cpp's sequence limit)",
+                    "{} is outside 1..=256 (llama.cpp's sequence limit; 0 for the layout's default)",
                     self.n_seq_max
                 ),
             ));
+        }
+        let sizing = self.sizing();
+        if sizing.layout == KvLayout::Streams {
+            if self.n_ctx != 0 && self.n_ctx / sizing.n_seq_max == 0 {
+                return Err(ConfigError::new(
+                    "n_ctx",
+                    format!(
+                        "{} cells cannot give each of {} sequences a stream of its own; use at least {} (n_seq_max x {}), fewer sequences, or the unified layout",
+                        self.n_ctx,
+                        sizing.n_seq_max,
+                        sizing.n_seq_max * Self::STREAM_CELL_ALIGN,
+                        Self::STREAM_CELL_ALIGN
+                    ),
+                ));
+            }
+            if sizing.n_ctx > Self::MAX_N_CTX {
+                return Err(ConfigError::new(
+                    "n_ctx",
+                    format!(
+                        "{} sequences of {} cells each make {} cells, more than {}; use fewer sequences or a smaller n_ctx",
+                        sizing.n_seq_max,
+                        sizing.cells_per_seq,
+                        sizing.n_ctx,
+                        Self::MAX_N_CTX
+                    ),
+                ));
+            }
         }
         // 0 = no cap.
         ConfigError::check_range(
             "max_seqs_per_solve",
             self.max_seqs_per_solve,
-            0..=self.n_seq_max,
+            0..=sizing.n_seq_max,
             "sequences",
         )?;
         ConfigError::check_range(
             "max_cells_per_solve",
             self.max_cells_per_solve,
-            0..=self.n_ctx,
+            0..=sizing.n_ctx,
             "cells",
         )?;
         if self.logits_cache == 0 {
@@ -312,6 +479,24 @@ impl Model {
     /// The context length the model was trained with.
     pub fn n_ctx_train(&self) -> u32 {
         self.inner.n_ctx_train()
+    }
+
+    /// Bytes one KV cell takes over all layers with llama.cpp's default f16 cache: the
+    /// attention's key and value widths from the GGUF metadata (`n_embd / n_head` where absent).
+    /// An estimate for models that keep some layers' cache elsewhere (sliding-window layers).
+    pub fn kv_bytes_per_cell(&self) -> u64 {
+        let m = &self.inner;
+        let arch = m.meta_val_str("general.architecture").unwrap_or_default();
+        let width = |key: &str| {
+            m.meta_val_str(&format!("{arch}.attention.{key}"))
+                .ok()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or_else(|| (m.n_embd().max(0) as u64) / u64::from(m.n_head().max(1)))
+        };
+        u64::from(m.n_layer())
+            * u64::from(m.n_head_kv())
+            * (width("key_length") + width("value_length"))
+            * 2
     }
 
     /// A new inference context over this model, with an empty tree.
@@ -453,9 +638,11 @@ pub struct LlamaLm {
     /// The model's own chat template; `None` for models without one (base models), which get
     /// a plain `User: … / Assistant:` rendering instead.
     template: Option<LlamaChatTemplate>,
-    n_ctx: u32,
+    /// The layout and sizes the context was made with.
+    sizing: Sizing,
+    /// Bytes one stream copy moves (`streams`; an estimate from the model's shape, f16 cells).
+    stream_bytes: u64,
     n_batch: usize,
-    n_seq_max: u32,
     logits_cache: usize,
     nodes: NodeTable<NodeData>,
     free_seqs: Vec<i32>,
@@ -482,8 +669,7 @@ impl fmt::Debug for LlamaLm {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LlamaLm")
             .field("model", &self.model)
-            .field("n_ctx", &self.n_ctx)
-            .field("n_seq_max", &self.n_seq_max)
+            .field("sizing", &self.sizing)
             .field("nodes", &self.node_count())
             .field("live_sequences", &self.live_sequences())
             .finish()
@@ -503,18 +689,19 @@ impl LlamaLm {
 
     fn new(model: Model, options: &ContextOptions) -> Result<Self, LoadError> {
         options.validate()?;
-        let (ctx, n_batch) = ModelContext::open(&model, options)?;
+        let sizing = options.sizing();
+        let (ctx, n_batch) = ModelContext::open(&model, options, &sizing)?;
         let template = model.inner.chat_template(None).ok();
         Ok(Self {
             ctx,
-            batch: LlamaBatch::new(n_batch as usize, options.n_seq_max as i32),
+            batch: LlamaBatch::new(n_batch as usize, sizing.n_seq_max as i32),
             template,
-            n_ctx: options.n_ctx,
+            stream_bytes: model.kv_bytes_per_cell() * u64::from(sizing.cells_per_seq),
+            sizing,
             n_batch: n_batch as usize,
-            n_seq_max: options.n_seq_max,
             logits_cache: options.logits_cache as usize,
             nodes: NodeTable::new(),
-            free_seqs: (0..options.n_seq_max as i32).rev().collect(),
+            free_seqs: (0..sizing.n_seq_max as i32).collect(),
             clock: 0,
             usage: Usage::default(),
             wall_us: 0,
@@ -526,7 +713,7 @@ impl LlamaLm {
             next_job: 0,
             deterministic: options.deterministic,
             seqs_per_owner: match options.max_seqs_per_solve {
-                0 => options.n_seq_max as usize,
+                0 => sizing.n_seq_max as usize,
                 n => n as usize,
             },
             cells_per_owner: (options.max_cells_per_solve > 0)
@@ -540,14 +727,23 @@ impl LlamaLm {
         &self.model
     }
 
-    /// The context size in tokens.
+    /// The context size in tokens (KV cells in all).
     pub fn n_ctx(&self) -> u32 {
-        self.n_ctx
+        self.sizing.n_ctx
     }
 
     /// The most sequences live at once.
     pub fn n_seq_max(&self) -> u32 {
-        self.n_seq_max
+        self.sizing.n_seq_max
+    }
+
+    /// The layout and sizes the context was made with (`auto` and defaults resolved).
+    pub fn sizing(&self) -> Sizing {
+        self.sizing
+    }
+
+    fn streams(&self) -> bool {
+        self.sizing.layout == KvLayout::Streams
     }
 
     /// Whether it was opened with [`ContextOptions::deterministic`].
@@ -581,7 +777,7 @@ impl LlamaLm {
 
     /// Sequences currently holding cache.
     pub fn live_sequences(&self) -> usize {
-        self.n_seq_max as usize - self.free_seqs.len()
+        self.sizing.n_seq_max as usize - self.free_seqs.len()
     }
 
     /// KV cells the live sequences hold: the distinct token prefixes (position and all tokens
@@ -590,8 +786,17 @@ impl LlamaLm {
     /// the cache's when every shared prefix is stored once, as ponder does (new sequences copy
     /// the longest live prefix; equal pending tokens of several sequences are decoded into one
     /// cell), and is lower by the tokens two sequences decoded separately although equal.
-    /// Linear in the tokens held (sorted by prefix): meant for monitoring, not per step.
+    /// Linear in the tokens held (sorted by prefix): meant for monitoring, not per step. In
+    /// `streams` nothing is shared: the sum of every live sequence's tokens.
     pub fn kv_cells_used(&self) -> usize {
+        if self.streams() {
+            return self
+                .nodes
+                .iter()
+                .filter(|(_, n)| n.seq.is_some())
+                .map(|(_, n)| n.kv_len)
+                .sum();
+        }
         let mut held: Vec<&[LlamaToken]> = self
             .nodes
             .iter()
@@ -694,21 +899,29 @@ impl LlamaLm {
             .min_by_key(|(_, n)| n.last_used)
             .map(|(i, _)| i);
         let Some(i) = victim else { return false };
+        self.park(i);
+        true
+    }
+
+    /// Frees node `i`'s sequence and keeps its tokens.
+    fn park(&mut self, i: u32) {
         let n = self.data_mut(i);
-        let seq = n.seq.take().expect("filtered on seq");
+        let seq = n.seq.take().expect("attached");
         n.kv_len = 0;
         n.logits = None;
         n.parked = true;
         let owner = n.owner;
         self.count(owner, |u| u.parked += 1);
         self.free_seq(seq);
-        true
     }
 
+    /// The lowest free sequence id, parking a node when none is free. Lowest first keeps the
+    /// sequences decoded together next to each other, which `streams` needs to decode them in
+    /// one pass (see [`LlamaLm::compact_streams`]).
     fn alloc_seq(&mut self) -> Result<i32, DecodeError> {
         loop {
-            if let Some(seq) = self.free_seqs.pop() {
-                return Ok(seq);
+            if let Some(at) = (0..self.free_seqs.len()).min_by_key(|&k| self.free_seqs[k]) {
+                return Ok(self.free_seqs.swap_remove(at));
             }
             if !self.park_lru() {
                 // Unreachable while operations pin at most n_seq_max nodes; kept as an error
@@ -743,6 +956,9 @@ impl LlamaLm {
             // No sequence free and the best source is idle: the new node takes over the
             // source's sequence (cut back to the shared prefix) instead of parking some node and
             // copying. Forking the only child of an idle parent under pressure costs nothing.
+            // (Not when a sequence is free, in `streams` either, although a fork copies a whole
+            // stream there: the source's cache would be lost, and decoding it again when the
+            // search comes back to it costs far more than the copy.)
             Some((owner, src, shared)) if self.free_seqs.is_empty() && !self.data(owner).pinned => {
                 self.truncate_kv(owner, shared);
                 let o = self.data_mut(owner);
@@ -763,7 +979,8 @@ impl LlamaLm {
                         .iter()
                         .any(|(_, n)| n.seq == Some(src) && n.kv_len >= shared)
                     {
-                        self.ctx.copy_seq(src, seq, Some(0), Some(shared as u32));
+                        let owner = self.data(i).owner;
+                        self.fork_seq(owner, src, seq, shared);
                         (seq, shared)
                     } else {
                         (seq, 0)
@@ -784,6 +1001,106 @@ impl LlamaLm {
             u.reactivated += u64::from(reactivated);
         });
         Ok(())
+    }
+
+    /// Makes the free sequence `dst` hold `src`'s first `len` positions, counting a stream copy
+    /// against `owner`.
+    fn fork_seq(&mut self, owner: Owner, src: i32, dst: i32, len: usize) {
+        if self.ctx.fork(src, dst, len as u32) {
+            let bytes = self.stream_bytes;
+            self.count(owner, |u| {
+                u.kv_copies += 1;
+                u.kv_copy_bytes += bytes;
+            });
+        }
+    }
+
+    /// In `streams`, llama.cpp decodes in one pass only sequences with consecutive ids (it
+    /// splits a batch at every gap, and each part is a forward pass of its own). Before a batch,
+    /// this moves the entries' sequences into one run of consecutive ids: it picks the run that
+    /// already holds most of them, moves whatever idle node holds an id inside it to a free id
+    /// outside (or parks it when none is free), and moves the entries outside the run into the
+    /// gaps. Each move is one stream copy. Lowest-first allocation makes this rare; a branch that
+    /// finishes before its siblings costs two copies (it moves out, the last sibling moves in).
+    fn compact_streams(&mut self, entries: &[Pending]) {
+        let mut seqs: Vec<i32> = entries
+            .iter()
+            .map(|p| self.data(p.node).seq.expect("attached"))
+            .collect();
+        seqs.sort_unstable();
+        seqs.dedup();
+        let k = seqs.len() as i32;
+        if k < 2 || seqs[seqs.len() - 1] - seqs[0] + 1 == k {
+            return;
+        }
+        let n = self.sizing.n_seq_max as i32;
+        let start = seqs
+            .iter()
+            .map(|&s| s.min(n - k))
+            .max_by_key(|&a| {
+                let covered = seqs.iter().filter(|&&s| s >= a && s < a + k).count();
+                // Most covered; among equals the lowest run.
+                (covered, -a)
+            })
+            .expect("k >= 2");
+        let window = start..start + k;
+        let mut movers: Vec<u32> = entries
+            .iter()
+            .map(|p| p.node)
+            .filter(|&i| !window.contains(&self.data(i).seq.expect("attached")))
+            .collect();
+        for gap in window.clone() {
+            if seqs.contains(&gap) {
+                continue;
+            }
+            let Some(&mover) = movers.last() else { return };
+            let holder = self
+                .nodes
+                .iter()
+                .find(|(_, n)| n.seq == Some(gap))
+                .map(|(j, _)| j);
+            if let Some(h) = holder {
+                let spare = self
+                    .free_seqs
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, s)| !window.contains(s))
+                    .min_by_key(|(_, &s)| s)
+                    .map(|(at, _)| at);
+                if let Some(at) = spare {
+                    let to = self.free_seqs.swap_remove(at);
+                    let len = self.data(h).kv_len;
+                    let owner = self.data(h).owner;
+                    self.fork_seq(owner, gap, to, len);
+                    self.ctx.clear_seq(Some(gap as u32), None, None);
+                    self.data_mut(h).seq = Some(to);
+                } else if !self.data(h).pinned {
+                    self.park(h);
+                    let at = self
+                        .free_seqs
+                        .iter()
+                        .position(|&s| s == gap)
+                        .expect("parking frees the id");
+                    self.free_seqs.swap_remove(at);
+                } else {
+                    return;
+                }
+            } else {
+                let at = self
+                    .free_seqs
+                    .iter()
+                    .position(|&s| s == gap)
+                    .expect("an id no node holds is free");
+                self.free_seqs.swap_remove(at);
+            }
+            movers.pop();
+            let from = self.data(mover).seq.expect("attached");
+            let len = self.data(mover).kv_len;
+            let owner = self.data(mover).owner;
+            self.fork_seq(owner, from, gap, len);
+            self.data_mut(mover).seq = Some(gap);
+            self.free_seq(from);
+        }
     }
 
     /// Drops node `i`'s cached tokens from position `len` on (if it has more), so that decoding
@@ -834,17 +1151,24 @@ impl LlamaLm {
         entries: &[Pending],
         checks: &[super::Interrupt],
     ) -> Result<Vec<Decoded>, DecodeError> {
+        let streams = self.streams();
+        if streams {
+            self.compact_streams(entries);
+        }
         let mut items: Vec<BatchItem> = Vec::new();
-        let mut by_prefix: HashMap<(usize, PrefixHash), usize> = HashMap::new();
+        let mut by_prefix: HashMap<(usize, usize, PrefixHash), usize> = HashMap::new();
         for (e, p) in entries.iter().enumerate() {
             let n = self.data(p.node);
             debug_assert!(n.pinned && n.seq.is_some() && n.kv_len < n.tokens.len());
             let seq = n.seq.expect("attached");
             let mut hash = PrefixHash::of(&n.tokens[..n.kv_len]);
+            // In `streams` a token belongs to one sequence's stream: no sharing between entries
+            // (llama.cpp refuses a token tagged with sequences of two streams).
+            let salt = if streams { e + 1 } else { 0 };
             for pos in n.kv_len..n.tokens.len() {
                 hash = hash.push(n.tokens[pos]);
                 let wants = pos + 1 == n.tokens.len() || p.logprobs_from.is_some_and(|f| pos >= f);
-                match by_prefix.entry((pos, hash)) {
+                match by_prefix.entry((pos, salt, hash)) {
                     std::collections::hash_map::Entry::Occupied(o) => {
                         let item = &mut items[*o.get()];
                         item.seqs.push(seq);
@@ -885,7 +1209,8 @@ impl LlamaLm {
                 match self.ctx.decode(&mut self.batch) {
                     Ok(()) => break,
                     Err(llama_cpp_2::DecodeError::NoKvCacheSlot) => {
-                        if !self.park_lru() {
+                        // In `streams` parking frees no cell of another stream.
+                        if streams || !self.park_lru() {
                             return Err(DecodeError::KvCacheFull {
                                 tokens: chunk.len(),
                             });
@@ -966,11 +1291,22 @@ impl LlamaLm {
     }
 
     fn check_fits(&self, what: &'static str, tokens: usize) -> Result<(), DecodeError> {
-        if tokens > self.n_ctx as usize {
-            return Err(DecodeError::ContextOverflow {
-                what,
-                tokens,
-                n_ctx: self.n_ctx,
+        let s = self.sizing;
+        if tokens > s.cells_per_seq as usize {
+            return Err(if self.streams() {
+                DecodeError::StreamOverflow {
+                    what,
+                    tokens,
+                    cells_per_seq: s.cells_per_seq,
+                    n_ctx: s.n_ctx,
+                    n_seq_max: s.n_seq_max,
+                }
+            } else {
+                DecodeError::ContextOverflow {
+                    what,
+                    tokens,
+                    n_ctx: s.n_ctx,
+                }
             });
         }
         Ok(())
@@ -1118,7 +1454,7 @@ impl LlamaLm {
         logits: &[f32],
         scratch: &mut Scratch,
     ) {
-        if self.data(branch.node).tokens.len() >= self.n_ctx as usize {
+        if self.data(branch.node).tokens.len() >= self.sizing.cells_per_seq as usize {
             branch.finish = Some(FinishReason::ContextFull);
             return;
         }
@@ -1286,7 +1622,7 @@ impl Lm for LlamaLm {
             return false;
         }
         self.ctx.clear();
-        self.free_seqs = (0..self.n_seq_max as i32).rev().collect();
+        self.free_seqs = (0..self.sizing.n_seq_max as i32).collect();
         true
     }
 

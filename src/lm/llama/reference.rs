@@ -36,11 +36,12 @@ impl ReferenceDecode {
     /// As [`Model::session`].
     pub fn new(model: &Model, options: &ContextOptions) -> Result<Self, LoadError> {
         options.validate()?;
-        let (ctx, n_batch) = ModelContext::open(model, options)?;
+        let sizing = options.sizing();
+        let (ctx, n_batch) = ModelContext::open(model, options, &sizing)?;
         Ok(Self {
             ctx,
-            batch: LlamaBatch::new(n_batch as usize, options.n_seq_max as i32),
-            n_seq_max: options.n_seq_max as usize,
+            batch: LlamaBatch::new(n_batch as usize, sizing.n_seq_max as i32),
+            n_seq_max: sizing.n_seq_max as usize,
         })
     }
 
@@ -70,7 +71,7 @@ impl ReferenceDecode {
         }
         self.decode()?;
         for s in 1..n {
-            self.ctx.copy_seq(0, s as i32, None, None);
+            self.ctx.fork(0, s as i32, prompt.len() as u32);
         }
         let mut samplers: Vec<LlamaSampler> = (0..n)
             .map(|s| {

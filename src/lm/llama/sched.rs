@@ -632,7 +632,7 @@ impl LlamaLm {
                     continue;
                 }
                 let mine = self.jobs[j].work.active();
-                let mut room = (self.n_seq_max as usize)
+                let mut room = (self.sizing.n_seq_max as usize)
                     .saturating_sub(held)
                     .min(self.seqs_per_owner.saturating_sub(mine));
                 // Over its cells, a solve goes on with the branches it has but adds none (with

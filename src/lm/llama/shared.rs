@@ -80,11 +80,11 @@ impl SharedLlama {
         let core = self.core.lock();
         ContextLoad {
             live_sequences: core.live_sequences(),
-            n_seq_max: core.n_seq_max,
+            n_seq_max: core.sizing.n_seq_max,
             nodes: core.node_count(),
             jobs: core.jobs.len(),
             kv_cells_used: core.kv_cells_used(),
-            kv_cells_capacity: core.n_ctx,
+            kv_cells_capacity: core.sizing.n_ctx,
         }
     }
 

@@ -49,7 +49,7 @@ pub struct Args {
     #[arg(long)]
     model_name: Option<String>,
     /// A JSON file of settings: an object whose keys are this command's long flags with `_`
-    /// for `-` (host, port, api_key, max_queue, max_n, …, model, ctx, threads, n_seq_max,
+    /// for `-` (host, port, api_key, max_queue, max_n, …, model, ctx, threads, n_seq_max, kv_layout,
     /// url as a list, …). A flag or environment variable given wins over the file.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -139,6 +139,7 @@ fn with_config_file(args: &Args, matches: &ArgMatches) -> ponder::Result<(Args, 
     take!(ctx, "n_ctx", a.model.n_ctx, Some);
     take!(threads, "threads", a.model.threads);
     take!(n_seq_max, "n_seq_max", a.model.n_seq_max);
+    take!(kv_layout, "kv_layout", a.model.kv_layout);
     take!(deterministic, "deterministic", a.model.deterministic);
     take!(url, "urls", a.model.urls);
     take!(served_model, "served_model", a.model.served_model, Some);

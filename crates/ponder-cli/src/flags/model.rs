@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use ponder::backend::{Backend, BackendConfig, LlamaConfig, ModelId};
-use ponder::lm::{ContextOptions, ModelOptions, RemoteOptions, DEFAULT_MODEL_PATH};
+use ponder::lm::{ContextOptions, KvLayout, ModelOptions, RemoteOptions, DEFAULT_MODEL_PATH};
 use ponder::{ConfigError, Engine};
 
 use super::choice::{choice, BackendKind};
@@ -27,9 +27,17 @@ pub struct ModelArgs {
     /// several times faster).
     #[arg(long, default_value_t = 0)]
     pub threads: u32,
-    /// Most branches decoded at once; more are parked and re-attached (backend llama).
-    #[arg(long, default_value_t = ContextOptions::default().n_seq_max)]
+    /// Most branches decoded at once; more are parked and re-attached (backend llama; 0 = the
+    /// layout's default: 16 in streams, 64 in unified).
+    #[arg(long, default_value_t = 0)]
     pub n_seq_max: u32,
+    /// Where the KV cache keeps each branch (backend llama): streams (a stream of ctx /
+    /// n-seq-max cells per branch, attention over its own cells only; forks copy a stream),
+    /// unified (one pool shared by all branches; forks free, every branch attends over every
+    /// live cell) or auto (streams, unless --ctx alone asks for a shared pool or leaves a
+    /// stream under 512 cells).
+    #[arg(long, default_value = "auto", value_parser = parse_kv_layout)]
+    pub kv_layout: KvLayout,
     /// Run solves one at a time, each from a fresh cache, so that every result depends only on
     /// its problem, strategy and seeds (backend llama; without it, solves in flight together
     /// share forward passes and llama.cpp's numbers shift slightly with what shares a batch).
@@ -74,7 +82,8 @@ impl ModelArgs {
             BackendKind::Llama => BackendConfig::Llama(LlamaConfig {
                 model: self.model.clone(),
                 n_gpu_layers: self.n_gpu_layers,
-                n_ctx: self.n_ctx.unwrap_or(ContextOptions::default().n_ctx),
+                kv_layout: self.kv_layout,
+                n_ctx: self.n_ctx.unwrap_or(0),
                 n_threads: self.threads,
                 n_seq_max: self.n_seq_max,
                 deterministic: self.deterministic,
@@ -116,14 +125,15 @@ impl ModelArgs {
             BackendKind::Remote => {
                 if self.n_gpu_layers != ModelOptions::default().n_gpu_layers
                     || self.threads != 0
-                    || self.n_seq_max != ContextOptions::default().n_seq_max
+                    || self.n_seq_max != 0
+                    || self.kv_layout != KvLayout::Auto
                     || self.deterministic
                     || self.max_seqs_per_solve != 0
                     || self.max_cells_per_solve != 0
                 {
                     return Err(ConfigError::new(
                         "backend",
-                        "--n-gpu-layers, --threads, --n-seq-max, --deterministic, --max-seqs-per-solve and --max-cells-per-solve apply to --backend llama only; set them on the servers",
+                        "--n-gpu-layers, --threads, --n-seq-max, --kv-layout, --deterministic, --max-seqs-per-solve and --max-cells-per-solve apply to --backend llama only; set them on the servers",
                     ));
                 }
                 Ok(())
@@ -176,12 +186,19 @@ pub fn no_gpu_reason() -> &'static str {
     }
 }
 
-/// `--ctx`'s help, with the default of backend llama (backend remote has none of its own).
+/// `--kv-layout`'s parser.
+fn parse_kv_layout(s: &str) -> Result<KvLayout, String> {
+    s.parse().map_err(|e: ConfigError| e.reason)
+}
+
+/// `--ctx`'s help, with the defaults of backend llama (backend remote has none of its own).
 fn ctx_help() -> String {
     format!(
-        "Context size in tokens (backend llama: KV cells shared by all branches; backend remote: \
-         the server's context per request) [default: {} on backend llama, what the server \
-         reports on backend remote]",
-        ContextOptions::default().n_ctx
+        "Context size in tokens (backend llama: KV cells in all, in streams split evenly between \
+         the --n-seq-max branches; backend remote: the server's context per request) [default on \
+         backend llama: {} per branch in streams, {} in unified; on backend remote: what the \
+         server reports]",
+        ContextOptions::DEFAULT_STREAM_CELLS,
+        ContextOptions::DEFAULT_UNIFIED_N_CTX
     )
 }
