@@ -12,7 +12,7 @@ REASONER ?= models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf
 DEMO_N ?= 4
 DEMO_PROMPT ?= A farmer has 15 sheep. He buys 8 more and then sells 6. How many sheep does he have now?
 
-.PHONY: all setup model reasoner test-models server pyenv build cuda demo test check lint doc bench bench-remote bench-concurrent bench-serve fuzz clean install install-files
+.PHONY: all setup model reasoner test-models server pyenv build cuda demo test check lint doc bench bench-remote bench-concurrent bench-layouts bench-serve fuzz clean install install-files
 
 all: build
 
@@ -75,6 +75,12 @@ bench-remote: build server
 # llama-batched-bench (CLI runs; LIMIT problems, default 40).
 bench-concurrent: build server
 	bash scripts/bench-concurrent.sh
+
+# The KV layouts side by side: aggregate decode rate against llama-batched-bench (with and
+# without -kvu), best-of-8 against llama-server answering n: 8 (short and 8-shot prompts), eval
+# --workers 1/4/8, MCTS and beam (CLI runs; MODEL, LIMIT, SECTIONS: see the script).
+bench-layouts: build server
+	bash scripts/bench-layouts.sh
 
 # ponder serve under load: 8 openai clients through 10 arithmetic problems with bon-… (best-of-8,
 # judge): requests/min, p50/p95 latency (scripts/bench-serve.sh says what to vary).

@@ -8,7 +8,7 @@ mod common;
 use std::sync::{Arc, Barrier};
 use std::time::Instant;
 
-use ponder::lm::ContextOptions;
+use ponder::lm::{ContextOptions, KvLayout};
 use ponder::strategy::{Event, Flow, Limit, Outcome, Problem, StopReason, StrategyConfig};
 use ponder::{CancelToken, DecodeError, Engine, Error};
 
@@ -18,13 +18,27 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn engine_with(n_ctx: u32, n_seq_max: u32, deterministic: bool) -> Arc<Engine> {
+/// Both layouts: `unified` with `n_ctx` cells shared, `streams` with a stream of `per_seq`
+/// cells for each of the `n_seq_max` sequences.
+const LAYOUTS: [KvLayout; 2] = [KvLayout::Unified, KvLayout::Streams];
+
+fn options(layout: KvLayout, n_ctx: u32, n_seq_max: u32, per_seq: u32) -> ContextOptions {
+    ContextOptions {
+        kv_layout: layout,
+        n_ctx: match layout {
+            KvLayout::Streams => per_seq * n_seq_max,
+            _ => n_ctx,
+        },
+        n_seq_max,
+        ..ContextOptions::default()
+    }
+}
+
+fn engine_with(options: ContextOptions, deterministic: bool) -> Arc<Engine> {
     let lm = common::model()
         .session(&ContextOptions {
-            n_ctx,
-            n_seq_max,
             deterministic,
-            ..ContextOptions::default()
+            ..options
         })
         .expect("context");
     Arc::new(Engine::from_lm(lm))
@@ -94,7 +108,13 @@ fn together<T: Send + 'static>(
 #[test]
 fn concurrent_solves_share_forward_passes_and_each_counts_its_own_work() {
     let _serial = serial();
-    let e = engine_with(4096, 32, false);
+    for layout in LAYOUTS {
+        share_forward_passes(layout);
+    }
+}
+
+fn share_forward_passes(layout: KvLayout) {
+    let e = engine_with(options(layout, 4096, 32, 256), false);
     let before = e.usage();
     let start = Instant::now();
     let outcomes: Vec<Outcome> = {
@@ -111,7 +131,7 @@ fn concurrent_solves_share_forward_passes_and_each_counts_its_own_work() {
     let generated: u64 = outcomes.iter().map(|o| o.usage.generated_tokens).sum();
     let passes: u64 = outcomes.iter().map(|o| o.usage.forward_passes).sum();
     eprintln!(
-        "8 solves × best-of-4 in {} ms: {} tokens in {} shared forward passes ({} counted by the solves)",
+        "{layout:?}: 8 solves × best-of-4 in {} ms: {} tokens in {} shared forward passes ({} counted by the solves)",
         start.elapsed().as_millis(),
         total.generated_tokens,
         total.forward_passes,
@@ -129,8 +149,14 @@ fn concurrent_solves_share_forward_passes_and_each_counts_its_own_work() {
 #[test]
 fn a_solve_alone_gives_what_the_deterministic_engine_gives_and_deterministic_solves_queue() {
     let _serial = serial();
-    let shared = engine_with(4096, 16, false);
-    let exact = engine_with(4096, 16, true);
+    for layout in LAYOUTS {
+        alone_is_exact(layout);
+    }
+}
+
+fn alone_is_exact(layout: KvLayout) {
+    let shared = engine_with(options(layout, 4096, 16, 256), false);
+    let exact = engine_with(options(layout, 4096, 16, 256), true);
     let key = |o: &Outcome| {
         o.candidates
             .iter()
@@ -148,7 +174,11 @@ fn a_solve_alone_gives_what_the_deterministic_engine_gives_and_deterministic_sol
         let o = exact
             .solve(&question(i), &best_of(3, 16, i as u64))
             .unwrap();
-        assert_eq!(&key(&o), a, "problem {i}: a lone solve is the exact one");
+        assert_eq!(
+            &key(&o),
+            a,
+            "{layout:?}: problem {i}: a lone solve is the exact one"
+        );
     }
     // Submitted together, the deterministic engine still solves one at a time.
     let results = {
@@ -160,7 +190,7 @@ fn a_solve_alone_gives_what_the_deterministic_engine_gives_and_deterministic_sol
         })
     };
     for (t, r) in results.into_iter().enumerate() {
-        assert_eq!(r.unwrap().unwrap(), alone[t], "problem {t}");
+        assert_eq!(r.unwrap().unwrap(), alone[t], "{layout:?}: problem {t}");
     }
     check_empty(&shared);
     check_empty(&exact);
@@ -169,9 +199,16 @@ fn a_solve_alone_gives_what_the_deterministic_engine_gives_and_deterministic_sol
 #[test]
 fn more_solves_than_sequences_and_more_tokens_than_cells_wait_instead_of_failing() {
     let _serial = serial();
-    // 4 sequences for 6 solves of 3 branches; 640 cells, while each solve alone needs about
-    // 60 + 3 × 48 and all six together three times the cache.
-    let e = engine_with(640, 4, false);
+    for layout in LAYOUTS {
+        more_than_fits(layout);
+    }
+}
+
+fn more_than_fits(layout: KvLayout) {
+    // 4 sequences for 6 solves of 3 branches; in `unified` 640 cells, while each solve alone
+    // needs about 60 + 3 × 48 and all six together three times the cache; in `streams` one
+    // stream of 256 cells per sequence.
+    let e = engine_with(options(layout, 640, 4, 256), false);
     let outcomes = {
         let e = e.clone();
         together(6, move |t| e.solve(&question(t), &best_of(3, 48, t as u64)))
@@ -184,8 +221,12 @@ fn more_solves_than_sequences_and_more_tokens_than_cells_wait_instead_of_failing
     }
     let usage = e.usage();
     eprintln!(
-        "6 solves on 4 sequences and 640 cells: {} parked, {} recomputed tokens",
-        usage.parked, usage.recomputed_tokens
+        "{layout:?}: 6 solves on 4 sequences: {} parked, {} recomputed tokens, {} stream copies",
+        usage.parked, usage.recomputed_tokens, usage.kv_copies
+    );
+    assert!(
+        usage.parked > 0,
+        "{layout:?}: the cache was under pressure (nothing was parked)"
     );
     check_empty(&e);
 }
@@ -193,7 +234,7 @@ fn more_solves_than_sequences_and_more_tokens_than_cells_wait_instead_of_failing
 #[test]
 fn a_cancel_a_panic_and_a_budget_stay_with_their_own_solve() {
     let _serial = serial();
-    let e = engine_with(4096, 32, false);
+    let e = engine_with(options(KvLayout::Streams, 4096, 32, 512), false);
     let mcts = |budget: serde_json::Value| {
         strategy(serde_json::json!({
             "type": "mcts", "k": 2, "step": {"max_tokens": 48}, "budget": budget
@@ -317,11 +358,14 @@ fn a_cap_per_solve_bounds_each_solves_branches_and_never_stalls_it() {
         check_empty(&e);
         outcomes
     };
-    let base = ContextOptions {
-        n_ctx: 2048,
-        n_seq_max: 16,
-        ..ContextOptions::default()
-    };
+    for layout in LAYOUTS {
+        caps_hold(layout, &run);
+    }
+}
+
+fn caps_hold(layout: KvLayout, run: &dyn Fn(ContextOptions) -> Vec<Outcome>) {
+    let per_pass = |o: &Outcome| o.usage.decoded_tokens as f64 / o.usage.forward_passes as f64;
+    let base = options(layout, 2048, 16, 256);
     let free = run(base.clone());
     let capped = run(ContextOptions {
         max_seqs_per_solve: 2,
@@ -337,7 +381,7 @@ fn a_cap_per_solve_bounds_each_solves_branches_and_never_stalls_it() {
         check_best_of(capped, 6);
         check_best_of(tight, 6);
         eprintln!(
-            "sampled tokens per pass: {:.2} free, {:.2} with 2 branches per solve, {:.2} with 3 and 8 cells",
+            "{layout:?}: sampled tokens per pass: {:.2} free, {:.2} with 2 branches per solve, {:.2} with 3 and 8 cells",
             per_pass(free),
             per_pass(capped),
             per_pass(tight)

@@ -319,7 +319,7 @@ fn thread_counts_beyond_the_machine_are_refused_before_the_model_loads() {
         text.contains("n_threads") && text.contains("100000"),
         "{text}"
     );
-    for n_seq_max in [0, 1000] {
+    for n_seq_max in [257, 1000] {
         let context = ponder::lm::ContextOptions {
             n_seq_max,
             ..Default::default()

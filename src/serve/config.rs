@@ -156,6 +156,16 @@ mod tests {
             matches!(&e, ConfigFileError::Key { key, .. } if key == "max_n"),
             "{e:?}"
         );
+        let e = parse(r#"{"kv_layout": "paged"}"#).unwrap_err();
+        assert!(
+            matches!(&e, ConfigFileError::Key { key, .. } if key == "kv_layout"),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("streams"), "{e}");
+        assert_eq!(
+            parse(r#"{"kv_layout": "streams"}"#).unwrap().kv_layout,
+            Some(crate::lm::KvLayout::Streams)
+        );
         let e = parse(r#"{"url": "http://a"}"#).unwrap_err();
         assert!(
             matches!(&e, ConfigFileError::Key { key, .. } if key == "url"),

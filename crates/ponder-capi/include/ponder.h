@@ -164,6 +164,14 @@ typedef struct {
   uint64_t forward_passes;
   // Time in the model, milliseconds.
   uint64_t wall_ms;
+  // Nodes whose cache was freed under pressure (their tokens kept).
+  uint64_t parked;
+  // Parked nodes brought back.
+  uint64_t reactivated;
+  // Whole KV streams copied (layout `streams`; 0 in `unified`).
+  uint64_t kv_copies;
+  // Bytes those copies moved (an estimate from the model's shape).
+  uint64_t kv_copy_bytes;
 } ponder_usage;
 
 #ifdef __cplusplus

@@ -510,6 +510,15 @@ fn tree_search_bad_config_is_named_before_loading_anything() {
         (&["--threads", "100000"][..], "n_threads"),
         (&["--n-seq-max", "1000"][..], "n_seq_max"),
         (
+            &["--kv-layout", "paged"][..],
+            "\"unified\", \"streams\" or \"auto\"",
+        ),
+        // Streams too small for their sequences are refused before the model loads.
+        (
+            &["--kv-layout", "streams", "--ctx", "8", "--n-seq-max", "16"][..],
+            "n_ctx",
+        ),
+        (
             &[
                 "--strategy",
                 "self-correct",

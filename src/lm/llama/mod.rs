@@ -1,11 +1,14 @@
 //! The in-process llama.cpp backend of [`Lm`].
 //!
-//! One `llama_context` with a unified KV cache serves a whole tree of nodes:
+//! One `llama_context` serves a whole tree of nodes, in one of two KV layouts ([`KvLayout`]):
+//! `unified` (one pool of cells shared by all sequences) or `streams` (a stream of cells per
+//! sequence, as `llama-server` runs).
 //!
 //! - A node that holds cache owns a sequence id. A new sequence starts as a copy
-//!   (`llama_memory_seq_cp`) of the live sequence that shares the longest token prefix with it; in a
-//!   unified cache that copy only tags the existing cells, it moves no data. Only the tokens past
-//!   the shared prefix are decoded.
+//!   (`llama_memory_seq_cp`) of the live sequence that shares the longest token prefix with it; in
+//!   `unified` that copy only tags the existing cells, in `streams` it copies the source's whole
+//!   stream and then cuts it back to the shared prefix. Only the tokens past the shared prefix are
+//!   decoded.
 //! - Every live branch of a [`Lm::generate`] call advances in one `llama_decode` per step; prefills
 //!   of many nodes go into one batch too.
 //! - Under sequence-id or KV-cell pressure the least recently used idle node is *parked*: its

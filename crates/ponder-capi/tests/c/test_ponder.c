@@ -118,6 +118,17 @@ static void test_engine_config_shapes_and_ranges(void) {
                PONDER_STATUS_INVALID_CONFIG);
   CHECK_STATUS(engine_new("{\"model\":\"/nonexistent/model.gguf\",\"n_ctx\":4}", &e),
                PONDER_STATUS_INVALID_CONFIG);
+  /* The KV layout: a name it does not know, and streams too small for their sequences. */
+  CHECK_STATUS(engine_new("{\"model\":\"/nonexistent/model.gguf\",\"kv_layout\":\"paged\"}", &e),
+               PONDER_STATUS_INVALID_CONFIG);
+  last_error_text(msg, sizeof msg);
+  CHECK(strstr(msg, "paged") != NULL && strstr(msg, "streams") != NULL);
+  CHECK_STATUS(engine_new("{\"model\":\"/nonexistent/model.gguf\",\"kv_layout\":\"streams\","
+                          "\"n_ctx\":8,\"n_seq_max\":16}",
+                          &e),
+               PONDER_STATUS_INVALID_CONFIG);
+  last_error_text(msg, sizeof msg);
+  CHECK(strstr(msg, "n_ctx") != NULL);
   CHECK_STATUS(engine_new("{\"model\":\"/nonexistent/model.gguf\",\"n_ctx\":4000000000}", &e),
                PONDER_STATUS_INVALID_CONFIG);
   /* A NUL inside the path: the message reaches C whole. */
@@ -380,6 +391,9 @@ static void test_solve_from_own_callback(ponder_engine *e, const char *strategy,
   }
 }
 
+/* Set when the engine under test runs the streams KV layout. */
+static int streams_engine = 0;
+
 static void test_outcome(ponder_engine *e, const char *strategy, int tree) {
   struct counts c = {0, 0, 0, 0, 0, 0};
   ponder_outcome *o = NULL;
@@ -425,6 +439,9 @@ static void test_outcome(ponder_engine *e, const char *strategy, int tree) {
   memset(&u, 0, sizeof u);
   CHECK_STATUS(ponder_outcome_usage(o, &u), PONDER_STATUS_OK);
   CHECK(u.generated_tokens > 0 && u.prompt_tokens > 0 && u.forward_passes > 0);
+  /* The full run's engine has the streams layout: best-of-N's branches are stream copies. */
+  if (streams_engine && strategy == TINY_BEST_OF_N)
+    CHECK(u.kv_copies > 0 && u.kv_copy_bytes > 0);
 
   size_t jn = 0;
   CHECK_STATUS(ponder_outcome_trace_json(o, NULL, 0, &jn),
@@ -627,7 +644,8 @@ int main(int argc, char **argv) {
   test_null_and_bad_arguments();
 
   const char *config = light ? "{\"n_ctx\":512,\"n_seq_max\":4,\"n_threads\":1}"
-                             : "{\"n_ctx\":2048,\"n_seq_max\":16}";
+                             : "{\"kv_layout\":\"streams\",\"n_ctx\":8192,\"n_seq_max\":16}";
+  streams_engine = !light;
   ponder_engine *e = NULL;
   CHECK_STATUS(ponder_engine_new(config, strlen(config), &e), PONDER_STATUS_OK);
   if (e == NULL) {
@@ -649,7 +667,7 @@ int main(int argc, char **argv) {
     test_solve_from_own_callback(e, TINY_BEST_OF_N, 1);
     test_cancel_from_another_thread(e, 300);
     test_eight_threads_on_one_engine(
-        e, "{\"n_ctx\":2048,\"n_seq_max\":16,\"deterministic\":true}");
+        e, "{\"kv_layout\":\"unified\",\"n_ctx\":2048,\"n_seq_max\":16,\"deterministic\":true}");
   }
   ponder_engine_free(e);
 

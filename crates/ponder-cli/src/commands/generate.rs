@@ -43,6 +43,10 @@ pub struct Args {
     /// Stop a sample when its text contains this (repeatable).
     #[arg(long)]
     stop: Vec<String>,
+    /// Keep sampling past the end-of-sequence token, to --max-tokens (decode-rate measurements,
+    /// as llama-batched-bench does).
+    #[arg(long)]
+    ignore_eos: bool,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -78,6 +82,7 @@ pub fn exec(args: &Args) -> ponder::Result<()> {
     let requests: Vec<GenRequest> = (0..args.n)
         .map(|i| GenRequest {
             stop: args.stop.clone(),
+            ignore_eos: args.ignore_eos,
             ..GenRequest::sample(root, &sampling, i, args.max_tokens)
         })
         .collect();
