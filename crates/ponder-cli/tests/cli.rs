@@ -592,12 +592,38 @@ fn long_commands_open_with_model_context_threads_and_strategy() {
         let err = String::from_utf8_lossy(&out.stderr);
         let first = err.lines().next().unwrap_or_default();
         assert!(
-            first.starts_with("ponder solve: model /nonexistent/model.gguf · ctx 4096 · "),
+            first.starts_with(
+                "ponder solve: model /nonexistent/model.gguf · kv streams: 16 branches x 2048 tokens (ctx 32768) · "
+            ),
             "{err}"
         );
         assert!(first.contains(" · strategy beam (width "), "{err}");
         assert_eq!(first.contains("--threads 1 can be"), hint, "{err}");
         assert!(err.lines().last().unwrap().starts_with("error: "), "{err}");
+    }
+    // The other layout, and an explicit context that asks for a shared pool.
+    for (args, says) in [
+        (
+            &["--kv-layout", "unified"][..],
+            "kv unified: ctx 4096 · 64 sequences",
+        ),
+        (
+            &["--ctx", "8192"][..],
+            "kv unified: ctx 8192 · 64 sequences",
+        ),
+        (
+            &["--ctx", "8192", "--n-seq-max", "8"][..],
+            "kv streams: 8 branches x 1024 tokens (ctx 8192)",
+        ),
+    ] {
+        let mut all = vec!["solve", "--model", "/nonexistent/model.gguf"];
+        all.extend_from_slice(args);
+        all.push("q");
+        let err = String::from_utf8_lossy(&ponder(&all).stderr).into_owned();
+        assert!(
+            err.lines().next().unwrap_or_default().contains(says),
+            "{args:?}: {err}"
+        );
     }
 }
 
@@ -652,7 +678,8 @@ fn every_choice_is_listed_and_an_unknown_one_is_a_clear_error() {
         "deepconf:",
         "filtered_vote:",
         "remote:",
-        "[default: 4096",
+        "2048 per branch in streams, 4096 in unified",
+        "[default: auto]",
     ] {
         assert!(help.contains(listed), "{listed}: {help}");
     }
