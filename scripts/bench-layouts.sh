@@ -34,8 +34,11 @@ trap cleanup EXIT
 
 # The rate of a `ponder generate --json` run: generated tokens over the model's wall time.
 rate() {
-  python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["usage"]
-print(f"{r[\"generated_tokens\"] / (r[\"wall_ms\"] / 1000):.1f} {r[\"generated_tokens\"]} {r[\"wall_ms\"]} {r[\"kv_copies\"]}")' "$1"
+  python3 - "$1" <<'PY'
+import json, sys
+u = json.load(open(sys.argv[1]))["usage"]
+print(f"{u['generated_tokens'] / (u['wall_ms'] / 1000):.1f} {u['generated_tokens']} {u['wall_ms']} {u['kv_copies']}")
+PY
 }
 
 echo "# ponder bench-layouts · $(date -u +%Y-%m-%dT%H:%MZ) · $(git rev-parse --short HEAD) · $(nproc) cores · model $MODEL · $THREADS threads"
@@ -60,11 +63,14 @@ if want 1; then
       row="$row | $(rate "$OUT/gen-$layout-$n.json" | cut -d' ' -f1)"
     done
     for kvu in "-kvu" ""; do
-      row="$row | $(python3 -c 'import json,sys
-for l in open(sys.argv[1]):
-    l = l.strip()
-    if l.startswith("{") and json.loads(l)["pl"] == int(sys.argv[2]):
-        print(f"{json.loads(l)[\"speed_tg\"]:.1f}")' "$OUT/batched${kvu}.jsonl" $n)"
+      row="$row | $(python3 - "$OUT/batched${kvu}.jsonl" $n <<'PY'
+import json, sys
+for line in open(sys.argv[1]):
+    line = line.strip()
+    if line.startswith("{") and json.loads(line)["pl"] == int(sys.argv[2]):
+        print(f"{json.loads(line)['speed_tg']:.1f}")
+PY
+)"
     done
     echo "$row |"
   done
@@ -116,9 +122,17 @@ req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/chat/completions",
                              json.dumps(body).encode(), {"Content-Type": "application/json"})
 start = time.time()
 with urllib.request.urlopen(req, timeout=3600) as r:
-    u = json.load(r)["usage"]
+    choices = json.load(r)["choices"]
 wall = time.time() - start
-print(f"{kind} server {u['completion_tokens'] / wall:.1f} {u['completion_tokens']} {wall * 1000:.0f} 0")
+# The server's usage counts one choice's tokens only: count each choice's own.
+def count(text):
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/tokenize",
+                                 json.dumps({"content": text}).encode(),
+                                 {"Content-Type": "application/json"})
+    with urllib.request.urlopen(req) as r:
+        return len(json.load(r)["tokens"])
+tokens = sum(count(c["message"]["content"]) + (c["finish_reason"] == "stop") for c in choices)
+print(f"{kind} server {tokens / wall:.1f} {tokens} {wall * 1000:.0f} 0")
 PY
     i=$((i + 1))
   done <"$OUT/prompts.jsonl"

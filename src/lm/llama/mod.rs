@@ -1191,8 +1191,15 @@ impl LlamaLm {
                 }
             }
         }
-        // Each sequence must see its positions in increasing order.
-        items.sort_by_key(|item| item.pos);
+        // Each sequence must see its positions in increasing order. In `streams`, also sequence
+        // by sequence: llama.cpp puts a sequence into a pass only after the one whose id is one
+        // lower, in batch order, so items sorted by position alone (branches of different
+        // lengths) would split one step into many passes.
+        if streams {
+            items.sort_by_key(|item| (item.seqs[0], item.pos));
+        } else {
+            items.sort_by_key(|item| item.pos);
+        }
 
         let mut last: Vec<Option<Arc<[f32]>>> = vec![None; entries.len()];
         let mut logprobs: Vec<Vec<f32>> = vec![Vec::new(); entries.len()];
