@@ -342,8 +342,6 @@ fn a_cap_per_solve_bounds_each_solves_branches_and_never_stalls_it() {
     let err = too_many.validate().unwrap_err();
     assert_eq!(err.field, "max_seqs_per_solve", "{err}");
 
-    // Sampled tokens per forward pass of one solve: at most its live branches.
-    let per_pass = |o: &Outcome| o.usage.decoded_tokens as f64 / o.usage.forward_passes as f64;
     let run = |options: ContextOptions| -> Vec<Outcome> {
         let e = Arc::new(Engine::from_lm(
             common::model().session(&options).expect("context"),
@@ -364,6 +362,7 @@ fn a_cap_per_solve_bounds_each_solves_branches_and_never_stalls_it() {
 }
 
 fn caps_hold(layout: KvLayout, run: &dyn Fn(ContextOptions) -> Vec<Outcome>) {
+    // Sampled tokens per forward pass of one solve: at most its live branches.
     let per_pass = |o: &Outcome| o.usage.decoded_tokens as f64 / o.usage.forward_passes as f64;
     let base = options(layout, 2048, 16, 256);
     let free = run(base.clone());

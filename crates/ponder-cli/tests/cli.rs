@@ -593,7 +593,7 @@ fn long_commands_open_with_model_context_threads_and_strategy() {
         let first = err.lines().next().unwrap_or_default();
         assert!(
             first.starts_with(
-                "ponder solve: model /nonexistent/model.gguf · kv streams: 16 branches x 2048 tokens (ctx 32768) · "
+                "ponder solve: model /nonexistent/model.gguf · kv unified: ctx 4096 · 64 sequences · "
             ),
             "{err}"
         );

@@ -46,9 +46,10 @@ pub fn exec(args: &Args) -> ponder::Result<()> {
     if args.workers == 0 {
         return Err(ConfigError::new("workers", "--workers must be at least 1").into());
     }
-    args.model.check()?;
-    progress::opening("eval", &args.model, Some(&strategy));
-    let engine = args.model.engine()?;
+    let model = args.model.for_workload(&strategy, args.workers);
+    model.check()?;
+    progress::opening("eval", &model, Some(&strategy));
+    let engine = model.engine()?;
     let report = eval::run(
         &engine,
         &problems,

@@ -55,9 +55,10 @@ pub fn exec(args: &Args) -> ponder::Result<()> {
         probe_writable(&json)?;
         probe_writable(&dot)?;
     }
-    args.model.check()?;
-    progress::opening("solve", &args.model, Some(&strategy));
-    let engine = args.model.engine()?;
+    let model = args.model.for_workload(&strategy, 1);
+    model.check()?;
+    progress::opening("solve", &model, Some(&strategy));
+    let engine = model.engine()?;
     let mut progress = progress::SolveProgress::new();
     let outcome = engine.solve_with(&problem, &strategy, &mut |event| {
         progress.event(event);

@@ -156,9 +156,10 @@ fn run(args: &Args) -> ponder::Result<Option<String>> {
     if args.workers == 0 {
         return Err(ConfigError::new("workers", "--workers must be at least 1").into());
     }
-    args.model.check()?;
-    progress::opening("synth", &args.model, Some(&config.strategy));
-    let (engine, model) = args.model.engine_and_id()?;
+    let model_args = args.model.for_workload(&config.strategy, args.workers);
+    model_args.check()?;
+    progress::opening("synth", &model_args, Some(&config.strategy));
+    let (engine, model) = model_args.engine_and_id()?;
     let progress = progress::Batch::new(
         problems.len(),
         "{bar:30} {pos}/{len} · ETA {eta} · {msg}",

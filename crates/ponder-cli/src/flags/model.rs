@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 use ponder::backend::{Backend, BackendConfig, LlamaConfig, ModelId};
 use ponder::lm::{ContextOptions, KvLayout, ModelOptions, RemoteOptions, DEFAULT_MODEL_PATH};
-use ponder::{ConfigError, Engine};
+use ponder::{ConfigError, Engine, StrategyConfig};
 
 use super::choice::{choice, BackendKind};
 
@@ -103,6 +103,26 @@ impl ModelArgs {
                 },
             },
         }
+    }
+
+    /// These flags with `--kv-layout auto` resolved for the work at hand when no size was
+    /// given: `unified` for a tree search (MCTS, beam) run one solve at a time, the library's
+    /// `auto` (`streams`) for everything else. Measured (`make bench-layouts`): a lone tree
+    /// search decodes as fast in both layouts, but in `streams` it forks by copying whole
+    /// streams (5 GB over six MCTS solves of SmolLM2) and parks more (16 sequences instead of
+    /// 64); sampling strategies and concurrent solves are as fast or faster in `streams`.
+    pub fn for_workload(&self, strategy: &StrategyConfig, workers: usize) -> ModelArgs {
+        let mut a = self.clone();
+        if a.backend == BackendKind::Llama
+            && a.kv_layout == KvLayout::Auto
+            && a.n_ctx.is_none()
+            && a.n_seq_max == 0
+            && workers <= 1
+            && matches!(strategy.name(), "mcts" | "beam")
+        {
+            a.kv_layout = KvLayout::Unified;
+        }
+        a
     }
 
     /// Checks, before anything slow, that the flags given belong to the backend chosen and that
