@@ -99,20 +99,6 @@ pub enum KvLayout {
     Auto,
 }
 
-impl KvLayout {
-    /// The names accepted on the command line and in JSON.
-    pub const NAMES: [&'static str; 3] = ["unified", "streams", "auto"];
-
-    /// The layout's name as written in JSON and on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Unified => "unified",
-            Self::Streams => "streams",
-            Self::Auto => "auto",
-        }
-    }
-}
-
 impl std::str::FromStr for KvLayout {
     type Err = ConfigError;
 
@@ -1062,6 +1048,7 @@ impl LlamaLm {
                 .iter()
                 .find(|(_, n)| n.seq == Some(gap))
                 .map(|(j, _)| j);
+            // Vacate the gap: its idle holder moves to a free id outside the run, or is parked.
             if let Some(h) = holder {
                 let spare = self
                     .free_seqs
@@ -1075,27 +1062,20 @@ impl LlamaLm {
                     let len = self.data(h).kv_len;
                     let owner = self.data(h).owner;
                     self.fork_seq(owner, gap, to, len);
-                    self.ctx.clear_seq(Some(gap as u32), None, None);
                     self.data_mut(h).seq = Some(to);
+                    self.free_seq(gap);
                 } else if !self.data(h).pinned {
                     self.park(h);
-                    let at = self
-                        .free_seqs
-                        .iter()
-                        .position(|&s| s == gap)
-                        .expect("parking frees the id");
-                    self.free_seqs.swap_remove(at);
                 } else {
                     return;
                 }
-            } else {
-                let at = self
-                    .free_seqs
-                    .iter()
-                    .position(|&s| s == gap)
-                    .expect("an id no node holds is free");
-                self.free_seqs.swap_remove(at);
             }
+            let at = self
+                .free_seqs
+                .iter()
+                .position(|&s| s == gap)
+                .expect("an id no node holds is free");
+            self.free_seqs.swap_remove(at);
             movers.pop();
             let from = self.data(mover).seq.expect("attached");
             let len = self.data(mover).kv_len;
