@@ -34,8 +34,8 @@ pub struct ModelArgs {
     /// Where the KV cache keeps each branch (backend llama): streams (a stream of ctx /
     /// n-seq-max cells per branch, attention over its own cells only; forks copy a stream),
     /// unified (one pool shared by all branches; forks free, every branch attends over every
-    /// live cell) or auto (streams, unless --ctx alone asks for a shared pool or leaves a
-    /// stream under 512 cells).
+    /// live cell) or auto (unified for mcts or beam run one solve at a time; otherwise
+    /// streams, unless --ctx alone asks for a shared pool or leaves a stream under 512 cells).
     #[arg(long, default_value = "auto", value_parser = parse_kv_layout)]
     pub kv_layout: KvLayout,
     /// Run solves one at a time, each from a fresh cache, so that every result depends only on
