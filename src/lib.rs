@@ -73,7 +73,58 @@ pub use lm::{
 };
 pub use strategy::{Candidate, Outcome, Problem, StrategyConfig};
 
-// Every Rust block of the README is a doctest: the examples there compile against this crate.
+// Every Rust block of the README and of the guide's pages (docs/src/) is a doctest: the examples
+// there compile against this crate (`cargo test --doc`). A page that gains a Rust block is listed
+// here; `scripts/check-docs.sh` fails when one is missing.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
+
+/// One item per page of the guide, so that rustdoc compiles their Rust blocks.
+#[cfg(doctest)]
+pub mod guide {
+    #[doc = include_str!("../docs/src/introduction.md")]
+    pub struct Introduction;
+    #[doc = include_str!("../docs/src/getting-started.md")]
+    pub struct GettingStarted;
+    #[doc = include_str!("../docs/src/cli.md")]
+    pub struct Cli;
+    #[doc = include_str!("../docs/src/rust-api.md")]
+    pub struct RustApi;
+    #[doc = include_str!("../docs/src/c-abi.md")]
+    pub struct CAbi;
+    #[doc = include_str!("../docs/src/engine.md")]
+    pub struct Engine;
+    #[doc = include_str!("../docs/src/reward.md")]
+    pub struct Reward;
+    #[doc = include_str!("../docs/src/strategies.md")]
+    pub struct Strategies;
+    #[doc = include_str!("../docs/src/strategies/best-of-n.md")]
+    pub struct StrategiesBestOfN;
+    #[doc = include_str!("../docs/src/strategies/deepconf.md")]
+    pub struct StrategiesDeepconf;
+    #[doc = include_str!("../docs/src/strategies/self-correct.md")]
+    pub struct StrategiesSelfCorrect;
+    #[doc = include_str!("../docs/src/strategies/deepening.md")]
+    pub struct StrategiesDeepening;
+    #[doc = include_str!("../docs/src/strategies/tree-search.md")]
+    pub struct StrategiesTreeSearch;
+    #[doc = include_str!("../docs/src/strategies/open-ended.md")]
+    pub struct StrategiesOpenEnded;
+    #[doc = include_str!("../docs/src/traces.md")]
+    pub struct Traces;
+    #[doc = include_str!("../docs/src/synth.md")]
+    pub struct Synth;
+    #[doc = include_str!("../docs/src/bench.md")]
+    pub struct Bench;
+    #[doc = include_str!("../docs/src/serve.md")]
+    pub struct Serve;
+    #[doc = include_str!("../docs/src/remote.md")]
+    pub struct Remote;
+    #[doc = include_str!("../docs/src/gpu.md")]
+    pub struct Gpu;
+    #[doc = include_str!("../docs/src/errors.md")]
+    pub struct Errors;
+    #[doc = include_str!("../docs/src/reliability.md")]
+    pub struct Reliability;
+}

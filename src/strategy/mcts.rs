@@ -34,7 +34,8 @@
 //! solutions' answers (default), or the path followed greedily by value (or by visits) through
 //! subtrees that hold a finished solution.
 //!
-//! Why these defaults: on the reasoner (Qwen2.5-Coder-0.5B, `docs/bench-tree/`), the judge-valued,
+//! Why these defaults (measured on the reasoner, Qwen2.5-Coder-0.5B:
+//! `docs/src/measurements/2026-12-01-tree-search.md`): the judge-valued,
 //! breadth-first search of ReST-MCTS* spent 1024 tokens three steps deep, seldom reached a
 //! finished solution (the answer was then the last number of a partial path), and its in-place
 //! step judge ranked right paths below wrong ones (AUC 0.10). Dives make every iteration end in a

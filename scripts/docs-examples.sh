@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Regenerates the CLI output the guide shows: each example's command runs here and its output is
+# written to docs/src/examples/NAME.txt, which the pages include with {{#include examples/NAME.txt}}.
+# Run it after a change to the CLI's output, then commit the files (git diff shows what moved).
+# Needs the default model (make model) and a release build; about a minute on 2 cores.
+#
+# Not produced here, and marked as such on their pages: outputs that take minutes or a second
+# model (make demo on the reasoner, eval over 20 problems, the bench ladder, synth runs, serve and
+# remote sessions, the C example) and figures of the dated measurement pages, which are raw
+# output of the commands named on each page.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export OMP_WAIT_POLICY=PASSIVE
+BIN=${PONDER_BIN:-target/release/ponder}
+OUT=docs/src/examples
+MODEL=${PONDER_MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
+[ -x "$BIN" ] || cargo build --release -p ponder-cli
+[ -f "$MODEL" ] || bash scripts/setup.sh
+mkdir -p "$OUT"
+
+# example NAME COMMAND...: "$ COMMAND" then its stdout and stderr, as a terminal shows them. Paths
+# of this checkout are written as ponder's own relative ones, so the files do not depend on where
+# the repository lives.
+example() {
+  local name=$1
+  shift
+  local shown=ponder a
+  for a in "${@:2}"; do
+    if [[ $a =~ [^A-Za-z0-9_./=:@%+,-] ]]; then shown+=" \"$a\""; else shown+=" $a"; fi
+  done
+  {
+    echo "\$ $shown"
+    "$@" 2>&1 || echo "(exit status $?)"
+  } | sed "s#$PWD/##g" >"$OUT/$name.txt"
+  echo "docs-examples: $OUT/$name.txt" >&2
+}
+
+example devices "$BIN" devices
+example print-config "$BIN" solve --strategy mcts --k 3 --budget 512 --print-config "What is 6 times 7?"
+example unknown-rerank "$BIN" solve --rerank oracle "What is 6 times 7?"
+example generate-json "$BIN" generate --threads 1 --prompt "What is 7 * 6?" -n 4 --max-tokens 24 --seed 1 --json
+example solve-mcts "$BIN" solve --threads 1 --strategy mcts --budget 120 --max-tokens 30 --answer 42 "What is 6 times 7?"
+example solve-best-of-n "$BIN" solve --threads 1 --strategy best-of-n --n 4 --max-tokens 96 --answer 42 "What is 6 times 7?"
+example self-correct "$BIN" solve --threads 1 --strategy self-correct --max-tokens 96 --answer 17 "A farmer has 15 sheep. He buys 8 more and then sells 6. How many sheep does he have now?"
