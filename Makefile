@@ -12,7 +12,7 @@ REASONER ?= models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf
 DEMO_N ?= 4
 DEMO_PROMPT ?= A farmer has 15 sheep. He buys 8 more and then sells 6. How many sheep does he have now?
 
-.PHONY: all setup model reasoner reasoner-large test-models server pyenv build cuda demo test check lint doc bench bench-remote bench-concurrent bench-layouts bench-serve fuzz clean install install-files
+.PHONY: docs all setup model reasoner reasoner-large test-models server pyenv build cuda demo test check lint doc bench bench-remote bench-concurrent bench-layouts bench-serve fuzz clean install install-files
 
 all: build
 
@@ -64,8 +64,17 @@ test: test-models server pyenv
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --release --workspace --no-deps
+	bash scripts/check-docs.sh
+	bash scripts/setup-docs.sh ci
 	$(CARGO) build --release --workspace
 	$(CARGO) test --release --workspace
+
+# The guide (docs/src, an mdBook) into target/book/: names and links checked against the code,
+# then built with a pinned mdbook installed once into target/tools/. `make test` builds it only
+# when its sources changed since the last clean build (scripts/setup-docs.sh says how).
+docs:
+	bash scripts/check-docs.sh
+	bash scripts/setup-docs.sh build
 
 bench: setup
 	$(CARGO) bench --bench decode

@@ -87,6 +87,12 @@ def check_span(where, span):
     s = span.strip()
     if not s or s.startswith(("-", "{", "[", '"', "'", "<", "/", "~")) or s.startswith(COMMANDS):
         return
+    if re.fullmatch(r"[A-Za-z0-9_.\-/]+", s) and os.path.exists(s):
+        return
+    if re.fullmatch(r"[A-Za-z0-9_.\-]+", s) and s.endswith(SOURCE_EXT):
+        if not any(glob.glob(f"{d}/**/{s}", recursive=True) for d in ("src", "crates", "tests", "benches", "scripts", "fuzz")):
+            fail(where, f"`{s}`: no such file")
+        return
     if re.fullmatch(r"[A-Za-z0-9_.\-/]+/?", s) and ("/" in s) and (s.endswith(SOURCE_EXT) or s.endswith("/")):
         if s.startswith(ROOT_DIRS) or s.endswith(SOURCE_EXT):
             if not path_exists(s) and not s.startswith(("models/", "target/", "out/", "bench/")):
