@@ -9,18 +9,24 @@
 //!   cache and every live branch advances in one forward pass per step; and [`RemoteLm`], the
 //!   same tree over models served by OpenAI-compatible engines (llama-server, vLLM, SGLang).
 //! - [`reward`]: answer extraction and comparison, the model as its own verifier (outcome and
-//!   step scores), sequence log-likelihood, votes.
+//!   step scores), token confidence, sequence log-likelihood, votes, DRO's R3.
 //! - [`strategy`]: search strategies behind one serde-tagged [`StrategyConfig`]: best-of-N,
-//!   self-correction, iterative deepening, step-level MCTS and beam search (whose
-//!   [`SearchTree`](strategy::SearchTree)s record every step with its score, visits and value).
-//! - [`Engine`]: a loaded model behind a lock; [`Engine::solve`] runs a strategy on a
-//!   [`Problem`] and returns an [`Outcome`] with every candidate and its scores.
+//!   DeepConf online, self-correction, iterative deepening, step-level MCTS and beam search
+//!   (whose [`SearchTree`](strategy::SearchTree)s record every step with its score, visits and
+//!   value).
+//! - [`Engine`]: a loaded model (or a connection to servers) serving concurrent solves;
+//!   [`Engine::solve`] runs a strategy on a [`Problem`] and returns an [`Outcome`] with every
+//!   candidate and its scores.
 //! - [`eval`]: the dataset runner behind `ponder eval`; [`bench`](mod@bench): the strategy ladder behind
 //!   `ponder bench` (report and test-time-scaling plot).
 //! - [`trace`]: every solve as a [`Trace`](trace::Trace) and its exports to training records;
 //!   [`synth`]: the resumable dataset runner behind `ponder synth`.
 //! - [`serve`](mod@serve): `ponder serve`, an OpenAI-compatible server whose model names pick searches.
 //! - [`error`]: typed errors whose messages say what to do.
+//!
+//! The guide — each strategy with its measured numbers, the engine's cache, traces and exports,
+//! the CLI, the server, the C ABI — is the mdBook in `docs/src/` of the repository (`make docs`
+//! builds it); `docs/ARCHITECTURE.md` is the map of the code.
 //!
 //! # Example
 //!
