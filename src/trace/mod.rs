@@ -613,6 +613,7 @@ mod tests {
                 eos: true,
                 logprob_per_token: -0.25,
                 confidence: Vec::new(),
+                ..Default::default()
             },
             |_| 0.5,
         )
@@ -699,9 +700,10 @@ mod tests {
             1,
             "only the first attempt has a one-prompt record"
         );
-        assert_eq!(prm[0].completions.concat(), first);
+        assert_eq!(prm[0].completions.join("\n\n"), first);
+        assert_eq!(prm[0].values.last(), Some(&0.0), "{:?}", prm[0].values);
         match &prm[0].labels {
-            export::prm::Labels::Float(v) => assert_eq!(v.last(), Some(&0.0), "{v:?}"),
+            export::prm::Labels::Bool(v) => assert_eq!(v.last(), Some(&false), "{v:?}"),
             other => panic!("{other:?}"),
         }
         assert!(export::preference::records(&trace, &oracle).is_empty());
@@ -802,6 +804,7 @@ mod tests {
                     eos: true,
                     logprob_per_token: -0.5,
                     confidence: Vec::new(),
+                    ..Default::default()
                 },
                 |_| 0.9,
             );

@@ -74,11 +74,15 @@ fn synth_writes_every_format_in_its_documented_shape() {
     }
     for r in common::lines(&out.join("prm.jsonl")) {
         let rec: PrmRecord = serde_json::from_str(&r).unwrap();
-        let Labels::Float(labels) = &rec.labels else {
-            panic!("float labels by default: {r}")
+        let Labels::Bool(labels) = &rec.labels else {
+            panic!("boolean labels by default (TRL's type): {r}")
         };
         assert_eq!(labels.len(), rec.completions.len());
-        assert!(labels.iter().all(|l| (0.0..=1.0).contains(l)));
+        assert_eq!(rec.values.len(), rec.completions.len());
+        assert!(rec.values.iter().all(|v| (0.0..=1.0).contains(v)));
+        for (&label, &value) in labels.iter().zip(&rec.values) {
+            assert_eq!(label, value >= 0.5, "--threshold 0.5 by default: {r}");
+        }
         let v: serde_json::Value = serde_json::from_str(&r).unwrap();
         for key in [
             "id",
@@ -87,6 +91,7 @@ fn synth_writes_every_format_in_its_documented_shape() {
             "prompt",
             "completions",
             "labels",
+            "values",
         ] {
             assert!(!v[key].is_null(), "{key} in {r}");
         }

@@ -6,9 +6,9 @@
 //! - [`preference`]: `{"prompt", "chosen", "rejected"}` — pairs of finished paths, and of sibling
 //!   steps, whose values differ by at least `margin` (with `oracle`: right against wrong, and
 //!   steps from which a right answer is reachable against steps from which it is not);
-//! - [`prm`]: `{"prompt", "completions", "labels"}` — every finished path with a label per step:
-//!   with `oracle`, values inferred from the tree as ReST-MCTS* does ([`step_values`]); without,
-//!   the self-judge's step scores;
+//! - [`prm`]: `{"prompt", "completions", "labels", "values"}` — every finished path with a value
+//!   per step: with `oracle`, inferred from the tree as ReST-MCTS* does ([`step_values`]); without,
+//!   the self-judge's step scores; labels are the values thresholded to booleans;
 //! - [`correction`]: `{"messages": [...]}` — a wrong path cut at its first bad step, a reflection
 //!   sentence, then the right continuation from the last good step.
 //!
@@ -83,14 +83,14 @@ impl Format {
     }
 }
 
-/// PRM labels as numbers or as booleans.
+/// PRM labels as booleans (TRL's type) or as numbers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LabelKind {
     /// Values in [0, 1].
-    #[default]
     Float,
-    /// `value >= threshold`.
+    /// `value >= threshold`: what TRL's `PRMTrainer` reads.
+    #[default]
     Bool,
 }
 
@@ -102,7 +102,7 @@ pub struct ExportOptions {
     pub oracle: bool,
     /// Preference pairs need values at least this far apart.
     pub margin: f64,
-    /// PRM labels as floats or thresholded booleans.
+    /// PRM labels as thresholded booleans (the default) or as the values.
     pub labels: LabelKind,
     /// A step is good when its value (oracle) or judge score is at least this.
     pub threshold: f64,
@@ -117,7 +117,7 @@ impl Default for ExportOptions {
         Self {
             oracle: false,
             margin: 0.2,
-            labels: LabelKind::Float,
+            labels: LabelKind::Bool,
             threshold: 0.5,
             reflection: "Wait, this step is wrong. Let me go back and correct it.".into(),
             max_pairs: 8,

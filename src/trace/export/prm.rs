@@ -1,10 +1,16 @@
 //! Process-reward records: `{"id", "source_strategy", "oracle", "prompt", "completions",
-//! "labels"}`, TRL's stepwise-supervision format — one per finished path, a label per step.
+//! "labels", "values"}`, TRL's stepwise-supervision format — one per finished path, a label per
+//! step.
 //!
-//! With `oracle` (and a reference), the labels are ReST-MCTS*'s inferred values
+//! `values` are the steps' values: with `oracle` (and a reference), ReST-MCTS*'s inferred values
 //! ([`super::step_values`]); without, the self-judge's score of each step (paths with an unjudged
-//! step are left out). Labels are floats, or booleans `label >= threshold`.
-
+//! step are left out). `labels` are booleans `value >= threshold` by default, the type TRL's
+//! `PRMTrainer` reads (it casts each label with `int()`, so a float label 0.9 would train as a bad
+//! step); [`LabelKind::Float`] makes them the values instead, for a trainer that regresses on them.
+//!
+//! A completion is a step without the blank line that ends it: TRL puts its `step_separator`
+//! after every step and labels the separator's last token, so with `step_separator="\n\n"` the
+//! trainer reads the text the model wrote.
 use serde::{Deserialize, Serialize};
 
 use super::{oracle_mode, step_values, ExportOptions, LabelKind, Reach, RecordHead};
@@ -28,10 +34,12 @@ pub struct PrmRecord {
     pub head: RecordHead,
     /// The user's message.
     pub prompt: String,
-    /// The steps, in order.
+    /// The steps, in order, each without its trailing whitespace.
     pub completions: Vec<String>,
     /// One label per step.
     pub labels: Labels,
+    /// One value in [0, 1] per step (what `labels` are thresholded from).
+    pub values: Vec<f64>,
 }
 
 /// The PRM records of `trace`.
@@ -52,7 +60,11 @@ pub fn records(trace: &Trace, options: &ExportOptions) -> Vec<PrmRecord> {
         if !trace.nodes[leaf].terminal || trace.message_start(leaf) != 0 {
             continue;
         }
-        let completions: Vec<String> = trace.steps(leaf).into_iter().map(str::to_string).collect();
+        let completions: Vec<String> = trace
+            .steps(leaf)
+            .into_iter()
+            .map(|s| s.trim_end().to_string())
+            .collect();
         if seen.contains(&completions) {
             continue;
         }
@@ -72,7 +84,7 @@ pub fn records(trace: &Trace, options: &ExportOptions) -> Vec<PrmRecord> {
         };
         seen.push(completions.clone());
         let labels = match options.labels {
-            LabelKind::Float => Labels::Float(values),
+            LabelKind::Float => Labels::Float(values.clone()),
             LabelKind::Bool => {
                 Labels::Bool(values.iter().map(|&v| v >= options.threshold).collect())
             }
@@ -82,6 +94,7 @@ pub fn records(trace: &Trace, options: &ExportOptions) -> Vec<PrmRecord> {
             prompt: prompt.clone(),
             completions,
             labels,
+            values,
         });
     }
     out
@@ -93,15 +106,21 @@ mod tests {
     use crate::trace::export::tests::tree;
 
     #[test]
-    fn oracle_labels_are_rest_mcts_values_and_judge_labels_the_scores() {
+    fn oracle_values_are_rest_mcts_values_and_judge_values_the_scores() {
         let t = tree();
-        let oracle = records(
-            &t,
-            &ExportOptions {
-                oracle: true,
-                ..ExportOptions::default()
-            },
-        );
+        let float = |options: ExportOptions| {
+            records(
+                &t,
+                &ExportOptions {
+                    labels: LabelKind::Float,
+                    ..options
+                },
+            )
+        };
+        let oracle = float(ExportOptions {
+            oracle: true,
+            ..ExportOptions::default()
+        });
         let labels: Vec<Labels> = oracle.iter().map(|r| r.labels.clone()).collect();
         assert_eq!(
             labels,
@@ -111,22 +130,54 @@ mod tests {
                 Labels::Float(vec![0.0, 0.0]),
             ]
         );
-        assert_eq!(oracle[0].completions, ["a\n\n", "a1 The answer is 4."]);
-        let bools = records(
-            &t,
-            &ExportOptions {
-                oracle: true,
-                labels: LabelKind::Bool,
-                ..ExportOptions::default()
-            },
-        );
-        assert_eq!(bools[1].labels, Labels::Bool(vec![true, false]));
-        let judged = records(&t, &ExportOptions::default());
+        let judged = float(ExportOptions::default());
         assert_eq!(judged[2].labels, Labels::Float(vec![0.4, 0.6]));
         assert!(!judged[2].head.oracle);
         let json = serde_json::to_value(&judged[0]).unwrap();
         assert_eq!(json["labels"], serde_json::json!([0.7, 0.9]));
         assert_eq!(json["id"], "p1");
         assert_eq!(json["source_strategy"], "mcts");
+    }
+
+    /// What TRL's `PRMTrainer` reads: booleans (it casts each label with `int()`, so 0.5 would be a
+    /// bad step), one per step, and steps without the separator it puts after each.
+    #[test]
+    fn by_default_labels_are_booleans_beside_the_values_and_steps_lose_their_blank_line() {
+        let t = tree();
+        let oracle = records(
+            &t,
+            &ExportOptions {
+                oracle: true,
+                ..ExportOptions::default()
+            },
+        );
+        assert_eq!(oracle[0].completions, ["a", "a1 The answer is 4."]);
+        assert_eq!(oracle[1].labels, Labels::Bool(vec![true, false]));
+        assert_eq!(oracle[1].values, [0.5, 0.0]);
+        let json = serde_json::to_value(&oracle[0]).unwrap();
+        assert_eq!(json["labels"], serde_json::json!([true, true]));
+        assert_eq!(json["values"], serde_json::json!([0.5, 1.0]));
+        // The threshold decides: at .6 the first step (.5) is bad.
+        let strict = records(
+            &t,
+            &ExportOptions {
+                oracle: true,
+                threshold: 0.6,
+                ..ExportOptions::default()
+            },
+        );
+        assert_eq!(strict[0].labels, Labels::Bool(vec![false, true]));
+        // Judge labels: a .7, a1 .9 (both good); b .4 (bad), b1 .6.
+        let judged = records(&t, &ExportOptions::default());
+        assert_eq!(judged[2].labels, Labels::Bool(vec![false, true]));
+        assert_eq!(judged[2].values, [0.4, 0.6]);
+        for r in oracle.iter().chain(&judged) {
+            let Labels::Bool(labels) = &r.labels else {
+                panic!("{:?}", r.labels)
+            };
+            assert_eq!(labels.len(), r.completions.len());
+            assert_eq!(r.values.len(), r.completions.len());
+            assert!(r.completions.iter().all(|c| c.trim_end() == c));
+        }
     }
 }

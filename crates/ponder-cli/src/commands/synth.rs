@@ -48,8 +48,8 @@ pub struct Args {
     /// Preference pairs need values at least this far apart.
     #[arg(long, default_value_t = ExportOptions::default().margin)]
     margin: f64,
-    /// PRM labels.
-    #[arg(long, default_value = "float", value_parser = choice::<LabelName>("label kind"))]
+    /// PRM labels: booleans by --threshold (what TRL's PRMTrainer reads), or the values.
+    #[arg(long, default_value = "bool", value_parser = choice::<LabelName>("label kind"))]
     labels: LabelName,
     /// A step is good when its value or judge score reaches this.
     #[arg(long, default_value_t = ExportOptions::default().threshold)]
