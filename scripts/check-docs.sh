@@ -49,7 +49,7 @@ llama_decode llama_context llama_memory_seq_cp llama_batch LlamaBatch LlamaConte
 llama_cpp llama_cpp_2 kv_unified cache_prompt cache_n prompt_tokens_details cached_tokens
 top_logprobs include_stop_str_in_output max_model_len reasoning_content finish_reason
 max_completion_tokens model_extra extra_body add_special parse_special api_key base_url
-tokenizer_json ggml ggml_cuda_init LLAMA_LIB_PROFILE vec_dot_q4_1_q8_1 vec_dot_q8_0_q8_0 CMAKE_CUDA_ARCHITECTURES
+tokenizer_json ggml ggml_cuda_init R_X86_64_PC32 LLAMA_LIB_PROFILE vec_dot_q4_1_q8_1 vec_dot_q8_0_q8_0 CMAKE_CUDA_ARCHITECTURES
 CMAKE_POSITION_INDEPENDENT_CODE LD_LIBRARY_PATH PKG_CONFIG_PATH OMP_WAIT_POLICY RelWithDebInfo
 Release MutexGuard parking_lot OnceLock ValueEnum ExitCode ModelWrapper BufRead
 SFTTrainer DPOTrainer PRMTrainer RewardTrainer GRPOTrainer
@@ -144,21 +144,35 @@ def anchors(path):
 HISTORY = ["at a later commit", "an earlier version", "the issue's goal", "no gpu was lent",
            "an earlier run", "as before", "since this run", "the old defaults", "(before)"]
 
+def check_paragraph(path, para):
+    """The backticked spans of one paragraph (a span may continue on the next line)."""
+    if not para:
+        return
+    text = "\n".join(line for _, line in para)
+    for m in re.finditer(r"(?<!`)`([^`]+)`(?!`)", text):
+        line = para[0][0] + text.count("\n", 0, m.start())
+        check_span(f"{path}:{line}", m.group(1).replace("\n", " "))
+
 def check_page(path, identifiers=True, history=True):
     text = open(path, encoding="utf-8").read()
     lines = text.split("\n")
     fence = None
+    para = []
     for i, line in enumerate(lines, 1):
         where = f"{path}:{i}"
         m = re.match(r"^\s*(`{3,})", line)
         if m:
             fence = None if fence and m.group(1).startswith(fence) else (fence or m.group(1))
+            check_paragraph(path, para)
+            para.clear()
             continue
         if fence:
             continue
         if identifiers:
-            for span in re.findall(r"(?<!`)`([^`\n]+)`(?!`)", line):
-                check_span(where, span)
+            para.append((i, line))
+            if not line.strip():
+                check_paragraph(path, para)
+                para.clear()
         low = line.lower() if history else ""
         for phrase in HISTORY:
             if phrase in low:
@@ -172,6 +186,8 @@ def check_page(path, identifiers=True, history=True):
                 fail(where, f"link to {target}: {dest} does not exist")
             elif anchor and dest.endswith(".md") and anchor not in anchors(dest):
                 fail(where, f"link to {target}: no heading #{anchor} in {dest}")
+    if identifiers:
+        check_paragraph(path, para)
 
 pages = sorted(p for p in glob.glob("docs/src/**/*.md", recursive=True)
                if "/measurements/" not in p and "/examples/" not in p)
