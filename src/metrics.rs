@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::reward::answer;
 use crate::reward::confidence::ConfidenceSignal;
+use crate::strategy::best_of_n::{choose, Ballots, BestOfNConfig};
 use crate::strategy::{ConfidenceSignals, Outcome, Rerank, StrategyConfig};
 
 /// One candidate's signals, as the metrics read them.
@@ -58,6 +59,14 @@ impl CandidateSignals {
             ConfidenceSignal::Tail => x.tail,
             ConfidenceSignal::LowestGroup => x.lowest_group,
         })
+    }
+
+    fn self_certainty(&self) -> Option<f64> {
+        self.confidence?.self_certainty
+    }
+
+    fn tail_entropy(&self) -> Option<f64> {
+        self.confidence?.tail_entropy
     }
 }
 
@@ -120,6 +129,13 @@ pub struct SignalAuc {
     pub lowest_group_confidence: Option<f64>,
     /// Mean log-probability per token.
     pub mean_logprob: Option<f64>,
+    /// Self-certainty (absent in reports written before it was kept).
+    #[serde(default)]
+    pub self_certainty: Option<f64>,
+    /// Minus the tail entropy (so that, as for every column, above 0.5 means "higher is
+    /// right more often").
+    #[serde(default)]
+    pub tail_entropy: Option<f64>,
 }
 
 impl SignalAuc {
@@ -138,7 +154,9 @@ impl SignalAuc {
             mean_confidence: by(ConfidenceSignal::Mean),
             tail_confidence: by(ConfidenceSignal::Tail),
             lowest_group_confidence: by(ConfidenceSignal::LowestGroup),
-            mean_logprob: signal_auc(candidates, |c| Some(c.mean_logprob)).0,
+            mean_logprob: signal_auc(candidates.clone(), |c| Some(c.mean_logprob)).0,
+            self_certainty: signal_auc(candidates.clone(), |c| c.self_certainty()).0,
+            tail_entropy: signal_auc(candidates, |c| c.tail_entropy().map(|h| -h)).0,
         }
     }
 }
@@ -161,19 +179,20 @@ pub struct RerankerAccuracy {
 /// each reranker would have chosen from the same samples.
 #[derive(Debug)]
 pub struct RerankerTally {
-    /// `filtered_vote`'s share when the strategy is best-of-N; `None` counts nothing.
-    keep_percent: Option<f64>,
+    /// The best-of-N configuration (its `keep_percent`, `cisc_temperature`, `borda_power`);
+    /// `None` counts nothing.
+    config: Option<BestOfNConfig>,
     /// Per reranker: right picks, problems counted.
     tally: Vec<(String, usize, usize)>,
 }
 
 impl RerankerTally {
     /// A tally for the problems solved by `strategy`: only best-of-N's are counted (with its
-    /// `keep_percent` for `filtered_vote`).
+    /// reranker settings).
     pub fn new(strategy: &StrategyConfig) -> Self {
         Self {
-            keep_percent: match strategy {
-                StrategyConfig::BestOfN(c) => Some(c.keep_percent),
+            config: match strategy {
+                StrategyConfig::BestOfN(c) => Some(c.clone()),
                 _ => None,
             },
             tally: Vec::new(),
@@ -181,36 +200,58 @@ impl RerankerTally {
     }
 
     /// Counts one problem's candidates. Problems of other strategies than best-of-N, or with an
-    /// unlabelled candidate, are not counted.
+    /// unlabelled candidate, are not counted; a reranker whose signal some candidate lacks is
+    /// not counted for that problem.
     pub fn add(&mut self, c: &[CandidateSignals]) {
-        use crate::strategy::best_of_n::choose;
         use ConfidenceSignal as S;
-        let Some(keep_percent) = self.keep_percent else {
+        let Some(config) = &self.config else {
             return;
         };
         if c.is_empty() || c.iter().any(|c| c.correct.is_none()) {
             return;
         }
         let answers: Vec<Option<String>> = c.iter().map(|c| c.answer.clone()).collect();
-        let judged: Option<Vec<f64>> = c.iter().map(|c| c.judge).collect();
+        let judged: Option<Vec<f64>> = c
+            .iter()
+            .map(|c| c.judge.filter(|v| v.is_finite()))
+            .collect();
         let logprobs: Vec<f64> = c.iter().map(|c| c.mean_logprob).collect();
+        let certainty: Option<Vec<f64>> = c.iter().map(CandidateSignals::self_certainty).collect();
+        let tail_entropy: Option<Vec<f64>> = c.iter().map(CandidateSignals::tail_entropy).collect();
         let plain = vec![0.0; c.len()];
-        let pick = |r: Rerank, judge: Option<&[f64]>, conf: &[f64]| {
-            choose(r, keep_percent, &answers, judge, conf, &logprobs).1
+        let ballots = Ballots {
+            answers: &answers,
+            judged: judged.as_deref(),
+            confidence: &plain,
+            logprobs: &logprobs,
+            certainty: certainty.as_deref(),
+            tail_entropy: tail_entropy.as_deref(),
         };
+        let pick = |r: Rerank, b: &Ballots<'_>| choose(r, config, b).1;
         let mut picks: Vec<(String, usize)> = vec![
-            ("vote".into(), pick(Rerank::Vote, None, &plain)),
-            ("logprob".into(), pick(Rerank::Logprob, None, &plain)),
+            ("vote".into(), pick(Rerank::Vote, &ballots)),
+            ("logprob".into(), pick(Rerank::Logprob, &ballots)),
+            ("cisc".into(), pick(Rerank::Cisc, &ballots)),
         ];
-        if let Some(j) = judged.as_ref().filter(|j| j.iter().all(|v| v.is_finite())) {
-            picks.push((
-                "judge".into(),
-                pick(Rerank::Judge, Some(j.as_slice()), &plain),
-            ));
-            picks.push((
-                "weighted_vote".into(),
-                pick(Rerank::WeightedVote, Some(j.as_slice()), &plain),
-            ));
+        if judged.is_some() {
+            for (r, name) in [
+                (Rerank::Judge, "judge"),
+                (Rerank::WeightedVote, "weighted_vote"),
+                (Rerank::CiscJudge, "cisc_judge"),
+            ] {
+                picks.push((name.into(), pick(r, &ballots)));
+            }
+        }
+        if certainty.is_some() {
+            for (r, name) in [
+                (Rerank::SelfCertainty, "self_certainty"),
+                (Rerank::BordaVote, "borda_vote"),
+            ] {
+                picks.push((name.into(), pick(r, &ballots)));
+            }
+        }
+        if tail_entropy.is_some() {
+            picks.push(("tail_entropy".into(), pick(Rerank::TailEntropy, &ballots)));
         }
         for (s, sname) in [
             (S::Mean, "mean"),
@@ -220,12 +261,16 @@ impl RerankerTally {
             let Some(conf) = c.iter().map(|c| c.signal(s)).collect::<Option<Vec<f64>>>() else {
                 continue;
             };
+            let b = Ballots {
+                confidence: &conf,
+                ..ballots
+            };
             for (r, rname) in [
                 (Rerank::Confidence, "confidence"),
                 (Rerank::ConfidenceVote, "confidence_vote"),
                 (Rerank::FilteredVote, "filtered_vote"),
             ] {
-                picks.push((format!("{rname}:{sname}"), pick(r, None, &conf)));
+                picks.push((format!("{rname}:{sname}"), pick(r, &b)));
             }
         }
         for (name, pick) in picks {
@@ -307,6 +352,8 @@ mod tests {
                 mean: lowest,
                 tail: lowest,
                 lowest_group: lowest,
+                self_certainty: None,
+                tail_entropy: None,
             }),
         }
     }

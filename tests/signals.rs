@@ -6,6 +6,7 @@ use std::sync::OnceLock;
 
 use ponder::lm::{ContextOptions, LlamaLm, Lm, Model, ModelOptions};
 use ponder::reward::judge::{Judge, JudgeConfig, Verdict};
+use ponder::strategy::best_of_n::{choose, Ballots};
 use ponder::strategy::{BestOfNConfig, DeepConfConfig, Problem, PromptConfig, Rerank};
 use ponder::{ConfidenceStop, FinishReason, GenRequest, SamplingParams, StrategyConfig};
 
@@ -119,6 +120,128 @@ fn every_sampled_token_has_a_confidence_and_a_confidence_stop_ends_decoding() {
         lm.usage().since(&before).generated_tokens,
         u64::from(g[0].tokens + 6)
     );
+}
+
+/// Self-certainty and entropy are computed from the same logits the sampler reads: the first
+/// token's values equal those of the whole next-token distribution at the root, read back
+/// through `next_token_probs` over every token of the vocabulary.
+#[test]
+fn every_sampled_token_has_a_certainty_and_an_entropy_of_its_distribution() {
+    let _serial = serial();
+    let mut lm = session(2);
+    let root = lm
+        .root(&PromptConfig::default().messages(QUESTION))
+        .unwrap();
+    let g = lm
+        .generate(&[GenRequest {
+            sampling: SamplingParams::greedy(),
+            ..GenRequest::new(root, 16)
+        }])
+        .unwrap();
+    let g = &g[0];
+    assert_eq!(g.certainty.len(), g.tokens as usize);
+    assert_eq!(g.entropy.len(), g.tokens as usize);
+    let v = lm.vocab_size();
+    let ln_v = (v as f64).ln();
+    for (&c, &h) in g.certainty.iter().zip(&g.entropy) {
+        assert!(c.is_finite() && c >= 0.0, "certainty {c}");
+        assert!(
+            h.is_finite() && (0.0..=ln_v as f32 + 1e-3).contains(&h),
+            "entropy {h}"
+        );
+    }
+    let every: Vec<i32> = (0..v as i32).collect();
+    let p = lm.next_token_probs(&[(root, every.as_slice())]).unwrap();
+    let p: Vec<f64> = p[0].iter().map(|&x| f64::from(x)).collect();
+    let entropy: f64 = -p
+        .iter()
+        .filter(|&&q| q > 0.0)
+        .map(|&q| q * q.ln())
+        .sum::<f64>();
+    assert!(
+        (f64::from(g.entropy[0]) - entropy).abs() < 1e-3 * entropy.max(1.0),
+        "entropy {} vs {entropy}",
+        g.entropy[0]
+    );
+    // KL(U || p) needs every probability: none underflows f32 at this position.
+    assert!(p.iter().all(|&q| q > 0.0), "a probability underflowed");
+    let certainty = -ln_v - p.iter().map(|q| q.ln()).sum::<f64>() / v as f64;
+    assert!(
+        (f64::from(g.certainty[0]) - certainty).abs() < 1e-2 * certainty.max(1.0),
+        "certainty {} vs {certainty}",
+        g.certainty[0]
+    );
+    lm.release(g.node);
+    lm.release(root);
+}
+
+/// Every new reranker runs on the reasoner's own samples, every candidate carries the signals
+/// it reads, and the pick is the candidate the signal ranks first.
+#[test]
+fn the_certainty_rerankers_rank_the_reasoners_own_samples() {
+    let _serial = serial();
+    let mut lm = session(4);
+    let problem = Problem::new(QUESTION).with_answer("17");
+    for rerank in [
+        Rerank::SelfCertainty,
+        Rerank::BordaVote,
+        Rerank::TailEntropy,
+        Rerank::Cisc,
+    ] {
+        let strategy = StrategyConfig::BestOfN(BestOfNConfig {
+            n: 4,
+            max_tokens: 96,
+            rerank,
+            ..BestOfNConfig::default()
+        });
+        let out = strategy.run(&mut lm, &problem).unwrap();
+        assert_eq!(out.candidates.len(), 4);
+        let signals: Vec<_> = out
+            .candidates
+            .iter()
+            .map(|c| c.confidence.expect("sampled candidates carry signals"))
+            .collect();
+        let certainty: Vec<f64> = signals.iter().map(|s| s.self_certainty.unwrap()).collect();
+        let entropy: Vec<f64> = signals.iter().map(|s| s.tail_entropy.unwrap()).collect();
+        assert!(certainty.iter().chain(&entropy).all(|x| x.is_finite()));
+        let first = |xs: &[f64]| {
+            (0..xs.len())
+                .max_by(|&a, &b| xs[a].total_cmp(&xs[b]).then(b.cmp(&a)))
+                .unwrap()
+        };
+        match rerank {
+            Rerank::SelfCertainty => assert_eq!(out.chosen, first(&certainty)),
+            Rerank::TailEntropy => {
+                let sure: Vec<f64> = entropy.iter().map(|h| -h).collect();
+                assert_eq!(out.chosen, first(&sure));
+            }
+            _ => {
+                // The votes recomputed from what the candidates carry pick the same one.
+                let answers: Vec<Option<String>> =
+                    out.candidates.iter().map(|c| c.answer.clone()).collect();
+                let logprobs: Vec<f64> = out.candidates.iter().map(|c| c.mean_logprob).collect();
+                let lowest: Vec<f64> = signals.iter().map(|s| s.lowest_group).collect();
+                let ballots = Ballots {
+                    answers: &answers,
+                    judged: None,
+                    confidence: &lowest,
+                    logprobs: &logprobs,
+                    certainty: Some(&certainty),
+                    tail_entropy: Some(&entropy),
+                };
+                let config = BestOfNConfig {
+                    rerank,
+                    ..BestOfNConfig::default()
+                };
+                assert_eq!(
+                    out.chosen,
+                    choose(rerank, &config, &ballots).1,
+                    "{rerank:?}"
+                );
+            }
+        }
+        assert_eq!(lm.live_sequences(), 0, "{rerank:?}");
+    }
 }
 
 #[test]

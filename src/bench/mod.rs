@@ -329,6 +329,12 @@ pub struct Aucs {
     /// Lowest group confidence (DeepConf's signal).
     #[serde(default)]
     pub lowest_group_confidence: Option<f64>,
+    /// Self-certainty (mean KL divergence of each token's distribution from uniform).
+    #[serde(default)]
+    pub self_certainty: Option<f64>,
+    /// Minus the tail entropy (lower entropy = surer, so higher is surer as for the others).
+    #[serde(default)]
+    pub tail_entropy: Option<f64>,
     /// Candidates with a label.
     pub labelled_candidates: usize,
     /// Of those, the judged ones.
@@ -671,6 +677,8 @@ fn summarise_rung(rung: &Rung, rows: &[&Record], total: usize) -> RungReport {
             mean_confidence: signals.mean_confidence,
             tail_confidence: signals.tail_confidence,
             lowest_group_confidence: signals.lowest_group_confidence,
+            self_certainty: signals.self_certainty,
+            tail_entropy: signals.tail_entropy,
             labelled_candidates: signals.candidates,
             judged_candidates: signals.judged_candidates,
         },
@@ -685,16 +693,26 @@ fn summarise_rung(rung: &Rung, rows: &[&Record], total: usize) -> RungReport {
 pub fn write_report(dir: &Path, report: &BenchReport) -> Result<(), Error> {
     write_json(&dir.join(REPORT_JSON), report)?;
     write_atomic(&dir.join(REPORT_MD), &markdown(report))?;
-    let points: Vec<PlotPoint> = report
-        .rungs
-        .iter()
-        .filter(|r| r.problems > 0)
+    let rungs = report.rungs.iter().filter(|r| r.problems > 0);
+    let points: Vec<PlotPoint> = rungs
+        .clone()
         .map(|r| PlotPoint {
             name: r.name.clone(),
             curve: curve_of(&r.name).to_string(),
             tokens: r.tokens_per_problem,
             accuracy: r.accuracy,
+            hollow: false,
         })
+        .chain(rungs.flat_map(|r| {
+            // Every reranker on the same samples, at the rung's tokens.
+            r.reranker_accuracy.iter().map(|a| PlotPoint {
+                name: a.rerank.clone(),
+                curve: curve_of(&r.name).to_string(),
+                tokens: r.tokens_per_problem,
+                accuracy: a.accuracy,
+                hollow: true,
+            })
+        }))
         .collect();
     let title = format!(
         "{} on {} ({} problems)",
@@ -731,11 +749,11 @@ pub fn markdown(report: &BenchReport) -> String {
     if let Some(c) = &report.command {
         s += &format!("```\n{c}\n```\n\n");
     }
-    s += "| rung | strategy | problems | accuracy | pass@N | tokens/problem | s/problem | AUC score | AUC judge | AUC mean logprob | AUC lowest group conf. |\n";
-    s += "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+    s += "| rung | strategy | problems | accuracy | pass@N | tokens/problem | s/problem | AUC score | AUC judge | AUC mean logprob | AUC lowest group conf. | AUC self-certainty | AUC tail entropy |\n";
+    s += "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
     for r in &report.rungs {
         s += &format!(
-            "| {} | {} | {}{} | {:.3} ({}/{}) | {:.3} | {:.0} | {:.1} | {} | {} | {} | {} |\n",
+            "| {} | {} | {}{} | {:.3} ({}/{}) | {:.3} | {:.0} | {:.1} | {} | {} | {} | {} | {} | {} |\n",
             r.name,
             r.strategy.name(),
             r.problems,
@@ -750,6 +768,8 @@ pub fn markdown(report: &BenchReport) -> String {
             fmt_auc(r.auc.judge),
             fmt_auc(r.auc.mean_logprob),
             fmt_auc(r.auc.lowest_group_confidence),
+            fmt_auc(r.auc.self_certainty),
+            fmt_auc(r.auc.tail_entropy),
         );
     }
     let reranked: Vec<&RungReport> = report
@@ -770,7 +790,9 @@ pub fn markdown(report: &BenchReport) -> String {
         }
     }
     s += "\nAUC: the chance that a right candidate scores above a wrong one, over the rung's \
-          candidates (– without both kinds). `score` is what the strategy ranked by.\n\n";
+          candidates (– without both kinds). `score` is what the strategy ranked by; tail entropy \
+          is counted as minus the entropy, so above 0.5 means the surer trace is right more \
+          often for every column.\n\n";
     s += &format!("![accuracy against generated tokens per problem]({PLOT_SVG})\n");
     s
 }
@@ -886,24 +908,51 @@ mod tests {
                 curve: "greedy".into(),
                 tokens: 150.0,
                 accuracy: 0.5,
+                hollow: false,
             },
             PlotPoint {
                 name: "vote@4".into(),
                 curve: "vote".into(),
                 tokens: 600.0,
                 accuracy: 0.6,
+                hollow: false,
             },
             PlotPoint {
                 name: "vote@8".into(),
                 curve: "vote".into(),
                 tokens: 1200.0,
                 accuracy: 0.7,
+                hollow: false,
+            },
+            // Two rerankers on vote@8's samples land on one point, a third elsewhere.
+            PlotPoint {
+                name: "cisc".into(),
+                curve: "vote".into(),
+                tokens: 1200.0,
+                accuracy: 0.75,
+                hollow: true,
+            },
+            PlotPoint {
+                name: "borda_vote".into(),
+                curve: "vote".into(),
+                tokens: 1200.0,
+                accuracy: 0.75,
+                hollow: true,
+            },
+            PlotPoint {
+                name: "self_certainty".into(),
+                curve: "vote".into(),
+                tokens: 1200.0,
+                accuracy: 0.4,
+                hollow: true,
             },
         ];
         draw_svg(&dir.join("p.svg"), "test", &points).unwrap();
         draw_png(&dir.join("p.png"), "test", &points).unwrap();
         let svg = std::fs::read_to_string(dir.join("p.svg")).unwrap();
         assert!(svg.starts_with("<svg") && svg.contains("vote@8"), "{svg}");
+        assert!(svg.contains("cisc, borda_vote 0.75"), "{svg}");
+        assert!(svg.contains("self_certainty 0.40"), "{svg}");
         let png = std::fs::read(dir.join("p.png")).unwrap();
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
         // One point alone, and none, still draw.

@@ -20,6 +20,10 @@ pub struct PlotPoint {
     pub tokens: f64,
     /// Accuracy (y), 0..=1.
     pub accuracy: f64,
+    /// A reranker's accuracy on a best-of-N rung's own samples rather than a rung: drawn as an
+    /// open grey circle at the rung's tokens, not joined to a curve, and labelled with every
+    /// reranker that lands on the same point.
+    pub hollow: bool,
 }
 
 static FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans-subset.ttf");
@@ -100,8 +104,9 @@ fn draw<DB: DrawingBackend>(
         .axis_desc_style(("sans-serif", 16))
         .draw()
         .map_err(err)?;
+    draw_hollow(&mut chart, points).map_err(err)?;
     let mut curves: Vec<&str> = Vec::new();
-    for p in points {
+    for p in points.iter().filter(|p| !p.hollow) {
         if !curves.contains(&p.curve.as_str()) {
             curves.push(&p.curve);
         }
@@ -109,7 +114,10 @@ fn draw<DB: DrawingBackend>(
     for (i, curve) in curves.iter().enumerate() {
         let (r, g, b) = COLOURS[i % COLOURS.len()];
         let color = RGBColor(r, g, b);
-        let mut members: Vec<&PlotPoint> = points.iter().filter(|p| p.curve == *curve).collect();
+        let mut members: Vec<&PlotPoint> = points
+            .iter()
+            .filter(|p| !p.hollow && p.curve == *curve)
+            .collect();
         members.sort_by(|a, b| a.tokens.total_cmp(&b.tokens));
         let line: Vec<(f64, f64)> = members
             .iter()
@@ -144,5 +152,39 @@ fn draw<DB: DrawingBackend>(
             .draw()
             .map_err(err)?;
     }
+    Ok(())
+}
+
+/// The hollow points: one open circle per distinct (tokens, accuracy), labelled with the names
+/// of the rerankers there (the first two and how many more).
+fn draw_hollow<DB: DrawingBackend, X: Ranged<ValueType = f64>, Y: Ranged<ValueType = f64>>(
+    chart: &mut ChartContext<'_, DB, Cartesian2d<X, Y>>,
+    points: &[PlotPoint],
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    let mut groups: Vec<(f64, f64, Vec<&str>)> = Vec::new();
+    for p in points.iter().filter(|p| p.hollow) {
+        let at = (p.tokens.max(1.0), p.accuracy);
+        match groups
+            .iter_mut()
+            .find(|g| (g.0 - at.0).abs() < 1e-9 && (g.1 - at.1).abs() < 1e-9)
+        {
+            Some(g) => g.2.push(&p.name),
+            None => groups.push((at.0, at.1, vec![&p.name])),
+        }
+    }
+    let grey = RGBColor(110, 110, 110);
+    chart.draw_series(groups.iter().map(|(x, y, names)| {
+        let mut label = names.iter().take(2).copied().collect::<Vec<_>>().join(", ");
+        if names.len() > 2 {
+            label += &format!(" +{}", names.len() - 2);
+        }
+        EmptyElement::at((*x, *y))
+            + Circle::new((0, 0), 4, grey.stroke_width(1))
+            + Text::new(
+                format!("{label} {y:.2}"),
+                (7, -4),
+                ("sans-serif", 10).into_font().color(&grey),
+            )
+    }))?;
     Ok(())
 }

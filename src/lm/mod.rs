@@ -338,7 +338,40 @@ pub struct Generation {
     /// backend cannot tell (see [`RemoteLm`] for servers that give no top log-probabilities).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub confidence: Vec<f32>,
+    /// Self-certainty of each generated token (Kang et al., 2025): KL(U ‖ p), the divergence of
+    /// the uniform distribution over the vocabulary from the model's distribution at that
+    /// position, in nats (high = sure). Empty where the backend cannot tell (a remote server
+    /// gives no full distribution).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certainty: Vec<f32>,
+    /// Entropy of the model's distribution at each generated token, in nats (low = sure). Empty
+    /// where the backend cannot tell.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub entropy: Vec<f32>,
+    /// Each generated token with its log-probability and the most likely tokens at its
+    /// position: filled by [`Lm::generate_logprobs`] only (empty from [`Lm::generate`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub token_logprobs: Vec<TokenLogprob>,
 }
+
+/// One token of a text with the model's log-probability of it (temperature 1, no filters) and
+/// the most likely tokens at its position, as [`Lm::generate_logprobs`] and
+/// [`Lm::forced_top_logprobs`] report them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenLogprob {
+    /// The token.
+    pub token: TokenId,
+    /// Its log-probability.
+    pub logprob: f32,
+    /// The most likely tokens at this position with their log-probabilities, most likely first
+    /// (ties: lower id first); as many as were asked for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub top: Vec<(TokenId, f32)>,
+}
+
+/// The most alternatives [`Lm::generate_logprobs`] and [`Lm::forced_top_logprobs`] report per
+/// token (OpenAI's cap on `top_logprobs`).
+pub const MAX_TOP_LOGPROBS: u32 = 20;
 
 /// How many of the most likely tokens [`Generation::confidence`] averages over (DeepConf uses
 /// k in 5..20).
@@ -502,6 +535,45 @@ pub trait Lm {
     /// # Errors
     /// [`DecodeError::UnknownNode`]; [`DecodeError::ContextOverflow`].
     fn forced_logprobs(&mut self, queries: &[(Node, &str)]) -> Result<Vec<Vec<f32>>, DecodeError>;
+
+    /// As [`Lm::generate`], also recording every generated token's log-probability and the `top`
+    /// most likely tokens at its position in [`Generation::token_logprobs`] (one more pass over
+    /// the vocabulary per token, no model call).
+    ///
+    /// # Errors
+    /// As [`Lm::generate`]; [`DecodeError::Config`] for `top` above [`MAX_TOP_LOGPROBS`];
+    /// [`DecodeError::Unsupported`] on backends that do not see the logits.
+    fn generate_logprobs(
+        &mut self,
+        requests: &[GenRequest],
+        top: u32,
+    ) -> Result<Vec<Generation>, DecodeError> {
+        let _ = (requests, top);
+        Err(DecodeError::Unsupported {
+            what: "per-token top log-probabilities of sampled tokens",
+            hint: "use the llama.cpp backend".into(),
+        })
+    }
+
+    /// For each `(node, tokens)`, each token forced after `node` with its log-probability and
+    /// the `top` most likely tokens at its position (scoring a given text, as
+    /// [`Lm::forced_logprobs`] does, with the alternatives).
+    ///
+    /// # Errors
+    /// As [`Lm::forced_logprobs`]; [`DecodeError::Config`] for a token outside the vocabulary
+    /// or `top` above [`MAX_TOP_LOGPROBS`]; [`DecodeError::Unsupported`] on backends that do
+    /// not see the logits.
+    fn forced_top_logprobs(
+        &mut self,
+        queries: &[(Node, &[TokenId])],
+        top: u32,
+    ) -> Result<Vec<Vec<TokenLogprob>>, DecodeError> {
+        let _ = (queries, top);
+        Err(DecodeError::Unsupported {
+            what: "per-token top log-probabilities of forced tokens",
+            hint: "use the llama.cpp backend".into(),
+        })
+    }
 
     /// The caller no longer needs `node`: its sequence and logits are freed. Releasing an unknown
     /// or already released node does nothing.

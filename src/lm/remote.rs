@@ -1085,6 +1085,10 @@ impl RemoteLm {
                 logprob,
                 finish,
                 confidence,
+                // A server's top log-probabilities do not give the whole distribution.
+                certainty: Vec::new(),
+                entropy: Vec::new(),
+                token_logprobs: Vec::new(),
             });
         }
         Ok(out)

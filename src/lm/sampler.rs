@@ -121,6 +121,65 @@ pub(crate) fn top_k_confidence(logits: &[f32], lse: f64, k: usize, scratch: &mut
     (-mean) as f32
 }
 
+/// Two verifier-free signals of the distribution `logits` define (`max` its [`max_logit`], `lse`
+/// its log-sum-exp), in nats, from one pass over the vocabulary:
+///
+/// - self-certainty (Kang et al., 2025): KL(U ‖ p), the divergence of the uniform distribution
+///   over the vocabulary from the model's, `lse − mean(logits) − ln V`. 0 for a uniform
+///   distribution, large when the mass is on few tokens;
+/// - entropy, `−Σ p log p`: 0 for a one-hot distribution, `ln V` for a uniform one.
+///
+/// Logits more than 87 below the largest (masked tokens are −∞) count as 87 below it.
+pub(crate) fn certainty_and_entropy(logits: &[f32], max: f32, lse: f64) -> (f32, f32) {
+    if logits.is_empty() || !max.is_finite() {
+        return (0.0, 0.0);
+    }
+    // Per lane: Σ (x − max) and Σ e^(x − max)·(x − max), both over x clamped to max − 87.
+    let mut sum = [0.0f32; 8];
+    let mut weighted = [0.0f32; 8];
+    let chunks = logits.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for ((s, w), &x) in sum.iter_mut().zip(weighted.iter_mut()).zip(c) {
+            let d = if x - max > -87.0 { x - max } else { -87.0 };
+            *s += d;
+            *w += exp_nonpositive(d) * d;
+        }
+    }
+    let mut sum: f64 = sum.iter().map(|&v| f64::from(v)).sum();
+    let mut weighted: f64 = weighted.iter().map(|&v| f64::from(v)).sum();
+    for &x in rest {
+        let d = (x - max).max(-87.0);
+        sum += f64::from(d);
+        weighted += f64::from(exp_nonpositive(d) * d);
+    }
+    let n = logits.len() as f64;
+    let shift = lse - f64::from(max); // ln Σ e^(x − max)
+    let certainty = shift - sum / n - n.ln();
+    let entropy = shift - weighted * (-shift).exp();
+    (certainty.max(0.0) as f32, entropy.max(0.0) as f32)
+}
+
+/// The `k` most likely tokens given `logits` (`lse` their log-sum-exp) with their
+/// log-probabilities (temperature 1), most likely first, ties to the lower id.
+pub(crate) fn top_logprobs(
+    logits: &[f32],
+    lse: f64,
+    k: usize,
+    scratch: &mut Scratch,
+) -> Vec<(super::TokenId, f32)> {
+    let top = &mut scratch.top;
+    top.clear();
+    if k == 0 {
+        return Vec::new();
+    }
+    top_k_into(logits, k.min(logits.len()), top);
+    top.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    top.iter()
+        .map(|&(l, id)| (id as super::TokenId, (f64::from(l) - lse) as f32))
+        .collect()
+}
+
 /// Picks the next token. Returns the token and its unfiltered log-probability.
 ///
 /// `params` must have been validated.
@@ -131,17 +190,18 @@ pub(crate) fn sample(
     rng: &mut Rng,
     scratch: &mut Scratch,
 ) -> (u32, f64) {
-    let (token, lp, _) = sample_with_lse(logits, params, rng, scratch);
+    let (token, lp, ..) = sample_with_lse(logits, params, rng, scratch);
     (token, lp)
 }
 
-/// [`sample`], also returning the log-sum-exp of `logits` (for [`top_k_confidence`]).
+/// [`sample`], also returning the log-sum-exp of `logits` (for [`top_k_confidence`]) and their
+/// largest value (for [`certainty_and_entropy`]).
 pub(crate) fn sample_with_lse(
     logits: &[f32],
     params: &SamplingParams,
     rng: &mut Rng,
     scratch: &mut Scratch,
-) -> (u32, f64, f64) {
+) -> (u32, f64, f64, f32) {
     let max = max_logit(logits);
     let lse = log_sum_exp_with_max(logits, max);
     let token = if params.temperature == 0.0 {
@@ -149,7 +209,7 @@ pub(crate) fn sample_with_lse(
     } else {
         sample_filtered(logits, max, params, rng, scratch)
     };
-    (token, logprob(logits, lse, token as usize), lse)
+    (token, logprob(logits, lse, token as usize), lse, max)
 }
 
 /// The most likely token; ties go to the lowest id.
@@ -283,6 +343,32 @@ mod tests {
     }
 
     #[test]
+    fn certainty_and_entropy_match_their_definitions() {
+        let stats = |l: &[f32]| {
+            let max = max_logit(l);
+            certainty_and_entropy(l, max, log_sum_exp_with_max(l, max))
+        };
+        // Uniform over 16 tokens: no divergence from uniform, entropy ln 16.
+        let (c, h) = stats(&[0.5f32; 16]);
+        assert!(c.abs() < 1e-4, "{c}");
+        assert!((f64::from(h) - 16f64.ln()).abs() < 1e-4, "{h}");
+        // A distribution written out: p = softmax([2, 1, 0, -1, 0, 0, 0, 0, 3]).
+        let l = [2.0f32, 1.0, 0.0, -1.0, 0.0, 0.0, 0.0, 0.0, 3.0];
+        let lse = l.iter().map(|&x| f64::from(x).exp()).sum::<f64>().ln();
+        let p: Vec<f64> = l.iter().map(|&x| (f64::from(x) - lse).exp()).collect();
+        let want_h = -p.iter().map(|&q| q * q.ln()).sum::<f64>();
+        let v = l.len() as f64;
+        let want_c = -v.ln() - p.iter().map(|&q| q.ln()).sum::<f64>() / v;
+        let (c, h) = stats(&l);
+        assert!((f64::from(c) - want_c).abs() < 1e-4, "{c} vs {want_c}");
+        assert!((f64::from(h) - want_h).abs() < 1e-4, "{h} vs {want_h}");
+        // Peaked: certainty grows, entropy falls; a masked (-inf) token does not poison either.
+        let (c_peak, h_peak) = stats(&[20.0, 0.0, 0.0, f32::NEG_INFINITY]);
+        assert!(c_peak.is_finite() && c_peak > c, "{c_peak}");
+        assert!(h_peak < 1e-6, "{h_peak}");
+    }
+
+    #[test]
     fn confidence_is_minus_the_mean_top_k_logprob() {
         let mut scratch = Scratch::default();
         // Uniform over 4 tokens: every logprob is ln(1/4), whatever k.
@@ -301,6 +387,22 @@ mod tests {
         let l = log_sum_exp(&peaked);
         let want = -((10.0 - l) + (0.0 - l)) / 2.0;
         assert!((f64::from(c_peaked) - want).abs() < 1e-4);
+    }
+
+    #[test]
+    fn top_logprobs_are_the_k_most_likely_in_order() {
+        let logits = [0.0f32, 3.0, 1.0, 3.0, -2.0];
+        let lse = log_sum_exp(&logits);
+        let mut s = Scratch::default();
+        let top = top_logprobs(&logits, lse, 3, &mut s);
+        let ids: Vec<i32> = top.iter().map(|&(id, _)| id).collect();
+        assert_eq!(ids, [1, 3, 2], "ties go to the lower id");
+        for &(id, lp) in &top {
+            let want = f64::from(logits[id as usize]) - lse;
+            assert!((f64::from(lp) - want).abs() < 1e-5, "{id}: {lp} vs {want}");
+        }
+        assert_eq!(top_logprobs(&logits, lse, 0, &mut s), []);
+        assert_eq!(top_logprobs(&logits, lse, 9, &mut s).len(), 5);
     }
 
     #[test]

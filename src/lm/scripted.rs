@@ -33,7 +33,7 @@ pub struct StepQuery<'a> {
 }
 
 /// What one sample produces.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ScriptedStep {
     /// The text (cut at the request's first stop string or `max_tokens` bytes).
     pub text: String,
@@ -44,6 +44,11 @@ pub struct ScriptedStep {
     /// Token confidence of each generated token, in order; the last value repeats past its end,
     /// and an empty list means `-logprob_per_token` for every token.
     pub confidence: Vec<f32>,
+    /// Self-certainty of each generated token ([`Generation::certainty`]), in order; the last
+    /// value repeats past its end, and an empty list gives the generation none.
+    pub certainty: Vec<f32>,
+    /// Entropy of each generated token ([`Generation::entropy`]), as `certainty`.
+    pub entropy: Vec<f32>,
 }
 
 type StepFn = dyn FnMut(&StepQuery<'_>) -> ScriptedStep + Send;
@@ -211,6 +216,11 @@ impl Lm for ScriptedLm {
                     .unwrap_or(-step.logprob_per_token as f32)
             };
             let mut confidence: Vec<f32> = (0..tokens.len()).map(conf_at).collect();
+            let repeat = |xs: &[f32], n: usize| -> Vec<f32> {
+                xs.last().map_or_else(Vec::new, |&last| {
+                    (0..n).map(|i| xs.get(i).copied().unwrap_or(last)).collect()
+                })
+            };
             if let Some(stop) = request.confidence_stop {
                 if let Some(i) = stop.first_trigger(&confidence) {
                     if i + 1 < tokens.len() || finish != FinishReason::Eos {
@@ -233,7 +243,10 @@ impl Lm for ScriptedLm {
                 tokens: n as u32,
                 logprob: step.logprob_per_token * n as f64,
                 finish,
+                certainty: repeat(&step.certainty, confidence.len()),
+                entropy: repeat(&step.entropy, confidence.len()),
                 confidence,
+                token_logprobs: Vec::new(),
             });
         }
         self.usage.forward_passes += longest as u64;

@@ -179,6 +179,7 @@ mod tests {
                     // Sure at first, then a confused stretch from the sixth token on.
                     vec![5.0, 5.0, 5.0, 5.0, 5.0, 0.5]
                 },
+                ..Default::default()
             },
             |_| 0.5,
         )

@@ -353,6 +353,7 @@ mod tests {
                 eos: true,
                 logprob_per_token: -0.5,
                 confidence: Vec::new(),
+                ..Default::default()
             },
             |_| 0.5,
         )
@@ -407,6 +408,7 @@ mod tests {
                 eos: true,
                 logprob_per_token: -0.5,
                 confidence: Vec::new(),
+                ..Default::default()
             },
             |_| 0.5,
         );

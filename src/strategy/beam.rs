@@ -250,6 +250,7 @@ mod tests {
                     eos: end,
                     logprob_per_token: -1.0,
                     confidence: Vec::new(),
+                    ..Default::default()
                 }
             },
             move |t| value(&label(t)),
@@ -301,6 +302,7 @@ mod tests {
                     eos: end,
                     logprob_per_token: if child.ends_with('1') { -0.1 } else { -0.9 },
                     confidence: Vec::new(),
+                    ..Default::default()
                 }
             },
             |_| panic!("no judge with value logprob"),

@@ -45,11 +45,26 @@ pub enum Rerank {
     /// Confidence-weighted vote over the most confident `keep_percent` % of traces only
     /// (DeepConf's offline filtering).
     FilteredVote,
+    /// Self-certainty (Kang et al., 2025): the trace whose token distributions are furthest
+    /// from uniform on average ([`ConfidenceSignals::self_certainty`]).
+    SelfCertainty,
+    /// Self-certainty's Borda vote: the traces ranked by self-certainty, the one ranked r of N
+    /// votes for its answer with weight (N − r + 1)^`borda_power`.
+    BordaVote,
+    /// The trace with the lowest mean entropy over its last [`ConfidenceConfig::tail`] tokens,
+    /// where the answer is written ([`ConfidenceSignals::tail_entropy`]).
+    TailEntropy,
+    /// Confidence-informed self-consistency (CISC, Taubenfeld et al., 2025): a vote weighted by
+    /// the softmax, at `cisc_temperature`, of each trace's log-probability score (mean per
+    /// token with `length_normalise`).
+    Cisc,
+    /// CISC with the self-judge's P(yes) as each trace's confidence.
+    CiscJudge,
 }
 
 impl Rerank {
     /// Every reranker, in the order of [`Rerank::parse`]'s list.
-    pub const ALL: [Rerank; 7] = [
+    pub const ALL: [Rerank; 12] = [
         Rerank::Judge,
         Rerank::Confidence,
         Rerank::Logprob,
@@ -57,10 +72,16 @@ impl Rerank {
         Rerank::WeightedVote,
         Rerank::ConfidenceVote,
         Rerank::FilteredVote,
+        Rerank::SelfCertainty,
+        Rerank::BordaVote,
+        Rerank::TailEntropy,
+        Rerank::Cisc,
+        Rerank::CiscJudge,
     ];
 
     /// Parses `judge`, `confidence`, `logprob`, `vote`, `weighted_vote`, `confidence_vote`,
-    /// `filtered_vote` (`-` for `_` too).
+    /// `filtered_vote`, `self_certainty`, `borda_vote`, `tail_entropy`, `cisc`, `cisc_judge`
+    /// (`-` for `_` too).
     ///
     /// # Errors
     /// [`ConfigError`] listing the known rerankers.
@@ -73,11 +94,17 @@ impl Rerank {
             "weighted_vote" => Ok(Self::WeightedVote),
             "confidence_vote" => Ok(Self::ConfidenceVote),
             "filtered_vote" => Ok(Self::FilteredVote),
+            "self_certainty" => Ok(Self::SelfCertainty),
+            "borda_vote" => Ok(Self::BordaVote),
+            "tail_entropy" => Ok(Self::TailEntropy),
+            "cisc" => Ok(Self::Cisc),
+            "cisc_judge" => Ok(Self::CiscJudge),
             other => Err(ConfigError::new(
                 "rerank",
                 format!(
                     "unknown reranker {other:?}; use judge, confidence, logprob, vote, \
-                     weighted_vote, confidence_vote or filtered_vote"
+                     weighted_vote, confidence_vote, filtered_vote, self_certainty, \
+                     borda_vote, tail_entropy, cisc or cisc_judge"
                 ),
             )),
         }
@@ -85,7 +112,30 @@ impl Rerank {
 
     /// Whether this reranker needs the self-judge's verdicts.
     pub fn needs_judge(self) -> bool {
-        matches!(self, Self::Judge | Self::WeightedVote)
+        matches!(self, Self::Judge | Self::WeightedVote | Self::CiscJudge)
+    }
+
+    /// Whether this reranker needs each token's whole distribution (self-certainty, entropy),
+    /// which only the in-process backend gives.
+    pub fn needs_distributions(self) -> bool {
+        matches!(
+            self,
+            Self::SelfCertainty | Self::BordaVote | Self::TailEntropy
+        )
+    }
+
+    /// Whether this reranker votes over answers (rather than picking one trace).
+    pub fn votes(self) -> bool {
+        matches!(
+            self,
+            Self::Vote
+                | Self::WeightedVote
+                | Self::ConfidenceVote
+                | Self::FilteredVote
+                | Self::BordaVote
+                | Self::Cisc
+                | Self::CiscJudge
+        )
     }
 }
 
@@ -122,6 +172,12 @@ pub struct BestOfNConfig {
     /// For `filtered_vote`: the percentage η of most confident traces that vote, in (0, 100]
     /// (DeepConf uses 10 and 90); at least one trace always votes.
     pub keep_percent: f64,
+    /// For `cisc` and `cisc_judge`: the softmax temperature over the traces' confidences, in
+    /// (0, 100] (small: the most confident trace's vote dominates; large: a plain vote).
+    pub cisc_temperature: f64,
+    /// For `borda_vote`: the power p of the Borda weights (N − r + 1)^p, in [0, 8] (0: a plain
+    /// vote).
+    pub borda_power: f64,
 }
 
 impl Default for BestOfNConfig {
@@ -138,6 +194,8 @@ impl Default for BestOfNConfig {
             judge_prompt: false,
             confidence: ConfidenceConfig::default(),
             keep_percent: 50.0,
+            cisc_temperature: 0.1,
+            borda_power: 0.5,
         }
     }
 }
@@ -167,6 +225,18 @@ impl BestOfNConfig {
                 ),
             ));
         }
+        if !(self.cisc_temperature > 0.0 && self.cisc_temperature <= 100.0) {
+            return Err(ConfigError::new(
+                "cisc_temperature",
+                format!("{} is outside (0, 100]", self.cisc_temperature),
+            ));
+        }
+        if !(0.0..=8.0).contains(&self.borda_power) {
+            return Err(ConfigError::new(
+                "borda_power",
+                format!("{} is outside [0, 8]", self.borda_power),
+            ));
+        }
         self.confidence.validate()?;
         self.sampling.validate()
     }
@@ -176,10 +246,7 @@ impl Strategy for BestOfNConfig {
     strategy_fields!("best_of_n", seed: sampling.seed);
 
     fn votes(&self) -> bool {
-        matches!(
-            self.rerank,
-            Rerank::Vote | Rerank::WeightedVote | Rerank::ConfidenceVote | Rerank::FilteredVote
-        )
+        self.rerank.votes()
     }
 
     search_by!(run);
@@ -249,14 +316,33 @@ fn rank(
         .iter()
         .map(|g| seqlogp::of_generation(g).score(config.length_normalise))
         .collect();
-    let (scores, chosen) = choose(
-        config.rerank,
-        config.keep_percent,
-        &answers,
-        judged.as_deref(),
-        &confidence,
-        &logprobs,
-    );
+    let signals: Vec<Option<ConfidenceSignals>> = generations
+        .iter()
+        .map(|g| ConfidenceSignals::of(g, &config.confidence))
+        .collect();
+    let certainty: Option<Vec<f64>> = signals.iter().map(|s| (*s)?.self_certainty).collect();
+    let tail_entropy: Option<Vec<f64>> = signals.iter().map(|s| (*s)?.tail_entropy).collect();
+    if config.rerank.needs_distributions() && certainty.is_none() {
+        return Err(ConfigError::new(
+            "rerank",
+            format!(
+                "{:?} needs each token's whole distribution, which this backend does not give \
+                 (a remote server returns only the top log-probabilities); use vote, logprob, \
+                 confidence or cisc",
+                config.rerank
+            ),
+        )
+        .into());
+    }
+    let ballots = Ballots {
+        answers: &answers,
+        judged: judged.as_deref(),
+        confidence: &confidence,
+        logprobs: &logprobs,
+        certainty: certainty.as_deref(),
+        tail_entropy: tail_entropy.as_deref(),
+    };
+    let (scores, chosen) = choose(config.rerank, config, &ballots);
 
     // `--oracle-guided`: a right candidate, the best-scored one, when there is one.
     let right = |i: usize| problem.check(answers[i].as_deref()) == Some(true);
@@ -279,7 +365,7 @@ fn rank(
                 judged.as_ref().map(|j| j[i]),
                 scores[i],
             );
-            c.confidence = ConfidenceSignals::of(&g.confidence, &config.confidence);
+            c.confidence = signals[i];
             c
         })
         .collect();
@@ -311,30 +397,82 @@ fn judge_scores(
     }
 }
 
-/// Per-candidate scores and the chosen index (ties: the lowest index) under `rerank`, from each
-/// candidate's answer, judge score (`None` when not judged: `judge` and `weighted_vote` then
-/// fall back to the plain vote), confidence signal and log-probability score. `ponder eval`
-/// uses it to score every reranker on the same samples.
-pub fn choose(
-    rerank: Rerank,
-    keep_percent: f64,
-    answers: &[Option<String>],
-    judged: Option<&[f64]>,
-    confidence: &[f64],
-    logprobs: &[f64],
-) -> (Vec<f64>, usize) {
-    let weighted = |weights: Vec<f64>| vote::shares_and_pick(answers, &weights);
-    match (rerank, judged) {
-        (Rerank::Judge, Some(j)) => (j.to_vec(), argmax(j)),
-        (Rerank::Confidence, _) => (confidence.to_vec(), argmax(confidence)),
-        (Rerank::Logprob, _) => (logprobs.to_vec(), argmax(logprobs)),
-        (Rerank::WeightedVote, Some(j)) => weighted(j.to_vec()),
-        (Rerank::ConfidenceVote, _) => weighted(confidence.to_vec()),
-        (Rerank::FilteredVote, _) => weighted(filter_most_confident(confidence, keep_percent)),
-        (Rerank::Vote | Rerank::Judge | Rerank::WeightedVote, _) => {
-            weighted(vec![1.0; answers.len()])
+/// What the rerankers read of N candidates: one entry per candidate in every list.
+#[derive(Debug, Clone, Copy)]
+pub struct Ballots<'a> {
+    /// Each candidate's extracted answer.
+    pub answers: &'a [Option<String>],
+    /// The self-judge's P(yes), when judged.
+    pub judged: Option<&'a [f64]>,
+    /// The configured confidence signal ([`ConfidenceConfig::signal`]).
+    pub confidence: &'a [f64],
+    /// The log-probability score (mean per token or sum).
+    pub logprobs: &'a [f64],
+    /// Self-certainty ([`ConfidenceSignals::self_certainty`]), when the backend gives it.
+    pub certainty: Option<&'a [f64]>,
+    /// Tail entropy ([`ConfidenceSignals::tail_entropy`]), when the backend gives it.
+    pub tail_entropy: Option<&'a [f64]>,
+}
+
+/// Per-candidate scores and the chosen index (ties: the lowest index) under `rerank`, with
+/// `config`'s `keep_percent`, `cisc_temperature` and `borda_power`. A reranker whose signal is
+/// missing (`judge`, `weighted_vote` and `cisc_judge` without verdicts, the certainty rerankers
+/// without distributions) falls back to the plain vote. `ponder eval` and `ponder bench` use it
+/// to score every reranker on the same samples.
+pub fn choose(rerank: Rerank, config: &BestOfNConfig, b: &Ballots<'_>) -> (Vec<f64>, usize) {
+    let weighted = |weights: Vec<f64>| vote::shares_and_pick(b.answers, &weights);
+    match (rerank, b.judged, b.certainty, b.tail_entropy) {
+        (Rerank::Judge, Some(j), ..) => (j.to_vec(), argmax(j)),
+        (Rerank::Confidence, ..) => (b.confidence.to_vec(), argmax(b.confidence)),
+        (Rerank::Logprob, ..) => (b.logprobs.to_vec(), argmax(b.logprobs)),
+        (Rerank::WeightedVote, Some(j), ..) => weighted(j.to_vec()),
+        (Rerank::ConfidenceVote, ..) => weighted(b.confidence.to_vec()),
+        (Rerank::FilteredVote, ..) => {
+            weighted(filter_most_confident(b.confidence, config.keep_percent))
         }
+        (Rerank::SelfCertainty, _, Some(c), _) => (c.to_vec(), argmax(c)),
+        (Rerank::BordaVote, _, Some(c), _) => weighted(borda_weights(c, config.borda_power)),
+        (Rerank::TailEntropy, .., Some(h)) => {
+            let sure: Vec<f64> = h.iter().map(|&x| -x).collect();
+            let best = argmax(&sure);
+            (sure, best)
+        }
+        (Rerank::Cisc, ..) => weighted(softmax_weights(b.logprobs, config.cisc_temperature)),
+        (Rerank::CiscJudge, Some(j), ..) => weighted(softmax_weights(j, config.cisc_temperature)),
+        (
+            Rerank::Vote
+            | Rerank::Judge
+            | Rerank::WeightedVote
+            | Rerank::CiscJudge
+            | Rerank::SelfCertainty
+            | Rerank::BordaVote
+            | Rerank::TailEntropy,
+            ..,
+        ) => weighted(vec![1.0; b.answers.len()]),
     }
+}
+
+/// Borda weights of `scores` (higher = better): the candidate ranked r of N (1 = best; ties
+/// keep index order) weighs (N − r + 1)^`power`.
+pub(crate) fn borda_weights(scores: &[f64], power: f64) -> Vec<f64> {
+    let n = scores.len();
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
+    let mut w = vec![0.0; n];
+    for (r, &i) in order.iter().enumerate() {
+        w[i] = ((n - r) as f64).powf(power);
+    }
+    w
+}
+
+/// CISC's weights: softmax of `scores` at `temperature` (relative to the largest, so that the
+/// largest weighs 1 and nothing overflows).
+pub(crate) fn softmax_weights(scores: &[f64], temperature: f64) -> Vec<f64> {
+    let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    scores
+        .iter()
+        .map(|&s| ((s - max) / temperature).exp())
+        .collect()
 }
 
 /// The weights of DeepConf's filtered vote: each trace's confidence if it is among the most
@@ -392,6 +530,7 @@ mod tests {
             eos: true,
             logprob_per_token: -1.0,
             confidence: vec![1.0],
+            ..Default::default()
         };
         let mut lm = ScriptedLm::new(script, |_| 0.5);
         let strategy = StrategyConfig::BestOfN(BestOfNConfig {
@@ -467,6 +606,7 @@ mod tests {
                     eos: true,
                     logprob_per_token: -1.0,
                     confidence: vec![if sure { 6.0 } else { 1.0 }],
+                    ..Default::default()
                 }
             },
             |_| 0.5,
@@ -490,6 +630,160 @@ mod tests {
     }
 
     #[test]
+    fn borda_and_cisc_weights_are_exact() {
+        // Ranks by score: index 1 first, then 2, then 0.
+        let w = borda_weights(&[0.3, 0.9, 0.5], 0.5);
+        assert_eq!(w, vec![1.0, 3f64.sqrt(), 2f64.sqrt()]);
+        // Ties keep index order; power 0 is a plain vote.
+        assert_eq!(borda_weights(&[1.0, 1.0], 1.0), vec![2.0, 1.0]);
+        assert_eq!(borda_weights(&[0.1, 0.7, 0.2], 0.0), vec![1.0; 3]);
+        let w = softmax_weights(&[-0.1, -0.3, -0.1], 0.1);
+        assert_eq!(w[0], 1.0);
+        assert!((w[1] - (-2f64).exp()).abs() < 1e-12, "{w:?}");
+        assert_eq!(w[2], 1.0);
+    }
+
+    #[test]
+    fn certainty_rerankers_follow_the_certain_traces() {
+        use crate::lm::scripted::{ScriptedLm, ScriptedStep};
+        // Samples 0 and 1 say 4 (uncertain, flat, less likely); sample 2 says 5 (certain,
+        // low entropy at the end, more likely per token).
+        let script = |q: &crate::lm::scripted::StepQuery<'_>| {
+            let sure = q.ordinal % 3 == 2;
+            ScriptedStep {
+                text: format!("The answer is {}.", if sure { 5 } else { 4 }),
+                eos: true,
+                logprob_per_token: if sure { -0.1 } else { -0.5 },
+                confidence: vec![1.0],
+                certainty: vec![if sure { 9.0 } else { 1.0 }],
+                entropy: vec![if sure { 0.2 } else { 2.0 }],
+            }
+        };
+        let mut lm = ScriptedLm::new(script, |_| 0.5);
+        let problem = Problem::new("Q?");
+        // Borda at p = 0.5: 4 gets √2 + 1 = 2.41, 5 gets √3 = 1.73; at p = 2: 4 + 1 against 9.
+        // CISC at T = 0.1: 5 weighs 1, each 4 weighs e^-4; at T = 100 the weights are nearly
+        // equal and the two 4s win.
+        for (rerank, borda_power, cisc_temperature, want) in [
+            (Rerank::Vote, 0.5, 0.1, "4"),
+            (Rerank::SelfCertainty, 0.5, 0.1, "5"),
+            (Rerank::BordaVote, 0.5, 0.1, "4"),
+            (Rerank::BordaVote, 2.0, 0.1, "5"),
+            (Rerank::TailEntropy, 0.5, 0.1, "5"),
+            (Rerank::Cisc, 0.5, 0.1, "5"),
+            (Rerank::Cisc, 0.5, 100.0, "4"),
+        ] {
+            let config = BestOfNConfig {
+                n: 3,
+                rerank,
+                borda_power,
+                cisc_temperature,
+                ..BestOfNConfig::default()
+            };
+            let out = run(&config, &mut lm, &problem, &mut Observer::default()).unwrap();
+            assert_eq!(
+                out.answer.as_deref(),
+                Some(want),
+                "{rerank:?} p={borda_power}"
+            );
+            let c = out.candidates[2].confidence.unwrap();
+            assert_eq!(c.self_certainty, Some(9.0));
+            assert_eq!(c.tail_entropy, Some(0.2f32 as f64));
+        }
+        assert_eq!(lm.live_nodes(), 0);
+    }
+
+    #[test]
+    fn cisc_judge_weighs_votes_by_the_verdicts() {
+        use crate::lm::scripted::{ScriptedLm, ScriptedStep};
+        // Two samples say 4, one says 5; the judge trusts only the 5 (P(yes) 0.9 against 0.1).
+        let mut lm = ScriptedLm::new(
+            |q| ScriptedStep {
+                text: format!("The answer is {}.", if q.ordinal % 3 == 2 { 5 } else { 4 }),
+                eos: true,
+                logprob_per_token: -0.5,
+                ..Default::default()
+            },
+            |text| {
+                if text.contains("answer is 5") {
+                    0.9
+                } else {
+                    0.1
+                }
+            },
+        );
+        let problem = Problem::new("Q?");
+        // At T = 0.1 each 4 weighs e^-8 against the 5's 1; at T = 100 the two 4s win.
+        for (t, want) in [(0.1, "5"), (100.0, "4")] {
+            let config = BestOfNConfig {
+                n: 3,
+                rerank: Rerank::CiscJudge,
+                cisc_temperature: t,
+                ..BestOfNConfig::default()
+            };
+            let out = run(&config, &mut lm, &problem, &mut Observer::default()).unwrap();
+            assert_eq!(out.answer.as_deref(), Some(want), "T={t}");
+        }
+    }
+
+    #[test]
+    fn certainty_rerankers_refuse_a_backend_without_distributions() {
+        use crate::lm::scripted::{ScriptedLm, ScriptedStep};
+        // No certainty or entropy per token: what a remote server gives.
+        let mut lm = ScriptedLm::new(
+            |_| ScriptedStep {
+                text: "The answer is 4.".into(),
+                eos: true,
+                logprob_per_token: -0.5,
+                ..Default::default()
+            },
+            |_| 0.5,
+        );
+        for rerank in [
+            Rerank::SelfCertainty,
+            Rerank::BordaVote,
+            Rerank::TailEntropy,
+        ] {
+            let config = BestOfNConfig {
+                n: 2,
+                rerank,
+                ..BestOfNConfig::default()
+            };
+            let e = run(
+                &config,
+                &mut lm,
+                &Problem::new("Q?"),
+                &mut Observer::default(),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(
+                e.contains("whole distribution") && e.contains("use vote"),
+                "{e}"
+            );
+        }
+        assert_eq!(lm.live_nodes(), 0);
+        for (field, config) in [
+            (
+                "cisc_temperature",
+                BestOfNConfig {
+                    cisc_temperature: 0.0,
+                    ..BestOfNConfig::default()
+                },
+            ),
+            (
+                "borda_power",
+                BestOfNConfig {
+                    borda_power: -1.0,
+                    ..BestOfNConfig::default()
+                },
+            ),
+        ] {
+            assert_eq!(config.validate().unwrap_err().field, field);
+        }
+    }
+
+    #[test]
     fn the_in_place_judge_reads_the_candidates_own_nodes() {
         use crate::lm::scripted::{ScriptedLm, ScriptedStep};
         // The judge sees the solver's conversation with the inline question after the
@@ -505,6 +799,7 @@ mod tests {
                     eos: true,
                     logprob_per_token: -1.0,
                     confidence: Vec::new(),
+                    ..Default::default()
                 },
                 move |text| {
                     log.lock().push(text.to_string());

@@ -158,7 +158,7 @@ fn run(
         .enumerate()
         .map(|(i, g)| {
             let mut c = Candidate::from_generation(g, answers[i].clone(), problem, None, scores[i]);
-            c.confidence = ConfidenceSignals::of(&g.confidence, &config.confidence);
+            c.confidence = ConfidenceSignals::of(g, &config.confidence);
             c
         })
         .collect();
@@ -274,6 +274,7 @@ mod tests {
                     } else {
                         vec![5.0]
                     },
+                    ..Default::default()
                 }
             },
             |_| 0.5,
@@ -304,6 +305,7 @@ mod tests {
                 eos: true,
                 logprob_per_token: -0.5,
                 confidence: vec![5.0],
+                ..Default::default()
             },
             |_| 0.5,
         );
@@ -377,6 +379,7 @@ mod tests {
                 eos: true,
                 logprob_per_token: -0.5,
                 confidence: vec![4.0],
+                ..Default::default()
             },
             |_| 0.5,
         );

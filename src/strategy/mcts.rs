@@ -607,6 +607,7 @@ mod tests {
                     eos: end,
                     logprob_per_token: *logprobs.get(&child).unwrap_or(&-1.0),
                     confidence: Vec::new(),
+                    ..Default::default()
                 }
             },
             move |text| *values.get(&label(text)).unwrap_or(&0.5),
@@ -844,6 +845,7 @@ mod tests {
                     eos: end,
                     logprob_per_token: if child.ends_with('0') { -0.1 } else { -0.5 },
                     confidence: Vec::new(),
+                    ..Default::default()
                 }
             },
             |_| 0.5,
@@ -900,6 +902,7 @@ mod tests {
                 eos: false,
                 logprob_per_token: -1.0,
                 confidence: Vec::new(),
+                ..Default::default()
             },
             |_| 0.5,
         );

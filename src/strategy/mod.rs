@@ -40,6 +40,7 @@ macro_rules! search_by {
     };
 }
 
+pub mod adaptive;
 pub mod beam;
 pub mod best_of_n;
 pub mod deepconf;
@@ -55,6 +56,7 @@ use crate::lm::{FinishReason, Lm, Message, Node, Usage};
 use crate::reward::answer;
 use crate::reward::confidence::ConfidenceConfig;
 
+pub use adaptive::AdaptiveConfig;
 pub use beam::{BeamAnswer, BeamConfig};
 pub use best_of_n::{BestOfNConfig, Rerank};
 pub use deepconf::DeepConfConfig;
@@ -292,6 +294,8 @@ pub enum StrategyConfig {
     /// See [`deepconf`].
     #[serde(rename = "deepconf")]
     DeepConf(DeepConfConfig),
+    /// See [`adaptive`].
+    Adaptive(AdaptiveConfig),
 }
 
 /// A search strategy, implemented by each strategy's configuration. [`StrategyConfig`] holds one
@@ -384,6 +388,7 @@ impl StrategyConfig {
             Self::Mcts(c) => c,
             Self::Beam(c) => c,
             Self::DeepConf(c) => c,
+            Self::Adaptive(c) => c,
         }
     }
 
@@ -410,6 +415,7 @@ impl StrategyConfig {
         "mcts",
         "beam",
         "deepconf",
+        "adaptive",
     ];
 
     /// The default configuration of the strategy called `name` (`best_of_n` or `best-of-n`).
@@ -424,6 +430,7 @@ impl StrategyConfig {
             "mcts" => Ok(Self::Mcts(MctsConfig::default())),
             "beam" => Ok(Self::Beam(BeamConfig::default())),
             "deepconf" | "deep_conf" => Ok(Self::DeepConf(DeepConfConfig::default())),
+            "adaptive" => Ok(Self::Adaptive(AdaptiveConfig::default())),
             other => Err(ConfigError::new(
                 "strategy",
                 format!(
@@ -737,7 +744,8 @@ pub struct Candidate {
     pub confidence: Option<ConfidenceSignals>,
 }
 
-/// The token-confidence signals of one candidate ([`crate::reward::confidence`]).
+/// The token-level signals of one candidate: DeepConf's confidences
+/// ([`crate::reward::confidence`]) and the verifier-free certainty signals.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ConfidenceSignals {
     /// Mean confidence of the whole trace.
@@ -746,16 +754,29 @@ pub struct ConfidenceSignals {
     pub tail: f64,
     /// Lowest mean confidence over windows of [`ConfidenceConfig::window`] tokens.
     pub lowest_group: f64,
+    /// Self-certainty of the trace (Kang et al., 2025): the mean over its tokens of
+    /// [`crate::lm::Generation::certainty`] (high = sure). `None` where the backend gives no
+    /// full distribution.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub self_certainty: Option<f64>,
+    /// Mean entropy of its last [`ConfidenceConfig::tail`] tokens
+    /// ([`crate::lm::Generation::entropy`]; low = sure). `None` as `self_certainty`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tail_entropy: Option<f64>,
 }
 
 impl ConfidenceSignals {
-    /// The signals of one trace's token confidences (`None` when there are none).
-    pub fn of(confidence: &[f32], config: &ConfidenceConfig) -> Option<Self> {
-        use crate::reward::confidence::ConfidenceSignal as S;
+    /// The signals of one generation (`None` when it carries no token confidences).
+    pub fn of(g: &crate::lm::Generation, config: &ConfidenceConfig) -> Option<Self> {
+        use crate::reward::confidence::{self as conf, ConfidenceSignal as S};
+        let confidence = &g.confidence;
         (!confidence.is_empty()).then(|| Self {
             mean: config.score_with(S::Mean, confidence),
             tail: config.score_with(S::Tail, confidence),
             lowest_group: config.score_with(S::LowestGroup, confidence),
+            self_certainty: (!g.certainty.is_empty()).then(|| conf::mean(&g.certainty)),
+            tail_entropy: (!g.entropy.is_empty())
+                .then(|| conf::tail(&g.entropy, config.tail as usize)),
         })
     }
 }
@@ -845,7 +866,7 @@ impl Candidate {
             judge,
             score,
             finish: g.finish.clone(),
-            confidence: ConfidenceSignals::of(&g.confidence, &ConfidenceConfig::default()),
+            confidence: ConfidenceSignals::of(g, &ConfidenceConfig::default()),
         }
     }
 }
@@ -1002,6 +1023,7 @@ mod tests {
                 eos: true,
                 logprob_per_token: -0.5,
                 confidence: Vec::new(),
+                ..Default::default()
             },
             |_| 0.5,
         )
@@ -1058,6 +1080,7 @@ mod tests {
                     eos: true,
                     logprob_per_token: -0.5,
                     confidence: Vec::new(),
+                    ..Default::default()
                 },
                 |text| if text.contains("Cats") { 0.9 } else { 0.1 },
             )

@@ -980,6 +980,7 @@ mod tests {
                 eos: true,
                 logprob_per_token: -1.0,
                 confidence: Vec::new(),
+                ..Default::default()
             },
             |_| 0.5,
         );

@@ -278,12 +278,14 @@ pub fn eval_report(report: &eval::EvalReport, as_json: bool) {
     );
     if let Some(a) = &report.signal_auc {
         println!(
-            "signal AUC over {} candidates: mean confidence {} · tail confidence {} · lowest group confidence {} · mean logprob {}",
+            "signal AUC over {} candidates: mean confidence {} · tail confidence {} · lowest group confidence {} · mean logprob {} · self-certainty {} · tail entropy {}",
             a.candidates,
             figure(a.mean_confidence),
             figure(a.tail_confidence),
             figure(a.lowest_group_confidence),
-            figure(a.mean_logprob)
+            figure(a.mean_logprob),
+            figure(a.self_certainty),
+            figure(a.tail_entropy)
         );
     }
     if !report.reranker_accuracy.is_empty() {

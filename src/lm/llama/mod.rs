@@ -41,7 +41,10 @@ pub use shared::{ContextLoad, SharedLlama, SolveLm};
 
 use super::nodes::NodeTable;
 use super::sampler::{self, Rng, Scratch};
-use super::{FinishReason, GenRequest, Generation, Lm, Message, Node, TokenId, Usage};
+use super::{
+    FinishReason, GenRequest, Generation, Lm, Message, Node, TokenId, TokenLogprob, Usage,
+    MAX_TOP_LOGPROBS,
+};
 use crate::error::{ConfigError, DecodeError, LoadError};
 use context::ModelContext;
 use sched::{Need, Output, Work};
@@ -561,10 +564,12 @@ struct NodeData {
 }
 
 /// Decode `tokens[kv_len..]` of `node` (already attached), returning its last logits and, with
-/// `logprobs_from = Some(p)`, the log-probability of each token after position `p - 1`.
+/// `logprobs_from = Some(p)`, the log-probability of each token after position `p - 1` (and
+/// the `top` most likely tokens there).
 struct Pending {
     node: u32,
     logprobs_from: Option<usize>,
+    top: usize,
 }
 
 /// One token of a batch, shared by every entry that has it pending after the same prefix.
@@ -603,6 +608,8 @@ impl PrefixHash {
 struct Decoded {
     last: Arc<[f32]>,
     logprobs: Vec<f32>,
+    /// Per position of `logprobs`, the most likely tokens (when [`Pending::top`] asked).
+    top: Vec<Vec<(TokenId, f32)>>,
 }
 
 /// A branch being sampled by [`Lm::generate`].
@@ -614,6 +621,11 @@ struct Branch {
     count: u32,
     finish: Option<FinishReason>,
     confidence: Vec<f32>,
+    certainty: Vec<f32>,
+    entropy: Vec<f32>,
+    /// `Some(k)`: record each token's log-probability and the k most likely tokens.
+    top: Option<usize>,
+    token_logprobs: Vec<TokenLogprob>,
 }
 
 /// An inference context over a [`Model`] with a tree of nodes: the llama.cpp [`Lm`].
@@ -1183,6 +1195,7 @@ impl LlamaLm {
 
         let mut last: Vec<Option<Arc<[f32]>>> = vec![None; entries.len()];
         let mut logprobs: Vec<Vec<f32>> = vec![Vec::new(); entries.len()];
+        let mut tops: Vec<Vec<Vec<(TokenId, f32)>>> = vec![Vec::new(); entries.len()];
         for chunk in items.chunks(self.n_batch) {
             // Before every forward pass, also between the chunks of one long prefill and between
             // the waves of a wide call: a cancelled solve stops within one `llama_decode`.
@@ -1254,6 +1267,14 @@ impl LlamaLm {
                         let lse = sampler::log_sum_exp(logits);
                         let next = n.tokens[pos + 1].0 as usize;
                         logprobs[e].push(sampler::logprob(logits, lse, next) as f32);
+                        if p.top > 0 {
+                            tops[e].push(sampler::top_logprobs(
+                                logits,
+                                lse,
+                                p.top,
+                                &mut self.scratch,
+                            ));
+                        }
                     }
                 }
             }
@@ -1261,9 +1282,11 @@ impl LlamaLm {
         Ok(last
             .into_iter()
             .zip(logprobs)
-            .map(|(last, logprobs)| Decoded {
+            .zip(tops)
+            .map(|((last, logprobs), top)| Decoded {
                 last: last.expect("every entry's last token is decoded"),
                 logprobs,
+                top,
             })
             .collect())
     }
@@ -1345,11 +1368,17 @@ impl LlamaLm {
         out
     }
 
-    /// The job of a [`Lm::generate`] call (requests checked).
-    fn generate_work(&mut self, requests: &[GenRequest]) -> Result<Work, DecodeError> {
+    /// The job of a [`Lm::generate`] call (requests checked); `top`: record every token's
+    /// log-probability and that many alternatives ([`Lm::generate_logprobs`]).
+    fn generate_work(
+        &mut self,
+        requests: &[GenRequest],
+        top: Option<u32>,
+    ) -> Result<Work, DecodeError> {
         for r in requests {
             r.validate()?;
         }
+        check_top(top)?;
         let parents = requests
             .iter()
             .map(|r| self.index(r.parent))
@@ -1360,6 +1389,7 @@ impl LlamaLm {
             parents,
             need,
             sample: None,
+            top: top.map(|k| k as usize),
         })
     }
 
@@ -1379,11 +1409,40 @@ impl LlamaLm {
 
     /// The job of a [`Lm::forced_logprobs`] call.
     fn forced_work(&mut self, queries: &[(Node, &str)]) -> Result<Work, DecodeError> {
+        let queries = queries
+            .iter()
+            .map(|&(node, text)| (node, self.tokenize_raw(text, false)))
+            .collect();
+        self.forced_tokens_work(queries, None)
+    }
+
+    /// The job of a [`Lm::forced_top_logprobs`] call (tokens checked).
+    fn forced_top_work(
+        &mut self,
+        queries: &[(Node, &[TokenId])],
+        top: u32,
+    ) -> Result<Work, DecodeError> {
+        check_top(Some(top))?;
+        let queries = queries
+            .iter()
+            .map(|&(node, tokens)| {
+                self.check_vocab("tokens", tokens)?;
+                Ok((node, tokens.iter().map(|&t| LlamaToken(t)).collect()))
+            })
+            .collect::<Result<Vec<_>, DecodeError>>()?;
+        self.forced_tokens_work(queries, Some(top as usize))
+    }
+
+    /// The job of forcing each query's tokens after its node; `top`: also the alternatives.
+    fn forced_tokens_work(
+        &mut self,
+        queries: Vec<(Node, Vec<LlamaToken>)>,
+        top: Option<usize>,
+    ) -> Result<Work, DecodeError> {
         let mut children = Vec::with_capacity(queries.len());
         let mut parents = Vec::with_capacity(queries.len());
-        for &(node, text) in queries {
+        for (node, own) in queries {
             let p = self.index(node)?;
-            let own = self.tokenize_raw(text, false);
             self.check_fits(
                 "the forced continuation",
                 self.data(p).tokens.len() + own.len(),
@@ -1394,9 +1453,11 @@ impl LlamaLm {
         let need = Need::new(self, parents.clone());
         Ok(Work::Forced {
             need,
+            out: Vec::with_capacity(parents.len()),
             parents,
             children,
-            out: Vec::with_capacity(queries.len()),
+            out_top: Vec::new(),
+            top,
             temp: Vec::new(),
             queue: VecDeque::new(),
             active: Vec::new(),
@@ -1448,8 +1509,18 @@ impl LlamaLm {
             branch.finish = Some(FinishReason::ContextFull);
             return;
         }
-        let (token, lp, lse) =
+        let (token, lp, lse, max) =
             sampler::sample_with_lse(logits, &request.sampling, &mut branch.rng, scratch);
+        let (certainty, entropy) = sampler::certainty_and_entropy(logits, max, lse);
+        branch.certainty.push(certainty);
+        branch.entropy.push(entropy);
+        if let Some(k) = branch.top {
+            branch.token_logprobs.push(TokenLogprob {
+                token: token as TokenId,
+                logprob: lp as f32,
+                top: sampler::top_logprobs(logits, lse, k, scratch),
+            });
+        }
         // The top-k of the same logits: one more pass over the vocabulary, no model call.
         branch.confidence.push(sampler::top_k_confidence(
             logits,
@@ -1519,6 +1590,18 @@ fn plain_chat(messages: &[Message]) -> String {
     out
 }
 
+/// Refuses more alternatives per token than [`MAX_TOP_LOGPROBS`].
+fn check_top(top: Option<u32>) -> Result<(), DecodeError> {
+    match top {
+        Some(k) if k > MAX_TOP_LOGPROBS => Err(ConfigError::new(
+            "top_logprobs",
+            format!("{k} alternatives per token asked for; at most {MAX_TOP_LOGPROBS}"),
+        )
+        .into()),
+        _ => Ok(()),
+    }
+}
+
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
@@ -1574,8 +1657,26 @@ impl Lm for LlamaLm {
 
     fn generate(&mut self, requests: &[GenRequest]) -> Result<Vec<Generation>, DecodeError> {
         // Timed by the steps.
-        let work = self.generate_work(requests)?;
+        let work = self.generate_work(requests, None)?;
         Ok(self.run_own(work)?.generations())
+    }
+
+    fn generate_logprobs(
+        &mut self,
+        requests: &[GenRequest],
+        top: u32,
+    ) -> Result<Vec<Generation>, DecodeError> {
+        let work = self.generate_work(requests, Some(top))?;
+        Ok(self.run_own(work)?.generations())
+    }
+
+    fn forced_top_logprobs(
+        &mut self,
+        queries: &[(Node, &[TokenId])],
+        top: u32,
+    ) -> Result<Vec<Vec<TokenLogprob>>, DecodeError> {
+        let work = self.forced_top_work(queries, top)?;
+        Ok(self.run_own(work)?.token_logprobs())
     }
 
     fn next_token_probs(

@@ -27,7 +27,7 @@ use llama_cpp_2::token::LlamaToken;
 use super::{Branch, Decoded, LlamaLm, Pending};
 use crate::error::DecodeError;
 use crate::lm::sampler::{self, Rng};
-use crate::lm::{FinishReason, GenRequest, Generation, Interrupt};
+use crate::lm::{FinishReason, GenRequest, Generation, Interrupt, TokenId, TokenLogprob};
 
 /// Who made a node or a job: 0 for a plain [`LlamaLm`]'s caller, one number per solve handle of a
 /// [`super::SharedLlama`].
@@ -51,6 +51,7 @@ pub(super) enum Output {
     Generations(Vec<Generation>),
     Logits(Vec<Arc<[f32]>>),
     Logprobs(Vec<Vec<f32>>),
+    TokenLogprobs(Vec<Vec<TokenLogprob>>),
 }
 
 impl Output {
@@ -72,6 +73,13 @@ impl Output {
         match self {
             Output::Logprobs(l) => l,
             _ => unreachable!("a forced job gives log-probabilities"),
+        }
+    }
+
+    pub(super) fn token_logprobs(self) -> Vec<Vec<TokenLogprob>> {
+        match self {
+            Output::TokenLogprobs(l) => l,
+            _ => unreachable!("a forced job with alternatives gives token log-probabilities"),
         }
     }
 }
@@ -132,6 +140,7 @@ impl Need {
             out.push(Pending {
                 node: i,
                 logprobs_from: None,
+                top: 0,
             });
         }
         Ok(())
@@ -176,6 +185,8 @@ pub(super) enum Work {
         parents: Vec<u32>,
         need: Need,
         sample: Option<Sample>,
+        /// Record each token's log-probability and this many alternatives.
+        top: Option<usize>,
     },
     Logits {
         need: Need,
@@ -186,6 +197,9 @@ pub(super) enum Work {
         children: Vec<Vec<LlamaToken>>,
         /// After the parents' logits: per query, the log-probabilities so far.
         out: Vec<Vec<f32>>,
+        /// With `top`: per query and token, the most likely tokens.
+        out_top: Vec<Vec<Vec<(TokenId, f32)>>>,
+        top: Option<usize>,
         /// (query, temporary node) for queries of two tokens or more.
         temp: Vec<(usize, u32)>,
         queue: VecDeque<usize>,
@@ -209,12 +223,13 @@ impl Work {
                 parents,
                 need,
                 sample,
+                top,
             } => {
                 if sample.is_none() {
                     if !need.done() {
                         return need.plan(lm, room, out);
                     }
-                    *sample = Some(Sample::new(lm, requests, parents, need.result()));
+                    *sample = Some(Sample::new(lm, requests, parents, need.result(), *top));
                 }
                 sample
                     .as_mut()
@@ -227,6 +242,8 @@ impl Work {
                 parents,
                 children,
                 out: lps,
+                out_top,
+                top,
                 temp,
                 queue,
                 active,
@@ -242,11 +259,21 @@ impl Work {
                         parents.iter().zip(children.iter()).zip(&parent_logits)
                     {
                         let mut first = Vec::with_capacity(own.len());
+                        let mut first_top = Vec::new();
                         if let Some(t) = own.first() {
                             let lse = sampler::log_sum_exp(logits);
                             first.push(sampler::logprob(logits, lse, t.0 as usize) as f32);
+                            if let Some(k) = *top {
+                                first_top.push(sampler::top_logprobs(
+                                    logits,
+                                    lse,
+                                    k,
+                                    &mut lm.scratch,
+                                ));
+                            }
                         }
                         lps.push(first);
+                        out_top.push(first_top);
                         if own.len() > 1 {
                             let data = lm.child_of(p, own, false);
                             temp.push((lps.len() - 1, lm.insert(data).index));
@@ -271,6 +298,7 @@ impl Work {
                     out.push(Pending {
                         node: i,
                         logprobs_from: Some(own_start),
+                        top: top.unwrap_or(0),
                     });
                 }
                 Ok(())
@@ -294,6 +322,7 @@ impl Work {
             Work::Forced {
                 need,
                 out,
+                out_top,
                 temp,
                 active,
                 started,
@@ -304,6 +333,7 @@ impl Work {
                 }
                 for (&t, d) in active.iter().zip(decoded) {
                     out[temp[t].0].extend(d.logprobs);
+                    out_top[temp[t].0].extend(d.top);
                 }
                 for t in active.drain(..) {
                     lm.data_mut(temp[t].1).pinned = false;
@@ -384,6 +414,9 @@ impl Work {
                             logprob: b.logprob,
                             finish: b.finish.unwrap_or(FinishReason::MaxTokens),
                             confidence: b.confidence,
+                            certainty: b.certainty,
+                            entropy: b.entropy,
+                            token_logprobs: b.token_logprobs,
                         })
                         .collect(),
                 ))
@@ -394,6 +427,9 @@ impl Work {
                 queue,
                 active,
                 out,
+                out_top,
+                top,
+                children,
                 temp,
                 ..
             } => {
@@ -404,7 +440,27 @@ impl Work {
                     lm.release_index(i);
                 }
                 temp.clear();
-                Some(Output::Logprobs(std::mem::take(out)))
+                let out = std::mem::take(out);
+                if top.is_none() {
+                    return Some(Output::Logprobs(out));
+                }
+                Some(Output::TokenLogprobs(
+                    out.into_iter()
+                        .zip(std::mem::take(out_top))
+                        .zip(children.iter())
+                        .map(|((lps, tops), own)| {
+                            own.iter()
+                                .zip(lps)
+                                .zip(tops)
+                                .map(|((t, logprob), top)| TokenLogprob {
+                                    token: t.0,
+                                    logprob,
+                                    top,
+                                })
+                                .collect()
+                        })
+                        .collect(),
+                ))
             }
         }
     }
@@ -438,6 +494,7 @@ impl Sample {
         requests: &[GenRequest],
         parents: &[u32],
         parent_logits: Vec<Arc<[f32]>>,
+        top: Option<usize>,
     ) -> Self {
         let branches: Vec<Branch> = requests
             .iter()
@@ -453,6 +510,10 @@ impl Sample {
                     count: 0,
                     finish: None,
                     confidence: Vec::new(),
+                    certainty: Vec::new(),
+                    entropy: Vec::new(),
+                    top,
+                    token_logprobs: Vec::new(),
                 }
             })
             .collect();
@@ -519,6 +580,7 @@ impl Sample {
         out.extend(self.active.iter().map(|&b| Pending {
             node: self.branches[b].node,
             logprobs_from: None,
+            top: 0,
         }));
         Ok(())
     }

@@ -17,7 +17,9 @@ use parking_lot::{Mutex, MutexGuard};
 use super::sched::{Output, Work};
 use super::{LlamaLm, Owner};
 use crate::error::DecodeError;
-use crate::lm::{GenRequest, Generation, Interrupt, Lm, Message, Node, TokenId, Usage};
+use crate::lm::{
+    GenRequest, Generation, Interrupt, Lm, Message, Node, TokenId, TokenLogprob, Usage,
+};
 
 /// A [`LlamaLm`] shared by concurrent solves: hand each solve a [`SharedLlama::solve_lm`].
 ///
@@ -191,7 +193,29 @@ impl Lm for SolveLm {
     }
 
     fn generate(&mut self, requests: &[GenRequest]) -> Result<Vec<Generation>, DecodeError> {
-        Ok(self.run(|lm| lm.generate_work(requests))?.generations())
+        Ok(self
+            .run(|lm| lm.generate_work(requests, None))?
+            .generations())
+    }
+
+    fn generate_logprobs(
+        &mut self,
+        requests: &[GenRequest],
+        top: u32,
+    ) -> Result<Vec<Generation>, DecodeError> {
+        Ok(self
+            .run(|lm| lm.generate_work(requests, Some(top)))?
+            .generations())
+    }
+
+    fn forced_top_logprobs(
+        &mut self,
+        queries: &[(Node, &[TokenId])],
+        top: u32,
+    ) -> Result<Vec<Vec<TokenLogprob>>, DecodeError> {
+        Ok(self
+            .run(|lm| lm.forced_top_work(queries, top))?
+            .token_logprobs())
     }
 
     fn next_token_probs(

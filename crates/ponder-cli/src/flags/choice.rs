@@ -8,8 +8,8 @@ use std::marker::PhantomData;
 use clap::builder::{PossibleValue, TypedValueParser};
 use clap::ValueEnum;
 use ponder::strategy::{
-    AnswerKind, BeamConfig, BestOfNConfig, DeepConfConfig, DeepeningConfig, MctsConfig, Rerank,
-    SelfCorrectConfig, StrategyConfig,
+    AdaptiveConfig, AnswerKind, BeamConfig, BestOfNConfig, DeepConfConfig, DeepeningConfig,
+    MctsConfig, Rerank, SelfCorrectConfig, StrategyConfig,
 };
 use ponder::trace::export::{Format, LabelKind};
 
@@ -118,6 +118,8 @@ pub enum StrategyName {
     /// Best-of-N that stops unsure traces early, then a confidence-weighted vote.
     #[value(aliases = ["deep-conf", "deep_conf"])]
     Deepconf,
+    /// Majority voting that samples in batches and stops once the leading answer is settled.
+    Adaptive,
 }
 
 impl StrategyName {
@@ -135,6 +137,7 @@ impl StrategyName {
             Self::Mcts => StrategyConfig::Mcts(MctsConfig::default()),
             Self::Beam => StrategyConfig::Beam(BeamConfig::default()),
             Self::Deepconf => StrategyConfig::DeepConf(DeepConfConfig::default()),
+            Self::Adaptive => StrategyConfig::Adaptive(AdaptiveConfig::default()),
         }
     }
 
@@ -167,6 +170,20 @@ pub enum RerankName {
     /// A confidence-weighted vote over the most confident candidates only.
     #[value(name = "filtered_vote", alias = "filtered-vote")]
     FilteredVote,
+    /// Self-certainty: the trace whose token distributions are furthest from uniform.
+    #[value(name = "self_certainty", alias = "self-certainty")]
+    SelfCertainty,
+    /// A vote weighted by each candidate's Borda rank in self-certainty.
+    #[value(name = "borda_vote", alias = "borda-vote")]
+    BordaVote,
+    /// The trace with the lowest entropy over its last tokens.
+    #[value(name = "tail_entropy", alias = "tail-entropy")]
+    TailEntropy,
+    /// A vote weighted by the softmax of each candidate's log-probability (CISC).
+    Cisc,
+    /// A vote weighted by the softmax of the self-judge's P(yes) (CISC).
+    #[value(name = "cisc_judge", alias = "cisc-judge")]
+    CiscJudge,
 }
 
 impl From<RerankName> for Rerank {
@@ -179,6 +196,11 @@ impl From<RerankName> for Rerank {
             RerankName::WeightedVote => Rerank::WeightedVote,
             RerankName::ConfidenceVote => Rerank::ConfidenceVote,
             RerankName::FilteredVote => Rerank::FilteredVote,
+            RerankName::SelfCertainty => Rerank::SelfCertainty,
+            RerankName::BordaVote => Rerank::BordaVote,
+            RerankName::TailEntropy => Rerank::TailEntropy,
+            RerankName::Cisc => Rerank::Cisc,
+            RerankName::CiscJudge => Rerank::CiscJudge,
         }
     }
 }

@@ -16,7 +16,7 @@ pub struct StrategyArgs {
     /// strategy, or a whole {"type": …} object). The flags below override it.
     #[arg(long)]
     pub config: Option<String>,
-    /// Samples (best-of-n), most traces (deepconf) or branches (deepening).
+    /// Samples (best-of-n), most traces (deepconf, adaptive) or branches (deepening).
     #[arg(short = 'n', long)]
     pub n: Option<u32>,
     /// Revision rounds (self-correct).
@@ -152,8 +152,8 @@ impl StrategyArgs {
             (
                 self.n.is_some(),
                 "--n",
-                &[BestOfN, Deepconf, Deepening],
-                "best-of-n, deepconf and deepening (width)",
+                &[BestOfN, Deepconf, Adaptive, Deepening],
+                "best-of-n, deepconf, adaptive and deepening (width)",
             ),
             (self.k.is_some(), "--k", &[Mcts], "mcts"),
             (self.width.is_some(), "--width", &[Beam], "beam"),
@@ -228,6 +228,15 @@ impl StrategyArgs {
                 if let Some(n) = self.n {
                     c.n = n;
                     c.warmup = c.warmup.min(n);
+                    c.batch = c.batch.min(n);
+                }
+                set(&mut c.max_tokens, self.max_tokens);
+                set(&mut c.sampling.seed, self.seed);
+            }
+            StrategyConfig::Adaptive(c) => {
+                if let Some(n) = self.n {
+                    c.n = n;
+                    c.first = c.first.min(n);
                     c.batch = c.batch.min(n);
                 }
                 set(&mut c.max_tokens, self.max_tokens);

@@ -1,0 +1,348 @@
+//! Adaptive consistency (Aggarwal et al., 2023): majority voting that stops sampling as soon as
+//! the leading answer is settled.
+//!
+//! 1. `first` samples are drawn together;
+//! 2. after each batch the votes are counted: with `a` votes for the leading answer and `b` for
+//!    the runner-up, the Beta stopping rule asks how likely the leader's true share is the larger
+//!    one, P(p₁ > p₂) under a uniform prior, which is P(X > ½) for X ~ Beta(a + 1, b + 1)
+//!    ([`settled_probability`]); sampling stops once that reaches `confidence`;
+//! 3. otherwise `batch` more samples are drawn, up to `n` in all, and the answer is the majority
+//!    vote over every sample drawn.
+//!
+//! A problem the model finds easy settles after a few unanimous samples (at `confidence` 0.95,
+//! four agreeing votes); a contested one draws all `n`. That is where the compute is saved.
+//!
+//! With `filter` (DeepConf's online filter, [`super::deepconf`]), the samples after the first
+//! batch stop early when their lowest group confidence falls below that percentile of the first
+//! batch's, and a stopped sample does not vote.
+
+use serde::{Deserialize, Serialize};
+
+use super::{
+    from_root, Candidate, ConfidenceSignals, Observer, Outcome, Problem, PromptConfig, Strategy,
+};
+use crate::error::{ConfigError, Error};
+use crate::lm::{ConfidenceStop, FinishReason, GenRequest, Generation, Lm, Node, SamplingParams};
+use crate::reward::confidence::{lowest_group, percentile, ConfidenceConfig};
+use crate::reward::vote;
+
+/// Configuration of this strategy (the module's [`Strategy`] implementation).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdaptiveConfig {
+    /// Most samples in all, 1..=256.
+    pub n: u32,
+    /// Samples drawn together before the first check, 1..=`n`.
+    pub first: u32,
+    /// Samples drawn together after each check that is not settled, 1..=`n`.
+    pub batch: u32,
+    /// Stop when the probability that the leading answer's true share beats the runner-up's
+    /// reaches this, in [0.5, 1) (the Beta rule; 0.95 in the paper).
+    pub confidence: f64,
+    /// DeepConf's online filter: later samples stop early below this percentile (0..=100) of the
+    /// first batch's lowest group confidences, and do not vote. `None`: no filter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<f64>,
+    /// New tokens per sample, at most.
+    pub max_tokens: u32,
+    /// Sampling parameters; sample i uses `seed + i`.
+    pub sampling: SamplingParams,
+    /// How the solver is asked.
+    pub prompt: PromptConfig,
+    /// The group window of the filter (`confidence.window`).
+    #[serde(rename = "confidence_signal")]
+    pub signal: ConfidenceConfig,
+}
+
+impl Default for AdaptiveConfig {
+    fn default() -> Self {
+        Self {
+            n: 8,
+            first: 4,
+            batch: 2,
+            confidence: 0.95,
+            filter: None,
+            max_tokens: 384,
+            sampling: SamplingParams::default(),
+            prompt: PromptConfig::default(),
+            signal: ConfidenceConfig {
+                window: 32,
+                ..ConfidenceConfig::default()
+            },
+        }
+    }
+}
+
+impl AdaptiveConfig {
+    /// Checks every field's range.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        ConfigError::check_range("n", self.n, 1..=super::limits::MAX_SAMPLES, "samples")?;
+        for (field, v) in [("first", self.first), ("batch", self.batch)] {
+            if !(1..=self.n).contains(&v) {
+                return Err(ConfigError::new(
+                    field,
+                    format!("{v} is outside 1..=n ({})", self.n),
+                ));
+            }
+        }
+        if !(0.5..1.0).contains(&self.confidence) {
+            return Err(ConfigError::new(
+                "confidence",
+                format!(
+                    "{} is outside [0.5, 1); 0.95 stops after four agreeing samples",
+                    self.confidence
+                ),
+            ));
+        }
+        if let Some(p) = self.filter {
+            if !(0.0..=100.0).contains(&p) {
+                return Err(ConfigError::new(
+                    "filter",
+                    format!("{p} is outside 0..=100 (10 stops few samples, 90 most)"),
+                ));
+            }
+        }
+        super::limits::check_max_tokens("max_tokens", self.max_tokens)?;
+        self.signal.validate()?;
+        self.sampling.validate()
+    }
+}
+
+impl Strategy for AdaptiveConfig {
+    strategy_fields!("adaptive", seed: sampling.seed);
+
+    fn votes(&self) -> bool {
+        true
+    }
+
+    search_by!(run);
+}
+
+/// P(X > ½) for X ~ Beta(a + 1, b + 1): under a uniform prior, the probability that an answer
+/// seen `a` times has a larger true share than one seen `b` times. For integers this is
+/// P(Binomial(a + b + 1, ½) ≤ a), summed exactly.
+pub fn settled_probability(a: u32, b: u32) -> f64 {
+    let n = a + b + 1;
+    // term_k = C(n, k) / 2^n, from term_0 = 2^-n (n ≤ 513 here: no underflow to 0).
+    let mut term = 0.5f64.powi(n as i32);
+    let mut sum = term;
+    for k in 0..a {
+        term *= f64::from(n - k) / f64::from(k + 1);
+        sum += term;
+    }
+    sum.min(1.0)
+}
+
+/// Samples in batches until the vote is settled, then votes.
+fn run(
+    config: &AdaptiveConfig,
+    lm: &mut dyn Lm,
+    problem: &Problem,
+    observer: &mut Observer<'_>,
+) -> Result<Outcome, Error> {
+    let (traces, frame) = from_root(lm, &config.prompt, problem, |lm, root, made| {
+        let mut traces: Vec<Generation> = Vec::new();
+        let result = sample(config, lm, problem, observer, root, &mut traces);
+        made.extend(traces.iter().map(|g| g.node));
+        result.map(|()| traces)
+    })?;
+    let answers: Vec<Option<String>> = traces.iter().map(|g| ballot(problem, g)).collect();
+    let (scores, chosen) = vote::shares_and_pick(&answers, &vec![1.0; answers.len()]);
+    let candidates: Vec<Candidate> = traces
+        .iter()
+        .enumerate()
+        .map(|(i, g)| {
+            let mut c = Candidate::from_generation(g, answers[i].clone(), problem, None, scores[i]);
+            c.confidence = ConfidenceSignals::of(g, &config.signal);
+            c
+        })
+        .collect();
+    Ok(Outcome::pick(
+        config.name(),
+        problem,
+        candidates,
+        chosen,
+        Vec::new(),
+        frame,
+    ))
+}
+
+/// Draws the first batch, then more until [`settled`], into `traces` (whose nodes the caller
+/// releases, on error too).
+fn sample(
+    config: &AdaptiveConfig,
+    lm: &mut dyn Lm,
+    problem: &Problem,
+    observer: &mut Observer<'_>,
+    root: Node,
+    traces: &mut Vec<Generation>,
+) -> Result<(), Error> {
+    let request = |i: u32, stop: Option<ConfidenceStop>| GenRequest {
+        confidence_stop: stop,
+        ..GenRequest::sample(root, &config.sampling, i, config.max_tokens)
+    };
+    let first: Vec<GenRequest> = (0..config.first).map(|i| request(i, None)).collect();
+    traces.extend(lm.generate(&first)?);
+    observer.samples(0, traces, |g| ballot(problem, g))?;
+    let stop = config.filter.map(|p| {
+        let window = config.signal.window as usize;
+        let lows: Vec<f64> = traces
+            .iter()
+            .map(|g| lowest_group(&g.confidence, window))
+            .collect();
+        ConfidenceStop {
+            window: config.signal.window,
+            threshold: percentile(&lows, p).unwrap_or(0.0) as f32,
+        }
+    });
+    let mut next = config.first;
+    while next < config.n && !settled(config, problem, traces) {
+        let k = config.batch.min(config.n - next);
+        let batch: Vec<GenRequest> = (next..next + k).map(|i| request(i, stop)).collect();
+        let got = lm.generate(&batch)?;
+        for g in &got {
+            if g.finish == FinishReason::LowConfidence {
+                lm.release(g.node);
+            }
+        }
+        observer.samples(traces.len(), &got, |g| ballot(problem, g))?;
+        traces.extend(got);
+        next += k;
+    }
+    Ok(())
+}
+
+/// A sample's answer: none for one the filter stopped, else the problem's rule for how it ended.
+fn ballot(problem: &Problem, g: &Generation) -> Option<String> {
+    (g.finish != FinishReason::LowConfidence).then(|| problem.answer_of(&g.text, &g.finish))?
+}
+
+/// Whether the votes so far pass the Beta rule at `confidence`.
+fn settled(config: &AdaptiveConfig, problem: &Problem, traces: &[Generation]) -> bool {
+    let answers: Vec<Option<String>> = traces.iter().map(|g| ballot(problem, g)).collect();
+    let mut counts: Vec<u32> = vote::tally(&answers, &vec![1.0; answers.len()])
+        .iter()
+        .map(|g| g.members.len() as u32)
+        .collect();
+    counts.sort_unstable_by(|a, b| b.cmp(a));
+    match counts.as_slice() {
+        [] => false,
+        [a] => settled_probability(*a, 0) >= config.confidence,
+        [a, b, ..] => settled_probability(*a, *b) >= config.confidence,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lm::scripted::{ScriptedLm, ScriptedStep};
+    use crate::strategy::StrategyConfig;
+
+    #[test]
+    fn the_beta_rule_is_exact() {
+        // Beta(5, 1): 1 - 2^-5.
+        assert_eq!(settled_probability(4, 0), 1.0 - 1.0 / 32.0);
+        assert_eq!(settled_probability(3, 0), 1.0 - 1.0 / 16.0);
+        // Beta(7, 2): P(Bin(8, ½) ≤ 6) = 1 - 9/256.
+        assert_eq!(settled_probability(6, 1), 1.0 - 9.0 / 256.0);
+        // Even counts are a coin toss.
+        assert_eq!(settled_probability(3, 3), 0.5);
+        assert!(settled_probability(200, 0) <= 1.0);
+    }
+
+    /// Sample i says `answers(i)`.
+    fn model(answers: fn(usize) -> u32) -> ScriptedLm {
+        ScriptedLm::new(
+            move |q| ScriptedStep {
+                text: format!("The answer is {}.", answers(q.ordinal)),
+                eos: true,
+                logprob_per_token: -0.5,
+                ..Default::default()
+            },
+            |_| 0.5,
+        )
+    }
+
+    fn solve(lm: &mut ScriptedLm, config: AdaptiveConfig) -> Outcome {
+        StrategyConfig::Adaptive(config)
+            .run(lm, &Problem::new("Q?"))
+            .unwrap()
+    }
+
+    #[test]
+    fn unanimous_samples_stop_after_the_first_batch() {
+        let mut lm = model(|_| 7);
+        let out = solve(&mut lm, AdaptiveConfig::default());
+        assert_eq!(out.candidates.len(), 4);
+        assert_eq!(out.answer.as_deref(), Some("7"));
+        assert_eq!(lm.live_nodes(), 0);
+        // At 0.97 four agreeing votes (0.969) are not enough: one more batch.
+        let out = solve(
+            &mut lm,
+            AdaptiveConfig {
+                confidence: 0.97,
+                ..AdaptiveConfig::default()
+            },
+        );
+        assert_eq!(out.candidates.len(), 6);
+    }
+
+    #[test]
+    fn a_contested_vote_draws_every_sample() {
+        // 7, 5, 7, 5, …: never settled, all 8 drawn, the tie goes to the first answer seen.
+        let mut lm = model(|i| if i % 2 == 0 { 7 } else { 5 });
+        let out = solve(&mut lm, AdaptiveConfig::default());
+        assert_eq!(out.candidates.len(), 8);
+        assert_eq!(out.answer.as_deref(), Some("7"));
+        // 7, 7, 7, 5, then 7s: 3–1 (0.8125) draws a batch, 5–1 (0.9375) another, 7–1 stops.
+        let mut lm = model(|i| if i == 3 { 5 } else { 7 });
+        let out = solve(
+            &mut lm,
+            AdaptiveConfig {
+                n: 16,
+                ..AdaptiveConfig::default()
+            },
+        );
+        assert_eq!(out.candidates.len(), 8);
+        assert_eq!(out.answer.as_deref(), Some("7"));
+    }
+
+    #[test]
+    fn out_of_range_fields_are_named() {
+        for (field, c) in [
+            (
+                "first",
+                AdaptiveConfig {
+                    first: 9,
+                    ..AdaptiveConfig::default()
+                },
+            ),
+            (
+                "batch",
+                AdaptiveConfig {
+                    batch: 0,
+                    ..AdaptiveConfig::default()
+                },
+            ),
+            (
+                "confidence",
+                AdaptiveConfig {
+                    confidence: 1.0,
+                    ..AdaptiveConfig::default()
+                },
+            ),
+            (
+                "filter",
+                AdaptiveConfig {
+                    filter: Some(101.0),
+                    ..AdaptiveConfig::default()
+                },
+            ),
+        ] {
+            assert_eq!(c.validate().unwrap_err().field, field);
+        }
+    }
+}
