@@ -2,12 +2,12 @@
 # Regenerates the CLI output the guide shows: each example's command runs here and its output is
 # written to docs/src/examples/NAME.txt, which the pages include with {{#include examples/NAME.txt}}.
 # Run it after a change to the CLI's output, then commit the files (git diff shows what moved).
-# Needs the default model (make model) and a release build; about a minute on 2 cores.
+# Needs the default model (make model) and a release build; about two minutes on 2 cores.
 #
 # Not produced here, and marked as such on their pages: outputs that take minutes or a second
-# model (make demo on the reasoner, eval over 20 problems, the bench ladder, synth runs, serve and
-# remote sessions, the C example) and figures of the dated measurement pages, which are raw
-# output of the commands named on each page.
+# model (best-of-N on the reasoner, eval over 20 problems, the bench ladder, the R3 synth run, the
+# deepening and hand-picked MCTS trees, serve and remote sessions, the C example's output) and the
+# figures of the dated measurement pages, which are raw output of the commands named there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_WAIT_POLICY=PASSIVE
@@ -42,3 +42,14 @@ example generate-json "$BIN" generate --threads 1 --prompt "What is 7 * 6?" -n 4
 example solve-mcts "$BIN" solve --threads 1 --strategy mcts --budget 120 --max-tokens 30 --answer 42 "What is 6 times 7?"
 example solve-best-of-n "$BIN" solve --threads 1 --strategy best-of-n --n 4 --max-tokens 96 --answer 42 "What is 6 times 7?"
 example self-correct "$BIN" solve --threads 1 --strategy self-correct --max-tokens 96 --answer 17 "A farmer has 15 sheep. He buys 8 more and then sells 6. How many sheep does he have now?"
+
+# A small synth run (MCTS, 4 problems, with the reference) and the first record of each format.
+SYNTH=$(mktemp -d)
+trap 'rm -rf "$SYNTH"' EXIT
+example synth "$BIN" synth --threads 1 --input data/arith40.jsonl --limit 4 --output "$SYNTH/out" \
+  --strategy mcts --budget 300 --max-tokens 48 --oracle --formats sft,preference,prm,correction
+sed -i "s#$SYNTH/out#OUT#g" "$OUT/synth.txt"
+for format in sft preference prm correction; do
+  head -n 1 "$SYNTH/out/$format.jsonl" >"$OUT/record-$format.json"
+done
+echo "docs-examples: $OUT/record-{sft,preference,prm,correction}.json" >&2
