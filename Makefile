@@ -12,7 +12,7 @@ REASONER ?= models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf
 DEMO_N ?= 4
 DEMO_PROMPT ?= A farmer has 15 sheep. He buys 8 more and then sells 6. How many sheep does he have now?
 
-.PHONY: docs all setup model reasoner reasoner-large test-models server pyenv build cuda demo test check lint doc bench bench-remote bench-concurrent bench-layouts bench-serve fuzz clean install install-files
+.PHONY: docs all setup model reasoner reasoner-large test-models server pyenv trlenv build cuda demo test check lint doc bench bench-remote bench-concurrent bench-layouts bench-serve fuzz clean install install-files
 
 all: build
 
@@ -57,10 +57,16 @@ server: setup
 pyenv:
 	bash scripts/setup-openai.sh >/dev/null
 
+# TRL, transformers, datasets, torch and gguf in target/trlenv (pinned; about 3 minutes and 6 GB
+# the first time, most of it torch's CUDA wheels), for the test that trains one step on every
+# export format and for self-train.
+trlenv:
+	bash scripts/setup-trl.sh >/dev/null
+
 # llama.cpp's OpenMP workers sleep instead of spinning while they wait: the tests run contexts
 # side by side on few cores, where spinning workers slow each other down many-fold.
 test: export OMP_WAIT_POLICY = PASSIVE
-test: test-models server pyenv
+test: test-models server pyenv trlenv
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --release --workspace --no-deps
