@@ -3,9 +3,15 @@
 //!
 //! - `POST /v1/chat/completions`: a model name with a strategy prefix ([`ALIASES`]: `bon-…`,
 //!   `mcts-…`, …) runs that search over the conversation's last user message; `"ponder": {…}` in
-//!   the body (OpenAI clients send it through `extra_body`) configures it ([`plan`]); without
+//!   the body (OpenAI clients send it through `extra_body`) configures it ([`plan()`]); without
 //!   either, plain generation of `n` choices from one shared prefill. `stream: true` sends the
 //!   search's progress as `reasoning_content` deltas, then the answer as `content`, then `[DONE]`.
+//!   Plain generation gives `logprobs` / `top_logprobs` in OpenAI's shape.
+//! - `POST /v1/completions`: OpenAI's text completions ([`completions`]): raw prompts (no chat
+//!   template), `best_of`, legacy `logprobs` and `echo` (the prompt's tokens scored in one forced
+//!   pass); strategy prefixes as in chat, with the prompt as the question.
+//! - Every field of both bodies is supported, refused with a 400 that names it, or ignored, as
+//!   [`request::FIELDS`] lists; types and ranges are OpenAI's.
 //! - `GET /v1/models`, `GET /health`, `GET /metrics` (Prometheus text, [`metrics`]).
 //!
 //! Limits ([`ServeOptions`]): loopback by default, a non-loopback bind needs an API key; bearer
@@ -18,11 +24,16 @@
 //! of its own around solves: on the llama.cpp backend they share one context and its forward
 //! passes (continuous batching), and the queue bound is the admission control.
 
+pub mod completions;
 mod config;
 pub mod metrics;
 pub mod openai;
+pub mod plain;
+pub mod plan;
+pub mod request;
 
 pub use config::ServeFile;
+pub use plan::{plan, plan_completion, Plan};
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
@@ -43,8 +54,8 @@ use parking_lot::Mutex;
 use serde_json::{json, Value};
 
 use crate::error::ConfigError;
-use crate::lm::FinishReason;
-use crate::strategy::{BestOfNConfig, Event, Flow, Problem, PromptConfig, Rerank, StopReason};
+use crate::lm::{FinishReason, Usage};
+use crate::strategy::{BestOfNConfig, Event, Flow, Rerank, StopReason};
 use crate::{CancelToken, Engine, Outcome, StrategyConfig};
 
 use metrics::{Gauges, Metrics};
@@ -63,6 +74,7 @@ pub const ALIASES: &[(&str, Alias)] = &[
     ("majority-", Alias::Majority),
     ("self-consistency-", Alias::Majority),
     ("deepconf-", Alias::DeepConf),
+    ("adaptive-", Alias::Adaptive),
 ];
 
 /// A search a model-name prefix picks.
@@ -82,6 +94,8 @@ pub enum Alias {
     Majority,
     /// DeepConf.
     DeepConf,
+    /// Adaptive consistency: majority voting that stops once the answer is settled.
+    Adaptive,
 }
 
 impl Alias {
@@ -102,6 +116,7 @@ impl Alias {
             Self::SelfCorrect => named("self_correct"),
             Self::Deepening => named("deepening"),
             Self::DeepConf => named("deepconf"),
+            Self::Adaptive => named("adaptive"),
         }
     }
 }
@@ -299,289 +314,35 @@ impl Drop for CancelOnDrop {
     }
 }
 
-/// What a request asks for, checked.
-#[derive(Debug, Clone)]
-pub struct Plan {
-    /// The strategy to run.
-    pub strategy: StrategyConfig,
-    /// Plain generation (every candidate is a choice) rather than a search (one choice).
-    pub plain: bool,
-    /// The problem.
-    pub problem: Problem,
-    /// Stop strings (plain generation: the text is cut at the first).
-    pub stop: Vec<String>,
+/// What a solve gave.
+#[derive(Debug)]
+enum Solution {
+    /// A search's outcome.
+    Search(Box<Outcome>),
+    /// Plain generation's completions.
+    Plain(plain::Generated),
 }
 
-impl Plan {
-    /// The label of `/metrics` (`plain` or the strategy's name).
-    pub fn label(&self) -> &'static str {
-        if self.plain {
-            "plain"
-        } else {
-            self.strategy.name()
+impl Solution {
+    /// The response's `usage`.
+    fn api_usage(&self) -> ApiUsage {
+        match self {
+            Self::Search(o) => ApiUsage::of(o),
+            Self::Plain(g) => ApiUsage::plain(&g.usage, g.sampled),
         }
     }
-}
 
-/// Turns a request into a [`Plan`]: the strategy from the model name's prefix, the client's
-/// sampling parameters and the `ponder` config merged over it, every cap checked.
-///
-/// # Errors
-/// [`ApiError`] 400 naming the field.
-pub fn plan(req: &ChatRequest, options: &ServeOptions) -> Result<Plan, ApiError> {
-    let (system, question) = conversation(req)?;
-    let stop = req
-        .stop
-        .clone()
-        .map(openai::Stop::into_vec)
-        .unwrap_or_default();
-    if stop.len() > 4 || stop.iter().any(String::is_empty) {
-        return Err(ApiError::bad_request(
-            "stop takes up to 4 non-empty strings",
-            Some("stop"),
-        ));
-    }
-    let max_tokens = req.max_completion_tokens.or(req.max_tokens);
-    let alias = alias_of(&req.model);
-    let n = req.n.unwrap_or(1);
-    if n == 0 {
-        return Err(ApiError::bad_request("n must be at least 1", Some("n")));
-    }
-    let plain = alias.is_none() && req.ponder.is_none();
-    let mut config: Value = if plain {
-        let c = BestOfNConfig {
-            n,
-            max_tokens: max_tokens.unwrap_or(options.max_tokens.min(512)),
-            rerank: Rerank::Logprob,
-            prompt: PromptConfig {
-                system: system.clone(),
-                template: "{question}".into(),
-            },
-            ..BestOfNConfig::default()
-        };
-        serde_json::to_value(StrategyConfig::BestOfN(c)).expect("configs serialise")
-    } else {
-        if n > 1 {
-            return Err(ApiError::bad_request(
-                "n > 1 asks for several plain generations; a search returns its one chosen answer. Set the search's own width in \"ponder\" instead (e.g. {\"n\": 8} for best-of-n)",
-                Some("n"),
-            ));
-        }
-        let ponder = req.ponder.as_ref();
-        if let Some(p) = ponder {
-            if !p.is_object() {
-                return Err(ApiError::bad_request(
-                    "\"ponder\" must be a JSON object: a strategy config such as {\"type\": \"best_of_n\", \"n\": 8}",
-                    Some("ponder"),
-                ));
-            }
-        }
-        let typed = ponder.and_then(|p| p.get("type")).and_then(Value::as_str);
-        let base = match (typed, alias) {
-            (Some(name), _) => StrategyConfig::default_for(name).map_err(|e| {
-                ApiError::bad_request(
-                    format!("unknown strategy in ponder.type: {}", e.reason),
-                    Some("ponder.type"),
-                )
-            })?,
-            (None, Some(a)) => a.config(),
-            (None, None) => {
-                return Err(ApiError::bad_request(
-                    format!(
-                        "\"ponder\" has no \"type\" and the model name {:?} has no strategy prefix; add \"type\" (one of {}) or use a model name such as bon-{}",
-                        req.model,
-                        StrategyConfig::NAMES.join(", "),
-                        options.model_name
-                    ),
-                    Some("ponder.type"),
-                ))
-            }
-        };
-        let mut value = serde_json::to_value(base).expect("configs serialise");
-        // The client's OpenAI parameters, then the explicit config over them.
-        apply_sampling(&mut value, req, max_tokens);
-        if let Some(system) = &system {
-            if value["prompt"]["system"].is_null() {
-                value["prompt"]["system"] = Value::String(system.clone());
-            }
-        }
-        if let Some(p) = ponder {
-            merge(&mut value, p);
-        }
-        value
-    };
-    if plain {
-        apply_sampling(&mut config, req, None);
-    }
-    check_caps(&config, "", plain, options)?;
-    let strategy: StrategyConfig = serde_json::from_value(config.clone()).map_err(|e| {
-        let msg = e.to_string();
-        let param = if msg.contains("unknown variant") {
-            "ponder.type"
-        } else {
-            "ponder"
-        };
-        ApiError::bad_request(format!("invalid ponder config: {msg}"), Some(param))
-    })?;
-    strategy.validate().map_err(|e| {
-        let param = if plain {
-            e.field.to_string()
-        } else {
-            format!("ponder.{}", e.field)
-        };
-        ApiError::bad_request(e.to_string(), Some(&param))
-    })?;
-    Ok(Plan {
-        strategy,
-        plain,
-        problem: Problem::new(question),
-        stop,
-    })
-}
-
-/// The system text and the question: the last message must be the user's; earlier turns are
-/// written out before it.
-fn conversation(req: &ChatRequest) -> Result<(Option<String>, String), ApiError> {
-    let Some(last) = req.messages.last() else {
-        return Err(ApiError::bad_request(
-            "messages is empty; send at least one user message",
-            Some("messages"),
-        ));
-    };
-    if last.role != "user" {
-        return Err(ApiError::bad_request(
-            format!(
-                "the last message is the {}'s; ponder answers the last user message, so end with one",
-                last.role
-            ),
-            Some("messages"),
-        ));
-    }
-    let mut system = Vec::new();
-    let mut history = String::new();
-    for m in &req.messages[..req.messages.len() - 1] {
-        let text = m.text()?;
-        match m.role.as_str() {
-            "system" | "developer" => system.push(text),
-            "user" => history.push_str(&format!("User: {text}\n\n")),
-            "assistant" => history.push_str(&format!("Assistant: {text}\n\n")),
-            "tool" => history.push_str(&format!("Tool: {text}\n\n")),
-            other => {
-                return Err(ApiError::bad_request(
-                    format!(
-                        "unknown role {other:?}; use system, developer, user, assistant or tool"
-                    ),
-                    Some("messages"),
-                ))
-            }
+    /// The engine's counters of the solve.
+    fn usage(&self) -> &Usage {
+        match self {
+            Self::Search(o) => &o.usage,
+            Self::Plain(g) => &g.usage,
         }
     }
-    let question = last.text()?;
-    if question.trim().is_empty() {
-        return Err(ApiError::bad_request(
-            "the last user message is empty; ask something",
-            Some("messages"),
-        ));
-    }
-    let question = if history.is_empty() {
-        question
-    } else {
-        format!("{history}User: {question}")
-    };
-    Ok(((!system.is_empty()).then(|| system.join("\n\n")), question))
-}
-
-/// Writes the client's temperature, top_p, seed and max_tokens into every sampling block and
-/// per-generation token count the config has.
-fn apply_sampling(value: &mut Value, req: &ChatRequest, max_tokens: Option<u32>) {
-    fn sampling(s: &mut Value, req: &ChatRequest) {
-        if !s.is_object() {
-            return;
-        }
-        if let Some(t) = req.temperature {
-            s["temperature"] = json!(t);
-        }
-        if let Some(p) = req.top_p {
-            s["top_p"] = json!(p);
-        }
-        if let Some(seed) = req.seed {
-            s["seed"] = json!(seed);
-        }
-    }
-    if let Some(s) = value.get_mut("sampling") {
-        sampling(s, req);
-    }
-    if let Some(s) = value.get_mut("step").and_then(|s| s.get_mut("sampling")) {
-        sampling(s, req);
-    }
-    if let Some(m) = max_tokens {
-        if value.get("max_tokens").is_some() {
-            value["max_tokens"] = json!(m);
-        } else if value["step"].get("max_tokens").is_some() {
-            value["step"]["max_tokens"] = json!(m);
-        }
-    }
-}
-
-/// Deep-merges `patch` into `base` (objects merge key by key; anything else replaces).
-fn merge(base: &mut Value, patch: &Value) {
-    match (base, patch) {
-        (Value::Object(b), Value::Object(p)) => {
-            for (k, v) in p {
-                match b.get_mut(k) {
-                    Some(slot) if slot.is_object() && v.is_object() => merge(slot, v),
-                    _ => {
-                        b.insert(k.clone(), v.clone());
-                    }
-                }
-            }
-        }
-        (b, p) => *b = p.clone(),
-    }
-}
-
-/// Refuses any width, token count or budget above the server's caps.
-fn check_caps(value: &Value, path: &str, plain: bool, o: &ServeOptions) -> Result<(), ApiError> {
-    let Value::Object(map) = value else {
-        return Ok(());
-    };
-    for (k, v) in map {
-        let here = if path.is_empty() {
-            k.clone()
-        } else {
-            format!("{path}.{k}")
-        };
-        if v.is_object() {
-            check_caps(v, &here, plain, o)?;
-            continue;
-        }
-        let Some(x) = v.as_u64() else { continue };
-        let (cap, flag) = match k.as_str() {
-            "n" | "width" | "k" | "expansions" | "warmup" | "batch" => {
-                (u64::from(o.max_n), "--max-n")
-            }
-            "max_tokens" | "l0" => (u64::from(o.max_tokens), "--max-tokens"),
-            "tokens" | "total_budget" => (o.max_budget_tokens, "--max-budget-tokens"),
-            _ => continue,
-        };
-        if x > cap {
-            // Plain generation's n and max_tokens are the request's own fields.
-            let param = if plain && path.is_empty() && (k == "n" || k == "max_tokens") {
-                k.clone()
-            } else {
-                format!("ponder.{here}")
-            };
-            return Err(ApiError::bad_request(
-                format!("{here} = {x} is above this server's cap of {cap} ({flag}); ask for less"),
-                Some(&param),
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// A solve's result as the handler needs it.
-type Solved = Result<Outcome, ApiError>;
+type Solved = Result<Solution, ApiError>;
 
 /// Why a cancelled solve was cancelled, for its status.
 fn cancelled_error(shared: &Shared, deadline_hit: bool) -> ApiError {
@@ -612,8 +373,22 @@ fn cancelled_error(shared: &Shared, deadline_hit: bool) -> ApiError {
     }
 }
 
-/// Starts `plan`'s solve on a blocking thread; `events` sees its progress. The returned guard
-/// cancels the solve when dropped; the receiver gets the result.
+/// Plain generation's errors: a bad token id names `prompt`, logprobs the backend cannot give
+/// name `logprobs`.
+fn plain_error(e: crate::Error) -> ApiError {
+    match &e {
+        crate::Error::Decode(crate::DecodeError::Config(c)) => {
+            ApiError::invalid("prompt", "invalid_value", c.to_string())
+        }
+        crate::Error::Decode(crate::DecodeError::Unsupported { .. }) => {
+            ApiError::invalid("logprobs", "unsupported_parameter", e.to_string())
+        }
+        _ => ApiError::from(e),
+    }
+}
+
+/// Starts `plan`'s solve on a blocking thread; `events` sees a search's progress. The returned
+/// guard cancels the solve when dropped; the receiver gets the result.
 fn start_solve(
     shared: &Arc<Shared>,
     ticket: Ticket,
@@ -637,37 +412,39 @@ fn start_solve(
     let shared = shared.clone();
     let label = plan.label();
     tokio::task::spawn_blocking(move || {
-        let _ticket = ticket;
+        let ticket = ticket;
         shared.running.fetch_add(1, Ordering::SeqCst);
         let started = Instant::now();
-        let result = shared.engine.solve_with_token(
-            &plan.problem,
-            &plan.strategy,
-            &mut events,
-            &_ticket.token,
-        );
+        let result = match &plan {
+            Plan::Search { strategy, problem } => shared
+                .engine
+                .solve_with_token(problem, strategy, &mut events, &ticket.token)
+                .map(|o| Solution::Search(Box::new(o))),
+            Plan::Plain(job) => plain::run(&shared.engine, job, &ticket.token)
+                .map(Solution::Plain)
+                .map_err(crate::Error::from),
+        };
         shared.running.fetch_sub(1, Ordering::SeqCst);
-        let cancelled = _ticket.token.is_cancelled();
+        let cancelled = ticket.token.is_cancelled();
         let hit = deadline_hit.load(Ordering::SeqCst);
         if cancelled {
             shared.metrics.cancelled();
         }
         let solved: Solved = match result {
-            Ok(outcome) => {
-                let partial = outcome
-                    .tree
-                    .as_ref()
-                    .is_some_and(|t| t.stop == StopReason::Cancelled);
+            Ok(solution) => {
+                let partial = matches!(&solution, Solution::Search(o)
+                    if o.tree.as_ref().is_some_and(|t| t.stop == StopReason::Cancelled));
                 shared
                     .metrics
-                    .solved(&outcome.usage, started.elapsed().as_secs_f64());
+                    .solved(solution.usage(), started.elapsed().as_secs_f64());
                 if partial && cancelled && !hit && !shared.shutting_down.load(Ordering::SeqCst) {
                     Err(cancelled_error(&shared, false))
                 } else {
-                    Ok(outcome)
+                    Ok(solution)
                 }
             }
             Err(_) if cancelled => Err(cancelled_error(&shared, hit)),
+            Err(e) if plan.is_plain() => Err(plain_error(e)),
             Err(e) => Err(ApiError::from(e)),
         };
         let status = solved.as_ref().map_or_else(|e| e.status.as_u16(), |_| 200);
@@ -675,6 +452,42 @@ fn start_solve(
         let _ = tx.send(solved);
     });
     (CancelOnDrop { token, deadline }, rx)
+}
+
+/// Runs `plan` and waits for it, collecting a search's progress for `reasoning_content`.
+async fn solve_collecting(
+    shared: &Arc<Shared>,
+    ticket: Ticket,
+    plan: Plan,
+) -> Result<(Solution, Option<String>), ApiError> {
+    let plain = plan.is_plain();
+    let reasoning = Arc::new(Mutex::new(String::new()));
+    let log = reasoning.clone();
+    let events = move |e: &Event| {
+        let mut log = log.lock();
+        if log.len() < 64 * 1024 {
+            log.push_str(&describe(e));
+        }
+        Flow::Continue
+    };
+    let (_guard, rx) = start_solve(shared, ticket, plan, events);
+    // The status is counted where the solve ends (also when this future is dropped because the
+    // client went away).
+    let solution = rx.await.unwrap_or_else(|_| Err(panicked()))?;
+    let reasoning = std::mem::take(&mut *reasoning.lock());
+    Ok((
+        solution,
+        (!plain && !reasoning.is_empty()).then_some(reasoning),
+    ))
+}
+
+fn panicked() -> ApiError {
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "server_error",
+        "solve_panicked",
+        "the solve stopped unexpectedly (a bug: please report it with the request)",
+    )
 }
 
 /// One line of the search's progress, for `reasoning_content`.
@@ -714,45 +527,59 @@ pub fn describe(event: &Event) -> String {
     }
 }
 
-/// The choices of an outcome: every candidate for plain generation (cut at the first stop
-/// string), the chosen one for a search.
-fn choices(plan: &Plan, outcome: &Outcome) -> Vec<ChoiceText> {
-    let finish = |f: &FinishReason| match f {
-        FinishReason::MaxTokens | FinishReason::ContextFull => "length",
-        _ => "stop",
-    };
-    if plan.plain {
-        outcome
-            .candidates
+/// The choices of a solution: every returned completion of plain generation, the chosen
+/// candidate of a search.
+fn choices(solution: &Solution) -> Vec<ChoiceText> {
+    match solution {
+        Solution::Plain(g) => g
+            .choices
             .iter()
-            .map(|c| {
-                let cut = plan
-                    .stop
-                    .iter()
-                    .filter_map(|s| c.text.find(s.as_str()))
-                    .min();
-                match cut {
-                    Some(at) => ChoiceText {
-                        text: c.text[..at].to_string(),
-                        finish: "stop",
-                    },
-                    None => ChoiceText {
-                        text: c.text.clone(),
-                        finish: finish(&c.finish),
-                    },
-                }
+            .map(|c| ChoiceText {
+                text: c.text.clone(),
+                finish: c.finish,
+                tokens: c.tokens.clone(),
             })
-            .collect()
-    } else {
-        let finish = outcome
-            .candidates
-            .get(outcome.chosen)
-            .map_or("stop", |c| finish(&c.finish));
-        vec![ChoiceText {
-            text: outcome.text.clone(),
-            finish,
-        }]
+            .collect(),
+        Solution::Search(outcome) => {
+            let finish =
+                outcome
+                    .candidates
+                    .get(outcome.chosen)
+                    .map_or("stop", |c| match c.finish {
+                        FinishReason::MaxTokens | FinishReason::ContextFull => "length",
+                        _ => "stop",
+                    });
+            vec![ChoiceText {
+                text: outcome.text.clone(),
+                finish,
+                tokens: None,
+            }]
+        }
     }
+}
+
+/// A chat choice's `logprobs`.
+fn chat_logprobs(tokens: Option<&[plain::TokenInfo]>) -> Option<openai::ChatLogprobs> {
+    let bytes = |s: &str| s.as_bytes().to_vec();
+    tokens.map(|tokens| openai::ChatLogprobs {
+        content: tokens
+            .iter()
+            .map(|t| openai::ChatTokenLogprob {
+                token: t.text.clone(),
+                logprob: t.logprob.unwrap_or(0.0),
+                bytes: bytes(&t.text),
+                top_logprobs: t
+                    .top
+                    .iter()
+                    .map(|(text, logprob)| openai::ChatTopLogprob {
+                        token: text.clone(),
+                        logprob: *logprob,
+                        bytes: bytes(text),
+                    })
+                    .collect(),
+            })
+            .collect(),
+    })
 }
 
 fn now() -> u64 {
@@ -780,39 +607,35 @@ fn too_large(limit: usize) -> ApiError {
     )
 }
 
-async fn chat_inner(
-    shared: &Arc<Shared>,
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<Response, (&'static str, ApiError)> {
+/// The request body, within `--max-body-bytes`.
+async fn read_body(shared: &Shared, headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
     let limit = shared.options.max_body_bytes;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
-        return Err(("-", too_large(limit)));
+        return Err(too_large(limit));
     }
     // A declared length within the limit that cannot be read is a broken body, not a big one.
-    let bytes: Bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
         if declared.is_some() {
-            (
-                "-",
-                ApiError::bad_request(format!("could not read the request body: {e}"), None),
-            )
+            ApiError::bad_request(format!("could not read the request body: {e}"), None)
         } else {
-            ("-", too_large(limit))
+            too_large(limit)
         }
-    })?;
-    let req: ChatRequest = serde_json::from_slice(&bytes).map_err(|e| {
-        (
-            "-",
-            ApiError::bad_request(
-                format!("the body is not a valid chat-completion request: {e}"),
-                None,
-            ),
-        )
-    })?;
+    })
+}
+
+async fn chat_inner(
+    shared: &Arc<Shared>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, (&'static str, ApiError)> {
+    let bytes = read_body(shared, headers, body)
+        .await
+        .map_err(|e| ("-", e))?;
+    let req: ChatRequest = request::parse(&bytes, request::Endpoint::Chat).map_err(|e| ("-", e))?;
     let plan = plan(&req, &shared.options).map_err(|e| ("-", e))?;
     let label = plan.label();
     let ticket = shared.admit().map_err(|e| (label, e))?;
@@ -820,115 +643,70 @@ async fn chat_inner(
     if req.stream {
         return Ok(stream(shared, ticket, plan, req.model, id));
     }
-    let reasoning = Arc::new(Mutex::new(String::new()));
-    let log = reasoning.clone();
-    let events = move |e: &Event| {
-        let mut log = log.lock();
-        if log.len() < 64 * 1024 {
-            log.push_str(&describe(e));
-        }
-        Flow::Continue
-    };
-    let (_guard, rx) = start_solve(shared, ticket, plan.clone(), events);
-    // The status is counted where the solve ends (also when this future is dropped because the
-    // client went away).
-    let solved = rx.await.unwrap_or_else(|_| {
-        Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "server_error",
-            "solve_panicked",
-            "the solve stopped unexpectedly (a bug: please report it with the request)",
-        ))
-    });
-    let outcome = match solved {
-        Ok(o) => o,
+    let (solution, reasoning) = match solve_collecting(shared, ticket, plan).await {
+        Ok(s) => s,
         Err(e) => return Ok(e.into_response()),
     };
-    let reasoning = std::mem::take(&mut *reasoning.lock());
     let response = ChatResponse {
         id,
         object: "chat.completion",
         created: now(),
         model: req.model,
-        choices: choices(&plan, &outcome)
+        choices: choices(&solution)
             .into_iter()
             .enumerate()
             .map(|(index, c)| openai::Choice {
                 index,
+                logprobs: chat_logprobs(c.tokens.as_deref()),
                 message: openai::AssistantMessage {
                     role: "assistant",
                     content: c.text,
-                    reasoning_content: (!plan.plain && !reasoning.is_empty())
-                        .then(|| reasoning.clone()),
+                    reasoning_content: reasoning.clone(),
                 },
                 finish_reason: c.finish,
             })
             .collect(),
-        usage: ApiUsage::of(&outcome),
+        usage: solution.api_usage(),
     };
     Ok(Json(response).into_response())
 }
 
-/// `stream: true`: the search's progress as `reasoning_content` deltas, then the answer as
-/// `content`, a last chunk with the finish reason and usage, then `[DONE]`.
-fn stream(shared: &Arc<Shared>, ticket: Ticket, plan: Plan, model: String, id: String) -> Response {
+/// Streams `plan`'s solve as server-sent events: `first` (if any), `progress(line)` for each
+/// event of a search, the chunks `last` makes of the result (or the error body), then `[DONE]`.
+fn sse(
+    shared: &Arc<Shared>,
+    ticket: Ticket,
+    plan: Plan,
+    first: Option<Value>,
+    progress: impl Fn(String) -> Value + Send + 'static,
+    last: impl FnOnce(Solution) -> Vec<Value> + Send + 'static,
+) -> Response {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
-    let created = now();
-    let chunk = {
-        let (id, model) = (id.clone(), model.clone());
-        move |choices: Value| {
-            json!({
-                "id": id, "object": "chat.completion.chunk", "created": created,
-                "model": model, "choices": choices,
-            })
-        }
-    };
-    let _ = tx.send(chunk(json!([{
-        "index": 0,
-        "delta": {"role": "assistant", "reasoning_content": if plan.plain { String::new() } else {
-            format!("searching with {}\n", plan.strategy.name())
-        }},
-        "finish_reason": null,
-    }])));
+    if let Some(first) = first {
+        let _ = tx.send(first);
+    }
     let events = {
-        let (tx, chunk) = (tx.clone(), chunk.clone());
-        let plain = plan.plain;
+        let tx = tx.clone();
+        let plain = plan.is_plain();
         move |e: &Event| {
             if plain {
                 return Flow::Continue;
             }
-            let line = describe(e);
-            let c = chunk(json!([{
-                "index": 0, "delta": {"reasoning_content": line}, "finish_reason": null,
-            }]));
-            if tx.send(c).is_err() {
+            if tx.send(progress(describe(e))).is_err() {
                 Flow::Stop
             } else {
                 Flow::Continue
             }
         }
     };
-    let (guard, rx_solved) = start_solve(shared, ticket, plan.clone(), events);
+    let (guard, rx_solved) = start_solve(shared, ticket, plan, events);
     tokio::spawn(async move {
         let Ok(solved) = rx_solved.await else { return };
         match solved {
-            Ok(outcome) => {
-                let choices = choices(&plan, &outcome);
-                for (index, c) in choices.iter().enumerate() {
-                    let _ = tx.send(chunk(json!([{
-                        "index": index, "delta": {"content": c.text}, "finish_reason": null,
-                    }])));
+            Ok(solution) => {
+                for chunk in last(solution) {
+                    let _ = tx.send(chunk);
                 }
-                let finish: Vec<Value> = choices
-                    .iter()
-                    .enumerate()
-                    .map(|(index, c)| {
-                        json!({"index": index, "delta": {}, "finish_reason": c.finish})
-                    })
-                    .collect();
-                let mut last = chunk(Value::Array(finish));
-                last["usage"] = serde_json::to_value(ApiUsage::of(&outcome)).unwrap_or_default();
-                let _ = tx.send(last);
             }
             Err(e) => {
                 let _ = tx.send(e.body());
@@ -949,6 +727,59 @@ fn stream(shared: &Arc<Shared>, ticket: Ticket, plan: Plan, model: String, id: S
     Sse::new(events)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(1)))
         .into_response()
+}
+
+/// `stream: true`: the search's progress as `reasoning_content` deltas, then the answer as
+/// `content` (with its `logprobs`), a last chunk with the finish reason and usage, then `[DONE]`.
+fn stream(shared: &Arc<Shared>, ticket: Ticket, plan: Plan, model: String, id: String) -> Response {
+    let created = now();
+    let chunk = move |choices: Value| {
+        json!({
+            "id": id, "object": "chat.completion.chunk", "created": created,
+            "model": model, "choices": choices,
+        })
+    };
+    let first = chunk(json!([{
+        "index": 0,
+        "delta": {"role": "assistant", "reasoning_content": match &plan {
+            Plan::Plain(_) => String::new(),
+            Plan::Search { strategy, .. } => format!("searching with {}\n", strategy.name()),
+        }},
+        "logprobs": null,
+        "finish_reason": null,
+    }]));
+    let progress = {
+        let chunk = chunk.clone();
+        move |line: String| {
+            chunk(json!([{
+                "index": 0, "delta": {"reasoning_content": line}, "logprobs": null,
+                "finish_reason": null,
+            }]))
+        }
+    };
+    let last = move |solution: Solution| {
+        let choices = choices(&solution);
+        let mut out: Vec<Value> = choices
+            .iter()
+            .enumerate()
+            .map(|(index, c)| {
+                chunk(json!([{
+                    "index": index, "delta": {"content": c.text},
+                    "logprobs": chat_logprobs(c.tokens.as_deref()), "finish_reason": null,
+                }]))
+            })
+            .collect();
+        let finish: Vec<Value> = choices
+            .iter()
+            .enumerate()
+            .map(|(index, c)| json!({"index": index, "delta": {}, "logprobs": null, "finish_reason": c.finish}))
+            .collect();
+        let mut end = chunk(Value::Array(finish));
+        end["usage"] = serde_json::to_value(solution.api_usage()).unwrap_or_default();
+        out.push(end);
+        out
+    };
+    sse(shared, ticket, plan, Some(first), progress, last)
 }
 
 async fn models(State(shared): State<Arc<Shared>>) -> Json<Value> {
@@ -992,7 +823,7 @@ async fn not_found(request: Request) -> ApiError {
         "invalid_request_error",
         "not_found",
         format!(
-            "no route {} {}; ponder serves POST /v1/chat/completions, GET /v1/models, /health and /metrics",
+            "no route {} {}; ponder serves POST /v1/chat/completions, POST /v1/completions, GET /v1/models, /health and /metrics",
             request.method(),
             request.uri().path()
         ),
@@ -1046,6 +877,7 @@ async fn auth(State(shared): State<Arc<Shared>>, request: Request, next: Next) -
 fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat))
+        .route("/v1/completions", post(completions::handler))
         .route("/v1/models", get(models))
         .route("/metrics", get(metrics_text))
         .route_layer(middleware::from_fn_with_state(shared.clone(), auth))
@@ -1201,6 +1033,20 @@ mod tests {
         json!({"model": model, "messages": [{"role": "user", "content": "What is 2+3?"}]})
     }
 
+    fn strategy(p: Plan) -> StrategyConfig {
+        match p {
+            Plan::Search { strategy, .. } => *strategy,
+            Plan::Plain(job) => panic!("plain: {job:?}"),
+        }
+    }
+
+    fn job(p: Plan) -> plain::PlainJob {
+        match p {
+            Plan::Plain(job) => job,
+            Plan::Search { strategy, .. } => panic!("a search: {strategy:?}"),
+        }
+    }
+
     #[test]
     fn prefixes_pick_strategies_and_anything_else_is_plain() {
         let o = ServeOptions::default();
@@ -1216,20 +1062,24 @@ mod tests {
             ("deepconf-a", "deepconf"),
         ] {
             let p = plan(&request(user(model)), &o).unwrap();
-            assert!(!p.plain, "{model}");
-            assert_eq!(p.strategy.name(), name, "{model}");
+            assert!(!p.is_plain(), "{model}");
+            assert_eq!(p.label(), name, "{model}");
         }
-        let StrategyConfig::BestOfN(c) = plan(&request(user("bon-a")), &o).unwrap().strategy else {
+        let StrategyConfig::BestOfN(c) = strategy(plan(&request(user("bon-a")), &o).unwrap())
+        else {
             panic!()
         };
         assert_eq!(c.rerank, Rerank::Judge);
-        let StrategyConfig::BestOfN(c) = plan(&request(user("majority-a")), &o).unwrap().strategy
+        let StrategyConfig::BestOfN(c) = strategy(plan(&request(user("majority-a")), &o).unwrap())
         else {
             panic!()
         };
         assert_eq!(c.rerank, Rerank::Vote);
         for model in ["smol", "", "bon", "gpt-4o-mini"] {
-            assert!(plan(&request(user(model)), &o).unwrap().plain, "{model}");
+            assert!(
+                plan(&request(user(model)), &o).unwrap().is_plain(),
+                "{model}"
+            );
         }
     }
 
@@ -1241,7 +1091,7 @@ mod tests {
         r["max_tokens"] = json!(40);
         r["seed"] = json!(7);
         r["ponder"] = json!({"budget": {"iterations": 3}, "k": 2});
-        let StrategyConfig::Mcts(c) = plan(&request(r), &o).unwrap().strategy else {
+        let StrategyConfig::Mcts(c) = strategy(plan(&request(r), &o).unwrap()) else {
             panic!()
         };
         assert_eq!(c.k, 2);
@@ -1258,7 +1108,7 @@ mod tests {
         let mut r = user("plain-model");
         r["ponder"] = json!({"type": "beam", "width": 2});
         let p = plan(&request(r), &o).unwrap();
-        assert_eq!(p.strategy.name(), "beam");
+        assert_eq!(p.label(), "beam");
     }
 
     #[test]
@@ -1275,18 +1125,99 @@ mod tests {
             {"role": "assistant", "content": "Hello!"},
             {"role": "user", "content": "What is 2+3?"},
         ]);
-        let p = plan(&request(r), &o).unwrap();
-        let StrategyConfig::BestOfN(c) = &p.strategy else {
-            panic!()
-        };
-        assert_eq!((c.n, c.max_tokens, c.sampling.top_p), (4, 12, 0.9));
-        assert_eq!(c.prompt.system.as_deref(), Some("Be brief."));
-        assert_eq!(c.prompt.template, "{question}");
+        let j = job(plan(&request(r), &o).unwrap());
         assert_eq!(
-            p.problem.question,
-            "User: Hi\n\nAssistant: Hello!\n\nUser: What is 2+3?"
+            (j.n, j.best_of, j.max_tokens, j.sampling.top_p),
+            (4, 4, 12, 0.9)
         );
-        assert_eq!(p.stop, vec!["\n".to_string()]);
+        assert_eq!(
+            j.prompts,
+            [plain::PlainPrompt::Chat(vec![
+                crate::Message::system("Be brief."),
+                crate::Message::user("User: Hi\n\nAssistant: Hello!\n\nUser: What is 2+3?"),
+            ])]
+        );
+        assert_eq!(j.stop, vec!["\n".to_string()]);
+        assert_eq!(j.logprobs, None);
+        // logprobs and top_logprobs; top_p 0 is greedy.
+        let mut r = user("smol");
+        r["logprobs"] = json!(true);
+        r["top_logprobs"] = json!(3);
+        r["top_p"] = json!(0);
+        let j = job(plan(&request(r), &o).unwrap());
+        assert_eq!(j.logprobs, Some(3));
+        assert_eq!(j.sampling.temperature, 0.0);
+        let mut r = user("smol");
+        r["logprobs"] = json!(true);
+        assert_eq!(job(plan(&request(r), &o).unwrap()).logprobs, Some(0));
+    }
+
+    #[test]
+    fn completions_plan_raw_prompts_best_of_echo_and_searches() {
+        let o = ServeOptions::default();
+        let req = |v: Value| -> openai::CompletionRequest { serde_json::from_value(v).unwrap() };
+        let j = job(plan_completion(&req(json!({"model": "m", "prompt": ["a", "b"], "n": 2, "best_of": 3, "logprobs": 2, "echo": true})), &o).unwrap());
+        assert_eq!(
+            j.prompts,
+            [
+                plain::PlainPrompt::Text("a".into()),
+                plain::PlainPrompt::Text("b".into())
+            ]
+        );
+        assert_eq!(
+            (j.n, j.best_of, j.max_tokens, j.logprobs, j.echo),
+            (2, 3, 16, Some(2), true)
+        );
+        let j = job(plan_completion(
+            &req(json!({"prompt": [[1, 2], [3]], "max_tokens": 0, "echo": true})),
+            &o,
+        )
+        .unwrap());
+        assert_eq!(
+            j.prompts,
+            [
+                plain::PlainPrompt::Tokens(vec![1, 2]),
+                plain::PlainPrompt::Tokens(vec![3])
+            ]
+        );
+        let p = plan_completion(
+            &req(json!({"model": "bon-m", "prompt": "What is 2+3?", "ponder": {"n": 2}})),
+            &o,
+        )
+        .unwrap();
+        assert_eq!(p.label(), "best_of_n");
+        let param = |v: Value| plan_completion(&req(v), &o).unwrap_err().param.unwrap();
+        assert_eq!(param(json!({"model": "m"})), "prompt");
+        assert_eq!(param(json!({"prompt": []})), "prompt");
+        assert_eq!(param(json!({"prompt": ""})), "prompt");
+        assert_eq!(param(json!({"prompt": "a", "max_tokens": 0})), "max_tokens");
+        assert_eq!(
+            param(json!({"prompt": "a", "n": 3, "best_of": 2})),
+            "best_of"
+        );
+        assert_eq!(param(json!({"prompt": "a", "logprobs": 21})), "logprobs");
+        assert_eq!(param(json!({"prompt": "a", "best_of": 17})), "best_of");
+        assert_eq!(param(json!({"prompt": vec!["a"; 9], "n": 2})), "prompt");
+        assert_eq!(
+            param(json!({"model": "bon-m", "prompt": "a", "logprobs": 1})),
+            "logprobs"
+        );
+        assert_eq!(
+            param(json!({"model": "bon-m", "prompt": "a", "echo": true})),
+            "echo"
+        );
+        assert_eq!(
+            param(json!({"model": "bon-m", "prompt": ["a", "b"]})),
+            "prompt"
+        );
+        assert_eq!(
+            param(json!({"prompt": "a", "temperature": 3})),
+            "temperature"
+        );
+        assert_eq!(
+            param(json!({"prompt": "a", "presence_penalty": 1})),
+            "presence_penalty"
+        );
     }
 
     #[test]
@@ -1327,6 +1258,36 @@ mod tests {
         let mut r = user("x");
         r["messages"] = json!([{"role": "assistant", "content": "hi"}]);
         assert_eq!(param(r), "messages");
+        // OpenAI's ranges.
+        for (field, value) in [
+            ("temperature", json!(2.5)),
+            ("temperature", json!(-1)),
+            ("top_p", json!(1.1)),
+            ("n", json!(0)),
+            ("max_tokens", json!(0)),
+            ("max_completion_tokens", json!(0)),
+            ("presence_penalty", json!(-3)),
+            ("frequency_penalty", json!(0.5)),
+            ("top_logprobs", json!(21)),
+        ] {
+            let mut r = user("x");
+            r[field] = value;
+            r["logprobs"] = json!(true);
+            assert_eq!(param(r), field);
+        }
+        let mut r = user("x");
+        r["top_logprobs"] = json!(2);
+        assert_eq!(param(r), "top_logprobs", "top_logprobs needs logprobs");
+        let mut r = user("x");
+        r["stop"] = json!(["a", "b", "c", "d", "e"]);
+        assert_eq!(param(r), "stop");
+        let mut r = user("mcts-x");
+        r["logprobs"] = json!(true);
+        assert_eq!(param(r), "logprobs");
+        let mut r = user("x");
+        r["max_tokens"] = json!(10);
+        r["max_completion_tokens"] = json!(401);
+        assert_eq!(param(r), "max_completion_tokens");
     }
 
     #[test]

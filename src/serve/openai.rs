@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::lm::Usage;
 
-/// A chat-completion request (the fields ponder reads; others are accepted and ignored).
+/// A chat-completion request: the fields ponder reads ([`super::request`] checks their types
+/// and ranges and refuses the fields ponder cannot honour; others are ignored).
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct ChatRequest {
     /// The model name: a strategy prefix (`bon-`, `mcts-`, …) picks a search; the rest, and any
@@ -15,6 +16,7 @@ pub struct ChatRequest {
     #[serde(default)]
     pub model: String,
     /// The conversation.
+    #[serde(default)]
     pub messages: Vec<ChatMessage>,
     /// Choices to return (plain generation only).
     #[serde(default)]
@@ -31,19 +33,98 @@ pub struct ChatRequest {
     /// Newer spelling of `max_tokens` (wins when both are given).
     #[serde(default)]
     pub max_completion_tokens: Option<u32>,
-    /// Base seed.
+    /// Base seed (OpenAI's is a signed 64-bit integer; its bits seed the sampler).
     #[serde(default)]
-    pub seed: Option<u64>,
+    pub seed: Option<i64>,
     /// Stop strings (one or a list).
     #[serde(default)]
     pub stop: Option<Stop>,
     /// Server-sent events.
     #[serde(default)]
     pub stream: bool,
+    /// Return each chosen token's log-probability.
+    #[serde(default)]
+    pub logprobs: bool,
+    /// With `logprobs`, also this many of the most likely tokens at each position (0 to 20).
+    #[serde(default)]
+    pub top_logprobs: Option<u32>,
+    /// Accepted in −2..=2; anything but 0 is refused (ponder's sampler has no penalties).
+    #[serde(default)]
+    pub presence_penalty: Option<f32>,
+    /// As `presence_penalty`.
+    #[serde(default)]
+    pub frequency_penalty: Option<f32>,
     /// ponder's strategy configuration (`extra_body={"ponder": {...}}`): a whole
     /// `{"type": …}` config, or fields merged over the strategy the model name picks.
     #[serde(default)]
     pub ponder: Option<serde_json::Value>,
+}
+
+/// A text-completion request (`POST /v1/completions`, OpenAI's legacy endpoint): the fields
+/// ponder reads, checked as [`ChatRequest`]'s are.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct CompletionRequest {
+    /// The model name, as in [`ChatRequest::model`].
+    #[serde(default)]
+    pub model: String,
+    /// The text to continue (raw, no chat template), a list of them, or token ids.
+    #[serde(default)]
+    pub prompt: Option<Prompt>,
+    /// Completions per prompt.
+    #[serde(default)]
+    pub n: Option<u32>,
+    /// Completions sampled per prompt, of which the `n` with the highest log-probability per
+    /// token are returned.
+    #[serde(default)]
+    pub best_of: Option<u32>,
+    /// Sampling temperature.
+    #[serde(default)]
+    pub temperature: Option<f32>,
+    /// Nucleus sampling.
+    #[serde(default)]
+    pub top_p: Option<f32>,
+    /// New tokens per completion (OpenAI's default: 16; 0 with `echo` scores the prompt only).
+    #[serde(default)]
+    pub max_tokens: Option<u32>,
+    /// Base seed.
+    #[serde(default)]
+    pub seed: Option<i64>,
+    /// Stop strings (one or a list).
+    #[serde(default)]
+    pub stop: Option<Stop>,
+    /// Server-sent events.
+    #[serde(default)]
+    pub stream: bool,
+    /// Each token's log-probability and this many of the most likely tokens at its position.
+    #[serde(default)]
+    pub logprobs: Option<u32>,
+    /// Put the prompt before the completion (with its tokens' log-probabilities when
+    /// `logprobs` is given).
+    #[serde(default)]
+    pub echo: bool,
+    /// As [`ChatRequest::presence_penalty`].
+    #[serde(default)]
+    pub presence_penalty: Option<f32>,
+    /// As [`ChatRequest::frequency_penalty`].
+    #[serde(default)]
+    pub frequency_penalty: Option<f32>,
+    /// As [`ChatRequest::ponder`].
+    #[serde(default)]
+    pub ponder: Option<serde_json::Value>,
+}
+
+/// OpenAI's `prompt`: a string, a list of strings, token ids, or a list of token-id lists.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Prompt {
+    /// One text.
+    Text(String),
+    /// Several texts: `n` completions each.
+    Texts(Vec<String>),
+    /// One prompt as token ids (used as given: no BOS is added).
+    Tokens(Vec<crate::lm::TokenId>),
+    /// Several prompts as token ids.
+    TokenLists(Vec<Vec<crate::lm::TokenId>>),
 }
 
 /// OpenAI's `stop`: a string or a list of strings.
@@ -149,8 +230,88 @@ pub struct Choice {
     pub index: usize,
     /// The assistant message.
     pub message: AssistantMessage,
+    /// The tokens' log-probabilities, when asked for (`null` otherwise).
+    pub logprobs: Option<ChatLogprobs>,
     /// `stop` or `length`.
     pub finish_reason: &'static str,
+}
+
+/// A chat choice's `logprobs`: `{"content": [...]}`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChatLogprobs {
+    /// One entry per token of the content.
+    pub content: Vec<ChatTokenLogprob>,
+}
+
+/// One token of a chat choice's content with its log-probability.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChatTokenLogprob {
+    /// The token's text.
+    pub token: String,
+    /// Its log-probability.
+    pub logprob: f32,
+    /// The UTF-8 bytes of its text.
+    pub bytes: Vec<u8>,
+    /// The most likely tokens at its position (as many as `top_logprobs` asked for).
+    pub top_logprobs: Vec<ChatTopLogprob>,
+}
+
+/// One alternative of [`ChatTokenLogprob::top_logprobs`].
+#[derive(Debug, Clone, Serialize)]
+pub struct ChatTopLogprob {
+    /// The token's text.
+    pub token: String,
+    /// Its log-probability.
+    pub logprob: f32,
+    /// The UTF-8 bytes of its text.
+    pub bytes: Vec<u8>,
+}
+
+/// A text-completion response.
+#[derive(Debug, Clone, Serialize)]
+pub struct CompletionResponse {
+    /// `cmpl-…`.
+    pub id: String,
+    /// `text_completion`.
+    pub object: &'static str,
+    /// Unix seconds.
+    pub created: u64,
+    /// The model name as the client sent it.
+    pub model: String,
+    /// The choices: `n` per prompt, prompt by prompt.
+    pub choices: Vec<CompletionChoice>,
+    /// Work done.
+    pub usage: ApiUsage,
+}
+
+/// One text completion.
+#[derive(Debug, Clone, Serialize)]
+pub struct CompletionChoice {
+    /// The text (after the prompt with `echo`).
+    pub text: String,
+    /// Its index.
+    pub index: usize,
+    /// OpenAI's legacy log-probabilities, when asked for (`null` otherwise).
+    pub logprobs: Option<CompletionLogprobs>,
+    /// `stop` or `length`.
+    pub finish_reason: &'static str,
+    /// What the search did, in words (searches only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<String>,
+}
+
+/// OpenAI's legacy `logprobs` of a text completion: parallel lists, one entry per token.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CompletionLogprobs {
+    /// Each token's text.
+    pub tokens: Vec<String>,
+    /// Each token's log-probability (`null` for a first prompt token, which has no context).
+    pub token_logprobs: Vec<Option<f32>>,
+    /// The most likely tokens at each position, text to log-probability (`null` where
+    /// `token_logprobs` is).
+    pub top_logprobs: Vec<Option<serde_json::Map<String, serde_json::Value>>>,
+    /// Where each token starts in `text`, in bytes.
+    pub text_offset: Vec<usize>,
 }
 
 /// The assistant's message.
@@ -181,14 +342,14 @@ pub struct ApiUsage {
 /// ponder's counters of one request.
 #[derive(Debug, Clone, Serialize)]
 pub struct PonderUsage {
-    /// The strategy that ran.
+    /// The strategy that ran (`plain` for plain generation).
     pub strategy: String,
-    /// Candidates the search considered.
+    /// Candidates the search considered (completions sampled, for plain generation).
     pub candidates: usize,
-    /// The chosen candidate's extracted answer.
+    /// The chosen candidate's extracted answer (searches only).
     pub answer: Option<String>,
-    /// Its score.
-    pub score: f64,
+    /// Its score (searches only).
+    pub score: Option<f64>,
     /// The engine's counters for this solve.
     #[serde(flatten)]
     pub usage: Usage,
@@ -197,16 +358,24 @@ pub struct PonderUsage {
 impl ApiUsage {
     /// Usage of a solve.
     pub fn of(outcome: &crate::Outcome) -> Self {
-        let u = &outcome.usage;
+        let mut usage = Self::plain(&outcome.usage, outcome.candidates.len());
+        usage.ponder.strategy = outcome.strategy.clone();
+        usage.ponder.answer = outcome.answer.clone();
+        usage.ponder.score = Some(outcome.score);
+        usage
+    }
+
+    /// Usage of plain generation that sampled `candidates` completions.
+    pub fn plain(u: &Usage, candidates: usize) -> Self {
         Self {
             prompt_tokens: u.prompt_tokens,
             completion_tokens: u.generated_tokens,
             total_tokens: u.prompt_tokens + u.generated_tokens,
             ponder: PonderUsage {
-                strategy: outcome.strategy.clone(),
-                candidates: outcome.candidates.len(),
-                answer: outcome.answer.clone(),
-                score: outcome.score,
+                strategy: "plain".into(),
+                candidates,
+                answer: None,
+                score: None,
                 usage: *u,
             },
         }
@@ -237,6 +406,15 @@ impl ApiError {
             kind: "invalid_request_error",
             param: param.map(str::to_string),
             code: None,
+        }
+    }
+
+    /// 400 `invalid_request_error` about `param`, with OpenAI's `code` (`invalid_value`,
+    /// `invalid_type`, `unsupported_parameter`, …).
+    pub fn invalid(param: &str, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            code: Some(code),
+            ..Self::bad_request(message, Some(param))
         }
     }
 
@@ -315,4 +493,6 @@ pub struct ChoiceText {
     pub text: String,
     /// `stop` or `length`.
     pub finish: &'static str,
+    /// Its tokens with their log-probabilities, when asked for.
+    pub tokens: Option<Vec<super::plain::TokenInfo>>,
 }
