@@ -5,9 +5,9 @@
 # - every backticked identifier exists somewhere in the code: a path (`Engine::solve`,
 #   `strategy::Problem`: each segment), a snake_case name (`n_ctx`, `best_of_n`, `ensure_logits`),
 #   a CamelCase name (`SolveLm`), a lone capitalised word (`Engine`), a SCREAMING_CASE name
-#   (`PONDER_STATUS_OK`); "exists" means the word occurs in a source file of the workspace (Rust,
-#   C, the header, scripts, the Makefile), since serde names, C names and private items are all
-#   fair to name. Not checked: CLI flags (`--ctx`), commands (`ponder solve …`, `make test`), JSON
+#   (`PONDER_STATUS_OK`), a lone function call (`usage()`); "exists" means the word occurs in a
+#   source file of the workspace (Rust, C, the header, scripts, the Makefile), since serde names,
+#   C names and private items are all fair to name. Not checked: CLI flags (`--ctx`), commands (`ponder solve …`, `make test`), JSON
 #   (`{"type": …}`), plain lower-case words (`vote`, `root`: values and prose);
 # - every backticked source path (`src/lm/remote.rs`, `reward/judge.rs`, `crates/…/solve.c`,
 #   `tests/`) exists;
@@ -111,6 +111,8 @@ def check_span(where, span):
             check = [token]
         elif re.fullmatch(r"[A-Z][a-z0-9]+", token) and re.fullmatch(r"[A-Z][a-z0-9]+(\(\))?", s):
             check = [token]
+        elif re.fullmatch(r"[a-z][a-z0-9]*\(\)", s):
+            check = [token]  # a function called by name: `usage()`
         else:
             check = []
         for seg in check:
