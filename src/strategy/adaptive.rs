@@ -5,7 +5,9 @@
 //! 2. after each batch the votes are counted: with `a` votes for the leading answer and `b` for
 //!    the runner-up, the Beta stopping rule asks how likely the leader's true share is the larger
 //!    one, P(p₁ > p₂) under a uniform prior, which is P(X > ½) for X ~ Beta(a + 1, b + 1)
-//!    ([`settled_probability`]); sampling stops once that reaches `confidence`;
+//!    ([`settled_probability`]); sampling stops once that reaches `confidence`, or once the
+//!    samples left to draw could not overtake the leader (`a > b + left`: the answer is then
+//!    the one all `n` samples would vote for);
 //! 3. otherwise `batch` more samples are drawn, up to `n` in all, and the answer is the majority
 //!    vote over every sample drawn.
 //!
@@ -220,7 +222,8 @@ fn ballot(problem: &Problem, g: &Generation) -> Option<String> {
     (g.finish != FinishReason::LowConfidence).then(|| problem.answer_of(&g.text, &g.finish))?
 }
 
-/// Whether the votes so far pass the Beta rule at `confidence`.
+/// Whether the votes so far pass the Beta rule at `confidence`, or the samples left could not
+/// overtake the leader.
 fn settled(config: &AdaptiveConfig, problem: &Problem, traces: &[Generation]) -> bool {
     let answers: Vec<Option<String>> = traces.iter().map(|g| ballot(problem, g)).collect();
     let mut counts: Vec<u32> = vote::tally(&answers, &vec![1.0; answers.len()])
@@ -228,11 +231,13 @@ fn settled(config: &AdaptiveConfig, problem: &Problem, traces: &[Generation]) ->
         .map(|g| g.members.len() as u32)
         .collect();
     counts.sort_unstable_by(|a, b| b.cmp(a));
-    match counts.as_slice() {
-        [] => false,
-        [a] => settled_probability(*a, 0) >= config.confidence,
-        [a, b, ..] => settled_probability(*a, *b) >= config.confidence,
-    }
+    let left = config.n.saturating_sub(traces.len() as u32);
+    let (a, b) = match counts.as_slice() {
+        [] => return false,
+        [a] => (*a, 0),
+        [a, b, ..] => (*a, *b),
+    };
+    a > b + left || settled_probability(a, b) >= config.confidence
 }
 
 #[cfg(test)]
@@ -307,6 +312,11 @@ mod tests {
             },
         );
         assert_eq!(out.candidates.len(), 8);
+        assert_eq!(out.answer.as_deref(), Some("7"));
+        // With n = 8 the same votes stop at 5–1: two samples left cannot overtake the 7s.
+        let mut lm = model(|i| if i == 3 { 5 } else { 7 });
+        let out = solve(&mut lm, AdaptiveConfig::default());
+        assert_eq!(out.candidates.len(), 6);
         assert_eq!(out.answer.as_deref(), Some("7"));
     }
 
