@@ -42,6 +42,7 @@ example generate-json "$BIN" generate --threads 1 --prompt "What is 7 * 6?" -n 4
 example solve-mcts "$BIN" solve --threads 1 --strategy mcts --budget 120 --max-tokens 30 --answer 42 "What is 6 times 7?"
 example solve-best-of-n "$BIN" solve --threads 1 --strategy best-of-n --n 4 --max-tokens 96 --answer 42 "What is 6 times 7?"
 example self-correct "$BIN" solve --threads 1 --strategy self-correct --max-tokens 96 --answer 17 "A farmer has 15 sheep. He buys 8 more and then sells 6. How many sheep does he have now?"
+example eval "$BIN" eval --threads 1 --dataset data/arith40.jsonl --limit 3 --strategy best-of-n --n 4 --max-tokens 96
 example deepening "$BIN" solve --threads 1 --strategy deepening --n 2 --max-tokens 320 --answer 17 "A farmer has 15 sheep. He buys 8 more and then sells 6. How many sheep does he have now?"
 example gpu-layers "$BIN" generate --threads 1 --prompt "Name a colour." --max-tokens 8 --seed 1 --gpu-layers 99
 
