@@ -12,7 +12,7 @@ REASONER ?= models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf
 DEMO_N ?= 4
 DEMO_PROMPT ?= A farmer has 15 sheep. He buys 8 more and then sells 6. How many sheep does he have now?
 
-.PHONY: docs all setup model reasoner reasoner-large test-models server pyenv trlenv build cuda demo test check lint doc bench bench-remote bench-concurrent bench-layouts bench-serve fuzz clean install install-files
+.PHONY: docs all setup model reasoner reasoner-large test-models server pyenv trlenv self-train build cuda demo test check lint doc bench bench-remote bench-concurrent bench-layouts bench-serve fuzz clean install install-files
 
 all: build
 
@@ -62,6 +62,13 @@ pyenv:
 # export format and for self-train.
 trlenv:
 	bash scripts/setup-trl.sh >/dev/null
+
+# One round of the self-improvement loop on the default model: greedy accuracy on
+# data/dev-wordproblems.jsonl before, synth (best-of-8, oracle) on data/arith40.jsonl, TRL SFT on
+# the CPU, back to GGUF with llama.cpp's converter, accuracy after; report in
+# target/self-train/report.json (scripts/self-train.sh says what to vary).
+self-train: build trlenv server
+	bash scripts/self-train.sh
 
 # llama.cpp's OpenMP workers sleep instead of spinning while they wait: the tests run contexts
 # side by side on few cores, where spinning workers slow each other down many-fold.

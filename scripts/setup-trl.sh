@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # TRL and what it needs to read the GGUF models (transformers dequantises them through `gguf`), in a
 # venv under target/ (ignored): the trainers that the export test (crates/ponder-cli/tests/trl.rs)
-# and `make self-train` run on ponder synth's files. Idempotent: does nothing when the pinned
+# and `make self-train` (scripts/self-train.sh) run on ponder synth's files. Idempotent: does nothing when the pinned
 # versions are already there. Prints the venv's python on stdout.
 #
 # TRL 1.13.0 is the last release that ships the stepwise-supervision trainer (`PRMTrainer`, in
 # trl.experimental.prm; 1.14 removed it); the other pins are the releases of the same weeks.
 # torch from PyPI is the CUDA build (its nvidia-* wheels are most of the ~3.5 GB download); the
-# trainers run on the CPU all the same.
+# trainers run on the CPU all the same. sentencepiece: llama.cpp's convert_hf_to_gguf.py imports it
+# for every llama-architecture model (make self-train).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PINS=(trl==1.13.0 transformers==5.17.0 datasets==5.0.1 accelerate==1.15.0 torch==2.14.0 gguf==0.19.0)
+PINS=(trl==1.13.0 transformers==5.17.0 datasets==5.0.1 accelerate==1.15.0 torch==2.14.0 gguf==0.19.0
+  sentencepiece==0.2.2)
 VENV=${PONDER_TRLENV:-target/trlenv}
 PY=$VENV/bin/python
 STAMP=$VENV/ponder-pins.txt
