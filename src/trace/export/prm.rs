@@ -11,6 +11,7 @@
 //! A completion is a step without the blank line that ends it: TRL puts its `step_separator`
 //! after every step and labels the separator's last token, so with `step_separator="\n\n"` the
 //! trainer reads the text the model wrote.
+
 use serde::{Deserialize, Serialize};
 
 use super::{oracle_mode, step_values, ExportOptions, LabelKind, Reach, RecordHead};
