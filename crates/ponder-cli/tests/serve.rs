@@ -342,6 +342,61 @@ fn openai_and_curl_clients_get_answers_and_every_error_its_status() {
     let content = data.iter().position(|d| d.contains("\"content\""));
     assert!(reasoning.unwrap() < content.unwrap(), "{body}");
 
+    // curl: a text completion in OpenAI's shape, prompts as token ids, and its errors naming
+    // the prompt.
+    let complete = |body: &str| {
+        s.curl(&[
+            "/v1/completions",
+            "-H",
+            "content-type: application/json",
+            "-H",
+            &format!("authorization: Bearer {KEY}"),
+            "--data-binary",
+            body,
+        ])
+    };
+    let (status, body) = complete(
+        r#"{"model":"smol","prompt":[[504, 3458], [504]],"max_tokens":3,"logprobs":0,"temperature":0}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    let v = json(&body);
+    assert_eq!(v["object"], "text_completion");
+    assert_eq!(v["choices"].as_array().unwrap().len(), 2, "{body}");
+    let lp = &v["choices"][1]["logprobs"];
+    assert_eq!(lp["tokens"].as_array().unwrap().len(), 3, "{body}");
+    assert_eq!(lp["top_logprobs"][0], serde_json::json!({}), "{body}");
+    for (request, param, code) in [
+        (r#"{"model":"smol","prompt":[999999999]}"#, "prompt", None),
+        (
+            r#"{"model":"smol"}"#,
+            "prompt",
+            Some("missing_required_parameter"),
+        ),
+        (
+            r#"{"model":"smol","prompt":"hi","temperature":50}"#,
+            "temperature",
+            Some("invalid_value"),
+        ),
+        (
+            r#"{"model":"smol","prompt":"hi","suffix":"!"}"#,
+            "suffix",
+            Some("unsupported_parameter"),
+        ),
+        (
+            r#"{"model":"smol","prompt":"hi","echo":"yes"}"#,
+            "echo",
+            Some("invalid_type"),
+        ),
+    ] {
+        let (status, body) = complete(request);
+        assert_error(status, &body, 400, code);
+        assert_eq!(json(&body)["error"]["param"], param, "{request}: {body}");
+    }
+    let long = format!(r#"{{"model":"smol","prompt":"{}"}}"#, "word ".repeat(5000));
+    let (status, body) = complete(&long);
+    assert_error(status, &body, 400, Some("context_length_exceeded"));
+    assert_eq!(json(&body)["error"]["param"], "prompt", "{body}");
+
     // Every error status, as OpenAI's error JSON.
     let (status, body) = s.chat("{not json");
     assert_error(status, &body, 400, None);

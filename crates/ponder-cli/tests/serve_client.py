@@ -112,6 +112,9 @@ for t in content:
     assert [a.logprob for a in t.top_logprobs] == sorted((a.logprob for a in t.top_logprobs), reverse=True), t
 r = ask(model, max_tokens=6, n=3, seed=5, logprobs=True)
 assert len(r.choices) == 3 and all(c.logprobs.content and c.logprobs.content[0].top_logprobs == [] for c in r.choices), r
+# Recording logprobs does not change what is sampled.
+plain3 = ask(model, max_tokens=6, n=3, seed=5)
+assert [c.message.content for c in plain3.choices] == [c.message.content for c in r.choices], (plain3, r)
 r = ask(model, max_tokens=6, temperature=0)
 assert r.choices[0].logprobs is None, r
 streamed = [c.choices[0].logprobs for c in ask(model, max_tokens=6, temperature=0, logprobs=True, top_logprobs=1, stream=True)
