@@ -81,6 +81,44 @@ fn the_in_place_judge_reads_a_verdict_on_the_candidates_own_node() {
     );
 }
 
+/// Generative verification on the reasoner: a check is written after each candidate, in place,
+/// and the verdict is read after the check; every node it made is gone afterwards.
+#[test]
+fn the_generative_judge_writes_a_check_then_reads_its_verdict() {
+    let _serial = serial();
+    let mut lm = session(4);
+    let root = lm
+        .root(&PromptConfig::default().messages(QUESTION))
+        .unwrap();
+    let right = lm.extend(root, RIGHT).unwrap();
+    let wrong = lm.extend(root, WRONG).unwrap();
+    let judge = Judge::new(
+        &lm,
+        JudgeConfig {
+            check_tokens: 48,
+            ..JudgeConfig::default()
+        },
+    )
+    .unwrap();
+    let live = lm.live_sequences();
+    let (scores, checks, decoded) = judge.score_generative(&mut lm, &[right, wrong]).unwrap();
+    assert_eq!(scores.len(), 2);
+    for (s, check) in scores.iter().zip(&checks) {
+        assert!((0.0..=1.0).contains(&s.score), "{s:?}");
+        assert!(s.p_yes + s.p_no > 0.1, "{s:?} after {check:?}");
+        assert!(!check.trim().is_empty());
+    }
+    // The checks differ (they read different candidates), and at most 48 tokens each.
+    assert_ne!(checks[0], checks[1]);
+    assert!(decoded > 0);
+    assert_eq!(lm.live_sequences(), live, "the checks' nodes are released");
+    eprintln!(
+        "generative verdicts: right {:.3}, wrong {:.3}",
+        scores[0].score, scores[1].score
+    );
+    eprintln!("checks: {checks:?}");
+}
+
 #[test]
 fn every_sampled_token_has_a_confidence_and_a_confidence_stop_ends_decoding() {
     let _serial = serial();

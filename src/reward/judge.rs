@@ -14,7 +14,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ConfigError, DecodeError};
-use crate::lm::{user_turn_tokens, Lm, Message, Node, TokenId};
+use crate::lm::{user_turn_tokens, GenRequest, Lm, Message, Node, TokenId};
 
 /// Where the solution goes in the verifier prompts.
 pub const SOLUTION: &str = "{solution}";
@@ -83,6 +83,14 @@ pub struct JudgeConfig {
     /// 9.8 s four at a time and 8.2 s one at a time (`cargo bench --bench judge`; README).
     /// The shared prefix is decoded once either way. Raise this on a GPU.
     pub batch_tokens: u32,
+    /// Generative self-verification: when above 0, an in-place outcome verdict first asks
+    /// [`JudgeConfig::check_prompt`] after the candidate and lets the model write a check of up
+    /// to this many tokens (greedy), then asks [`JudgeConfig::inline_outcome_prompt`] after the
+    /// check and reads P(yes) there. 0 (the default): the single-token verdict right after the
+    /// candidate. At most 4096.
+    pub check_tokens: u32,
+    /// The user turn that asks for the check (generative verification only).
+    pub check_prompt: String,
 }
 
 impl Default for JudgeConfig {
@@ -97,6 +105,8 @@ impl Default for JudgeConfig {
             no: vec!["No".into()],
             aggregate: StepAggregate::Min,
             batch_tokens: 256,
+            check_tokens: 0,
+            check_prompt: "Check the solution above step by step: redo each calculation briefly and say whether it is right.".into(),
         }
     }
 }
@@ -185,6 +195,12 @@ impl Judge {
                 .into());
             }
         }
+        ConfigError::check_range(
+            "judge.check_tokens",
+            config.check_tokens,
+            0..=4096,
+            "tokens",
+        )?;
         let yes = word_tokens(lm, &config.yes, "judge.yes")?;
         let no = word_tokens(lm, &config.no, "judge.no")?;
         if yes.iter().any(|t| no.contains(t)) {
@@ -392,6 +408,69 @@ impl Judge {
             start = end;
         }
         Ok((scores, total))
+    }
+
+    /// Generative self-verification of finished solutions, in place: after each node the model
+    /// is asked [`JudgeConfig::check_prompt`] and writes a check of at most
+    /// [`JudgeConfig::check_tokens`] tokens (greedy, all checks decoded together); then
+    /// [`JudgeConfig::inline_outcome_prompt`] follows the check and the verdict is read there.
+    /// Every node it adds is released before returning. Returns the scores, the checks' texts
+    /// and the tokens it decoded (questions and checks).
+    ///
+    /// # Errors
+    /// Model errors; [`DecodeError::ContextOverflow`] when a node has no room left.
+    pub fn score_generative(
+        &self,
+        lm: &mut dyn Lm,
+        nodes: &[Node],
+    ) -> Result<(Vec<JudgeScore>, Vec<String>, usize), DecodeError> {
+        let mut made = Vec::new();
+        let result = self.generative_inner(lm, nodes, &mut made);
+        for n in made.into_iter().rev() {
+            lm.release(n);
+        }
+        result
+    }
+
+    fn generative_inner(
+        &self,
+        lm: &mut dyn Lm,
+        nodes: &[Node],
+        made: &mut Vec<Node>,
+    ) -> Result<(Vec<JudgeScore>, Vec<String>, usize), DecodeError> {
+        let mut decoded = 0;
+        let mut asked = Vec::with_capacity(nodes.len());
+        for &node in nodes {
+            let question = user_turn_tokens(lm, node, &self.config.check_prompt)?;
+            decoded += question.len();
+            let q = lm.extend_tokens(node, &question)?;
+            made.push(q);
+            asked.push(q);
+        }
+        let requests: Vec<GenRequest> = asked
+            .iter()
+            .map(|&q| GenRequest {
+                sampling: crate::lm::SamplingParams::greedy(),
+                ..GenRequest::new(q, self.config.check_tokens.max(1))
+            })
+            .collect();
+        let checks = lm.generate(&requests)?;
+        made.extend(checks.iter().map(|g| g.node));
+        let mut verdicts = Vec::with_capacity(checks.len());
+        for g in &checks {
+            decoded += g.tokens as usize;
+            let question = user_turn_tokens(lm, g.node, &self.config.inline_outcome_prompt)?;
+            decoded += question.len();
+            let v = lm.extend_tokens(g.node, &question)?;
+            made.push(v);
+            verdicts.push(v);
+        }
+        let scores = self.read(lm, &verdicts)?;
+        Ok((
+            scores,
+            checks.into_iter().map(|g| g.text).collect(),
+            decoded,
+        ))
     }
 
     /// The verdict after each node (nodes must end where the answer word would come).

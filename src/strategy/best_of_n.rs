@@ -231,6 +231,13 @@ impl BestOfNConfig {
                 format!("{} is outside (0, 100]", self.cisc_temperature),
             ));
         }
+        if self.judge_prompt && self.judge.check_tokens > 0 {
+            return Err(ConfigError::new(
+                "judge.check_tokens",
+                "a generated check runs in place, on the candidate's own node; drop judge_prompt \
+                 or set judge.check_tokens to 0",
+            ));
+        }
         if !(0.0..=8.0).contains(&self.borda_power) {
             return Err(ConfigError::new(
                 "borda_power",
@@ -372,8 +379,9 @@ fn rank(
     Ok((candidates, chosen))
 }
 
-/// The self-judge's outcome score of every generation: in place on its own node, or through
-/// the separate verifier prompt with `judge_prompt`.
+/// The self-judge's outcome score of every generation: in place on its own node (after a
+/// generated check with `judge.check_tokens`), or through the separate verifier prompt with
+/// `judge_prompt`.
 fn judge_scores(
     config: &BestOfNConfig,
     lm: &mut dyn Lm,
@@ -387,6 +395,10 @@ fn judge_scores(
         let scores = judge.score(lm, &verifier, &texts);
         verifier.release(lm);
         Ok(scores?.into_iter().map(|s| s.score).collect())
+    } else if config.judge.check_tokens > 0 {
+        let nodes: Vec<_> = generations.iter().map(|g| g.node).collect();
+        let (scores, ..) = judge.score_generative(lm, &nodes)?;
+        Ok(scores.into_iter().map(|s| s.score).collect())
     } else {
         let queries: Vec<_> = generations
             .iter()
@@ -724,6 +736,65 @@ mod tests {
             let out = run(&config, &mut lm, &problem, &mut Observer::default()).unwrap();
             assert_eq!(out.answer.as_deref(), Some(want), "T={t}");
         }
+    }
+
+    #[test]
+    fn the_generative_judge_reads_its_verdict_after_its_own_check() {
+        use crate::lm::scripted::{ScriptedLm, ScriptedStep};
+        use crate::reward::judge::JudgeConfig;
+        // Samples 0 and 1 say 5, sample 2 says 4. Asked to check, the model redoes the sum and
+        // writes "right" only after the 4; the verdict follows the check, not the candidate.
+        let mut lm = ScriptedLm::new(
+            |q| {
+                let text = if q.text.contains("Check the solution above") {
+                    if q.text.contains("answer is 4") {
+                        "2 + 2 = 4: right.".to_string()
+                    } else {
+                        "2 + 2 = 4, not 5: wrong.".to_string()
+                    }
+                } else {
+                    format!("The answer is {}.", if q.ordinal == 2 { 4 } else { 5 })
+                };
+                ScriptedStep {
+                    text,
+                    eos: true,
+                    logprob_per_token: -0.5,
+                    ..Default::default()
+                }
+            },
+            |text| {
+                // The verdict node holds the check and, after it, the verdict question.
+                assert!(text.contains("Is the solution above correct?"), "{text}");
+                if text.contains(": right.") {
+                    0.75
+                } else {
+                    0.25
+                }
+            },
+        );
+        let problem = Problem::new("What is 2 + 2?");
+        let config = BestOfNConfig {
+            n: 3,
+            rerank: Rerank::Judge,
+            judge: JudgeConfig {
+                check_tokens: 64,
+                ..JudgeConfig::default()
+            },
+            ..BestOfNConfig::default()
+        };
+        let out = run(&config, &mut lm, &problem, &mut Observer::default()).unwrap();
+        assert_eq!(out.answer.as_deref(), Some("4"));
+        let judged: Vec<f64> = out.candidates.iter().map(|c| c.judge.unwrap()).collect();
+        assert_eq!(judged, vec![0.25, 0.25, 0.75]);
+        assert_eq!(lm.live_nodes(), 0);
+        // In place only.
+        let e = BestOfNConfig {
+            judge_prompt: true,
+            ..config
+        }
+        .validate()
+        .unwrap_err();
+        assert_eq!(e.field, "judge.check_tokens");
     }
 
     #[test]
