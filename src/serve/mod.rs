@@ -24,6 +24,7 @@
 //! of its own around solves: on the llama.cpp backend they share one context and its forward
 //! passes (continuous batching), and the queue bound is the admission control.
 
+mod chat;
 pub mod completions;
 mod config;
 pub mod metrics;
@@ -59,7 +60,7 @@ use crate::strategy::{BestOfNConfig, Event, Flow, Rerank, StopReason};
 use crate::{CancelToken, Engine, Outcome, StrategyConfig};
 
 use metrics::{Gauges, Metrics};
-use openai::{ApiError, ApiUsage, ChatRequest, ChoiceText};
+use openai::{ApiError, ApiUsage, ChoiceText};
 
 pub use openai::ChatResponse;
 
@@ -558,44 +559,10 @@ fn choices(solution: &Solution) -> Vec<ChoiceText> {
     }
 }
 
-/// A chat choice's `logprobs`.
-fn chat_logprobs(tokens: Option<&[plain::TokenInfo]>) -> Option<openai::ChatLogprobs> {
-    let bytes = |s: &str| s.as_bytes().to_vec();
-    tokens.map(|tokens| openai::ChatLogprobs {
-        content: tokens
-            .iter()
-            .map(|t| openai::ChatTokenLogprob {
-                token: t.text.clone(),
-                logprob: t.logprob.unwrap_or(0.0),
-                bytes: bytes(&t.text),
-                top_logprobs: t
-                    .top
-                    .iter()
-                    .map(|(text, logprob)| openai::ChatTopLogprob {
-                        token: text.clone(),
-                        logprob: *logprob,
-                        bytes: bytes(text),
-                    })
-                    .collect(),
-            })
-            .collect(),
-    })
-}
-
 fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
-}
-
-async fn chat(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Response {
-    match chat_inner(&shared, &headers, body).await {
-        Ok(r) => r,
-        Err((label, e)) => {
-            shared.metrics.request(label, e.status.as_u16());
-            e.into_response()
-        }
-    }
 }
 
 fn too_large(limit: usize) -> ApiError {
@@ -625,50 +592,6 @@ async fn read_body(shared: &Shared, headers: &HeaderMap, body: Body) -> Result<B
             too_large(limit)
         }
     })
-}
-
-async fn chat_inner(
-    shared: &Arc<Shared>,
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<Response, (&'static str, ApiError)> {
-    let bytes = read_body(shared, headers, body)
-        .await
-        .map_err(|e| ("-", e))?;
-    let req: ChatRequest = request::parse(&bytes, request::Endpoint::Chat).map_err(|e| ("-", e))?;
-    let plan = plan(&req, &shared.options).map_err(|e| ("-", e))?;
-    let label = plan.label();
-    let ticket = shared.admit().map_err(|e| (label, e))?;
-    let id = format!("chatcmpl-{:x}-{}", now(), ticket.id);
-    if req.stream {
-        return Ok(stream(shared, ticket, plan, req.model, id));
-    }
-    let (solution, reasoning) = match solve_collecting(shared, ticket, plan).await {
-        Ok(s) => s,
-        Err(e) => return Ok(e.into_response()),
-    };
-    let response = ChatResponse {
-        id,
-        object: "chat.completion",
-        created: now(),
-        model: req.model,
-        choices: choices(&solution)
-            .into_iter()
-            .enumerate()
-            .map(|(index, c)| openai::Choice {
-                index,
-                logprobs: chat_logprobs(c.tokens.as_deref()),
-                message: openai::AssistantMessage {
-                    role: "assistant",
-                    content: c.text,
-                    reasoning_content: reasoning.clone(),
-                },
-                finish_reason: c.finish,
-            })
-            .collect(),
-        usage: solution.api_usage(),
-    };
-    Ok(Json(response).into_response())
 }
 
 /// Streams `plan`'s solve as server-sent events: `first` (if any), `progress(line)` for each
@@ -727,59 +650,6 @@ fn sse(
     Sse::new(events)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(1)))
         .into_response()
-}
-
-/// `stream: true`: the search's progress as `reasoning_content` deltas, then the answer as
-/// `content` (with its `logprobs`), a last chunk with the finish reason and usage, then `[DONE]`.
-fn stream(shared: &Arc<Shared>, ticket: Ticket, plan: Plan, model: String, id: String) -> Response {
-    let created = now();
-    let chunk = move |choices: Value| {
-        json!({
-            "id": id, "object": "chat.completion.chunk", "created": created,
-            "model": model, "choices": choices,
-        })
-    };
-    let first = chunk(json!([{
-        "index": 0,
-        "delta": {"role": "assistant", "reasoning_content": match &plan {
-            Plan::Plain(_) => String::new(),
-            Plan::Search { strategy, .. } => format!("searching with {}\n", strategy.name()),
-        }},
-        "logprobs": null,
-        "finish_reason": null,
-    }]));
-    let progress = {
-        let chunk = chunk.clone();
-        move |line: String| {
-            chunk(json!([{
-                "index": 0, "delta": {"reasoning_content": line}, "logprobs": null,
-                "finish_reason": null,
-            }]))
-        }
-    };
-    let last = move |solution: Solution| {
-        let choices = choices(&solution);
-        let mut out: Vec<Value> = choices
-            .iter()
-            .enumerate()
-            .map(|(index, c)| {
-                chunk(json!([{
-                    "index": index, "delta": {"content": c.text},
-                    "logprobs": chat_logprobs(c.tokens.as_deref()), "finish_reason": null,
-                }]))
-            })
-            .collect();
-        let finish: Vec<Value> = choices
-            .iter()
-            .enumerate()
-            .map(|(index, c)| json!({"index": index, "delta": {}, "logprobs": null, "finish_reason": c.finish}))
-            .collect();
-        let mut end = chunk(Value::Array(finish));
-        end["usage"] = serde_json::to_value(solution.api_usage()).unwrap_or_default();
-        out.push(end);
-        out
-    };
-    sse(shared, ticket, plan, Some(first), progress, last)
 }
 
 async fn models(State(shared): State<Arc<Shared>>) -> Json<Value> {
@@ -876,7 +746,7 @@ async fn auth(State(shared): State<Arc<Shared>>, request: Request, next: Next) -
 /// The router over `engine`.
 fn router(shared: Arc<Shared>) -> Router {
     Router::new()
-        .route("/v1/chat/completions", post(chat))
+        .route("/v1/chat/completions", post(chat::handler))
         .route("/v1/completions", post(completions::handler))
         .route("/v1/models", get(models))
         .route("/metrics", get(metrics_text))
@@ -1024,271 +894,6 @@ pub fn is_loopback(ip: IpAddr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn request(json: Value) -> ChatRequest {
-        serde_json::from_value(json).unwrap()
-    }
-
-    fn user(model: &str) -> Value {
-        json!({"model": model, "messages": [{"role": "user", "content": "What is 2+3?"}]})
-    }
-
-    fn strategy(p: Plan) -> StrategyConfig {
-        match p {
-            Plan::Search { strategy, .. } => *strategy,
-            Plan::Plain(job) => panic!("plain: {job:?}"),
-        }
-    }
-
-    fn job(p: Plan) -> plain::PlainJob {
-        match p {
-            Plan::Plain(job) => job,
-            Plan::Search { strategy, .. } => panic!("a search: {strategy:?}"),
-        }
-    }
-
-    #[test]
-    fn prefixes_pick_strategies_and_anything_else_is_plain() {
-        let o = ServeOptions::default();
-        for (model, name) in [
-            ("bon-smol", "best_of_n"),
-            ("best-of-n-x", "best_of_n"),
-            ("MCTS-gpt-4o", "mcts"),
-            ("beam-a", "beam"),
-            ("self-correct-a", "self_correct"),
-            ("deepening-a", "deepening"),
-            ("majority-a", "best_of_n"),
-            ("self-consistency-a", "best_of_n"),
-            ("deepconf-a", "deepconf"),
-        ] {
-            let p = plan(&request(user(model)), &o).unwrap();
-            assert!(!p.is_plain(), "{model}");
-            assert_eq!(p.label(), name, "{model}");
-        }
-        let StrategyConfig::BestOfN(c) = strategy(plan(&request(user("bon-a")), &o).unwrap())
-        else {
-            panic!()
-        };
-        assert_eq!(c.rerank, Rerank::Judge);
-        let StrategyConfig::BestOfN(c) = strategy(plan(&request(user("majority-a")), &o).unwrap())
-        else {
-            panic!()
-        };
-        assert_eq!(c.rerank, Rerank::Vote);
-        for model in ["smol", "", "bon", "gpt-4o-mini"] {
-            assert!(
-                plan(&request(user(model)), &o).unwrap().is_plain(),
-                "{model}"
-            );
-        }
-    }
-
-    #[test]
-    fn openai_parameters_and_the_ponder_config_are_merged_over_the_alias() {
-        let o = ServeOptions::default();
-        let mut r = user("mcts-x");
-        r["temperature"] = json!(0.5);
-        r["max_tokens"] = json!(40);
-        r["seed"] = json!(7);
-        r["ponder"] = json!({"budget": {"iterations": 3}, "k": 2});
-        let StrategyConfig::Mcts(c) = strategy(plan(&request(r), &o).unwrap()) else {
-            panic!()
-        };
-        assert_eq!(c.k, 2);
-        assert_eq!(c.budget.iterations, Some(3));
-        assert_eq!(
-            c.budget.tokens,
-            Some(1024),
-            "untouched fields keep the default"
-        );
-        assert_eq!(c.step.max_tokens, 40);
-        assert_eq!(c.step.sampling.temperature, 0.5);
-        assert_eq!(c.step.sampling.seed, 7);
-        // A whole config with its own type wins over the prefix.
-        let mut r = user("plain-model");
-        r["ponder"] = json!({"type": "beam", "width": 2});
-        let p = plan(&request(r), &o).unwrap();
-        assert_eq!(p.label(), "beam");
-    }
-
-    #[test]
-    fn plain_generation_takes_n_stop_and_sampling() {
-        let o = ServeOptions::default();
-        let mut r = user("smol");
-        r["n"] = json!(4);
-        r["top_p"] = json!(0.9);
-        r["max_completion_tokens"] = json!(12);
-        r["stop"] = json!("\n");
-        r["messages"] = json!([
-            {"role": "system", "content": "Be brief."},
-            {"role": "user", "content": [{"type": "text", "text": "Hi"}]},
-            {"role": "assistant", "content": "Hello!"},
-            {"role": "user", "content": "What is 2+3?"},
-        ]);
-        let j = job(plan(&request(r), &o).unwrap());
-        assert_eq!(
-            (j.n, j.best_of, j.max_tokens, j.sampling.top_p),
-            (4, 4, 12, 0.9)
-        );
-        assert_eq!(
-            j.prompts,
-            [plain::PlainPrompt::Chat(vec![
-                crate::Message::system("Be brief."),
-                crate::Message::user("User: Hi\n\nAssistant: Hello!\n\nUser: What is 2+3?"),
-            ])]
-        );
-        assert_eq!(j.stop, vec!["\n".to_string()]);
-        assert_eq!(j.logprobs, None);
-        // logprobs and top_logprobs; top_p 0 is greedy.
-        let mut r = user("smol");
-        r["logprobs"] = json!(true);
-        r["top_logprobs"] = json!(3);
-        r["top_p"] = json!(0);
-        let j = job(plan(&request(r), &o).unwrap());
-        assert_eq!(j.logprobs, Some(3));
-        assert_eq!(j.sampling.temperature, 0.0);
-        let mut r = user("smol");
-        r["logprobs"] = json!(true);
-        assert_eq!(job(plan(&request(r), &o).unwrap()).logprobs, Some(0));
-    }
-
-    #[test]
-    fn completions_plan_raw_prompts_best_of_echo_and_searches() {
-        let o = ServeOptions::default();
-        let req = |v: Value| -> openai::CompletionRequest { serde_json::from_value(v).unwrap() };
-        let j = job(plan_completion(&req(json!({"model": "m", "prompt": ["a", "b"], "n": 2, "best_of": 3, "logprobs": 2, "echo": true})), &o).unwrap());
-        assert_eq!(
-            j.prompts,
-            [
-                plain::PlainPrompt::Text("a".into()),
-                plain::PlainPrompt::Text("b".into())
-            ]
-        );
-        assert_eq!(
-            (j.n, j.best_of, j.max_tokens, j.logprobs, j.echo),
-            (2, 3, 16, Some(2), true)
-        );
-        let j = job(plan_completion(
-            &req(json!({"prompt": [[1, 2], [3]], "max_tokens": 0, "echo": true})),
-            &o,
-        )
-        .unwrap());
-        assert_eq!(
-            j.prompts,
-            [
-                plain::PlainPrompt::Tokens(vec![1, 2]),
-                plain::PlainPrompt::Tokens(vec![3])
-            ]
-        );
-        let p = plan_completion(
-            &req(json!({"model": "bon-m", "prompt": "What is 2+3?", "ponder": {"n": 2}})),
-            &o,
-        )
-        .unwrap();
-        assert_eq!(p.label(), "best_of_n");
-        let param = |v: Value| plan_completion(&req(v), &o).unwrap_err().param.unwrap();
-        assert_eq!(param(json!({"model": "m"})), "prompt");
-        assert_eq!(param(json!({"prompt": []})), "prompt");
-        assert_eq!(param(json!({"prompt": ""})), "prompt");
-        assert_eq!(param(json!({"prompt": "a", "max_tokens": 0})), "max_tokens");
-        assert_eq!(
-            param(json!({"prompt": "a", "n": 3, "best_of": 2})),
-            "best_of"
-        );
-        assert_eq!(param(json!({"prompt": "a", "logprobs": 21})), "logprobs");
-        assert_eq!(param(json!({"prompt": "a", "best_of": 17})), "best_of");
-        assert_eq!(param(json!({"prompt": vec!["a"; 9], "n": 2})), "prompt");
-        assert_eq!(
-            param(json!({"model": "bon-m", "prompt": "a", "logprobs": 1})),
-            "logprobs"
-        );
-        assert_eq!(
-            param(json!({"model": "bon-m", "prompt": "a", "echo": true})),
-            "echo"
-        );
-        assert_eq!(
-            param(json!({"model": "bon-m", "prompt": ["a", "b"]})),
-            "prompt"
-        );
-        assert_eq!(
-            param(json!({"prompt": "a", "temperature": 3})),
-            "temperature"
-        );
-        assert_eq!(
-            param(json!({"prompt": "a", "presence_penalty": 1})),
-            "presence_penalty"
-        );
-    }
-
-    #[test]
-    fn bad_requests_name_the_field() {
-        let o = ServeOptions {
-            max_n: 8,
-            max_tokens: 400,
-            ..ServeOptions::default()
-        };
-        let param = |r: Value| plan(&request(r), &o).unwrap_err().param.unwrap();
-        let mut r = user("smol");
-        r["n"] = json!(9);
-        assert_eq!(param(r), "n");
-        let mut r = user("smol");
-        r["max_tokens"] = json!(401);
-        assert_eq!(param(r), "max_tokens");
-        let mut r = user("bon-x");
-        r["n"] = json!(2);
-        assert_eq!(param(r), "n");
-        let mut r = user("x");
-        r["ponder"] = json!({"type": "magic"});
-        assert_eq!(param(r), "ponder.type");
-        let mut r = user("x");
-        r["ponder"] = json!({"n": 2});
-        assert_eq!(param(r), "ponder.type");
-        let mut r = user("bon-x");
-        r["ponder"] = json!({"n": 9});
-        assert_eq!(param(r), "ponder.n");
-        let mut r = user("mcts-x");
-        r["ponder"] = json!({"budget": {"tokens": 1_000_000}});
-        assert_eq!(param(r), "ponder.budget.tokens");
-        let mut r = user("bon-x");
-        r["ponder"] = json!({"nonsense": 1});
-        assert_eq!(param(r), "ponder");
-        let mut r = user("x");
-        r["messages"] = json!([]);
-        assert_eq!(param(r), "messages");
-        let mut r = user("x");
-        r["messages"] = json!([{"role": "assistant", "content": "hi"}]);
-        assert_eq!(param(r), "messages");
-        // OpenAI's ranges.
-        for (field, value) in [
-            ("temperature", json!(2.5)),
-            ("temperature", json!(-1)),
-            ("top_p", json!(1.1)),
-            ("n", json!(0)),
-            ("max_tokens", json!(0)),
-            ("max_completion_tokens", json!(0)),
-            ("presence_penalty", json!(-3)),
-            ("frequency_penalty", json!(0.5)),
-            ("top_logprobs", json!(21)),
-        ] {
-            let mut r = user("x");
-            r[field] = value;
-            r["logprobs"] = json!(true);
-            assert_eq!(param(r), field);
-        }
-        let mut r = user("x");
-        r["top_logprobs"] = json!(2);
-        assert_eq!(param(r), "top_logprobs", "top_logprobs needs logprobs");
-        let mut r = user("x");
-        r["stop"] = json!(["a", "b", "c", "d", "e"]);
-        assert_eq!(param(r), "stop");
-        let mut r = user("mcts-x");
-        r["logprobs"] = json!(true);
-        assert_eq!(param(r), "logprobs");
-        let mut r = user("x");
-        r["max_tokens"] = json!(10);
-        r["max_completion_tokens"] = json!(401);
-        assert_eq!(param(r), "max_completion_tokens");
-    }
 
     #[test]
     fn a_public_bind_needs_a_key() {

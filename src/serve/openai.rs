@@ -40,10 +40,10 @@ pub struct ChatRequest {
     #[serde(default)]
     pub stop: Option<Stop>,
     /// Server-sent events.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_false")]
     pub stream: bool,
     /// Return each chosen token's log-probability.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_false")]
     pub logprobs: bool,
     /// With `logprobs`, also this many of the most likely tokens at each position (0 to 20).
     #[serde(default)]
@@ -93,14 +93,14 @@ pub struct CompletionRequest {
     #[serde(default)]
     pub stop: Option<Stop>,
     /// Server-sent events.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_false")]
     pub stream: bool,
     /// Each token's log-probability and this many of the most likely tokens at its position.
     #[serde(default)]
     pub logprobs: Option<u32>,
     /// Put the prompt before the completion (with its tokens' log-probabilities when
     /// `logprobs` is given).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_false")]
     pub echo: bool,
     /// As [`ChatRequest::presence_penalty`].
     #[serde(default)]
@@ -125,6 +125,11 @@ pub enum Prompt {
     Tokens(Vec<crate::lm::TokenId>),
     /// Several prompts as token ids.
     TokenLists(Vec<Vec<crate::lm::TokenId>>),
+}
+
+/// A boolean field that clients may send as `null` (unset): false.
+fn null_is_false<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    Ok(Option::<bool>::deserialize(d)?.unwrap_or(false))
 }
 
 /// OpenAI's `stop`: a string or a list of strings.

@@ -509,3 +509,275 @@ fn check_caps(value: &Value, path: &str, o: &ServeOptions) -> Result<(), ApiErro
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::serve::{openai, plain};
+    use crate::strategy::Rerank;
+
+    fn request(json: Value) -> ChatRequest {
+        serde_json::from_value(json).unwrap()
+    }
+
+    fn user(model: &str) -> Value {
+        json!({"model": model, "messages": [{"role": "user", "content": "What is 2+3?"}]})
+    }
+
+    fn strategy(p: Plan) -> StrategyConfig {
+        match p {
+            Plan::Search { strategy, .. } => *strategy,
+            Plan::Plain(job) => panic!("plain: {job:?}"),
+        }
+    }
+
+    fn job(p: Plan) -> plain::PlainJob {
+        match p {
+            Plan::Plain(job) => job,
+            Plan::Search { strategy, .. } => panic!("a search: {strategy:?}"),
+        }
+    }
+
+    #[test]
+    fn prefixes_pick_strategies_and_anything_else_is_plain() {
+        let o = ServeOptions::default();
+        for (model, name) in [
+            ("bon-smol", "best_of_n"),
+            ("best-of-n-x", "best_of_n"),
+            ("MCTS-gpt-4o", "mcts"),
+            ("beam-a", "beam"),
+            ("self-correct-a", "self_correct"),
+            ("deepening-a", "deepening"),
+            ("majority-a", "best_of_n"),
+            ("self-consistency-a", "best_of_n"),
+            ("deepconf-a", "deepconf"),
+        ] {
+            let p = plan(&request(user(model)), &o).unwrap();
+            assert!(!p.is_plain(), "{model}");
+            assert_eq!(p.label(), name, "{model}");
+        }
+        let StrategyConfig::BestOfN(c) = strategy(plan(&request(user("bon-a")), &o).unwrap())
+        else {
+            panic!()
+        };
+        assert_eq!(c.rerank, Rerank::Judge);
+        let StrategyConfig::BestOfN(c) = strategy(plan(&request(user("majority-a")), &o).unwrap())
+        else {
+            panic!()
+        };
+        assert_eq!(c.rerank, Rerank::Vote);
+        for model in ["smol", "", "bon", "gpt-4o-mini"] {
+            assert!(
+                plan(&request(user(model)), &o).unwrap().is_plain(),
+                "{model}"
+            );
+        }
+    }
+
+    #[test]
+    fn openai_parameters_and_the_ponder_config_are_merged_over_the_alias() {
+        let o = ServeOptions::default();
+        let mut r = user("mcts-x");
+        r["temperature"] = json!(0.5);
+        r["max_tokens"] = json!(40);
+        r["seed"] = json!(7);
+        r["ponder"] = json!({"budget": {"iterations": 3}, "k": 2});
+        let StrategyConfig::Mcts(c) = strategy(plan(&request(r), &o).unwrap()) else {
+            panic!()
+        };
+        assert_eq!(c.k, 2);
+        assert_eq!(c.budget.iterations, Some(3));
+        assert_eq!(
+            c.budget.tokens,
+            Some(1024),
+            "untouched fields keep the default"
+        );
+        assert_eq!(c.step.max_tokens, 40);
+        assert_eq!(c.step.sampling.temperature, 0.5);
+        assert_eq!(c.step.sampling.seed, 7);
+        // A whole config with its own type wins over the prefix.
+        let mut r = user("plain-model");
+        r["ponder"] = json!({"type": "beam", "width": 2});
+        let p = plan(&request(r), &o).unwrap();
+        assert_eq!(p.label(), "beam");
+    }
+
+    #[test]
+    fn plain_generation_takes_n_stop_and_sampling() {
+        let o = ServeOptions::default();
+        let mut r = user("smol");
+        r["n"] = json!(4);
+        r["top_p"] = json!(0.9);
+        r["max_completion_tokens"] = json!(12);
+        r["stop"] = json!("\n");
+        r["messages"] = json!([
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": [{"type": "text", "text": "Hi"}]},
+            {"role": "assistant", "content": "Hello!"},
+            {"role": "user", "content": "What is 2+3?"},
+        ]);
+        let j = job(plan(&request(r), &o).unwrap());
+        assert_eq!(
+            (j.n, j.best_of, j.max_tokens, j.sampling.top_p),
+            (4, 4, 12, 0.9)
+        );
+        assert_eq!(
+            j.prompts,
+            [plain::PlainPrompt::Chat(vec![
+                crate::Message::system("Be brief."),
+                crate::Message::user("User: Hi\n\nAssistant: Hello!\n\nUser: What is 2+3?"),
+            ])]
+        );
+        assert_eq!(j.stop, vec!["\n".to_string()]);
+        assert_eq!(j.logprobs, None);
+        // logprobs and top_logprobs; top_p 0 is greedy.
+        let mut r = user("smol");
+        r["logprobs"] = json!(true);
+        r["top_logprobs"] = json!(3);
+        r["top_p"] = json!(0);
+        let j = job(plan(&request(r), &o).unwrap());
+        assert_eq!(j.logprobs, Some(3));
+        assert_eq!(j.sampling.temperature, 0.0);
+        let mut r = user("smol");
+        r["logprobs"] = json!(true);
+        assert_eq!(job(plan(&request(r), &o).unwrap()).logprobs, Some(0));
+    }
+
+    #[test]
+    fn completions_plan_raw_prompts_best_of_echo_and_searches() {
+        let o = ServeOptions::default();
+        let req = |v: Value| -> openai::CompletionRequest { serde_json::from_value(v).unwrap() };
+        let j = job(plan_completion(&req(json!({"model": "m", "prompt": ["a", "b"], "n": 2, "best_of": 3, "logprobs": 2, "echo": true})), &o).unwrap());
+        assert_eq!(
+            j.prompts,
+            [
+                plain::PlainPrompt::Text("a".into()),
+                plain::PlainPrompt::Text("b".into())
+            ]
+        );
+        assert_eq!(
+            (j.n, j.best_of, j.max_tokens, j.logprobs, j.echo),
+            (2, 3, 16, Some(2), true)
+        );
+        let j = job(plan_completion(
+            &req(json!({"prompt": [[1, 2], [3]], "max_tokens": 0, "echo": true})),
+            &o,
+        )
+        .unwrap());
+        assert_eq!(
+            j.prompts,
+            [
+                plain::PlainPrompt::Tokens(vec![1, 2]),
+                plain::PlainPrompt::Tokens(vec![3])
+            ]
+        );
+        let p = plan_completion(
+            &req(json!({"model": "bon-m", "prompt": "What is 2+3?", "ponder": {"n": 2}})),
+            &o,
+        )
+        .unwrap();
+        assert_eq!(p.label(), "best_of_n");
+        let param = |v: Value| plan_completion(&req(v), &o).unwrap_err().param.unwrap();
+        assert_eq!(param(json!({"model": "m"})), "prompt");
+        assert_eq!(param(json!({"prompt": []})), "prompt");
+        assert_eq!(param(json!({"prompt": ""})), "prompt");
+        assert_eq!(param(json!({"prompt": "a", "max_tokens": 0})), "max_tokens");
+        assert_eq!(
+            param(json!({"prompt": "a", "n": 3, "best_of": 2})),
+            "best_of"
+        );
+        assert_eq!(param(json!({"prompt": "a", "logprobs": 21})), "logprobs");
+        assert_eq!(param(json!({"prompt": "a", "best_of": 17})), "best_of");
+        assert_eq!(param(json!({"prompt": vec!["a"; 9], "n": 2})), "prompt");
+        assert_eq!(
+            param(json!({"model": "bon-m", "prompt": "a", "logprobs": 1})),
+            "logprobs"
+        );
+        assert_eq!(
+            param(json!({"model": "bon-m", "prompt": "a", "echo": true})),
+            "echo"
+        );
+        assert_eq!(
+            param(json!({"model": "bon-m", "prompt": ["a", "b"]})),
+            "prompt"
+        );
+        assert_eq!(
+            param(json!({"prompt": "a", "temperature": 3})),
+            "temperature"
+        );
+        assert_eq!(
+            param(json!({"prompt": "a", "presence_penalty": 1})),
+            "presence_penalty"
+        );
+    }
+
+    #[test]
+    fn bad_requests_name_the_field() {
+        let o = ServeOptions {
+            max_n: 8,
+            max_tokens: 400,
+            ..ServeOptions::default()
+        };
+        let param = |r: Value| plan(&request(r), &o).unwrap_err().param.unwrap();
+        let mut r = user("smol");
+        r["n"] = json!(9);
+        assert_eq!(param(r), "n");
+        let mut r = user("smol");
+        r["max_tokens"] = json!(401);
+        assert_eq!(param(r), "max_tokens");
+        let mut r = user("bon-x");
+        r["n"] = json!(2);
+        assert_eq!(param(r), "n");
+        let mut r = user("x");
+        r["ponder"] = json!({"type": "magic"});
+        assert_eq!(param(r), "ponder.type");
+        let mut r = user("x");
+        r["ponder"] = json!({"n": 2});
+        assert_eq!(param(r), "ponder.type");
+        let mut r = user("bon-x");
+        r["ponder"] = json!({"n": 9});
+        assert_eq!(param(r), "ponder.n");
+        let mut r = user("mcts-x");
+        r["ponder"] = json!({"budget": {"tokens": 1_000_000}});
+        assert_eq!(param(r), "ponder.budget.tokens");
+        let mut r = user("bon-x");
+        r["ponder"] = json!({"nonsense": 1});
+        assert_eq!(param(r), "ponder");
+        let mut r = user("x");
+        r["messages"] = json!([]);
+        assert_eq!(param(r), "messages");
+        let mut r = user("x");
+        r["messages"] = json!([{"role": "assistant", "content": "hi"}]);
+        assert_eq!(param(r), "messages");
+        // OpenAI's ranges.
+        for (field, value) in [
+            ("temperature", json!(2.5)),
+            ("temperature", json!(-1)),
+            ("top_p", json!(1.1)),
+            ("n", json!(0)),
+            ("max_tokens", json!(0)),
+            ("max_completion_tokens", json!(0)),
+            ("presence_penalty", json!(-3)),
+            ("frequency_penalty", json!(0.5)),
+            ("top_logprobs", json!(21)),
+        ] {
+            let mut r = user("x");
+            r[field] = value;
+            r["logprobs"] = json!(true);
+            assert_eq!(param(r), field);
+        }
+        let mut r = user("x");
+        r["top_logprobs"] = json!(2);
+        assert_eq!(param(r), "top_logprobs", "top_logprobs needs logprobs");
+        let mut r = user("x");
+        r["stop"] = json!(["a", "b", "c", "d", "e"]);
+        assert_eq!(param(r), "stop");
+        let mut r = user("mcts-x");
+        r["logprobs"] = json!(true);
+        assert_eq!(param(r), "logprobs");
+        let mut r = user("x");
+        r["max_tokens"] = json!(10);
+        r["max_completion_tokens"] = json!(401);
+        assert_eq!(param(r), "max_completion_tokens");
+    }
+}

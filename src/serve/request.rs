@@ -468,6 +468,10 @@ mod tests {
         assert!(chat("{").unwrap_err().param.is_none());
         let r = chat(r#"{"messages":[],"seed":-5}"#).unwrap();
         assert_eq!(r.seed, Some(-5));
+        // Clients that send every field send unset ones as null.
+        let r =
+            chat(r#"{"messages":[],"stream":null,"logprobs":null,"n":null,"stop":null}"#).unwrap();
+        assert!(!r.stream && !r.logprobs && r.n.is_none());
     }
 
     #[test]
