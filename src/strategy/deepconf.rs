@@ -239,11 +239,23 @@ fn ballots(
     (answers, weights)
 }
 
-/// Whether the confidence-weighted vote of the finished traces so far has a leader holding at
-/// least `consensus` of the weight.
+/// Whether the leading answer holds at least `consensus` of the confidence weight of every
+/// trace not stopped for low confidence. A trace that ran out of tokens before it stated an
+/// answer does not vote, but its weight counts against consensus: otherwise one answered trace
+/// among cut-off ones holds all the weight, and sampling stops on a single vote (what happened
+/// on problems harder than the development set, where most traces hit `max_tokens`).
 fn settled(config: &DeepConfConfig, problem: &Problem, traces: &[Generation]) -> bool {
     let (answers, weights) = ballots(config, problem, traces);
-    vote::weighted(&answers, &weights).is_some_and(|w| w.share >= config.consensus)
+    let Some(leader) = vote::weighted(&answers, &weights) else {
+        return false;
+    };
+    let total: f64 = traces
+        .iter()
+        .zip(&weights)
+        .filter(|(g, _)| g.finish != FinishReason::LowConfidence)
+        .map(|(_, &w)| if w.is_finite() && w > 0.0 { w } else { 0.0 })
+        .sum();
+    total > 0.0 && leader.weight / total >= config.consensus
 }
 
 #[cfg(test)]
@@ -392,6 +404,40 @@ mod tests {
         .unwrap();
         // The four warm-up traces agree: nothing more is sampled.
         assert_eq!(out.candidates.len(), 4);
+        assert_eq!(out.answer.as_deref(), Some("3"));
+        assert_eq!(lm.live_nodes(), 0);
+    }
+
+    #[test]
+    fn cut_off_traces_count_against_consensus() {
+        // Warm-up trace 0 answers; traces 1..4 run out of tokens before stating one. The lone
+        // vote is not a consensus: sampling goes on to n.
+        let mut lm = ScriptedLm::new(
+            |q| ScriptedStep {
+                text: if q.ordinal == 0 {
+                    "The answer is 3.".into()
+                } else {
+                    "First I add the apples to the pears, then I take away the".into()
+                },
+                eos: q.ordinal == 0,
+                logprob_per_token: -0.5,
+                confidence: vec![4.0],
+                ..Default::default()
+            },
+            |_| 0.5,
+        );
+        let config = DeepConfConfig {
+            max_tokens: 20,
+            ..config()
+        };
+        let out = run(
+            &config,
+            &mut lm,
+            &Problem::new("Q?"),
+            &mut Observer::default(),
+        )
+        .unwrap();
+        assert_eq!(out.candidates.len(), 8);
         assert_eq!(out.answer.as_deref(), Some("3"));
         assert_eq!(lm.live_nodes(), 0);
     }
