@@ -119,7 +119,8 @@ report = {
     "synth_accuracy": json.load(open(f"{out}/synth.json"))["accuracy"],
     "synth_pass_at_n": json.load(open(f"{out}/synth.json"))["pass_at_n"],
     "sft_records": sum(1 for l in open(f"{out}/synth/sft.jsonl") if l.strip()),
-    "training": json.load(open(f"{out}/train.json")),
+    # The trainer logs its steps on stdout too: the summary is the last line.
+    "training": json.loads(open(f"{out}/train.json").read().splitlines()[-1]),
     "seconds": times,
 }
 json.dump(report, open(f"{out}/report.json", "w"), indent=2)
