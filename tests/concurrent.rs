@@ -12,11 +12,7 @@ use ponder::lm::{ContextOptions, KvLayout};
 use ponder::strategy::{Event, Flow, Limit, Outcome, Problem, StopReason, StrategyConfig};
 use ponder::{CancelToken, DecodeError, Engine, Error};
 
-/// One test at a time: each keeps both cores busy.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
+use common::serial;
 
 /// Both layouts: `unified` with `n_ctx` cells shared, `streams` with a stream of `per_seq`
 /// cells for each of the `n_seq_max` sequences.

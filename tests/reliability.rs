@@ -12,15 +12,10 @@ use std::time::Instant;
 use ponder::strategy::{Limit, Outcome, Problem, StopReason, StrategyConfig};
 use ponder::Engine;
 
+use common::serial;
+
 const QUESTION: &str =
     "Tom has 3 boxes with 4 apples in each box. He eats 2 apples. How many apples are left?";
-
-/// These tests run one at a time: each keeps both cores busy, and llama.cpp's spinning worker
-/// threads slow down many-fold when several contexts compete for them.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 fn engine(n_ctx: u32, n_seq_max: u32) -> Engine {
     Engine::from_lm(common::session(n_ctx, n_seq_max))

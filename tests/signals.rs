@@ -1,28 +1,15 @@
 //! Self-reward signals and DeepConf on the reasoner (Qwen2.5-Coder-0.5B-Instruct), where they
 //! have something to discriminate: the in-place judge, token confidence and its early stop.
 
-use std::path::PathBuf;
-use std::sync::OnceLock;
+mod common;
 
-use ponder::lm::{ContextOptions, LlamaLm, Lm, Model, ModelOptions};
+use common::{reasoner, serial};
+
+use ponder::lm::{ContextOptions, LlamaLm, Lm};
 use ponder::reward::judge::{Judge, JudgeConfig, Verdict};
 use ponder::strategy::best_of_n::{choose, Ballots};
 use ponder::strategy::{BestOfNConfig, DeepConfConfig, Problem, PromptConfig, Rerank};
 use ponder::{ConfidenceStop, FinishReason, GenRequest, SamplingParams, StrategyConfig};
-
-const REASONER: &str = "models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf";
-
-fn reasoner() -> &'static Model {
-    static MODEL: OnceLock<Model> = OnceLock::new();
-    MODEL.get_or_init(|| {
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(REASONER);
-        Model::load(&ModelOptions {
-            path,
-            n_gpu_layers: ModelOptions::default().n_gpu_layers,
-        })
-        .unwrap_or_else(|e| panic!("these tests need the reasoner (make reasoner): {e}"))
-    })
-}
 
 fn session(n_seq_max: u32) -> LlamaLm {
     reasoner()
@@ -32,13 +19,6 @@ fn session(n_seq_max: u32) -> LlamaLm {
             ..ContextOptions::default()
         })
         .expect("context")
-}
-
-/// One test at a time: each keeps both cores busy, and llama.cpp's spinning worker threads slow
-/// down many-fold when several contexts compete for them.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 const QUESTION: &str =

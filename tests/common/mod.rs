@@ -102,6 +102,14 @@ pub fn session_with(n_ctx: u32, n_seq_max: u32, flash_attention: bool) -> LlamaL
 
 pub mod server;
 
+/// One real-model test at a time within a test binary: each keeps both cores busy, and
+/// llama.cpp's worker threads slow down many-fold when several contexts compete for them. A test
+/// that panicked while holding it does not poison the others.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A fresh, empty directory for one test: `ponder-{name}-{pid}` in the temp dir.
 pub fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("ponder-{name}-{}", std::process::id()));

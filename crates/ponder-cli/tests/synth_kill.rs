@@ -8,12 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// These tests run one at a time: each keeps both cores busy, and llama.cpp's spinning worker
-/// threads slow down many-fold when several contexts compete for them.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
+use common::serial;
 
 fn scratch(name: &str) -> PathBuf {
     common::scratch(&format!("rel-{name}"))
