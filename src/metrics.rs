@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::reward::answer;
 use crate::reward::confidence::ConfidenceSignal;
+use crate::strategy::adaptive::{samples_drawn, AdaptiveConfig};
 use crate::strategy::best_of_n::{choose, Ballots, BestOfNConfig};
 use crate::strategy::{ConfidenceSignals, Outcome, Rerank, StrategyConfig};
 
@@ -173,6 +174,28 @@ pub struct RerankerAccuracy {
     pub problems: usize,
     /// `correct` over `problems`.
     pub accuracy: f64,
+    /// For a stopping rule replayed on the samples (`adaptive@…`): the tokens of the samples it
+    /// would have drawn, per problem. `None` for a reranker, which reads every sample.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_per_problem: Option<f64>,
+}
+
+/// The stopping rules `ponder bench` replays on best-of-N samples: adaptive consistency at its
+/// defaults (the Beta rule at 0.95 after 4 samples, then 2 at a time) and a looser one (0.8
+/// after 3, then 1 at a time).
+pub fn adaptive_replays() -> [(String, AdaptiveConfig); 2] {
+    [
+        ("adaptive".into(), AdaptiveConfig::default()),
+        (
+            "adaptive:0.8/3+1".into(),
+            AdaptiveConfig {
+                first: 3,
+                batch: 1,
+                confidence: 0.8,
+                ..AdaptiveConfig::default()
+            },
+        ),
+    ]
 }
 
 /// Right picks per reranker, over best-of-N problems whose candidates are all labelled: what
@@ -182,8 +205,8 @@ pub struct RerankerTally {
     /// The best-of-N configuration (its `keep_percent`, `cisc_temperature`, `borda_power`);
     /// `None` counts nothing.
     config: Option<BestOfNConfig>,
-    /// Per reranker: right picks, problems counted.
-    tally: Vec<(String, usize, usize)>,
+    /// Per reranker: right picks, problems counted, tokens drawn (stopping rules only).
+    tally: Vec<(String, usize, usize, Option<u64>)>,
 }
 
 impl RerankerTally {
@@ -273,14 +296,33 @@ impl RerankerTally {
                 picks.push((format!("{rname}:{sname}"), pick(r, &b)));
             }
         }
-        for (name, pick) in picks {
+        let mut counted: Vec<(String, usize, Option<u64>)> =
+            picks.into_iter().map(|(n, p)| (n, p, None)).collect();
+        // Adaptive consistency replayed: the majority over the samples it would have drawn.
+        for (name, rule) in adaptive_replays() {
+            let rule = AdaptiveConfig {
+                n: c.len() as u32,
+                first: rule.first.min(c.len() as u32),
+                batch: rule.batch.min(c.len() as u32),
+                ..rule
+            };
+            let drawn = samples_drawn(&rule, &answers);
+            let b = Ballots {
+                answers: &answers[..drawn],
+                ..ballots
+            };
+            let tokens = c[..drawn].iter().map(|c| u64::from(c.tokens)).sum();
+            counted.push((name, pick(Rerank::Vote, &b), Some(tokens)));
+        }
+        for (name, pick, tokens) in counted {
             let right = usize::from(c[pick].correct == Some(true));
             match self.tally.iter_mut().find(|(n, ..)| *n == name) {
                 Some(e) => {
                     e.1 += right;
                     e.2 += 1;
+                    e.3 = e.3.zip(tokens).map(|(a, b)| a + b);
                 }
-                None => self.tally.push((name, right, 1)),
+                None => self.tally.push((name, right, 1, tokens)),
             }
         }
     }
@@ -289,11 +331,12 @@ impl RerankerTally {
     pub fn report(self) -> Vec<RerankerAccuracy> {
         self.tally
             .into_iter()
-            .map(|(rerank, correct, problems)| RerankerAccuracy {
+            .map(|(rerank, correct, problems, tokens)| RerankerAccuracy {
                 rerank,
                 correct,
                 problems,
                 accuracy: correct as f64 / problems.max(1) as f64,
+                tokens_per_problem: tokens.map(|t| t as f64 / problems.max(1) as f64),
             })
             .collect()
     }
@@ -378,6 +421,14 @@ mod tests {
         assert_eq!(acc("judge"), 1);
         assert_eq!(acc("confidence:lowest_group"), 1);
         assert_eq!(acc("filtered_vote:lowest_group"), 1);
+        // Adaptive replayed on 3 samples: the 3s lead 2–0 after the first 3 (all of them).
+        let adaptive = r.iter().find(|r| r.rerank == "adaptive").unwrap();
+        assert_eq!(
+            (adaptive.correct, adaptive.tokens_per_problem),
+            (0, Some(30.0))
+        );
+        // No certainty in these records: no certainty rerankers counted.
+        assert!(r.iter().all(|r| r.rerank != "self_certainty"));
         let a = SignalAuc::of(&c);
         assert_eq!(a.candidates, 3);
         assert_eq!(a.judge, Some(1.0));

@@ -708,7 +708,7 @@ pub fn write_report(dir: &Path, report: &BenchReport) -> Result<(), Error> {
             r.reranker_accuracy.iter().map(|a| PlotPoint {
                 name: a.rerank.clone(),
                 curve: curve_of(&r.name).to_string(),
-                tokens: r.tokens_per_problem,
+                tokens: a.tokens_per_problem.unwrap_or(r.tokens_per_problem),
                 accuracy: a.accuracy,
                 hollow: true,
             })
@@ -778,13 +778,20 @@ pub fn markdown(report: &BenchReport) -> String {
         .filter(|r| !r.reranker_accuracy.is_empty())
         .collect();
     if !reranked.is_empty() {
-        s += "\nEvery reranker on each best-of-N rung's own samples (right answers chosen):\n\n";
-        s += "| rung | reranker | right | accuracy |\n|---|---|---:|---:|\n";
+        s += "\nEvery reranker on each best-of-N rung's own samples (right answers chosen), and \
+              adaptive consistency replayed on them (the majority of the samples it would have \
+              drawn, and their tokens):\n\n";
+        s += "| rung | reranker | right | accuracy | tokens/problem |\n|---|---|---:|---:|---:|\n";
         for r in reranked {
             for a in &r.reranker_accuracy {
                 s += &format!(
-                    "| {} | {} | {}/{} | {:.3} |\n",
-                    r.name, a.rerank, a.correct, a.problems, a.accuracy
+                    "| {} | {} | {}/{} | {:.3} | {:.0} |\n",
+                    r.name,
+                    a.rerank,
+                    a.correct,
+                    a.problems,
+                    a.accuracy,
+                    a.tokens_per_problem.unwrap_or(r.tokens_per_problem)
                 );
             }
         }

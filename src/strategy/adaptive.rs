@@ -226,18 +226,35 @@ fn ballot(problem: &Problem, g: &Generation) -> Option<String> {
 /// overtake the leader.
 fn settled(config: &AdaptiveConfig, problem: &Problem, traces: &[Generation]) -> bool {
     let answers: Vec<Option<String>> = traces.iter().map(|g| ballot(problem, g)).collect();
-    let mut counts: Vec<u32> = vote::tally(&answers, &vec![1.0; answers.len()])
+    settled_answers(config, &answers)
+}
+
+/// [`settled`] on the answers of the samples drawn so far (in order; `None` does not vote).
+fn settled_answers(config: &AdaptiveConfig, answers: &[Option<String>]) -> bool {
+    let mut counts: Vec<u32> = vote::tally(answers, &vec![1.0; answers.len()])
         .iter()
         .map(|g| g.members.len() as u32)
         .collect();
     counts.sort_unstable_by(|a, b| b.cmp(a));
-    let left = config.n.saturating_sub(traces.len() as u32);
+    let left = config.n.saturating_sub(answers.len() as u32);
     let (a, b) = match counts.as_slice() {
         [] => return false,
         [a] => (*a, 0),
         [a, b, ..] => (*a, *b),
     };
     a > b + left || settled_probability(a, b) >= config.confidence
+}
+
+/// How many of `answers` (the answers of samples drawn in order, as best-of-N draws them with
+/// the same seeds) this strategy would have drawn before stopping: the replay `ponder bench`
+/// scores stopping rules with on a best-of-N rung's own samples. At most `answers.len()`.
+pub fn samples_drawn(config: &AdaptiveConfig, answers: &[Option<String>]) -> usize {
+    let all = answers.len().min(config.n as usize);
+    let mut drawn = (config.first as usize).min(all);
+    while drawn < all && !settled_answers(config, &answers[..drawn]) {
+        drawn = (drawn + config.batch as usize).min(all);
+    }
+    drawn
 }
 
 #[cfg(test)]
@@ -318,6 +335,22 @@ mod tests {
         let out = solve(&mut lm, AdaptiveConfig::default());
         assert_eq!(out.candidates.len(), 6);
         assert_eq!(out.answer.as_deref(), Some("7"));
+    }
+
+    #[test]
+    fn the_replay_draws_what_the_strategy_draws() {
+        let answers = |xs: &[u32]| -> Vec<Option<String>> {
+            xs.iter().map(|x| Some(x.to_string())).collect()
+        };
+        let c = AdaptiveConfig::default();
+        assert_eq!(samples_drawn(&c, &answers(&[7; 8])), 4);
+        assert_eq!(samples_drawn(&c, &answers(&[7, 7, 7, 5, 7, 7, 7, 7])), 6);
+        assert_eq!(samples_drawn(&c, &answers(&[7, 5, 7, 5, 7, 5, 7, 5])), 8);
+        // Fewer samples than `first`: all of them.
+        assert_eq!(samples_drawn(&c, &answers(&[7, 7])), 2);
+        // The same as the strategy on the scripted model.
+        let mut lm = model(|i| if i == 3 { 5 } else { 7 });
+        assert_eq!(solve(&mut lm, c).candidates.len(), 6);
     }
 
     #[test]
