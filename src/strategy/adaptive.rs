@@ -20,12 +20,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{
-    from_root, Candidate, ConfidenceSignals, Observer, Outcome, Problem, PromptConfig, Strategy,
-};
+use super::deepconf::{ballot, vote_in_batches, Batches};
+use super::{Observer, Outcome, Problem, PromptConfig, Strategy};
 use crate::error::{ConfigError, Error};
-use crate::lm::{ConfidenceStop, FinishReason, GenRequest, Generation, Lm, Node, SamplingParams};
-use crate::reward::confidence::{lowest_group, percentile, ConfidenceConfig};
+use crate::lm::{Generation, Lm, SamplingParams};
+use crate::reward::confidence::ConfidenceConfig;
 use crate::reward::vote;
 
 /// Configuration of this strategy (the module's [`Strategy`] implementation).
@@ -145,81 +144,26 @@ fn run(
     problem: &Problem,
     observer: &mut Observer<'_>,
 ) -> Result<Outcome, Error> {
-    let (traces, frame) = from_root(lm, &config.prompt, problem, |lm, root, made| {
-        let mut traces: Vec<Generation> = Vec::new();
-        let result = sample(config, lm, problem, observer, root, &mut traces);
-        made.extend(traces.iter().map(|g| g.node));
-        result.map(|()| traces)
-    })?;
-    let answers: Vec<Option<String>> = traces.iter().map(|g| ballot(problem, g)).collect();
-    let (scores, chosen) = vote::shares_and_pick(&answers, &vec![1.0; answers.len()]);
-    let candidates: Vec<Candidate> = traces
-        .iter()
-        .enumerate()
-        .map(|(i, g)| {
-            let mut c = Candidate::from_generation(g, answers[i].clone(), problem, None, scores[i]);
-            c.confidence = ConfidenceSignals::of(g, &config.signal);
-            c
-        })
-        .collect();
-    Ok(Outcome::pick(
-        config.name(),
-        problem,
-        candidates,
-        chosen,
-        Vec::new(),
-        frame,
-    ))
-}
-
-/// Draws the first batch, then more until [`settled`], into `traces` (whose nodes the caller
-/// releases, on error too).
-fn sample(
-    config: &AdaptiveConfig,
-    lm: &mut dyn Lm,
-    problem: &Problem,
-    observer: &mut Observer<'_>,
-    root: Node,
-    traces: &mut Vec<Generation>,
-) -> Result<(), Error> {
-    let request = |i: u32, stop: Option<ConfidenceStop>| GenRequest {
-        confidence_stop: stop,
-        ..GenRequest::sample(root, &config.sampling, i, config.max_tokens)
+    let plan = Batches {
+        first: config.first,
+        batch: config.batch,
+        n: config.n,
+        filter: config.filter,
+        max_tokens: config.max_tokens,
+        sampling: &config.sampling,
+        confidence: &config.signal,
     };
-    let first: Vec<GenRequest> = (0..config.first).map(|i| request(i, None)).collect();
-    traces.extend(lm.generate(&first)?);
-    observer.samples(0, traces, |g| ballot(problem, g))?;
-    let stop = config.filter.map(|p| {
-        let window = config.signal.window as usize;
-        let lows: Vec<f64> = traces
-            .iter()
-            .map(|g| lowest_group(&g.confidence, window))
-            .collect();
-        ConfidenceStop {
-            window: config.signal.window,
-            threshold: percentile(&lows, p).unwrap_or(0.0) as f32,
-        }
-    });
-    let mut next = config.first;
-    while next < config.n && !settled(config, problem, traces) {
-        let k = config.batch.min(config.n - next);
-        let batch: Vec<GenRequest> = (next..next + k).map(|i| request(i, stop)).collect();
-        let got = lm.generate(&batch)?;
-        for g in &got {
-            if g.finish == FinishReason::LowConfidence {
-                lm.release(g.node);
-            }
-        }
-        observer.samples(traces.len(), &got, |g| ballot(problem, g))?;
-        traces.extend(got);
-        next += k;
-    }
-    Ok(())
-}
-
-/// A sample's answer: none for one the filter stopped, else the problem's rule for how it ended.
-fn ballot(problem: &Problem, g: &Generation) -> Option<String> {
-    (g.finish != FinishReason::LowConfidence).then(|| problem.answer_of(&g.text, &g.finish))?
+    let settled = |traces: &[Generation]| settled(config, problem, traces);
+    vote_in_batches(
+        config.name(),
+        &config.prompt,
+        &plan,
+        settled,
+        lm,
+        problem,
+        observer,
+        |t| vec![1.0; t.len()],
+    )
 }
 
 /// Whether the votes so far pass the Beta rule at `confidence`, or the samples left could not

@@ -144,26 +144,73 @@ fn run(
     problem: &Problem,
     observer: &mut Observer<'_>,
 ) -> Result<Outcome, Error> {
-    let (traces, frame) = from_root(lm, &config.prompt, problem, |lm, root, made| {
+    let plan = Batches {
+        first: config.warmup,
+        batch: config.batch,
+        n: config.n,
+        filter: Some(config.percentile),
+        max_tokens: config.max_tokens,
+        sampling: &config.sampling,
+        confidence: &config.confidence,
+    };
+    let settled = |traces: &[Generation]| settled(config, problem, traces);
+    vote_in_batches(
+        config.name(),
+        &config.prompt,
+        &plan,
+        settled,
+        lm,
+        problem,
+        observer,
+        |t| ballots(config, problem, t).1,
+    )
+}
+
+/// How a voting strategy draws its samples: `first` together, then `batch` at a time up to `n`
+/// until it is settled; with `filter`, the later ones carry a [`ConfidenceStop`] at that
+/// percentile of the first ones' lowest group confidences (over `confidence.window` tokens).
+pub(super) struct Batches<'a> {
+    pub first: u32,
+    pub batch: u32,
+    pub n: u32,
+    pub filter: Option<f64>,
+    pub max_tokens: u32,
+    pub sampling: &'a SamplingParams,
+    pub confidence: &'a ConfidenceConfig,
+}
+
+/// Draws samples as `plan` says until `settled`, then votes with `weights` over their
+/// [`ballot`]s: DeepConf's and adaptive consistency's shared loop.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn vote_in_batches(
+    name: &'static str,
+    prompt: &PromptConfig,
+    plan: &Batches<'_>,
+    settled: impl Fn(&[Generation]) -> bool,
+    lm: &mut dyn Lm,
+    problem: &Problem,
+    observer: &mut Observer<'_>,
+    weights: impl Fn(&[Generation]) -> Vec<f64>,
+) -> Result<Outcome, Error> {
+    let (traces, frame) = from_root(lm, prompt, problem, |lm, root, made| {
         let mut traces: Vec<Generation> = Vec::new();
-        let result = sample(config, lm, problem, observer, root, &mut traces);
+        let result = sample(plan, &settled, lm, problem, observer, root, &mut traces);
         made.extend(traces.iter().map(|g| g.node));
         result.map(|()| traces)
     })?;
-
-    let (answers, weights) = ballots(config, problem, traces.as_slice());
-    let (scores, chosen) = vote::shares_and_pick(&answers, &weights);
+    let answers: Vec<Option<String>> = traces.iter().map(|g| ballot(problem, g)).collect();
+    let (scores, chosen) = vote::shares_and_pick(&answers, &weights(&traces));
     let candidates: Vec<Candidate> = traces
         .iter()
         .enumerate()
         .map(|(i, g)| {
             let mut c = Candidate::from_generation(g, answers[i].clone(), problem, None, scores[i]);
-            c.confidence = ConfidenceSignals::of(g, &config.confidence);
+            c.confidence = ConfidenceSignals::of(g, plan.confidence);
             c
         })
         .collect();
     Ok(Outcome::pick(
-        config.name(),
+        name,
         problem,
         candidates,
         chosen,
@@ -172,36 +219,38 @@ fn run(
     ))
 }
 
-/// Samples the warm-up, then batches under the threshold, into `traces` (whose nodes the caller
-/// releases, on error too).
+/// Samples the first batch, then batches (under the threshold, with a filter) until settled,
+/// into `traces` (whose nodes the caller releases, on error too).
 fn sample(
-    config: &DeepConfConfig,
+    plan: &Batches<'_>,
+    settled: &impl Fn(&[Generation]) -> bool,
     lm: &mut dyn Lm,
     problem: &Problem,
     observer: &mut Observer<'_>,
     root: crate::lm::Node,
     traces: &mut Vec<Generation>,
 ) -> Result<(), Error> {
-    let window = config.confidence.window as usize;
+    let window = plan.confidence.window;
     let request = |i: u32, stop: Option<ConfidenceStop>| GenRequest {
         confidence_stop: stop,
-        ..GenRequest::sample(root, &config.sampling, i, config.max_tokens)
+        ..GenRequest::sample(root, plan.sampling, i, plan.max_tokens)
     };
-    let warm: Vec<GenRequest> = (0..config.warmup).map(|i| request(i, None)).collect();
-    traces.extend(lm.generate(&warm)?);
+    let first: Vec<GenRequest> = (0..plan.first).map(|i| request(i, None)).collect();
+    traces.extend(lm.generate(&first)?);
     observer.samples(0, traces, |g| ballot(problem, g))?;
-    let lows: Vec<f64> = traces
-        .iter()
-        .map(|g| lowest_group(&g.confidence, window))
-        .collect();
-    let threshold = percentile(&lows, config.percentile).unwrap_or(0.0);
-    let stop = Some(ConfidenceStop {
-        window: config.confidence.window,
-        threshold: threshold as f32,
+    let stop = plan.filter.map(|p| {
+        let lows: Vec<f64> = traces
+            .iter()
+            .map(|g| lowest_group(&g.confidence, window as usize))
+            .collect();
+        ConfidenceStop {
+            window,
+            threshold: percentile(&lows, p).unwrap_or(0.0) as f32,
+        }
     });
-    let mut next = config.warmup;
-    while next < config.n && !settled(config, problem, traces) {
-        let k = config.batch.min(config.n - next);
+    let mut next = plan.first;
+    while next < plan.n && !settled(traces) {
+        let k = plan.batch.min(plan.n - next);
         let batch: Vec<GenRequest> = (next..next + k).map(|i| request(i, stop)).collect();
         let got = lm.generate(&batch)?;
         // Stopped traces leave the cache at once.
@@ -220,7 +269,7 @@ fn sample(
 /// A trace's answer: none for one stopped for low confidence (it does not vote), else the
 /// problem's rule for how it ended ([`Problem::answer_of`]: a trace cut off at `max_tokens` has
 /// only an answer it stated, never the last number of its unfinished working).
-fn ballot(problem: &Problem, g: &Generation) -> Option<String> {
+pub(super) fn ballot(problem: &Problem, g: &Generation) -> Option<String> {
     (g.finish != FinishReason::LowConfidence).then(|| problem.answer_of(&g.text, &g.finish))?
 }
 
