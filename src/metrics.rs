@@ -181,17 +181,17 @@ pub struct RerankerAccuracy {
 }
 
 /// The stopping rules `ponder bench` replays on best-of-N samples: adaptive consistency at its
-/// defaults (the Beta rule at 0.95 after 4 samples, then 2 at a time) and a looser one (0.8
-/// after 3, then 1 at a time).
+/// defaults (the Beta rule at 0.8 after 3 samples, then 1 at a time) and at the paper's (0.95
+/// after 4, then 2 at a time).
 pub fn adaptive_replays() -> [(String, AdaptiveConfig); 2] {
     [
         ("adaptive".into(), AdaptiveConfig::default()),
         (
-            "adaptive:0.8/3+1".into(),
+            "adaptive:0.95/4+2".into(),
             AdaptiveConfig {
-                first: 3,
-                batch: 1,
-                confidence: 0.8,
+                first: 4,
+                batch: 2,
+                confidence: 0.95,
                 ..AdaptiveConfig::default()
             },
         ),
