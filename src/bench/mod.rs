@@ -704,14 +704,18 @@ pub fn write_report(dir: &Path, report: &BenchReport) -> Result<(), Error> {
             hollow: false,
         })
         .chain(rungs.flat_map(|r| {
-            // Every reranker on the same samples, at the rung's tokens.
-            r.reranker_accuracy.iter().map(|a| PlotPoint {
-                name: a.rerank.clone(),
-                curve: curve_of(&r.name).to_string(),
-                tokens: a.tokens_per_problem.unwrap_or(r.tokens_per_problem),
-                accuracy: a.accuracy,
-                hollow: true,
-            })
+            // Every reranker on the same samples, at the rung's tokens (or a stopping rule's
+            // own); one counted on fewer problems (a signal some records lack) is left out.
+            r.reranker_accuracy
+                .iter()
+                .filter(|a| a.problems == r.problems)
+                .map(|a| PlotPoint {
+                    name: a.rerank.clone(),
+                    curve: curve_of(&r.name).to_string(),
+                    tokens: a.tokens_per_problem.unwrap_or(r.tokens_per_problem),
+                    accuracy: a.accuracy,
+                    hollow: true,
+                })
         }))
         .collect();
     let title = format!(
