@@ -300,10 +300,9 @@ impl RerankerTally {
             picks.into_iter().map(|(n, p)| (n, p, None)).collect();
         // Adaptive consistency replayed: the majority over the samples it would have drawn.
         for (name, rule) in adaptive_replays() {
+            // `samples_drawn` caps `first` and each batch at the samples there are.
             let rule = AdaptiveConfig {
                 n: c.len() as u32,
-                first: rule.first.min(c.len() as u32),
-                batch: rule.batch.min(c.len() as u32),
                 ..rule
             };
             let drawn = samples_drawn(&rule, &answers);
