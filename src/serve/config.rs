@@ -1,20 +1,21 @@
 //! [`ServeFile`]: the settings file of `ponder serve --config FILE`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use crate::backend::BackendConfig;
 use crate::error::ConfigFileError;
 
-/// The settings of `ponder serve` read from a JSON object, every key optional. The keys are the
-/// long flags of `ponder serve` with `_` for `-`: the server's own (`host`, `port`, `api_key`,
-/// `max_queue`, `max_body_bytes`, `max_n`, `max_tokens`, `max_budget_tokens`,
-/// `max_solve_seconds`, `grace_seconds`, `model_name`) and the model's (`backend`, `model`,
-/// `n_gpu_layers`, `ctx`, `threads`, `n_seq_max`, `kv_layout`, `deterministic`, `url` (a list),
-/// `served_model`, `max_in_flight`, `timeout_ms`, `attempts`, `tokenizer`). A flag or environment variable
-/// given on the command line wins over the file.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+/// The settings of `ponder serve` read from a JSON object, every key optional: the server's own
+/// under the names of its long flags with `_` for `-` (`host`, `port`, `api_key`, `max_queue`,
+/// `max_body_bytes`, `max_n`, `max_tokens`, `max_budget_tokens`, `max_solve_seconds`,
+/// `grace_seconds`, `model_name`), and the model under `backend` as a [`BackendConfig`] — the
+/// same JSON as the C ABI's engine configuration:
+/// `{"port": 8080, "backend": {"model": "models/x.gguf", "n_ctx": 8192}}`. A flag or
+/// environment variable given on the command line wins over the file.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct ServeFile {
@@ -40,36 +41,36 @@ pub struct ServeFile {
     pub grace_seconds: Option<u64>,
     /// `--model-name`.
     pub model_name: Option<String>,
-    /// `--backend` (`llama` or `remote`).
-    pub backend: Option<String>,
-    /// `--model` (`PONDER_MODEL`).
-    pub model: Option<PathBuf>,
-    /// `--n-gpu-layers`.
-    pub n_gpu_layers: Option<u32>,
-    /// `--ctx`.
-    #[serde(alias = "n_ctx")]
-    pub ctx: Option<u32>,
-    /// `--threads`.
-    pub threads: Option<u32>,
-    /// `--n-seq-max`.
-    pub n_seq_max: Option<u32>,
-    /// `--kv-layout` (`unified`, `streams` or `auto`).
-    pub kv_layout: Option<crate::lm::KvLayout>,
-    /// `--deterministic`.
-    pub deterministic: Option<bool>,
-    /// `--url`, once per server.
-    pub url: Option<Vec<String>>,
-    /// `--served-model`.
-    pub served_model: Option<String>,
-    /// `--max-in-flight`.
-    pub max_in_flight: Option<usize>,
-    /// `--timeout-ms`.
-    pub timeout_ms: Option<u64>,
-    /// `--attempts`.
-    pub attempts: Option<u32>,
-    /// `--tokenizer`.
-    pub tokenizer: Option<PathBuf>,
+    /// Where the model runs, as [`BackendConfig::from_json`] reads it; its keys as the file
+    /// wrote them in [`ServeFile::keys`].
+    #[serde(skip)]
+    pub backend: Option<BackendConfig>,
+    /// The keys the file set, the `backend` object's as `backend.KEY` (`remote`'s own as
+    /// `backend.remote.KEY`), so that an error can name the file and the key.
+    #[serde(skip)]
+    pub keys: Vec<String>,
 }
+
+/// Keys that a settings file took at its top level before the model's settings moved under
+/// `backend`, with the key that replaces each.
+const MOVED: &[(&str, &str)] = &[
+    ("model", "model"),
+    ("n_gpu_layers", "n_gpu_layers"),
+    ("ctx", "n_ctx"),
+    ("n_ctx", "n_ctx"),
+    ("threads", "n_threads"),
+    ("n_seq_max", "n_seq_max"),
+    ("kv_layout", "kv_layout"),
+    ("deterministic", "deterministic"),
+    ("max_seqs_per_solve", "max_seqs_per_solve"),
+    ("max_cells_per_solve", "max_cells_per_solve"),
+    ("url", "remote.urls"),
+    ("served_model", "remote.model"),
+    ("max_in_flight", "remote.max_in_flight"),
+    ("timeout_ms", "remote.timeout_ms"),
+    ("attempts", "remote.attempts"),
+    ("tokenizer", "remote.tokenizer"),
+];
 
 impl ServeFile {
     /// Reads and checks `path`.
@@ -88,49 +89,155 @@ impl ServeFile {
     ///
     /// # Errors
     /// [`ConfigFileError::Syntax`] if `text` is not one JSON object; [`ConfigFileError::Key`]
-    /// naming the first key that is unknown or whose value has the wrong type.
+    /// naming the first key that is unknown or whose value has the wrong type (`backend.FIELD`
+    /// for the model's settings).
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigFileError> {
         let syntax = |reason: String| ConfigFileError::Syntax {
             path: path.to_path_buf(),
             reason,
         };
-        let map: Map<String, Value> = match serde_json::from_str(text) {
+        let key_error = |key: String, reason: String| ConfigFileError::Key {
+            path: path.to_path_buf(),
+            key,
+            reason,
+        };
+        let mut map: Map<String, Value> = match serde_json::from_str(text) {
             Ok(Value::Object(map)) => map,
             Ok(_) => return Err(syntax("the top level must be an object".into())),
             Err(e) => return Err(syntax(e.to_string())),
         };
+        let backend = map.remove("backend");
+        let mut keys: Vec<String> = map.keys().cloned().collect();
         // Key by key, so that an error names the key it is about (serde's own messages for a
         // wrong type do not).
         for (key, value) in &map {
+            if let Some((_, to)) = MOVED.iter().find(|(from, _)| from == key) {
+                return Err(key_error(
+                    key.clone(),
+                    format!(
+                        "the model's settings go under \"backend\" (the C ABI's engine JSON): \
+                         write {{\"backend\": {{\"{to}\": …}}}}"
+                    ),
+                ));
+            }
             let one = Map::from_iter([(key.clone(), value.clone())]);
             if let Err(e) = serde_json::from_value::<Self>(Value::Object(one)) {
-                return Err(ConfigFileError::Key {
-                    path: path.to_path_buf(),
-                    key: key.clone(),
-                    reason: e.to_string(),
-                });
+                return Err(key_error(key.clone(), e.to_string()));
             }
         }
-        serde_json::from_value(Value::Object(map)).map_err(|e| syntax(e.to_string()))
+        let mut file: Self =
+            serde_json::from_value(Value::Object(map)).map_err(|e| syntax(e.to_string()))?;
+        if let Some(value) = backend {
+            keys.extend(backend_keys(&value));
+            let config = BackendConfig::from_json(value.clone())
+                .map_err(|e| key_error(failing_key(&value, e.field), e.reason))?;
+            file.backend = Some(config);
+        }
+        file.keys = keys;
+        Ok(file)
     }
+
+    /// The key that set `field` (as [`crate::ConfigError::field`] names it) when the file set
+    /// it: a server setting's own name, or `backend.FIELD` (`backend.remote.FIELD`) for the
+    /// model's, for an error that blames the file.
+    pub fn key_of(&self, field: &str) -> Option<&str> {
+        self.keys.iter().map(String::as_str).find(|k| {
+            *k == field
+                || k.strip_prefix("backend.") == Some(field)
+                || k.strip_prefix("backend.remote.") == Some(field)
+        })
+    }
+}
+
+/// The key of `backend` that [`BackendConfig::from_json`] refused: the field it names, or, when
+/// it names only `backend` (a value serde could not read), the first key that fails alone.
+fn failing_key(value: &Value, field: &str) -> String {
+    if field != "backend" {
+        return format!("backend.{field}");
+    }
+    if let Value::Object(map) = value {
+        let kind = map.get("backend").cloned();
+        for (key, v) in map {
+            if key == "backend" || key == "remote" {
+                continue;
+            }
+            let mut one = Map::from_iter([(key.clone(), v.clone())]);
+            if let Some(kind) = &kind {
+                one.insert("backend".into(), kind.clone());
+            }
+            if BackendConfig::from_json(Value::Object(one)).is_err() {
+                return format!("backend.{key}");
+            }
+        }
+    }
+    "backend".into()
+}
+
+/// The keys a `backend` object sets as `backend.KEY`, `remote`'s own as `backend.remote.KEY`.
+fn backend_keys(value: &Value) -> Vec<String> {
+    let Value::Object(map) = value else {
+        return Vec::new();
+    };
+    let mut keys = Vec::new();
+    for (key, value) in map {
+        match (key.as_str(), value) {
+            ("remote", Value::Object(remote)) => {
+                keys.extend(remote.keys().map(|k| format!("backend.remote.{k}")))
+            }
+            _ => keys.push(format!("backend.{key}")),
+        }
+    }
+    keys
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     fn parse(text: &str) -> Result<ServeFile, ConfigFileError> {
         ServeFile::parse(text, Path::new("serve.json"))
     }
 
     #[test]
-    fn keys_read_as_flags() {
-        let f = parse(r#"{"port": 9000, "max_n": 4, "n_ctx": 2048, "url": ["http://a"]}"#).unwrap();
+    fn server_keys_read_as_flags_and_the_model_as_a_backend_config() {
+        let f = parse(
+            r#"{"port": 9000, "max_n": 4, "backend": {"model": "m.gguf", "n_ctx": 2048, "kv_layout": "streams"}}"#,
+        )
+        .unwrap();
         assert_eq!(f.port, Some(9000));
         assert_eq!(f.max_n, Some(4));
-        assert_eq!(f.ctx, Some(2048));
-        assert_eq!(f.url, Some(vec!["http://a".to_string()]));
+        let Some(BackendConfig::Llama(c)) = &f.backend else {
+            panic!("{f:?}")
+        };
+        assert_eq!(c.n_ctx, 2048);
+        assert_eq!(c.kv_layout, crate::lm::KvLayout::Streams);
+        assert_eq!(c.model, PathBuf::from("m.gguf"));
+        assert_eq!(f.key_of("n_ctx"), Some("backend.n_ctx"));
+        assert_eq!(f.key_of("max_n"), Some("max_n"));
+        assert_eq!(f.key_of("n_threads"), None);
+
+        let f = parse(r#"{"backend": {"backend": "remote", "remote": {"urls": ["http://a"]}}}"#)
+            .unwrap();
+        let Some(BackendConfig::Remote { remote }) = &f.backend else {
+            panic!("{f:?}")
+        };
+        assert_eq!(remote.urls, vec!["http://a".to_string()]);
+        assert_eq!(f.key_of("urls"), Some("backend.remote.urls"));
         assert_eq!(parse("{}").unwrap(), ServeFile::default());
+    }
+
+    #[test]
+    fn the_old_top_level_model_keys_say_where_they_went() {
+        for (key, to) in [("ctx", "n_ctx"), ("model", "model"), ("url", "remote.urls")] {
+            let e = parse(&format!(r#"{{"{key}": 1}}"#)).unwrap_err();
+            assert!(
+                matches!(&e, ConfigFileError::Key { key: k, .. } if k == key),
+                "{e:?}"
+            );
+            let msg = e.to_string();
+            assert!(msg.contains("backend") && msg.contains(to), "{msg}");
+        }
     }
 
     #[test]
@@ -156,19 +263,20 @@ mod tests {
             matches!(&e, ConfigFileError::Key { key, .. } if key == "max_n"),
             "{e:?}"
         );
-        let e = parse(r#"{"kv_layout": "paged"}"#).unwrap_err();
+        let e = parse(r#"{"backend": {"kv_layout": "paged"}}"#).unwrap_err();
         assert!(
-            matches!(&e, ConfigFileError::Key { key, .. } if key == "kv_layout"),
+            matches!(&e, ConfigFileError::Key { key, .. } if key == "backend.kv_layout"),
             "{e:?}"
         );
         assert!(e.to_string().contains("streams"), "{e}");
-        assert_eq!(
-            parse(r#"{"kv_layout": "streams"}"#).unwrap().kv_layout,
-            Some(crate::lm::KvLayout::Streams)
-        );
-        let e = parse(r#"{"url": "http://a"}"#).unwrap_err();
+        let e = parse(r#"{"backend": {"backend": "cloud"}}"#).unwrap_err();
         assert!(
-            matches!(&e, ConfigFileError::Key { key, .. } if key == "url"),
+            matches!(&e, ConfigFileError::Key { key, .. } if key == "backend"),
+            "{e:?}"
+        );
+        let e = parse(r#"{"backend": {"model": "m.gguf", "remote": {}}}"#).unwrap_err();
+        assert!(
+            matches!(&e, ConfigFileError::Key { key, .. } if key == "backend.remote"),
             "{e:?}"
         );
 

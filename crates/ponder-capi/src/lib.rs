@@ -137,6 +137,41 @@ pub struct ponder_usage {
     pub kv_copy_bytes: u64,
 }
 
+impl From<&ponder::Usage> for ponder_usage {
+    fn from(u: &ponder::Usage) -> Self {
+        // Every counter of `Usage`, by name: a field added there fails to compile here until it
+        // is appended to this struct (and so to the header) too.
+        let ponder::Usage {
+            prompt_tokens,
+            prefill_tokens,
+            generated_tokens,
+            decoded_tokens,
+            reused_tokens,
+            recomputed_tokens,
+            forward_passes,
+            parked,
+            reactivated,
+            kv_copies,
+            kv_copy_bytes,
+            wall_ms,
+        } = *u;
+        Self {
+            prompt_tokens,
+            prefill_tokens,
+            generated_tokens,
+            decoded_tokens,
+            reused_tokens,
+            recomputed_tokens,
+            forward_passes,
+            wall_ms,
+            parked,
+            reactivated,
+            kv_copies,
+            kv_copy_bytes,
+        }
+    }
+}
+
 /// The library's version, e.g. `"0.1.0"` (static, NUL-terminated).
 #[no_mangle]
 pub extern "C" fn ponder_version() -> *const c_char {
@@ -620,23 +655,7 @@ pub unsafe extern "C" fn ponder_outcome_usage(
 ) -> ponder_status {
     boundary(|| match (unsafe { outcome.as_ref() }, out.is_null()) {
         (Some(o), false) => {
-            let u = o.outcome.usage;
-            unsafe {
-                *out = ponder_usage {
-                    prompt_tokens: u.prompt_tokens,
-                    prefill_tokens: u.prefill_tokens,
-                    generated_tokens: u.generated_tokens,
-                    decoded_tokens: u.decoded_tokens,
-                    reused_tokens: u.reused_tokens,
-                    recomputed_tokens: u.recomputed_tokens,
-                    forward_passes: u.forward_passes,
-                    wall_ms: u.wall_ms,
-                    parked: u.parked,
-                    reactivated: u.reactivated,
-                    kv_copies: u.kv_copies,
-                    kv_copy_bytes: u.kv_copy_bytes,
-                }
-            };
+            unsafe { *out = ponder_usage::from(&o.outcome.usage) };
             ponder_status::Ok
         }
         _ => fail(ponder_status::NullArgument, "outcome or out is NULL"),

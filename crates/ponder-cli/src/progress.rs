@@ -8,19 +8,18 @@ use indicatif::{ProgressBar, ProgressStyle};
 use ponder::strategy::{Event, StrategyConfig};
 use ponder::BackendConfig;
 
-use crate::flags::ModelArgs;
 use crate::render;
 
 /// Prints the opening line of `command`: the model, the context size, the threads and the
 /// strategy, with a hint when every core is asked for (a second job on the same CPU slows both
 /// down many-fold).
-pub fn opening(command: &str, model: &ModelArgs, strategy: Option<&StrategyConfig>) {
+pub fn opening(command: &str, model: &BackendConfig, strategy: Option<&StrategyConfig>) {
     eprintln!("{}", opening_line(command, model, strategy));
 }
 
-fn opening_line(command: &str, model: &ModelArgs, strategy: Option<&StrategyConfig>) -> String {
+fn opening_line(command: &str, model: &BackendConfig, strategy: Option<&StrategyConfig>) -> String {
     let mut parts = Vec::new();
-    match model.config() {
+    match model {
         BackendConfig::Llama(c) => {
             parts.push(format!("model {}", c.model.display()));
             let s = c.options().1.sizing();

@@ -25,44 +25,9 @@ struct SampleOut<'a> {
 }
 
 #[derive(Serialize)]
-struct UsageOut {
-    prompt_tokens: u64,
-    prefill_tokens: u64,
-    generated_tokens: u64,
-    decoded_tokens: u64,
-    reused_tokens: u64,
-    recomputed_tokens: u64,
-    forward_passes: u64,
-    parked: u64,
-    reactivated: u64,
-    kv_copies: u64,
-    kv_copy_bytes: u64,
-    wall_ms: u64,
-}
-
-impl From<&Usage> for UsageOut {
-    fn from(u: &Usage) -> Self {
-        Self {
-            prompt_tokens: u.prompt_tokens,
-            prefill_tokens: u.prefill_tokens,
-            generated_tokens: u.generated_tokens,
-            decoded_tokens: u.decoded_tokens,
-            reused_tokens: u.reused_tokens,
-            recomputed_tokens: u.recomputed_tokens,
-            forward_passes: u.forward_passes,
-            parked: u.parked,
-            reactivated: u.reactivated,
-            kv_copies: u.kv_copies,
-            kv_copy_bytes: u.kv_copy_bytes,
-            wall_ms: u.wall_ms,
-        }
-    }
-}
-
-#[derive(Serialize)]
 struct GenerateOut<'a> {
     samples: Vec<SampleOut<'a>>,
-    usage: UsageOut,
+    usage: &'a Usage,
 }
 
 /// `generate`'s samples and usage.
@@ -78,7 +43,7 @@ pub fn generations(generations: &[Generation], usage: &Usage, as_json: bool) {
                     finish: &g.finish,
                 })
                 .collect(),
-            usage: usage.into(),
+            usage,
         });
         return;
     }
@@ -222,8 +187,13 @@ pub fn outcome(o: &Outcome) {
     } else {
         String::new()
     };
+    let parked = if u.parked > 0 {
+        format!(" · {} parked ({} brought back)", u.parked, u.reactivated)
+    } else {
+        String::new()
+    };
     println!(
-        "usage: prompt {} · prefill {} · generated {} · decoded {} · reused {} · recomputed {} · {} forward passes{copies} · {:.2} s",
+        "usage: prompt {} · prefill {} · generated {} · decoded {} · reused {} · recomputed {} · {} forward passes{copies}{parked} · {:.2} s",
         u.prompt_tokens,
         u.prefill_tokens,
         u.generated_tokens,

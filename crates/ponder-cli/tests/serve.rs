@@ -229,7 +229,17 @@ fn a_config_file_sets_what_no_flag_gives_and_its_errors_name_file_and_key() {
         ("unknown.json", r#"{"max_qeue": 3}"#, "max_qeue"),
         ("type.json", r#"{"max_n": "two"}"#, "max_n"),
         ("range.json", r#"{"max_queue": 0}"#, "max_queue"),
-        ("range-ctx.json", r#"{"n_seq_max": 999}"#, "n_seq_max"),
+        (
+            "range-ctx.json",
+            r#"{"backend": {"n_seq_max": 999}}"#,
+            "backend.n_seq_max",
+        ),
+        (
+            "layout.json",
+            r#"{"backend": {"kv_layout": 1}}"#,
+            "backend.kv_layout",
+        ),
+        ("moved.json", r#"{"ctx": 2048}"#, "ctx"),
     ] {
         let path = write(name, text);
         let out = common::ponder_command()
@@ -254,12 +264,12 @@ fn a_config_file_sets_what_no_flag_gives_and_its_errors_name_file_and_key() {
         "{err}"
     );
 
-    // The file gives the key, the queue, the caps and the sequences; the flags Serve::start
-    // passes (--ctx 4096, --model-name smol) win over the file's.
+    // The file gives the key, the queue, the caps and (under `backend`) the sequences; the
+    // flags Serve::start passes (--ctx 4096, --model-name smol) win over the file's.
     let path = write(
         "serve.json",
         &format!(
-            r#"{{"api_key": "{KEY}", "max_queue": 3, "max_n": 2, "n_seq_max": 8, "ctx": 2048, "model_name": "from-file"}}"#
+            r#"{{"api_key": "{KEY}", "max_queue": 3, "max_n": 2, "backend": {{"n_seq_max": 8, "n_ctx": 2048}}, "model_name": "from-file"}}"#
         ),
     );
     let s = Serve::start(&["--config", &path]);

@@ -48,7 +48,7 @@ pub fn exec(args: &Args) -> ponder::Result<()> {
     }
     let model = args.model.for_workload(&strategy, args.workers);
     model.check()?;
-    progress::opening("eval", &model, Some(&strategy));
+    progress::opening("eval", &model.config(), Some(&strategy));
     let engine = model.engine()?;
     let report = eval::run(
         &engine,

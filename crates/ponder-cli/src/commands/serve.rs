@@ -3,11 +3,13 @@
 use std::path::PathBuf;
 
 use clap::parser::ValueSource;
-use clap::{ArgMatches, ValueEnum};
+use clap::ArgMatches;
+use ponder::backend::BackendConfig;
 use ponder::serve::ServeFile;
 use ponder::{ConfigError, ConfigFileError};
 
 use crate::flags::choice::BackendKind;
+use crate::flags::model::BACKEND_FLAGS;
 use crate::flags::ModelArgs;
 use crate::progress;
 
@@ -49,45 +51,22 @@ pub struct Args {
     #[arg(long)]
     model_name: Option<String>,
     /// A JSON file of settings: an object whose keys are this command's long flags with `_`
-    /// for `-` (host, port, api_key, max_queue, max_n, …, model, ctx, threads, n_seq_max, kv_layout,
-    /// url as a list, …). A flag or environment variable given wins over the file.
+    /// for `-` (host, port, api_key, max_queue, max_n, …, model_name) and `backend`, the model's
+    /// settings as the C ABI's engine JSON ({"model": "x.gguf", "n_ctx": 8192, …}). A flag or
+    /// environment variable given wins over the file.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
 }
 
-/// The keys of a `--config` file in effect: those its file sets and no flag overrides.
-struct FileKeys {
-    path: PathBuf,
-    keys: Vec<&'static str>,
-}
-
-impl FileKeys {
-    /// `e` as an error of the file when the setting it names came from the file.
-    fn blame(&self, e: ConfigError) -> ponder::Error {
-        let key = match e.field {
-            "n_ctx" => "ctx",
-            "n_threads" => "threads",
-            "urls" => "url",
-            other => other,
-        };
-        if self.keys.contains(&key) {
-            ConfigFileError::Key {
-                path: self.path.clone(),
-                key: key.to_string(),
-                reason: e.reason,
-            }
-            .into()
-        } else {
-            e.into()
-        }
-    }
-}
-
-/// `args` with the settings of its `--config` file under them: each key of the file applies
-/// where its flag (or environment variable) was not given.
-fn with_config_file(args: &Args, matches: &ArgMatches) -> ponder::Result<(Args, Option<FileKeys>)> {
+/// `args` with the server settings of its `--config` file under them (each key applies where
+/// its flag or environment variable was not given), the backend (the file's `backend` with the
+/// backend flags given set over it, or the flags' own), and the file.
+fn with_config_file(
+    args: &Args,
+    matches: &ArgMatches,
+) -> ponder::Result<(Args, BackendConfig, Option<ServeFile>)> {
     let Some(path) = &args.config else {
-        return Ok((args.clone(), None));
+        return Ok((args.clone(), args.model.config(), None));
     };
     let file = ServeFile::load(path)?;
     let given = |id: &str| {
@@ -97,83 +76,82 @@ fn with_config_file(args: &Args, matches: &ArgMatches) -> ponder::Result<(Args, 
         )
     };
     let mut a = args.clone();
-    let mut keys = Vec::new();
-    // (file key, clap argument id, field to set)
     macro_rules! take {
-        ($key:ident, $id:literal, $field:expr, $wrap:expr) => {
+        ($key:ident, $field:expr, $wrap:expr) => {
             if let Some(v) = file.$key.clone() {
-                if !given($id) {
+                if !given(stringify!($key)) {
                     $field = $wrap(v);
-                    keys.push(stringify!($key));
                 }
             }
         };
-        ($key:ident, $id:literal, $field:expr) => {
-            take!($key, $id, $field, std::convert::identity)
+        ($key:ident, $field:expr) => {
+            take!($key, $field, std::convert::identity)
         };
     }
-    take!(host, "host", a.host);
-    take!(port, "port", a.port);
-    take!(api_key, "api_key", a.api_key, Some);
-    take!(max_queue, "max_queue", a.max_queue);
-    take!(max_body_bytes, "max_body_bytes", a.max_body_bytes);
-    take!(max_n, "max_n", a.max_n);
-    take!(max_tokens, "max_tokens", a.max_tokens);
-    take!(max_budget_tokens, "max_budget_tokens", a.max_budget_tokens);
-    take!(max_solve_seconds, "max_solve_seconds", a.max_solve_seconds);
-    take!(grace_seconds, "grace_seconds", a.grace_seconds);
-    take!(model_name, "model_name", a.model_name, Some);
-    if let Some(name) = &file.backend {
-        if !given("backend") {
-            a.model.backend =
-                BackendKind::from_str(name, false).map_err(|_| ConfigFileError::Key {
-                    path: path.clone(),
-                    key: "backend".into(),
-                    reason: format!("unknown backend {name:?}; use llama or remote"),
-                })?;
-            keys.push("backend");
+    take!(host, a.host);
+    take!(port, a.port);
+    take!(api_key, a.api_key, Some);
+    take!(max_queue, a.max_queue);
+    take!(max_body_bytes, a.max_body_bytes);
+    take!(max_n, a.max_n);
+    take!(max_tokens, a.max_tokens);
+    take!(max_budget_tokens, a.max_budget_tokens);
+    take!(max_solve_seconds, a.max_solve_seconds);
+    take!(grace_seconds, a.grace_seconds);
+    take!(model_name, a.model_name, Some);
+    let backend = match &file.backend {
+        Some(base) => {
+            if !given("backend") {
+                a.model.backend = match base {
+                    BackendConfig::Llama(_) => BackendKind::Llama,
+                    BackendConfig::Remote { .. } => BackendKind::Remote,
+                };
+            }
+            a.model.over(base, given)?
         }
-    }
-    take!(model, "model", a.model.model);
-    take!(n_gpu_layers, "n_gpu_layers", a.model.n_gpu_layers);
-    take!(ctx, "n_ctx", a.model.n_ctx, Some);
-    take!(threads, "threads", a.model.threads);
-    take!(n_seq_max, "n_seq_max", a.model.n_seq_max);
-    take!(kv_layout, "kv_layout", a.model.kv_layout);
-    take!(deterministic, "deterministic", a.model.deterministic);
-    take!(url, "urls", a.model.urls);
-    take!(served_model, "served_model", a.model.served_model, Some);
-    take!(max_in_flight, "max_in_flight", a.model.max_in_flight);
-    take!(timeout_ms, "timeout_ms", a.model.timeout_ms);
-    take!(attempts, "attempts", a.model.attempts);
-    take!(tokenizer, "tokenizer", a.model.tokenizer, Some);
-    Ok((
-        a,
-        Some(FileKeys {
-            path: path.clone(),
-            keys,
-        }),
-    ))
+        None => a.model.config(),
+    };
+    Ok((a, backend, Some(file)))
 }
 
 /// Serves the API until SIGINT or SIGTERM; `matches` says which flags were given, for --config.
 pub fn exec(args: &Args, matches: &ArgMatches) -> ponder::Result<()> {
-    let (args, file) = with_config_file(args, matches)?;
-    let blame = |e: ConfigError| match &file {
-        Some(f) => f.blame(e),
-        None => e.into(),
+    let (args, backend, file) = with_config_file(args, matches)?;
+    // An invalid setting the file made (and no flag overrode) is the file's error.
+    let given = |id: &str| {
+        matches!(
+            matches.value_source(id),
+            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+        )
+    };
+    let blame = |e: ConfigError| -> ponder::Error {
+        let flag_given = given(e.field)
+            || BACKEND_FLAGS
+                .iter()
+                .any(|(id, key)| key.trim_start_matches("remote.") == e.field && given(id));
+        let key = file
+            .as_ref()
+            .filter(|_| !flag_given)
+            .and_then(|f| f.key_of(e.field));
+        match key {
+            Some(key) => ConfigFileError::Key {
+                path: args.config.clone().unwrap_or_default(),
+                key: key.to_string(),
+                reason: e.reason,
+            }
+            .into(),
+            None => e.into(),
+        }
     };
     let model_name = args.model_name.clone().unwrap_or_else(|| {
-        args.model
-            .served_model
-            .clone()
-            .or_else(|| {
-                (args.model.backend == BackendKind::Llama)
-                    .then(|| args.model.model.file_stem())
-                    .flatten()
-                    .map(|s| s.to_string_lossy().into_owned())
-            })
-            .unwrap_or_else(|| "ponder".into())
+        match &backend {
+            BackendConfig::Llama(c) => c
+                .model
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned()),
+            BackendConfig::Remote { remote } => remote.model.clone(),
+        }
+        .unwrap_or_else(|| "ponder".into())
     });
     let options = ponder::serve::ServeOptions {
         host: args.host.clone(),
@@ -191,11 +169,8 @@ pub fn exec(args: &Args, matches: &ArgMatches) -> ponder::Result<()> {
     // Refuse a bad bind or context setting before the (slow) model load.
     options.bind_address().map_err(blame)?;
     args.model.check().map_err(blame)?;
-    progress::opening("serve", &args.model, None);
-    let engine = args.model.engine().map_err(|e| match e {
-        ponder::Error::Config(e) => blame(e),
-        ponder::Error::Load(ponder::LoadError::Config(e)) => blame(e),
-        e => e,
-    })?;
+    backend.validate().map_err(blame)?;
+    progress::opening("serve", &backend, None);
+    let engine = crate::flags::model::open(&backend)?.into_engine();
     ponder::serve::serve(engine, options)
 }

@@ -57,7 +57,7 @@ pub fn exec(args: &Args) -> ponder::Result<()> {
     }
     let model = args.model.for_workload(&strategy, 1);
     model.check()?;
-    progress::opening("solve", &model, Some(&strategy));
+    progress::opening("solve", &model.config(), Some(&strategy));
     let engine = model.engine()?;
     let mut progress = progress::SolveProgress::new();
     let outcome = engine.solve_with(&problem, &strategy, &mut |event| {

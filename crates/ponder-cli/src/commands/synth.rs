@@ -158,7 +158,7 @@ fn run(args: &Args) -> ponder::Result<Option<String>> {
     }
     let model_args = args.model.for_workload(&config.strategy, args.workers);
     model_args.check()?;
-    progress::opening("synth", &model_args, Some(&config.strategy));
+    progress::opening("synth", &model_args.config(), Some(&config.strategy));
     let (engine, model) = model_args.engine_and_id()?;
     let progress = progress::Batch::new(
         problems.len(),

@@ -3,7 +3,7 @@
 //! value enums of every choice ([`choice`]).
 
 pub mod choice;
-mod model;
+pub mod model;
 mod strategy;
 
 pub use model::{no_gpu_reason, ModelArgs};

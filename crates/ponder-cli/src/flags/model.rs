@@ -105,6 +105,39 @@ impl ModelArgs {
         }
     }
 
+    /// `base` (a settings file's backend) with each backend flag that `given` says was given
+    /// on the command line set over it, through [`BACKEND_FLAGS`]. `--backend`, when given,
+    /// picks the backend; otherwise `base`'s kind stands and the flags of that kind apply.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] from reading the result back (a flag value the backend refuses).
+    pub fn over(
+        &self,
+        base: &BackendConfig,
+        given: impl Fn(&str) -> bool,
+    ) -> Result<BackendConfig, ConfigError> {
+        let mut flags = self.clone();
+        if !given("backend") {
+            flags.backend = kind_of(base);
+        }
+        if flags.backend != kind_of(base) {
+            return Ok(flags.config());
+        }
+        let to_json = |c: &BackendConfig| serde_json::to_value(c).expect("plain data");
+        let (mut out, from) = (to_json(base), to_json(&flags.config()));
+        for (id, key) in BACKEND_FLAGS {
+            let remote_key = key.strip_prefix("remote.");
+            if !given(id) || remote_key.is_some() != (flags.backend == BackendKind::Remote) {
+                continue;
+            }
+            let pointer = format!("/{}", key.replace('.', "/"));
+            if let (Some(to), Some(v)) = (out.pointer_mut(&pointer), from.pointer(&pointer)) {
+                *to = v.clone();
+            }
+        }
+        BackendConfig::from_json(out)
+    }
+
     /// These flags with `--kv-layout auto` resolved for the work at hand when no size was
     /// given: `unified` for a tree search (MCTS, beam) run one solve at a time, the library's
     /// `auto` (`streams`) for everything else. Measured (`make bench-layouts`): a lone tree
@@ -165,18 +198,7 @@ impl ModelArgs {
     /// to the servers.
     pub fn open(&self) -> ponder::Result<Backend> {
         self.check()?;
-        if self.backend == BackendKind::Llama
-            && self.n_gpu_layers > 0
-            && !ponder::devices()?.iter().any(|d| d.is_gpu())
-        {
-            eprintln!(
-                "warning: --n-gpu-layers {} has no effect: {}; the model runs on the CPU \
-                 (`ponder devices` lists what llama.cpp found)",
-                self.n_gpu_layers,
-                no_gpu_reason()
-            );
-        }
-        self.config().open()
+        open(&self.config())
     }
 
     /// One engine on the opened backend.
@@ -195,6 +217,51 @@ impl ModelArgs {
             .map_err(|e| ponder::Error::io("read", &self.model, e))?;
         Ok((backend.into_engine(), id))
     }
+}
+
+/// Each backend flag (clap's id) and the [`BackendConfig`] key it sets (the remote backend's
+/// under `remote.`): how the flags map onto the one configuration the C ABI and serve's
+/// settings file also read.
+pub const BACKEND_FLAGS: &[(&str, &str)] = &[
+    ("model", "model"),
+    ("n_gpu_layers", "n_gpu_layers"),
+    ("kv_layout", "kv_layout"),
+    ("n_ctx", "n_ctx"),
+    ("threads", "n_threads"),
+    ("n_seq_max", "n_seq_max"),
+    ("deterministic", "deterministic"),
+    ("max_seqs_per_solve", "max_seqs_per_solve"),
+    ("max_cells_per_solve", "max_cells_per_solve"),
+    ("urls", "remote.urls"),
+    ("served_model", "remote.model"),
+    ("max_in_flight", "remote.max_in_flight"),
+    ("timeout_ms", "remote.timeout_ms"),
+    ("attempts", "remote.attempts"),
+    ("n_ctx", "remote.n_ctx"),
+    ("tokenizer", "remote.tokenizer"),
+];
+
+fn kind_of(config: &BackendConfig) -> BackendKind {
+    match config {
+        BackendConfig::Llama(_) => BackendKind::Llama,
+        BackendConfig::Remote { .. } => BackendKind::Remote,
+    }
+}
+
+/// Warns when GPU layers are asked of a build or machine without a GPU, then opens the
+/// backend.
+pub fn open(config: &BackendConfig) -> ponder::Result<Backend> {
+    if let BackendConfig::Llama(c) = config {
+        if c.n_gpu_layers > 0 && !ponder::devices()?.iter().any(|d| d.is_gpu()) {
+            eprintln!(
+                "warning: --n-gpu-layers {} has no effect: {}; the model runs on the CPU \
+                 (`ponder devices` lists what llama.cpp found)",
+                c.n_gpu_layers,
+                no_gpu_reason()
+            );
+        }
+    }
+    config.open()
 }
 
 /// Why [`ponder::devices`] lists no GPU.
