@@ -12,7 +12,7 @@ REASONER ?= models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf
 DEMO_N ?= 4
 DEMO_PROMPT ?= A farmer has 15 sheep. He buys 8 more and then sells 6. How many sheep does he have now?
 
-.PHONY: docs all setup model reasoner reasoner-large test-models server pyenv trlenv self-train build cuda demo test check lint doc bench bench-remote bench-concurrent bench-layouts bench-serve fuzz clean install install-files
+.PHONY: docs all setup model reasoner reasoner-large test-models server pyenv trlenv self-train build cuda demo test features check lint doc bench bench-remote bench-concurrent bench-layouts bench-serve fuzz clean install install-files
 
 all: build
 
@@ -79,8 +79,18 @@ test: test-models server pyenv trlenv
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --release --workspace --no-deps
 	bash scripts/check-docs.sh
 	bash scripts/setup-docs.sh ci
+	$(MAKE) --no-print-directory features
 	$(CARGO) build --release --workspace
 	$(CARGO) test --release --workspace
+
+# The library on its own, as an embedder builds it: with no features and with each feature
+# alone, warnings denied (a build of the library crate, not a test run; dependencies keep their
+# build, so each takes about as long as compiling ponder once).
+features:
+	for f in "" remote serve bench; do \
+	  echo "library with features: $${f:-none}"; \
+	  $(CARGO) rustc --release -p ponder --lib --no-default-features $${f:+--features $$f} -- -D warnings || exit 1; \
+	done
 
 # The guide (docs/src, an mdBook) into target/book/: names and links checked against the code,
 # then built with a pinned mdbook installed once into target/tools/. `make test` builds it only

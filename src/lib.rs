@@ -17,12 +17,29 @@
 //! - [`Engine`]: a loaded model (or a connection to servers) serving concurrent solves;
 //!   [`Engine::solve`] runs a strategy on a [`Problem`] and returns an [`Outcome`] with every
 //!   candidate and its scores.
-//! - [`eval`]: the dataset runner behind `ponder eval`; [`bench`](mod@bench): the strategy ladder behind
-//!   `ponder bench` (report and test-time-scaling plot).
+//! - [`eval`]: the dataset runner behind `ponder eval`; `bench` (feature `bench`): the strategy
+//!   ladder behind `ponder bench` (report and test-time-scaling plot).
 //! - [`trace`]: every solve as a [`Trace`](trace::Trace) and its exports to training records;
 //!   [`synth`]: the resumable dataset runner behind `ponder synth`.
-//! - [`serve`](mod@serve): `ponder serve`, an OpenAI-compatible server whose model names pick searches.
+//! - `serve` (feature `serve`): `ponder serve`, an OpenAI-compatible server whose model names
+//!   pick searches.
 //! - [`error`]: typed errors whose messages say what to do.
+//!
+//! # Features
+//!
+//! Without features the crate is the embeddable core: the in-process engine, the strategies,
+//! rewards, traces and exports, synth and eval, built on llama.cpp, serde and little else. The
+//! apps are opt-in:
+//!
+//! | feature | adds | pulls in |
+//! |---|---|---|
+//! | `remote` | the remote backend ([`RemoteLm`], `BackendConfig::Remote`) | ureq, url, tokenizers |
+//! | `serve` | `ponder::serve`, the OpenAI-compatible server (implies `remote`) | tokio, axum |
+//! | `bench` | `ponder::bench`, ladders of strategies with plots | plotters |
+//! | `cuda`, `vulkan`, `metal` | GPU offload in llama.cpp | the GPU toolkit |
+//!
+//! The CLI (`ponder-cli`) turns on `remote`, `serve` and `bench`; the C ABI (`ponder-capi`)
+//! turns on `remote`.
 //!
 //! The guide — each strategy with its measured numbers, the engine's cache, traces and exports,
 //! the CLI, the server, the C ABI — is the mdBook in `docs/src/` of the repository (`make docs`
@@ -54,6 +71,7 @@
 #![warn(missing_docs)]
 
 pub mod backend;
+#[cfg(feature = "bench")]
 pub mod bench;
 pub mod engine;
 pub mod error;
@@ -61,6 +79,7 @@ pub mod eval;
 pub mod lm;
 pub mod metrics;
 pub mod reward;
+#[cfg(feature = "serve")]
 pub mod serve;
 pub mod strategy;
 pub mod synth;
