@@ -24,9 +24,10 @@ use std::sync::Arc;
 
 use llama_cpp_2::token::LlamaToken;
 
-use super::{Branch, Decoded, LlamaLm, Pending};
+use super::sample::Sample;
+use super::{Decoded, LlamaLm, Pending};
 use crate::error::DecodeError;
-use crate::lm::sampler::{self, Rng};
+use crate::lm::sampler;
 use crate::lm::{FinishReason, GenRequest, Generation, Interrupt, TokenId, TokenLogprob};
 
 /// Who made a node or a job: 0 for a plain [`LlamaLm`]'s caller, one number per solve handle of a
@@ -167,16 +168,6 @@ impl Need {
     fn result(&self) -> Vec<Arc<[f32]>> {
         self.ids.iter().map(|i| self.found[i].clone()).collect()
     }
-}
-
-/// The branches of a generate call once their parents' logits are known.
-pub(super) struct Sample {
-    parent_logits: Vec<Arc<[f32]>>,
-    branches: Vec<Branch>,
-    /// Not yet admitted, or sent back to wait; `started` tells which.
-    queue: VecDeque<usize>,
-    active: Vec<usize>,
-    started: Vec<bool>,
 }
 
 pub(super) enum Work {
@@ -485,123 +476,6 @@ impl Work {
                 queue.clear();
             }
         }
-    }
-}
-
-impl Sample {
-    fn new(
-        lm: &mut LlamaLm,
-        requests: &[GenRequest],
-        parents: &[u32],
-        parent_logits: Vec<Arc<[f32]>>,
-        top: Option<usize>,
-    ) -> Self {
-        let branches: Vec<Branch> = requests
-            .iter()
-            .zip(parents)
-            .map(|(r, &p)| {
-                let data = lm.child_of(p, &[], true);
-                let node = lm.insert(data).index;
-                Branch {
-                    node,
-                    rng: Rng::new(r.sampling.seed),
-                    bytes: Vec::new(),
-                    logprob: 0.0,
-                    count: 0,
-                    finish: None,
-                    confidence: Vec::new(),
-                    certainty: Vec::new(),
-                    entropy: Vec::new(),
-                    top,
-                    token_logprobs: Vec::new(),
-                }
-            })
-            .collect();
-        Self {
-            parent_logits,
-            queue: (0..branches.len()).collect(),
-            started: vec![false; branches.len()],
-            branches,
-            active: Vec::new(),
-        }
-    }
-
-    fn plan(
-        &mut self,
-        lm: &mut LlamaLm,
-        requests: &[GenRequest],
-        room: usize,
-        out: &mut Vec<Pending>,
-    ) -> Result<(), DecodeError> {
-        let mut scratch = std::mem::take(&mut lm.scratch);
-        let result: Result<(), DecodeError> = (|| {
-            // Branches already decoding keep their sequences (after a failed step they may need
-            // their last token again).
-            for &b in &self.active {
-                let node = self.branches[b].node;
-                lm.pin(node);
-                lm.attach(node)?;
-                let len = lm.data(node).tokens.len();
-                lm.truncate_kv(node, len - 1);
-            }
-            let mut admitted = 0;
-            while admitted < room {
-                let Some(b) = self.queue.pop_front() else {
-                    break;
-                };
-                let node = self.branches[b].node;
-                lm.pin(node);
-                lm.attach(node)?;
-                if self.started[b] {
-                    let len = lm.data(node).tokens.len();
-                    lm.truncate_kv(node, len - 1);
-                } else {
-                    self.started[b] = true;
-                    lm.advance(
-                        &mut self.branches[b],
-                        &requests[b],
-                        &self.parent_logits[b],
-                        &mut scratch,
-                    );
-                }
-                if lm.data(node).kv_len < lm.data(node).tokens.len() {
-                    self.active.push(b);
-                    admitted += 1;
-                } else {
-                    // Nothing to decode: the parent already fills the context.
-                    lm.store_logits(node, self.parent_logits[b].clone());
-                    lm.data_mut(node).pinned = false;
-                }
-            }
-            Ok(())
-        })();
-        lm.scratch = scratch;
-        result?;
-        out.extend(self.active.iter().map(|&b| Pending {
-            node: self.branches[b].node,
-            logprobs_from: None,
-            top: 0,
-        }));
-        Ok(())
-    }
-
-    fn absorb(&mut self, lm: &mut LlamaLm, requests: &[GenRequest], decoded: Vec<Decoded>) {
-        let mut scratch = std::mem::take(&mut lm.scratch);
-        let mut still = Vec::with_capacity(self.active.len());
-        for (&b, d) in self.active.iter().zip(decoded) {
-            let node = self.branches[b].node;
-            if self.branches[b].finish.is_none() {
-                lm.advance(&mut self.branches[b], &requests[b], &d.last, &mut scratch);
-            }
-            if lm.data(node).kv_len < lm.data(node).tokens.len() {
-                still.push(b);
-            } else {
-                lm.store_logits(node, d.last);
-                lm.data_mut(node).pinned = false;
-            }
-        }
-        self.active = still;
-        lm.scratch = scratch;
     }
 }
 

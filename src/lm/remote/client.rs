@@ -37,7 +37,6 @@ impl Server {
     }
 }
 
-
 /// What one server has been sent so far: see [`RemoteLm::server_stats`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerStats {
@@ -165,7 +164,12 @@ impl Client {
             .unwrap_or(0)
     }
 
-    pub(super) fn once(&self, server: usize, path: &str, body: Option<&Value>) -> Result<Value, Failure> {
+    pub(super) fn once(
+        &self,
+        server: usize,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, Failure> {
         let s = &self.servers[server];
         let url = format!("{}{path}", s.url);
         let mut req = match body {
@@ -315,7 +319,10 @@ impl Client {
     }
 }
 
-pub(super) fn sleep_unless(wait: Duration, interrupt: Option<&Interrupt>) -> Result<(), DecodeError> {
+pub(super) fn sleep_unless(
+    wait: Duration,
+    interrupt: Option<&Interrupt>,
+) -> Result<(), DecodeError> {
     let end = Instant::now() + wait;
     while Instant::now() < end {
         if interrupt.is_some_and(|i| i()) {
@@ -432,5 +439,4 @@ mod tests {
         );
         assert_eq!(server_message("<html>bad gateway"), "<html>bad gateway");
     }
-
 }

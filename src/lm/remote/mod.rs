@@ -786,7 +786,6 @@ impl Lm for RemoteLm {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -164,5 +164,4 @@ mod tests {
         o.attempts = 0;
         assert_eq!(o.validate().unwrap_err().field, "attempts");
     }
-
 }

@@ -250,5 +250,4 @@ mod tests {
         let top = top_logprobs(&json!({"choices": [{"logprobs": llama}]})).unwrap();
         assert_eq!(top.get(&5), Some(&-0.5));
     }
-
 }
