@@ -114,7 +114,7 @@ impl Engine {
     /// # Errors
     /// As [`Model::load`] and [`Model::session`].
     pub fn load(model: &ModelOptions, context: &ContextOptions) -> Result<Self, Error> {
-        context.validate().map_err(crate::LoadError::from)?;
+        context.validate()?;
         let lm = Model::load(model)?.session(context)?;
         Ok(Self::from_lm(lm))
     }
@@ -168,8 +168,7 @@ impl Engine {
     /// stops within one forward pass: a tree search (MCTS, beam) that had begun returns the best
     /// of what it had found, its tree's stop reason
     /// [`StopReason::Cancelled`](crate::strategy::StopReason); the other strategies, and any
-    /// solve cancelled before it got the engine, return
-    /// [`DecodeError::Cancelled`](crate::DecodeError::Cancelled). The [`Event::Candidate`] and
+    /// solve cancelled before it got the engine, return [`Error::Cancelled`]. The [`Event::Candidate`] and
     /// [`Event::Done`] events come after the search has finished: a [`Flow::Stop`] returned for
     /// them stops further events but never discards the finished outcome.
     ///
@@ -214,7 +213,7 @@ impl Engine {
         let _serial = self.serial.as_ref().map(Mutex::lock);
         let run = |lm: &mut dyn Lm, observer: &mut Observer<'_>| {
             if interrupt() {
-                return Err(crate::DecodeError::Cancelled.into());
+                return Err(Error::Cancelled);
             }
             // A solve alone starts from an empty cache, as in a fresh process: the same problem,
             // strategy and seeds give the same outcome whatever was solved before.
@@ -225,7 +224,7 @@ impl Engine {
             // A cancellation noticed by the model surfaces as a model error of the strategy; say
             // it plainly.
             match result {
-                Err(_) if interrupt() => Err(crate::DecodeError::Cancelled.into()),
+                Err(_) if interrupt() => Err(Error::Cancelled),
                 other => other,
             }
         };

@@ -87,7 +87,10 @@ pub mod trace;
 
 pub use backend::{Backend, BackendConfig, ModelId};
 pub use engine::{CancelToken, Engine};
-pub use error::{ConfigError, ConfigFileError, DecodeError, Error, LoadError, Result};
+pub use error::{
+    ConfigError, ConfigFileError, DecodeError, Error, IoError, LoadError, RemoteError, Result,
+    TokenizerError,
+};
 pub use lm::llama::{
     devices, ContextOptions, Device, KvLayout, LlamaLm, Model, ModelOptions, Sizing,
 };

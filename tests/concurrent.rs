@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use ponder::lm::{ContextOptions, KvLayout};
 use ponder::strategy::{Event, Flow, Limit, Outcome, Problem, StopReason, StrategyConfig};
-use ponder::{CancelToken, DecodeError, Engine, Error};
+use ponder::{CancelToken, Engine, Error};
 
 use common::serial;
 
@@ -301,7 +301,7 @@ fn a_cancel_a_panic_and_a_budget_stay_with_their_own_solve() {
         format!("{:?}", StopReason::Cancelled)
     );
     match results.next().unwrap().unwrap() {
-        Err(Error::Decode(DecodeError::Cancelled)) => {}
+        Err(Error::Cancelled) => {}
         other => panic!("solve 1 was cancelled by its token: {other:?}"),
     }
     assert!(

@@ -9,7 +9,7 @@ use ponder::lm::{
     ContextOptions, FinishReason, GenRequest, KvLayout, LlamaLm, Lm, Message, Model, ModelOptions,
     SamplingParams,
 };
-use ponder::{ConfigError, DecodeError, LoadError};
+use ponder::{DecodeError, Error, LoadError};
 
 const QUESTION: &str = "Tom has 3 apples and buys 5 more. How many apples does he have?";
 
@@ -362,7 +362,7 @@ fn invalid_requests_are_typed_errors_before_any_work() {
     let mut lm = session(256, 4);
     let root = lm.root(&[Message::user("Hi")]).unwrap();
     let field = |r: Result<Vec<ponder::Generation>, DecodeError>| match r {
-        Err(DecodeError::Config(ConfigError { field, .. })) => field,
+        Err(DecodeError::InvalidRequest { field, .. }) => field,
         other => panic!("expected a config error, got {other:?}"),
     };
     let mut r = request(root, 0, 0);
@@ -390,7 +390,7 @@ fn invalid_requests_are_typed_errors_before_any_work() {
     );
 
     let err = lm.next_token_probs(&[(root, &[-1])]).unwrap_err();
-    assert!(matches!(err, DecodeError::Config(_)), "{err}");
+    assert!(matches!(err, DecodeError::InvalidRequest { .. }), "{err}");
 }
 
 #[test]
@@ -495,7 +495,7 @@ fn invalid_context_options_are_typed_errors() {
         ),
     ] {
         match model().session(&opts) {
-            Err(LoadError::Config(e)) => assert_eq!(e.field, field),
+            Err(Error::Config(e)) => assert_eq!(e.field, field),
             other => panic!("expected a config error for {field}, got {other:?}"),
         }
     }

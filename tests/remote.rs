@@ -14,7 +14,7 @@ use std::time::Duration;
 use common::server::Server;
 use ponder::lm::{FinishReason, GenRequest, Lm, Message, RemoteLm, RemoteOptions, SamplingParams};
 use ponder::strategy::{Problem, StrategyConfig};
-use ponder::{DecodeError, Engine, LoadError};
+use ponder::{DecodeError, Engine, Error, LoadError, RemoteError, TokenizerError};
 
 const QUESTION: &str =
     "Tom has 3 boxes with 4 apples in each box. He eats 2 apples. How many apples are left?";
@@ -260,11 +260,11 @@ fn unreachable_servers_and_bad_options_are_typed_errors() {
         ..RemoteOptions::new([format!("http://127.0.0.1:{port}")])
     })
     .unwrap_err();
-    assert!(matches!(err, LoadError::Remote { .. }), "{err}");
+    assert!(matches!(err, Error::Load(LoadError::Remote(_))), "{err}");
     assert!(err.to_string().contains(&port.to_string()), "{err}");
     let err = RemoteLm::connect(&RemoteOptions::default()).unwrap_err();
     assert!(
-        matches!(err, LoadError::Config(ref c) if c.field == "url"),
+        matches!(err, Error::Config(ref c) if c.field == "url"),
         "{err}"
     );
 
@@ -286,9 +286,9 @@ fn unreachable_servers_and_bad_options_are_typed_errors() {
     server.kill();
     let err = lm.generate(&[GenRequest::new(root, 4)]).unwrap_err();
     match &err {
-        DecodeError::Remote {
+        DecodeError::Remote(RemoteError {
             attempts, status, ..
-        } => {
+        }) => {
             // No response at all: a transport failure, the kind that stops a synth run.
             assert_eq!((*attempts, *status), (3, None), "{err}");
             assert!(err.is_unavailable());
@@ -316,7 +316,7 @@ fn a_stalled_server_times_out_into_a_typed_error() {
         ..RemoteOptions::new([format!("http://127.0.0.1:{port}")])
     })
     .unwrap_err();
-    assert!(matches!(err, LoadError::Remote { .. }), "{err}");
+    assert!(matches!(err, Error::Load(LoadError::Remote(_))), "{err}");
     assert!(err.to_string().contains("2 attempts"), "{err}");
 }
 
@@ -395,7 +395,7 @@ fn garbage_truncated_and_failing_responses_are_typed_errors_after_bounded_retrie
         b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 500\r\nConnection: close\r\n\r\n{\"data\": [".to_vec()
     });
     let err = RemoteLm::connect(&opts(&url)).unwrap_err();
-    assert!(matches!(err, LoadError::Remote { .. }), "{err}");
+    assert!(matches!(err, Error::Load(LoadError::Remote(_))), "{err}");
     assert_eq!(
         count.load(std::sync::atomic::Ordering::SeqCst),
         3,
@@ -479,12 +479,13 @@ fn remote_errors_carry_url_status_and_attempts_and_say_whether_the_server_is_unu
     // Refused (4xx): one attempt, this request is bad, the server is fine.
     let (err, sent) = tokenize(1);
     match &err {
-        DecodeError::Remote {
+        DecodeError::Remote(RemoteError {
             url: u,
             status,
             attempts,
             message,
-        } => {
+            ..
+        }) => {
             assert_eq!(u, &format!("{url}/tokenize"));
             assert_eq!((*status, *attempts, sent), (Some(400), 1, 1));
             assert!(message.contains("tokens out of range"), "{message}");
@@ -496,7 +497,7 @@ fn remote_errors_carry_url_status_and_attempts_and_say_whether_the_server_is_unu
     // JSON of the wrong shape: the URL of the server that sent it, not retried.
     let (err, sent) = tokenize(2);
     assert!(
-        matches!(&err, DecodeError::Remote { url: u, status: Some(200), attempts: 1, .. } if *u == format!("{url}/tokenize")),
+        matches!(&err, DecodeError::Remote(RemoteError { url: u, status: Some(200), attempts: 1, .. }) if *u == format!("{url}/tokenize")),
         "{err:?}"
     );
     assert_eq!(sent, 1);
@@ -507,11 +508,11 @@ fn remote_errors_carry_url_status_and_attempts_and_say_whether_the_server_is_unu
     assert!(
         matches!(
             &err,
-            DecodeError::Remote {
+            DecodeError::Remote(RemoteError {
                 status: Some(503),
                 attempts: 3,
                 ..
-            }
+            })
         ),
         "{err:?}"
     );
@@ -841,7 +842,7 @@ fn a_wrong_broken_or_missing_tokenizer_file_is_refused_with_a_typed_error() {
     std::fs::write(&wrong, json.to_string()).unwrap();
     let err = RemoteLm::connect(&with_tokenizer(url.clone(), &wrong)).unwrap_err();
     match &err {
-        LoadError::TokenizerMismatch {
+        Error::Load(LoadError::Tokenizer(TokenizerError::Mismatch {
             path,
             text,
             add_special,
@@ -849,7 +850,7 @@ fn a_wrong_broken_or_missing_tokenizer_file_is_refused_with_a_typed_error() {
             client,
             server,
             ..
-        } => {
+        })) => {
             assert_eq!(path, &wrong);
             assert_eq!(text, "The answer is 42.");
             assert!(!add_special);
@@ -870,13 +871,19 @@ fn a_wrong_broken_or_missing_tokenizer_file_is_refused_with_a_typed_error() {
     let missing = std::env::temp_dir().join("ponder-no-such-tokenizer.json");
     let err = RemoteLm::connect(&with_tokenizer(url.clone(), &missing)).unwrap_err();
     assert!(
-        matches!(&err, LoadError::TokenizerNotFound { path } if path == &missing),
+        matches!(&err, Error::Load(LoadError::Tokenizer(TokenizerError::NotFound { path })) if path == &missing),
         "{err}"
     );
     // Cut short: not JSON any more.
     let text = json.to_string();
     std::fs::write(&wrong, &text[..text.len() / 2]).unwrap();
     let err = RemoteLm::connect(&with_tokenizer(url, &wrong)).unwrap_err();
-    assert!(matches!(&err, LoadError::Tokenizer { .. }), "{err}");
+    assert!(
+        matches!(
+            &err,
+            Error::Load(LoadError::Tokenizer(TokenizerError::Unreadable { .. }))
+        ),
+        "{err}"
+    );
     let _ = std::fs::remove_file(&wrong);
 }

@@ -493,7 +493,7 @@ pub trait Lm {
     /// A root from token ids, used as given (no BOS is added).
     ///
     /// # Errors
-    /// As [`Lm::root`]; [`DecodeError::Config`] for an id outside the vocabulary.
+    /// As [`Lm::root`]; [`DecodeError::InvalidRequest`] for an id outside the vocabulary.
     fn root_tokens(&mut self, tokens: &[TokenId]) -> Result<Node, DecodeError>;
 
     /// A child of `node` with `text` appended verbatim (a reflection trigger, a judge question).
@@ -516,7 +516,7 @@ pub trait Lm {
     /// Samples every request, all branches advancing together; one result per request, in order.
     ///
     /// # Errors
-    /// [`DecodeError::Config`] for an invalid request (checked before any work);
+    /// [`DecodeError::InvalidRequest`] for an invalid request (checked before any work);
     /// [`DecodeError::UnknownNode`]; cache or decode failures.
     fn generate(&mut self, requests: &[GenRequest]) -> Result<Vec<Generation>, DecodeError>;
 
@@ -524,7 +524,7 @@ pub trait Lm {
     /// token right after `node`.
     ///
     /// # Errors
-    /// [`DecodeError::UnknownNode`]; [`DecodeError::Config`] for a token id outside the vocabulary.
+    /// [`DecodeError::UnknownNode`]; [`DecodeError::InvalidRequest`] for a token id outside the vocabulary.
     fn next_token_probs(
         &mut self,
         queries: &[(Node, &[TokenId])],
@@ -541,7 +541,7 @@ pub trait Lm {
     /// the vocabulary per token, no model call).
     ///
     /// # Errors
-    /// As [`Lm::generate`]; [`DecodeError::Config`] for `top` above [`MAX_TOP_LOGPROBS`];
+    /// As [`Lm::generate`]; [`DecodeError::InvalidRequest`] for `top` above [`MAX_TOP_LOGPROBS`];
     /// [`DecodeError::Unsupported`] on backends that do not see the logits.
     fn generate_logprobs(
         &mut self,
@@ -560,7 +560,7 @@ pub trait Lm {
     /// [`Lm::forced_logprobs`] does, with the alternatives).
     ///
     /// # Errors
-    /// As [`Lm::forced_logprobs`]; [`DecodeError::Config`] for a token outside the vocabulary
+    /// As [`Lm::forced_logprobs`]; [`DecodeError::InvalidRequest`] for a token outside the vocabulary
     /// or `top` above [`MAX_TOP_LOGPROBS`]; [`DecodeError::Unsupported`] on backends that do
     /// not see the logits.
     fn forced_top_logprobs(

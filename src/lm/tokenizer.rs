@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use super::TokenId;
-use crate::error::{DecodeError, LoadError};
+use crate::error::TokenizerError;
 
 /// A loaded `tokenizer.json`. Thread rules: `Send + Sync`, shared by every solve of a connection.
 pub(crate) struct ClientTokenizer {
@@ -25,20 +25,20 @@ impl ClientTokenizer {
     /// Reads and parses `path`.
     ///
     /// # Errors
-    /// [`LoadError::TokenizerNotFound`] when there is no such file; [`LoadError::Tokenizer`] when
-    /// it cannot be read or is not a tokenizer.json.
-    pub(crate) fn load(path: &Path) -> Result<Self, LoadError> {
+    /// [`TokenizerError::NotFound`] when there is no such file; [`TokenizerError::Unreadable`]
+    /// when it cannot be read or is not a tokenizer.json.
+    pub(crate) fn load(path: &Path) -> Result<Self, TokenizerError> {
         let bytes = std::fs::read(path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => LoadError::TokenizerNotFound {
+            std::io::ErrorKind::NotFound => TokenizerError::NotFound {
                 path: path.to_path_buf(),
             },
-            _ => LoadError::Tokenizer {
+            _ => TokenizerError::Unreadable {
                 path: path.to_path_buf(),
                 reason: format!("cannot read it: {e}"),
             },
         })?;
         let inner =
-            tokenizers::Tokenizer::from_bytes(&bytes).map_err(|e| LoadError::Tokenizer {
+            tokenizers::Tokenizer::from_bytes(&bytes).map_err(|e| TokenizerError::Unreadable {
                 path: path.to_path_buf(),
                 reason: format!("it is not a Hugging Face tokenizer.json ({e})"),
             })?;
@@ -58,16 +58,16 @@ impl ClientTokenizer {
     /// from the file's post-processor), as `/tokenize` with `add_special` does.
     ///
     /// # Errors
-    /// [`DecodeError::Tokenizer`] if the tokenizer fails on `text`.
+    /// [`TokenizerError::Failed`] if the tokenizer fails on `text`.
     pub(crate) fn encode(
         &self,
         text: &str,
         add_special: bool,
-    ) -> Result<Vec<TokenId>, DecodeError> {
+    ) -> Result<Vec<TokenId>, TokenizerError> {
         let encoding =
             self.inner
                 .encode_fast(text, add_special)
-                .map_err(|e| DecodeError::Tokenizer {
+                .map_err(|e| TokenizerError::Failed {
                     path: self.path.clone(),
                     message: e.to_string(),
                 })?;
@@ -126,7 +126,7 @@ mod tests {
     fn a_missing_or_broken_file_is_a_typed_error_that_says_what_to_do() {
         let missing = ClientTokenizer::load(Path::new("/nonexistent/tokenizer.json")).unwrap_err();
         assert!(
-            matches!(&missing, LoadError::TokenizerNotFound { path } if path.ends_with("tokenizer.json")),
+            matches!(&missing, TokenizerError::NotFound { path } if path.ends_with("tokenizer.json")),
             "{missing:?}"
         );
         assert!(
@@ -138,7 +138,7 @@ mod tests {
         let broken = dir.join("tokenizer.json");
         std::fs::write(&broken, "{\"model\": {\"type\": \"BPE\", \"vocab\": 3}}").unwrap();
         let e = ClientTokenizer::load(&broken).unwrap_err();
-        assert!(matches!(&e, LoadError::Tokenizer { .. }), "{e:?}");
+        assert!(matches!(&e, TokenizerError::Unreadable { .. }), "{e:?}");
         assert!(
             e.to_string().contains("not a Hugging Face tokenizer.json"),
             "{e}"

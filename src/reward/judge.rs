@@ -180,7 +180,7 @@ impl Judge {
     /// Checks the prompts and finds the yes/no token ids in `lm`'s vocabulary.
     ///
     /// # Errors
-    /// [`DecodeError::Config`] when a prompt lacks `{solution}` or a word list has no
+    /// [`DecodeError::InvalidRequest`] when a prompt lacks `{solution}` or a word list has no
     /// single-token form in this vocabulary.
     pub fn new(lm: &dyn Lm, config: JudgeConfig) -> Result<Self, DecodeError> {
         for (field, prompt) in [

@@ -186,7 +186,7 @@ fn token_weights(logprobs: &[Vec<f32>], n: usize) -> (Vec<f64>, Vec<f64>) {
 /// [`Lm::forced_logprobs`] call.
 ///
 /// # Errors
-/// [`DecodeError::Config`] for an empty reference; as [`Lm::forced_logprobs`].
+/// [`DecodeError::InvalidRequest`] for an empty reference; as [`Lm::forced_logprobs`].
 pub fn score(lm: &mut dyn Lm, nodes: &[Node], reference: &str) -> Result<R3Scores, DecodeError> {
     if reference.trim().is_empty() {
         return Err(ConfigError::new(

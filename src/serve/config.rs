@@ -78,9 +78,12 @@ impl ServeFile {
     /// # Errors
     /// [`ConfigFileError::Read`] if it cannot be read; as [`ServeFile::parse`].
     pub fn load(path: &Path) -> Result<Self, ConfigFileError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigFileError::Read {
-            path: path.to_path_buf(),
-            source,
+        let text = std::fs::read_to_string(path).map_err(|source| {
+            ConfigFileError::Read(crate::error::IoError::new(
+                "read the settings file",
+                path,
+                source,
+            ))
         })?;
         Self::parse(&text, path)
     }

@@ -378,9 +378,7 @@ fn cancelled_error(shared: &Shared, deadline_hit: bool) -> ApiError {
 /// name `logprobs`.
 fn plain_error(e: crate::Error) -> ApiError {
     match &e {
-        crate::Error::Decode(crate::DecodeError::Config(c)) => {
-            ApiError::invalid("prompt", "invalid_value", c.to_string())
-        }
+        crate::Error::Config(c) => ApiError::invalid("prompt", "invalid_value", c.to_string()),
         crate::Error::Decode(crate::DecodeError::Unsupported { .. }) => {
             ApiError::invalid("logprobs", "unsupported_parameter", e.to_string())
         }

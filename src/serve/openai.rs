@@ -468,7 +468,7 @@ impl IntoResponse for ApiError {
 impl From<crate::Error> for ApiError {
     fn from(e: crate::Error) -> Self {
         match &e {
-            crate::Error::Config(c) | crate::Error::Decode(crate::DecodeError::Config(c)) => {
+            crate::Error::Config(c) => {
                 let mut err = Self::bad_request(e.to_string(), None);
                 err.param = Some(format!("ponder.{}", c.field));
                 err

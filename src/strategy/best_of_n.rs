@@ -598,10 +598,7 @@ mod tests {
         let err = strategy
             .run_observed(&mut lm, &problem, &mut Observer::new(&mut stop))
             .unwrap_err();
-        assert!(
-            matches!(err, Error::Decode(crate::error::DecodeError::Cancelled)),
-            "{err}"
-        );
+        assert!(matches!(err, Error::Cancelled), "{err}");
         assert_eq!(lm.live_nodes(), 0);
     }
 

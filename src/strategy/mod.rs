@@ -514,8 +514,7 @@ impl StrategyConfig {
 
     /// Runs the strategy, reporting [`Event`]s to `observer`; the search stops as soon as the
     /// observer asks: a tree search (MCTS, beam) returns the best of what it found until then,
-    /// with [`StopReason::Cancelled`]; the other strategies fail with
-    /// [`DecodeError::Cancelled`](crate::DecodeError::Cancelled).
+    /// with [`StopReason::Cancelled`]; the other strategies fail with [`Error::Cancelled`].
     ///
     /// # Errors
     /// Invalid problem or configuration; model errors; cancellation.

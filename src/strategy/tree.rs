@@ -568,7 +568,7 @@ impl<'a, 'o> Search<'a, 'o> {
     /// # Errors
     /// `e`, when it is not a cancellation.
     pub fn stop_for(&self, e: Error) -> Result<StopReason, Error> {
-        if !matches!(e, Error::Decode(crate::DecodeError::Cancelled)) {
+        if !matches!(e, Error::Cancelled) {
             return Err(e);
         }
         let outer_fired = match &self.deadline {

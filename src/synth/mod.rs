@@ -689,21 +689,19 @@ mod tests {
     #[test]
     fn only_a_server_that_cannot_be_used_stops_the_run() {
         let remote = |status| {
-            Error::Decode(crate::DecodeError::Remote {
-                url: "http://127.0.0.1:1/v1/completions".into(),
+            Error::Decode(crate::DecodeError::Remote(crate::RemoteError::new(
+                "http://127.0.0.1:1/v1/completions",
                 status,
-                message: "x".into(),
-                attempts: 3,
-            })
+                3,
+                "x",
+            )))
         };
         assert!(stops_the_run(&remote(None)));
         assert!(stops_the_run(&remote(Some(503))));
         assert!(stops_the_run(&remote(Some(429))));
         assert!(!stops_the_run(&remote(Some(400))));
         assert!(!stops_the_run(&remote(Some(200))));
-        assert!(!stops_the_run(&Error::Decode(
-            crate::DecodeError::Cancelled
-        )));
+        assert!(!stops_the_run(&Error::Cancelled));
     }
 
     #[test]

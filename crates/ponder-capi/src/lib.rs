@@ -561,7 +561,7 @@ unsafe fn solve(
                 ponder_status::Ok
             }
         }
-        Err(ponder::Error::Decode(ponder::DecodeError::Cancelled)) => cancelled_without_outcome(),
+        Err(ponder::Error::Cancelled) => cancelled_without_outcome(),
         Err(e) => fail_with(&e),
     }
 }

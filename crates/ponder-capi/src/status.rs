@@ -109,12 +109,12 @@ impl From<&Error> for ponder_status {
     fn from(e: &Error) -> Self {
         match e {
             Error::Config(_) | Error::ConfigFile(_) => Self::InvalidConfig,
+            Error::Cancelled => Self::Cancelled,
             Error::Reentrant => Self::Reentrant,
-            Error::Io { .. } => Self::Io,
+            Error::Io(_) => Self::Io,
             Error::Load(LoadError::ModelNotFound { .. }) => Self::ModelNotFound,
-            Error::Load(LoadError::Config(_)) => Self::InvalidConfig,
-            Error::Load(LoadError::Remote { .. }) => Self::RemoteFailed,
-            Error::Decode(DecodeError::Remote { .. }) => Self::RemoteFailed,
+            Error::Load(LoadError::Remote(_)) => Self::RemoteFailed,
+            Error::Decode(DecodeError::Remote(_)) => Self::RemoteFailed,
             Error::Decode(DecodeError::Unsupported { .. }) => Self::Unsupported,
             Error::Load(_) => Self::ModelLoadFailed,
             Error::Decode(
@@ -122,7 +122,7 @@ impl From<&Error> for ponder_status {
             ) => Self::ContextOverflow,
             Error::Decode(DecodeError::Cancelled) => Self::Cancelled,
             Error::Decode(DecodeError::KvCacheFull { .. }) => Self::KvCacheFull,
-            Error::Decode(DecodeError::Config(_) | DecodeError::NulByte { .. }) => {
+            Error::Decode(DecodeError::InvalidRequest { .. } | DecodeError::NulByte { .. }) => {
                 Self::InvalidConfig
             }
             Error::Decode(_) => Self::DecodeFailed,

@@ -48,7 +48,7 @@ use super::sampler::{self, Scratch};
 use super::{
     GenRequest, Generation, Lm, Message, Node, TokenId, TokenLogprob, Usage, MAX_TOP_LOGPROBS,
 };
-use crate::error::{ConfigError, DecodeError, LoadError};
+use crate::error::{ConfigError, DecodeError, Error};
 use cache::{Decoded, NodeData, Pending};
 use context::ModelContext;
 use sched::{Need, Output, Work};
@@ -107,13 +107,13 @@ impl LlamaLm {
     ///
     /// # Errors
     /// As those two.
-    pub fn open(model: &ModelOptions, context: &ContextOptions) -> Result<Self, LoadError> {
+    pub fn open(model: &ModelOptions, context: &ContextOptions) -> Result<Self, Error> {
         // Checked before the (slow) load, so that a bad setting fails at once.
         context.validate()?;
         Model::load(model)?.session(context)
     }
 
-    fn new(model: Model, options: &ContextOptions) -> Result<Self, LoadError> {
+    fn new(model: Model, options: &ContextOptions) -> Result<Self, Error> {
         options.validate()?;
         let sizing = options.sizing();
         let (ctx, n_batch) = ModelContext::open(&model, options, &sizing)?;

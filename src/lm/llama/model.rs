@@ -12,7 +12,7 @@ use llama_cpp_2::model::LlamaModel;
 use serde::Serialize;
 
 use super::{ContextOptions, LlamaLm, ModelOptions};
-use crate::error::LoadError;
+use crate::error::{Error, IoError, LoadError};
 
 /// The process-wide llama.cpp backend, initialised on first use (llama.cpp allows one per
 /// process).
@@ -154,9 +154,9 @@ impl Model {
     /// A new inference context over this model, with an empty tree.
     ///
     /// # Errors
-    /// [`LoadError::Config`] for invalid options, [`LoadError::Context`] if llama.cpp cannot
+    /// [`Error::Config`] for invalid options, [`LoadError::Context`] if llama.cpp cannot
     /// allocate the context.
-    pub fn session(&self, options: &ContextOptions) -> Result<LlamaLm, LoadError> {
+    pub fn session(&self, options: &ContextOptions) -> Result<LlamaLm, Error> {
         LlamaLm::new(self.clone(), options)
     }
 }
@@ -169,12 +169,7 @@ pub(super) fn check_gguf(path: &Path) -> Result<(), LoadError> {
                 path: path.to_path_buf(),
             })
         }
-        Err(source) => {
-            return Err(LoadError::Io {
-                path: path.to_path_buf(),
-                source,
-            })
-        }
+        Err(source) => return Err(LoadError::Io(IoError::new("read model file", path, source))),
     };
     if file.metadata().map(|m| m.is_dir()).unwrap_or(false) {
         return Err(LoadError::NotGguf {
@@ -190,9 +185,6 @@ pub(super) fn check_gguf(path: &Path) -> Result<(), LoadError> {
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(LoadError::NotGguf {
             path: path.to_path_buf(),
         }),
-        Err(source) => Err(LoadError::Io {
-            path: path.to_path_buf(),
-            source,
-        }),
+        Err(source) => Err(LoadError::Io(IoError::new("read model file", path, source))),
     }
 }

@@ -7,7 +7,7 @@ use llama_cpp_2::token::LlamaToken;
 
 use super::context::ModelContext;
 use super::{ContextOptions, Model};
-use crate::error::{DecodeError, LoadError};
+use crate::error::{DecodeError, Error};
 use crate::lm::{SamplingParams, TokenId};
 
 /// The plainest llama-cpp-2 loop for "N branches from one prompt", without ponder's node tree,
@@ -34,7 +34,7 @@ impl ReferenceDecode {
     ///
     /// # Errors
     /// As [`Model::session`].
-    pub fn new(model: &Model, options: &ContextOptions) -> Result<Self, LoadError> {
+    pub fn new(model: &Model, options: &ContextOptions) -> Result<Self, Error> {
         options.validate()?;
         let sizing = options.sizing();
         let (ctx, n_batch) = ModelContext::open(model, options, &sizing)?;

@@ -10,7 +10,7 @@ use parking_lot::{Condvar, Mutex};
 use serde_json::Value;
 
 use super::RemoteOptions;
-use crate::error::DecodeError;
+use crate::error::{DecodeError, RemoteError};
 use crate::lm::Interrupt;
 
 /// One server and its outstanding requests.
@@ -248,22 +248,22 @@ impl Client {
                 Ok(v) => return Ok(v),
                 Err(Failure::Transient(status, m)) => last = Some((server, status, m)),
                 Err(Failure::Refused(code, message)) => {
-                    return Err(DecodeError::Remote {
-                        url: format!("{}{path}", self.servers[server].url),
-                        status: Some(code),
-                        message: format!("refused with HTTP {code}: {message}"),
-                        attempts: attempt + 1,
-                    })
+                    return Err(DecodeError::Remote(RemoteError::new(
+                        format!("{}{path}", self.servers[server].url),
+                        Some(code),
+                        attempt + 1,
+                        format!("refused with HTTP {code}: {message}"),
+                    )))
                 }
             }
         }
         let (server, status, message) = last.expect("at least one attempt");
-        Err(DecodeError::Remote {
-            url: format!("{}{path}", self.servers[server].url),
+        Err(DecodeError::Remote(RemoteError::new(
+            format!("{}{path}", self.servers[server].url),
             status,
+            self.opts.attempts,
             message,
-            attempts: self.opts.attempts,
-        })
+        )))
     }
 
     /// Every body to `path`, at most `max_in_flight` at once; results in order. The first
@@ -364,12 +364,12 @@ impl Client {
                     .join(", ")
             ),
         };
-        DecodeError::Remote {
+        DecodeError::Remote(RemoteError::new(
             url,
-            status: Some(200),
-            message: format!("unexpected response: {head}"),
-            attempts: 1,
-        }
+            Some(200),
+            1,
+            format!("unexpected response: {head}"),
+        ))
     }
 }
 

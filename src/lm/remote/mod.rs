@@ -55,7 +55,7 @@ use serde_json::{json, Value};
 use super::nodes::NodeTable;
 use super::tokenizer::{self, ClientTokenizer};
 use super::{FinishReason, GenRequest, Generation, Interrupt, Lm, Message, Node, TokenId, Usage};
-use crate::error::{ConfigError, DecodeError, LoadError};
+use crate::error::{ConfigError, DecodeError, Error, LoadError, RemoteError, TokenizerError};
 use client::Client;
 use wire::{merge, token_ids, top_logprobs};
 
@@ -205,26 +205,34 @@ impl std::fmt::Debug for RemoteLm {
     }
 }
 
+/// A failure while connecting: a request's own [`RemoteError`], else one for `url`.
+fn at_connect(url: &str, e: DecodeError) -> LoadError {
+    let e = match e {
+        DecodeError::Remote(r) => r,
+        e => RemoteError::new(url, None, 1, e.to_string()),
+    };
+    LoadError::Remote(e.at_connect())
+}
+
 impl RemoteLm {
     /// Connects to the servers: asks the first for its model, vocabulary and context size, and
     /// checks that every other one answers.
     ///
     /// # Errors
-    /// [`LoadError::Config`] for invalid options; [`LoadError::Remote`] when a server cannot be
-    /// reached (after the configured attempts) or does not say what its context size is.
-    pub fn connect(opts: &RemoteOptions) -> Result<Self, LoadError> {
+    /// [`Error::Config`] for invalid options; [`LoadError::Tokenizer`] for a tokenizer file
+    /// that cannot be used; [`LoadError::Remote`] when a server cannot be reached (after the
+    /// configured attempts) or does not say what its context size is.
+    pub fn connect(opts: &RemoteOptions) -> Result<Self, Error> {
         opts.validate()?;
         // The file first: a wrong path needs no server to be reported.
         let tokenizer = opts
             .tokenizer
             .as_deref()
             .map(ClientTokenizer::load)
-            .transpose()?;
+            .transpose()
+            .map_err(LoadError::Tokenizer)?;
         let client = Client::new(opts);
-        let unreachable = |i: usize, e: DecodeError| LoadError::Remote {
-            url: client.servers[i].url.clone(),
-            message: e.to_string(),
-        };
+        let unreachable = |i: usize, e: DecodeError| at_connect(&client.servers[i].url, e);
         let mut model = opts.model.clone();
         let mut n_ctx = opts.n_ctx;
         let mut vocab = None;
@@ -271,9 +279,16 @@ impl RemoteLm {
                     .map(str::to_string);
             }
         }
-        let n_ctx = n_ctx.ok_or_else(|| LoadError::Remote {
-            url: client.servers[0].url.clone(),
-            message: "the server does not report its context size; set n_ctx (--ctx) to it".into(),
+        let n_ctx = n_ctx.ok_or_else(|| {
+            LoadError::Remote(
+                RemoteError::new(
+                    &client.servers[0].url,
+                    Some(200),
+                    1,
+                    "the server does not report its context size; set n_ctx (--ctx) to it",
+                )
+                .at_connect(),
+            )
         })?;
         let shared = Arc::new(SharedRemote {
             client,
@@ -299,10 +314,7 @@ impl RemoteLm {
             return Ok(());
         };
         let url = self.shared.client.servers[0].url.clone();
-        let remote = |e: DecodeError| LoadError::Remote {
-            url: url.clone(),
-            message: e.to_string(),
-        };
+        let remote = |e: DecodeError| at_connect(&url, e);
         let mut probes: Vec<String> = tokenizer::PROBES.iter().map(|p| p.to_string()).collect();
         let chat = [
             Message::system("You are a careful assistant."),
@@ -340,12 +352,9 @@ impl RemoteLm {
                 .map_err(remote)?;
             let client = tok
                 .encode(&text, add_special)
-                .map_err(|e| LoadError::Tokenizer {
-                    path: tok.path().to_path_buf(),
-                    reason: e.to_string(),
-                })?;
+                .map_err(LoadError::Tokenizer)?;
             if let Some(position) = tokenizer::first_difference(&client, &server) {
-                return Err(LoadError::TokenizerMismatch {
+                return Err(LoadError::Tokenizer(TokenizerError::Mismatch {
                     path: tok.path().to_path_buf(),
                     url,
                     text,
@@ -353,7 +362,7 @@ impl RemoteLm {
                     position,
                     client: client.get(position).copied(),
                     server: server.get(position).copied(),
-                });
+                }));
             }
         }
         Ok(())
@@ -435,7 +444,7 @@ impl RemoteLm {
             return Ok(Vec::new());
         }
         if let Some(tok) = &self.shared.tokenizer {
-            return tok.encode(text, add_special);
+            return Ok(tok.encode(text, add_special)?);
         }
         let body = self.tokenize_body(text, add_special);
         let v = self
@@ -627,9 +636,9 @@ impl RemoteLm {
                 .map(str::to_string)
                 .ok_or_else(|| self.shared.client.bad_response("/apply-template", &v)),
             // vLLM has no /apply-template; its /tokenize renders messages.
-            Err(DecodeError::Remote {
+            Err(DecodeError::Remote(RemoteError {
                 status: Some(404), ..
-            }) => {
+            })) => {
                 let body = json!({
                     "model": self.shared.model,
                     "messages": msgs,
@@ -800,7 +809,7 @@ mod tests {
         };
         let err = RemoteLm::connect(&opts).unwrap_err();
         let text = err.to_string();
-        assert!(matches!(err, LoadError::Remote { .. }), "{text}");
+        assert!(matches!(err, Error::Load(LoadError::Remote(_))), "{text}");
         assert!(
             text.contains("127.0.0.1:1") && text.contains("2 attempts"),
             "{text}"

@@ -35,7 +35,7 @@ pub struct RemoteOptions {
     /// A Hugging Face `tokenizer.json` of the served model: text is then tokenised on the client
     /// instead of by one `POST /tokenize` per call (`scripts/export-tokenizer.py` writes one from
     /// the model's GGUF file). At connect time it must tokenise a set of probe strings exactly as
-    /// the server does, or the connection is refused ([`LoadError::TokenizerMismatch`]).
+    /// the server does, or the connection is refused ([`TokenizerError::Mismatch`](crate::TokenizerError::Mismatch)).
     pub tokenizer: Option<PathBuf>,
 }
 
