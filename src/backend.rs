@@ -1,6 +1,7 @@
 //! Where the model runs, as one configuration: [`BackendConfig`] (`llama`: a GGUF file in this
 //! process; `remote`: OpenAI-compatible servers), opened into a [`Backend`] that gives the
-//! [`Engine`] (or the bare [`Lm`]) and the model's identity for provenance ([`ModelId`]).
+//! [`Engine`] (or the bare [`Lm`]) and where the model came from ([`ModelSource`]), whose
+//! identity for provenance is a [`ModelId`].
 //!
 //! The CLI builds one from its flags, the C ABI reads one from its engine JSON and `ponder
 //! serve` from its settings, so the three open a model the same way. The JSON shape is the C
@@ -17,6 +18,8 @@ use crate::error::{ConfigError, Error};
 use crate::lm::{
     ContextOptions, KvLayout, LlamaLm, Lm, Model, ModelOptions, RemoteLm, RemoteOptions,
 };
+
+pub use crate::lm::ModelId;
 
 /// The in-process llama.cpp backend's settings: the model file and its context.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -178,49 +181,56 @@ impl BackendConfig {
     /// Invalid settings, a model that cannot be loaded, servers that cannot be used.
     pub fn open(&self) -> Result<Backend, Error> {
         self.validate()?;
-        Ok(match self {
-            Self::Llama(c) => {
-                let (model, context) = c.options();
-                let loaded = Model::load(&model)?;
-                Backend {
-                    lm: Opened::Llama(Box::new(loaded.session(&context)?)),
-                    model: ModelRef::File(c.model.clone()),
-                }
-            }
-            Self::Remote { remote } => {
-                let lm = RemoteLm::connect(remote)?;
-                let id = ModelId::of_remote(&lm);
-                Backend {
-                    lm: Opened::Remote(lm),
-                    model: ModelRef::Served(id),
-                }
-            }
-        })
+        match self {
+            Self::Llama(c) => open_llama(c),
+            Self::Remote { remote } => open_remote(remote),
+        }
     }
 }
 
-/// An opened backend: the language model and which model it is.
-pub struct Backend {
-    lm: Opened,
-    model: ModelRef,
+/// The llama arm of [`BackendConfig::open`]: loads the model file and creates its context.
+fn open_llama(c: &LlamaConfig) -> Result<Backend, Error> {
+    let (model, context) = c.options();
+    let loaded = Model::load(&model)?;
+    Ok(Backend {
+        lm: Opened::Llama(Box::new(loaded.session(&context)?)),
+        model: ModelSource::File(c.model.clone()),
+    })
 }
 
+/// The remote arm of [`BackendConfig::open`]: connects to the servers.
+fn open_remote(remote: &RemoteOptions) -> Result<Backend, Error> {
+    let lm = RemoteLm::connect(remote)?;
+    let id = lm.model_id();
+    Ok(Backend {
+        lm: Opened::Remote(lm),
+        model: ModelSource::Served(id),
+    })
+}
+
+/// An opened backend ([`BackendConfig::open`]): the language model and where it came from.
+pub struct Backend {
+    lm: Opened,
+    model: ModelSource,
+}
+
+/// The model of an opened backend, by kind: each kind gets its own [`Engine`] constructor.
 enum Opened {
     Llama(Box<LlamaLm>),
     Remote(RemoteLm),
 }
 
 impl Backend {
-    /// Which model runs here.
-    pub fn model(&self) -> &ModelRef {
+    /// Where the model comes from.
+    pub fn model(&self) -> &ModelSource {
         &self.model
     }
 
     /// The engine over it (one context, or one connection, for every solve).
     pub fn into_engine(self) -> Engine {
         match self.lm {
-            Opened::Llama(lm) => Engine::from_lm(*lm),
-            Opened::Remote(lm) => Engine::from_lm(lm),
+            Opened::Llama(lm) => Engine::llama(*lm),
+            Opened::Remote(lm) => Engine::remote(lm),
         }
     }
 
@@ -232,23 +242,25 @@ impl Backend {
         }
     }
 
-    /// The engine and a handle on the model's identity, hashed on first use.
-    pub fn into_parts(self) -> (Engine, ModelIdentity) {
-        let identity = ModelIdentity::new(self.model.clone());
+    /// The engine and the model's identity, hashed on first use.
+    pub fn into_parts(self) -> (Engine, LazyModelId) {
+        let identity = LazyModelId::new(self.model.clone());
         (self.into_engine(), identity)
     }
 }
 
-/// Where a backend's model is.
+/// Where a backend's model comes from: a file this process read, or a server. Its identity for
+/// provenance is a [`ModelId`] ([`ModelSource::id`]; [`LazyModelId`] computes it when first
+/// needed).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ModelRef {
+pub enum ModelSource {
     /// A GGUF file read by this process.
     File(PathBuf),
-    /// A model a server runs, as the server names it.
+    /// A model a server runs, as the server names it (its identity was read at connect time).
     Served(ModelId),
 }
 
-impl ModelRef {
+impl ModelSource {
     /// The model's identity; a file is hashed (it takes a second or two for a large model).
     ///
     /// # Errors
@@ -261,18 +273,19 @@ impl ModelRef {
     }
 }
 
-/// A model's identity computed once, when first asked for (a file is hashed then).
+/// The [`ModelId`] of a [`ModelSource`], computed when first asked for (a file is hashed then),
+/// for a caller that may never need it (the C ABI's engine: only a trace asks).
 #[derive(Debug)]
-pub struct ModelIdentity {
-    model: ModelRef,
+pub struct LazyModelId {
+    source: ModelSource,
     id: OnceLock<ModelId>,
 }
 
-impl ModelIdentity {
-    /// The identity of `model`, not yet computed.
-    pub fn new(model: ModelRef) -> Self {
+impl LazyModelId {
+    /// The identity of `source`, not yet computed.
+    pub fn new(source: ModelSource) -> Self {
         Self {
-            model,
+            source,
             id: OnceLock::new(),
         }
     }
@@ -282,51 +295,15 @@ impl ModelIdentity {
     pub fn get(&self) -> ModelId {
         self.id
             .get_or_init(|| {
-                self.model.id().unwrap_or_else(|_| match &self.model {
-                    ModelRef::File(path) => ModelId {
+                self.source.id().unwrap_or_else(|_| match &self.source {
+                    ModelSource::File(path) => ModelId {
                         name: path.display().to_string(),
                         sha256: String::new(),
                     },
-                    ModelRef::Served(id) => id.clone(),
+                    ModelSource::Served(id) => id.clone(),
                 })
             })
             .clone()
-    }
-}
-
-/// Which model a solve ran on, as a trace's provenance records it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ModelId {
-    /// The model file's name; for a served model `remote:` and the name the server gives it.
-    pub name: String,
-    /// The model file's sha256, lower-case hex; for a served model the sha256 of the file the
-    /// server says it loaded when that file is readable here, else empty.
-    pub sha256: String,
-}
-
-impl ModelId {
-    /// The model file at `path`, hashed.
-    ///
-    /// # Errors
-    /// The file cannot be read.
-    pub fn of_file(path: &std::path::Path) -> std::io::Result<Self> {
-        Ok(Self {
-            name: path
-                .file_name()
-                .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
-            sha256: crate::trace::sha256_file(path)?,
-        })
-    }
-
-    /// The model behind a remote backend.
-    pub fn of_remote(lm: &RemoteLm) -> Self {
-        Self {
-            name: format!("remote:{}", lm.model_name()),
-            sha256: lm
-                .model_path()
-                .and_then(|p| crate::trace::sha256_file(std::path::Path::new(p)).ok())
-                .unwrap_or_default(),
-        }
     }
 }
 

@@ -51,20 +51,33 @@ impl CancelToken {
 /// On a serialised engine [`Engine::usage`] and [`Engine::with_lm`] called from such a callback
 /// panic for the same reason.
 pub struct Engine {
-    backend: Backend,
+    lm: SharedLm,
     /// Held for a whole solve when solves run one at a time.
     serial: Option<Mutex<()>>,
     /// Bumped by [`Engine::cancel`]; a solve that saw another value when it began is cancelled.
     cancel_epoch: Arc<AtomicU64>,
 }
 
-enum Backend {
+/// The model, as the solves of one engine share it.
+enum SharedLm {
     /// The llama.cpp context, shared by concurrent solves.
-    Shared(Arc<SharedLlama>),
+    Llama(Arc<SharedLlama>),
     /// One connection to remote servers, shared by concurrent solves.
     Remote(Arc<SharedRemote>),
     /// Any other [`Lm`], one solve at a time.
     Locked(Mutex<Box<dyn Lm + Send>>),
+}
+
+impl SharedLm {
+    /// Runs `f` with a model for one solve: a fresh handle on a shared context or connection
+    /// (its nodes released when it is dropped), or the locked model itself.
+    fn with<T>(&self, f: impl FnOnce(&mut dyn Lm) -> T) -> T {
+        match self {
+            Self::Llama(shared) => f(&mut shared.solve_lm()),
+            Self::Remote(shared) => f(&mut shared.solve_lm()),
+            Self::Locked(lm) => f(lm.lock().as_mut()),
+        }
+    }
 }
 
 impl fmt::Debug for Engine {
@@ -109,47 +122,50 @@ impl Drop for SolvingHere {
 }
 
 impl Engine {
-    /// Loads a model and creates its context.
+    /// Loads a model and creates its context: [`Engine::llama`] over [`Model::session`].
     ///
     /// # Errors
     /// As [`Model::load`] and [`Model::session`].
     pub fn load(model: &ModelOptions, context: &ContextOptions) -> Result<Self, Error> {
+        // Checked before the (slow) load, so that a bad setting fails at once.
         context.validate()?;
-        let lm = Model::load(model)?.session(context)?;
-        Ok(Self::from_lm(lm))
+        Ok(Self::llama(Model::load(model)?.session(context)?))
     }
 
-    /// Connects to models served over the OpenAI-compatible API (the remote backend).
+    /// An engine over a llama.cpp context: shared by concurrent solves, whose branches are
+    /// decoded in the same forward passes ([`SharedLlama`]), unless it was opened with
+    /// [`ContextOptions::deterministic`] (then one solve at a time, each from a fresh cache).
+    pub fn llama(lm: LlamaLm) -> Self {
+        let serial = lm.deterministic().then(|| Mutex::new(()));
+        Self::new(SharedLm::Llama(SharedLlama::new(lm)), serial)
+    }
+
+    /// Connects to models served over the OpenAI-compatible API: [`Engine::remote`] over
+    /// [`RemoteLm::connect`].
     ///
     /// # Errors
     /// As [`RemoteLm::connect`].
     pub fn connect(remote: &RemoteOptions) -> Result<Self, Error> {
-        Ok(Self::from_lm(RemoteLm::connect(remote)?))
+        Ok(Self::remote(RemoteLm::connect(remote)?))
     }
 
-    /// An engine over any [`Lm`] (another backend, or a scripted one in tests). A [`LlamaLm`]
-    /// is shared by concurrent solves unless it was opened with
-    /// [`ContextOptions::deterministic`]; a [`RemoteLm`]'s connection is shared by concurrent
-    /// solves (its own nodes are not carried over).
+    /// An engine over a connection to servers: concurrent solves share it, its cap on requests
+    /// in flight and its choice of server ([`SharedRemote`]); `lm`'s own nodes are not carried
+    /// over.
+    pub fn remote(lm: RemoteLm) -> Self {
+        Self::new(SharedLm::Remote(SharedRemote::new(lm)), None)
+    }
+
+    /// An engine over any other [`Lm`] (a scripted one in tests, a backend of your own),
+    /// serving one solve at a time. A [`LlamaLm`] or [`RemoteLm`] given here is served one solve
+    /// at a time too: [`Engine::llama`] and [`Engine::remote`] share them between solves.
     pub fn from_lm(lm: impl Lm + Send + 'static) -> Self {
-        let mut lm = Some(lm);
-        let llama = (&mut lm as &mut dyn std::any::Any)
-            .downcast_mut::<Option<LlamaLm>>()
-            .and_then(Option::take);
-        let remote = (&mut lm as &mut dyn std::any::Any)
-            .downcast_mut::<Option<RemoteLm>>()
-            .and_then(Option::take);
-        let (backend, serial) = match (llama, remote, lm) {
-            (Some(llama), _, _) => {
-                let serial = llama.deterministic().then(|| Mutex::new(()));
-                (Backend::Shared(SharedLlama::new(llama)), serial)
-            }
-            (None, Some(remote), _) => (Backend::Remote(SharedRemote::new(remote)), None),
-            (None, None, Some(other)) => (Backend::Locked(Mutex::new(Box::new(other))), None),
-            (None, None, None) => unreachable!("taken only when it is a LlamaLm or a RemoteLm"),
-        };
+        Self::new(SharedLm::Locked(Mutex::new(Box::new(lm))), None)
+    }
+
+    fn new(lm: SharedLm, serial: Option<Mutex<()>>) -> Self {
         Self {
-            backend,
+            lm,
             serial,
             cancel_epoch: Arc::default(),
         }
@@ -228,11 +244,7 @@ impl Engine {
                 other => other,
             }
         };
-        match &self.backend {
-            Backend::Shared(shared) => run(&mut shared.solve_lm(), &mut observer),
-            Backend::Remote(shared) => run(&mut shared.solve_lm(), &mut observer),
-            Backend::Locked(lm) => run(lm.lock().as_mut(), &mut observer),
-        }
+        self.lm.with(|lm| run(lm, &mut observer))
     }
 
     /// Cancels every solve running or waiting on this engine now; later solves are not affected.
@@ -247,10 +259,10 @@ impl Engine {
     /// On a serialised engine, when called from an event callback of a solve running on it (it
     /// would wait forever).
     pub fn usage(&self) -> Usage {
-        match &self.backend {
-            Backend::Shared(shared) => shared.usage(),
-            Backend::Remote(shared) => shared.usage(),
-            Backend::Locked(lm) => {
+        match &self.lm {
+            SharedLm::Llama(shared) => shared.usage(),
+            SharedLm::Remote(shared) => shared.usage(),
+            SharedLm::Locked(lm) => {
                 self.check_not_reentrant("usage");
                 lm.lock().usage()
             }
@@ -260,9 +272,9 @@ impl Engine {
     /// What the shared llama.cpp context holds now (sequences, KV cells, nodes, calls in
     /// progress); `None` on other backends.
     pub fn context_load(&self) -> Option<ContextLoad> {
-        match &self.backend {
-            Backend::Shared(shared) => Some(shared.load()),
-            Backend::Remote(_) | Backend::Locked(_) => None,
+        match &self.lm {
+            SharedLm::Llama(shared) => Some(shared.load()),
+            _ => None,
         }
     }
 
@@ -273,14 +285,10 @@ impl Engine {
     /// # Panics
     /// As [`Engine::usage`].
     pub fn with_lm<T>(&self, f: impl FnOnce(&mut dyn Lm) -> T) -> T {
-        match &self.backend {
-            Backend::Shared(shared) => f(&mut shared.solve_lm()),
-            Backend::Remote(shared) => f(&mut shared.solve_lm()),
-            Backend::Locked(lm) => {
-                self.check_not_reentrant("with_lm");
-                f(lm.lock().as_mut())
-            }
+        if matches!(self.lm, SharedLm::Locked(_)) {
+            self.check_not_reentrant("with_lm");
         }
+        self.lm.with(f)
     }
 
     fn check_not_reentrant(&self, what: &str) {

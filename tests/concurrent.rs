@@ -37,7 +37,7 @@ fn engine_with(options: ContextOptions, deterministic: bool) -> Arc<Engine> {
             ..options
         })
         .expect("context");
-    Arc::new(Engine::from_lm(lm))
+    Arc::new(Engine::llama(lm))
 }
 
 fn strategy(json: serde_json::Value) -> StrategyConfig {
@@ -339,7 +339,7 @@ fn a_cap_per_solve_bounds_each_solves_branches_and_never_stalls_it() {
     assert_eq!(err.field, "max_seqs_per_solve", "{err}");
 
     let run = |options: ContextOptions| -> Vec<Outcome> {
-        let e = Arc::new(Engine::from_lm(
+        let e = Arc::new(Engine::llama(
             common::model().session(&options).expect("context"),
         ));
         let outcomes = {

@@ -113,7 +113,7 @@ fn gemma_judges_and_runs_best_of_n() {
     assert!(scores.iter().all(|s| (0.0..=1.0).contains(&s.score)));
     v.release(&mut lm);
 
-    let engine = Engine::from_lm(lm);
+    let engine = Engine::llama(lm);
     let out = engine
         .solve(
             &Problem::new("What is 2 + 2?").with_answer("4"),

@@ -18,7 +18,7 @@ const QUESTION: &str =
     "Tom has 3 boxes with 4 apples in each box. He eats 2 apples. How many apples are left?";
 
 fn engine(n_ctx: u32, n_seq_max: u32) -> Engine {
-    Engine::from_lm(common::session(n_ctx, n_seq_max))
+    Engine::llama(common::session(n_ctx, n_seq_max))
 }
 
 fn strategy(json: serde_json::Value) -> StrategyConfig {
@@ -175,7 +175,7 @@ fn eight_threads_on_a_deterministic_engine_give_the_results_of_one_by_one() {
             ..Default::default()
         })
         .expect("context");
-    let e = Arc::new(Engine::from_lm(lm));
+    let e = Arc::new(Engine::llama(lm));
     const PROBLEMS: usize = 12;
     let problems: Vec<(Problem, StrategyConfig)> = (0..PROBLEMS)
         .map(|i| {

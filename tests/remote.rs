@@ -554,7 +554,7 @@ fn concurrent_solves_share_one_connection_and_its_cap_on_requests_in_flight() {
     })
     .unwrap();
     let connection = lm.shared();
-    let engine = Engine::from_lm(lm);
+    let engine = Engine::remote(lm);
     let s = strategy(
         serde_json::json!({"type": "best_of_n", "n": 2, "max_tokens": 32,
                                         "rerank": "vote"}),
@@ -774,7 +774,7 @@ fn solve_alone(
     .unwrap();
     let connection = lm.shared();
     let before = connection.requests();
-    let engine = Engine::from_lm(lm);
+    let engine = Engine::remote(lm);
     let s = strategy(serde_json::json!({
         "type": "mcts", "k": 2, "step": {"max_tokens": 24, "sampling": {"temperature": 0.0}},
         "budget": {"tokens": 72}

@@ -200,7 +200,7 @@ fn sequence_logprob_of_a_text_matches_its_sampled_logprob() {
 }
 
 fn engine() -> Engine {
-    Engine::from_lm(session(4096, 16))
+    Engine::llama(session(4096, 16))
 }
 
 fn best_of_n(n: u32, rerank: Rerank) -> StrategyConfig {

@@ -14,7 +14,7 @@ const QUESTION: &str =
     "A farmer has 15 sheep. He buys 8 more and then sells 6. How many sheep does he have now?";
 
 fn engine() -> Engine {
-    Engine::from_lm(session(4096, 16))
+    Engine::llama(session(4096, 16))
 }
 
 /// The trace of `out`, checked against it: each candidate's message is its text, and its

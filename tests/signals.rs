@@ -265,7 +265,7 @@ fn the_certainty_rerankers_rank_the_reasoners_own_samples() {
 #[test]
 fn deepconf_online_spends_fewer_tokens_than_the_same_plain_samples() {
     let _serial = serial();
-    let engine = ponder::Engine::from_lm(session(8));
+    let engine = ponder::Engine::llama(session(8));
     let problem = Problem::new(QUESTION).with_answer("17");
     let (n, max_tokens) = (6, 200);
     let plain = engine
@@ -307,7 +307,7 @@ fn deepconf_online_spends_fewer_tokens_than_the_same_plain_samples() {
 fn deepconf_gives_a_cut_off_trace_only_the_answer_it_stated() {
     use ponder::strategy::{Event, Flow};
     let _serial = serial();
-    let engine = ponder::Engine::from_lm(session(8));
+    let engine = ponder::Engine::llama(session(8));
     let problem = Problem::new(QUESTION).with_answer("17");
     let mut sampled = Vec::new();
     let mut record = |e: &Event| {

@@ -10,6 +10,8 @@ pub use llama::{
     default_model_path, devices, ContextLoad, ContextOptions, Device, KvLayout, LlamaLm, Model,
     ModelOptions, SharedLlama, Sizing, SolveLm, DEFAULT_MODEL_PATH,
 };
+mod model_id;
+pub use model_id::{sha256_file, ModelId};
 pub(crate) mod nodes;
 pub mod remote;
 pub use remote::{RemoteLm, RemoteOptions, ServerStats, SharedRemote};

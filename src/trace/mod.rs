@@ -58,7 +58,7 @@ use serde::{Deserialize, Serialize};
 use crate::lm::{Message, Usage};
 use crate::strategy::{EntryKind, Outcome, Problem, StopReason, StrategyConfig};
 
-pub use crate::backend::ModelId;
+pub use crate::lm::{sha256_file, ModelId};
 
 /// Version of the trace format.
 pub const TRACE_FORMAT: u32 = 1;
@@ -565,30 +565,6 @@ pub fn split_steps(text: &str) -> Vec<&str> {
         steps.push(text);
     }
     steps
-}
-
-/// The sha256 of a file, lower-case hex.
-///
-/// # Errors
-/// The file cannot be read.
-pub fn sha256_file(path: &std::path::Path) -> std::io::Result<String> {
-    use sha2::Digest as _;
-    use std::io::Read as _;
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use std::ffi::{c_char, c_int, c_void};
 pub use status::ponder_status;
 use status::{boundary, fail, fail_with, static_cstr};
 
-use ponder::backend::{BackendConfig, ModelIdentity};
+use ponder::backend::{BackendConfig, LazyModelId};
 use ponder::engine::Engine;
 use ponder::strategy::{Event, Flow, Outcome, Problem, StrategyConfig};
 use ponder::trace::{ModelId, Provenance, Trace};
@@ -43,7 +43,7 @@ pub const PONDER_VERSION_PATCH: u32 = 0;
 pub struct ponder_engine {
     engine: Engine,
     /// The model's identity for the provenance of traces, the file hashed on first use.
-    model: ModelIdentity,
+    model: LazyModelId,
 }
 
 /// What one solve found: the answer, the chosen text, its score, the work it took, and the whole

@@ -92,7 +92,7 @@ pub struct Sizing {
     pub cells_per_seq: u32,
 }
 
-/// How to size the inference context of an [`LlamaLm`].
+/// How to size the inference context of an [`LlamaLm`](super::LlamaLm).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ContextOptions {

@@ -37,7 +37,7 @@ impl Server {
     }
 }
 
-/// What one server has been sent so far: see [`RemoteLm::server_stats`].
+/// What one server has been sent so far: see [`RemoteLm::server_stats`](super::RemoteLm::server_stats).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerStats {
     /// The server's base URL.

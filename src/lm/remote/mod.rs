@@ -54,7 +54,9 @@ use serde_json::{json, Value};
 
 use super::nodes::NodeTable;
 use super::tokenizer::{self, ClientTokenizer};
-use super::{FinishReason, GenRequest, Generation, Interrupt, Lm, Message, Node, TokenId, Usage};
+use super::{
+    FinishReason, GenRequest, Generation, Interrupt, Lm, Message, ModelId, Node, TokenId, Usage,
+};
 use crate::error::{ConfigError, DecodeError, Error, LoadError, RemoteError, TokenizerError};
 use client::Client;
 use wire::{merge, token_ids, top_logprobs};
@@ -376,6 +378,18 @@ impl RemoteLm {
     /// The served model's name (the `model` field of each request).
     pub fn model_name(&self) -> &str {
         &self.shared.model
+    }
+
+    /// The served model's identity for provenance: `remote:` and the name the server gives it,
+    /// with the sha256 of the file the server says it loaded when that file is readable here.
+    pub fn model_id(&self) -> ModelId {
+        ModelId {
+            name: format!("remote:{}", self.model_name()),
+            sha256: self
+                .model_path()
+                .and_then(|p| super::sha256_file(Path::new(p)).ok())
+                .unwrap_or_default(),
+        }
     }
 
     /// The model file the (first) server says it loaded, where it says so (llama-server).

@@ -26,7 +26,7 @@ pub struct RemoteOptions {
     pub attempts: u32,
     /// Wait before the second attempt, in milliseconds; doubled before each further one.
     pub backoff_ms: u64,
-    /// How many most-likely next tokens [`Lm::next_token_probs`] asks for; a candidate outside
+    /// How many most-likely next tokens [`Lm::next_token_probs`](crate::lm::Lm::next_token_probs) asks for; a candidate outside
     /// them gets probability 0.
     pub top_logprobs: u32,
     /// The context size per request; default: what the server reports (`/props`, vLLM's
