@@ -15,9 +15,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::Engine;
 use crate::error::{ConfigError, Error};
-use crate::lm::{
-    ContextOptions, KvLayout, LlamaLm, Lm, Model, ModelOptions, RemoteLm, RemoteOptions,
-};
+use crate::lm::{ContextOptions, KvLayout, LlamaLm, Lm, Model, ModelOptions};
+use crate::lm::{RemoteLm, RemoteOptions};
 
 pub use crate::lm::ModelId;
 

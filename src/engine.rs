@@ -9,9 +9,9 @@ use parking_lot::Mutex;
 
 use crate::error::Error;
 use crate::lm::{
-    ContextLoad, ContextOptions, LlamaLm, Lm, Model, ModelOptions, RemoteLm, RemoteOptions,
-    SharedLlama, SharedRemote, Usage,
+    ContextLoad, ContextOptions, LlamaLm, Lm, Model, ModelOptions, SharedLlama, Usage,
 };
+use crate::lm::{RemoteLm, RemoteOptions, SharedRemote};
 use crate::strategy::{Event, Flow, Observer, Outcome, Problem, StrategyConfig};
 
 /// Cancels one solve from any thread: pass it to [`Engine::solve_with_token`], call

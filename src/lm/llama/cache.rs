@@ -37,6 +37,33 @@ pub(super) struct NodeData {
     pub(super) owner: Owner,
 }
 
+impl NodeData {
+    /// A node in no sequence yet, last used at `clock`: `tokens[own_start..]` are its own, the
+    /// first `computed` of `tokens` were run through the model before.
+    pub(super) fn detached(
+        tokens: Vec<LlamaToken>,
+        own_start: usize,
+        sampled: bool,
+        computed: usize,
+        owner: Owner,
+        clock: u64,
+    ) -> Self {
+        Self {
+            tokens,
+            own_start,
+            sampled,
+            computed,
+            seq: None,
+            kv_len: 0,
+            logits: None,
+            last_used: clock,
+            pinned: false,
+            parked: false,
+            owner,
+        }
+    }
+}
+
 /// Decode `tokens[kv_len..]` of `node` (already attached), returning its last logits and, with
 /// `logprobs_from = Some(p)`, the log-probability of each token after position `p - 1` (and
 /// the `top` most likely tokens there).
@@ -117,19 +144,14 @@ impl LlamaLm {
         let mut tokens = Vec::with_capacity(p.tokens.len() + own.len().max(16));
         tokens.extend_from_slice(&p.tokens);
         tokens.extend_from_slice(own);
-        NodeData {
-            own_start: p.tokens.len(),
-            sampled,
-            computed: p.computed,
+        NodeData::detached(
             tokens,
-            seq: None,
-            kv_len: 0,
-            logits: None,
-            last_used: self.clock,
-            pinned: false,
-            parked: false,
-            owner: p.owner,
-        }
+            p.tokens.len(),
+            sampled,
+            p.computed,
+            p.owner,
+            self.clock,
+        )
     }
 
     pub(super) fn touch(&mut self, i: u32) {

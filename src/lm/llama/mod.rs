@@ -298,19 +298,14 @@ impl LlamaLm {
         let owner = self.caller;
         self.count(owner, |u| u.prompt_tokens += tokens.len() as u64);
         self.clock += 1;
-        Ok(self.insert(NodeData {
-            own_start: 0,
-            sampled: false,
-            computed: 0,
+        Ok(self.insert(NodeData::detached(
             tokens,
-            seq: None,
-            kv_len: 0,
-            logits: None,
-            last_used: self.clock,
-            pinned: false,
-            parked: false,
-            owner: self.caller,
-        }))
+            0,
+            false,
+            0,
+            self.caller,
+            self.clock,
+        )))
     }
 
     fn tokenize_raw(&self, text: &str, add_special: bool) -> Vec<LlamaToken> {

@@ -3,11 +3,11 @@
 
 use std::collections::HashMap;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::RemoteLm;
 use crate::error::DecodeError;
-use crate::lm::{FinishReason, GenRequest, TokenId};
+use crate::lm::{FinishReason, GenRequest, TokenId, Usage};
 
 /// One sampled token as a server reports it.
 pub(super) struct Sampled {
@@ -145,6 +145,71 @@ pub(super) fn top_logprobs(v: &Value) -> Option<HashMap<TokenId, f64>> {
 }
 
 impl RemoteLm {
+    /// A `/tokenize` request: llama-server reads `content`/`add_special`, vLLM
+    /// `prompt`/`add_special_tokens`.
+    pub(super) fn tokenize_body(&self, text: &str, add_special: bool) -> Value {
+        json!({
+            "model": self.shared.model,
+            "content": text,
+            "prompt": text,
+            "add_special": add_special,
+            "add_special_tokens": add_special,
+            "parse_special": true,
+        })
+    }
+
+    /// The body of a completion request continuing `prompt`.
+    pub(super) fn completion_body(
+        &self,
+        prompt: &[TokenId],
+        max_tokens: u32,
+        logprobs: u32,
+    ) -> Value {
+        json!({
+            "model": self.shared.model,
+            "prompt": prompt,
+            "max_tokens": max_tokens,
+            "logprobs": logprobs,
+            "stream": false,
+            // llama-server: reuse the longest cached prefix of a slot.
+            "cache_prompt": true,
+            // vLLM: ids instead of strings in the logprobs, and the stop text left in.
+            "return_tokens_as_token_ids": true,
+            "include_stop_str_in_output": true,
+        })
+    }
+
+    /// Adds the servers' counts of `responses` to the usage; `sampled` when their completion
+    /// tokens are generated text (not the one-token probes of [`Lm::next_token_probs`], which
+    /// must not use up a search's token budget).
+    pub(super) fn account(&mut self, responses: &[Value], sampled: bool) {
+        let mut d = Usage::default();
+        for v in responses {
+            let prompt = v
+                .pointer("/usage/prompt_tokens")
+                .and_then(Value::as_u64)
+                .unwrap_or(0);
+            let cached = v
+                .pointer("/usage/prompt_tokens_details/cached_tokens")
+                .or_else(|| v.pointer("/timings/cache_n"))
+                .and_then(Value::as_u64)
+                .unwrap_or(0)
+                .min(prompt);
+            let generated = v
+                .pointer("/usage/completion_tokens")
+                .and_then(Value::as_u64)
+                .unwrap_or(0);
+            d.prefill_tokens += prompt - cached;
+            d.reused_tokens += cached;
+            if sampled {
+                d.generated_tokens += generated;
+                d.decoded_tokens += generated;
+            }
+            d.forward_passes += 1;
+        }
+        self.count(&d);
+    }
+
     /// The new tokens, text, log-likelihood and finish reason of one completion.
     pub(super) fn read_generation(
         &self,
