@@ -1,7 +1,7 @@
 //! `ponder serve`: an OpenAI-compatible HTTP server (axum on tokio) whose model names pick search
 //! strategies, optillm-style.
 //!
-//! - `POST /v1/chat/completions`: a model name with a strategy prefix ([`ALIASES`]: `bon-…`,
+//! - `POST /v1/chat/completions`: a model name with a strategy prefix ([`alias_of`]: `bon-…`,
 //!   `mcts-…`, …) runs that search over the conversation's last user message; `"ponder": {…}` in
 //!   the body (OpenAI clients send it through `extra_body`) configures it ([`plan()`]); without
 //!   either, plain generation of `n` choices from one shared prefill. `stream: true` sends the
@@ -24,111 +24,42 @@
 //! of its own around solves: on the llama.cpp backend they share one context and its forward
 //! passes (continuous batching), and the queue bound is the admission control.
 
+mod admission;
 mod chat;
 pub mod completions;
 mod config;
+mod handlers;
 pub mod metrics;
 pub mod openai;
 pub mod plain;
 pub mod plan;
 pub mod request;
 
+pub use admission::describe;
 pub use config::ServeFile;
+pub use openai::ChatResponse;
 pub use plan::{plan, plan_completion, Plan};
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
-use axum::middleware::{self, Next};
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use futures_util::StreamExt;
 use parking_lot::Mutex;
-use serde_json::{json, Value};
 
 use crate::error::ConfigError;
-use crate::lm::{FinishReason, Usage};
-use crate::strategy::{BestOfNConfig, Event, Flow, Rerank, StopReason};
-use crate::{CancelToken, Engine, Outcome, StrategyConfig};
+use crate::strategy::Named;
+use crate::{CancelToken, Engine};
 
-use metrics::{Gauges, Metrics};
-use openai::{ApiError, ApiUsage, ChoiceText};
+use admission::{solve_collecting, sse, Shared, Solution, Ticket};
+use handlers::{choices, now, read_body, router};
+use metrics::Metrics;
 
-pub use openai::ChatResponse;
-
-/// The model-name prefixes that pick a search, and what they pick.
-pub const ALIASES: &[(&str, Alias)] = &[
-    ("best-of-n-", Alias::BestOfN),
-    ("bon-", Alias::BestOfN),
-    ("mcts-", Alias::Mcts),
-    ("beam-", Alias::Beam),
-    ("self-correct-", Alias::SelfCorrect),
-    ("deepening-", Alias::Deepening),
-    ("majority-", Alias::Majority),
-    ("self-consistency-", Alias::Majority),
-    ("deepconf-", Alias::DeepConf),
-    ("adaptive-", Alias::Adaptive),
-];
-
-/// A search a model-name prefix picks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Alias {
-    /// Best-of-N reranked by the self-judge (optillm's `bon`).
-    BestOfN,
-    /// Step-level MCTS.
-    Mcts,
-    /// Step-level beam search.
-    Beam,
-    /// Self-correction.
-    SelfCorrect,
-    /// Iterative deepening.
-    Deepening,
-    /// Best-of-N by majority vote (self-consistency).
-    Majority,
-    /// DeepConf.
-    DeepConf,
-    /// Adaptive consistency: majority voting that stops once the answer is settled.
-    Adaptive,
-}
-
-impl Alias {
-    /// The alias's default configuration.
-    pub fn config(self) -> StrategyConfig {
-        let named = |name: &str| StrategyConfig::default_for(name).expect("a known strategy");
-        match self {
-            Self::BestOfN => StrategyConfig::BestOfN(BestOfNConfig {
-                rerank: Rerank::Judge,
-                ..BestOfNConfig::default()
-            }),
-            Self::Majority => StrategyConfig::BestOfN(BestOfNConfig {
-                rerank: Rerank::Vote,
-                ..BestOfNConfig::default()
-            }),
-            Self::Mcts => named("mcts"),
-            Self::Beam => named("beam"),
-            Self::SelfCorrect => named("self_correct"),
-            Self::Deepening => named("deepening"),
-            Self::DeepConf => named("deepconf"),
-            Self::Adaptive => named("adaptive"),
-        }
-    }
-}
-
-/// The search a model name picks, if it starts with a strategy prefix (case-insensitive).
-pub fn alias_of(model: &str) -> Option<Alias> {
-    let lower = model.to_ascii_lowercase();
-    ALIASES
-        .iter()
-        .find(|(prefix, _)| lower.starts_with(prefix))
-        .map(|(_, a)| *a)
+/// The strategy or preset a model name picks, if it starts with one of the serve prefixes of
+/// [`crate::strategy::NAMED`] (`bon-`, `mcts-`, …; case-insensitive).
+pub fn alias_of(model: &str) -> Option<&'static Named> {
+    Named::by_prefix(model)
 }
 
 /// Settings of [`serve`].
@@ -218,541 +149,6 @@ impl ServeOptions {
         }
         Ok(addr)
     }
-}
-
-/// The server's shared state.
-struct Shared {
-    engine: Arc<Engine>,
-    options: ServeOptions,
-    metrics: Metrics,
-    /// Requests admitted and not yet finished solving.
-    admitted: AtomicUsize,
-    /// Solves on blocking threads.
-    running: AtomicUsize,
-    shutting_down: AtomicBool,
-    /// The token of every admitted request, to cancel them all when the grace period ends.
-    tokens: Mutex<HashMap<u64, CancelToken>>,
-    next_id: AtomicU64,
-    /// Signalled whenever a request leaves the queue.
-    left: tokio::sync::Notify,
-}
-
-impl Shared {
-    fn gauges(&self, context: Option<crate::lm::ContextLoad>) -> Gauges {
-        Gauges {
-            queue_depth: self.admitted.load(Ordering::SeqCst),
-            queue_capacity: self.options.max_queue,
-            solves_running: self.running.load(Ordering::SeqCst),
-            shutting_down: self.shutting_down.load(Ordering::SeqCst),
-            context,
-        }
-    }
-
-    fn unavailable() -> ApiError {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "server_error",
-            "shutting_down",
-            "the server is shutting down and takes no new requests; retry against another instance",
-        )
-    }
-
-    /// Admits a request, or says why not (503 shutting down, 429 queue full).
-    fn admit(self: &Arc<Self>) -> Result<Ticket, ApiError> {
-        if self.shutting_down.load(Ordering::SeqCst) {
-            return Err(Self::unavailable());
-        }
-        let before = self.admitted.fetch_add(1, Ordering::SeqCst);
-        if before >= self.options.max_queue {
-            self.admitted.fetch_sub(1, Ordering::SeqCst);
-            return Err(ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limit_error",
-                "queue_full",
-                format!(
-                    "the server is busy: {} requests are running or waiting (--max-queue {}); retry later",
-                    before, self.options.max_queue
-                ),
-            ));
-        }
-        let id = self.next_id.fetch_add(1, Ordering::SeqCst);
-        let token = CancelToken::new();
-        self.tokens.lock().insert(id, token.clone());
-        Ok(Ticket {
-            shared: self.clone(),
-            id,
-            token,
-        })
-    }
-}
-
-/// An admitted request's place in the queue, held by its solve until it returns.
-struct Ticket {
-    shared: Arc<Shared>,
-    id: u64,
-    token: CancelToken,
-}
-
-impl Drop for Ticket {
-    fn drop(&mut self) {
-        self.shared.tokens.lock().remove(&self.id);
-        self.shared.admitted.fetch_sub(1, Ordering::SeqCst);
-        self.shared.left.notify_waiters();
-    }
-}
-
-/// Cancels a solve when dropped: held by the handler (or the event stream) that waits for it,
-/// so a client that goes away cancels its solve.
-struct CancelOnDrop {
-    token: CancelToken,
-    deadline: tokio::task::AbortHandle,
-}
-
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        self.token.cancel();
-        self.deadline.abort();
-    }
-}
-
-/// What a solve gave.
-#[derive(Debug)]
-enum Solution {
-    /// A search's outcome.
-    Search(Box<Outcome>),
-    /// Plain generation's completions.
-    Plain(plain::Generated),
-}
-
-impl Solution {
-    /// The response's `usage`.
-    fn api_usage(&self) -> ApiUsage {
-        match self {
-            Self::Search(o) => ApiUsage::of(o),
-            Self::Plain(g) => ApiUsage::plain(&g.usage, g.sampled),
-        }
-    }
-
-    /// The engine's counters of the solve.
-    fn usage(&self) -> &Usage {
-        match self {
-            Self::Search(o) => &o.usage,
-            Self::Plain(g) => &g.usage,
-        }
-    }
-}
-
-/// A solve's result as the handler needs it.
-type Solved = Result<Solution, ApiError>;
-
-/// Why a cancelled solve was cancelled, for its status.
-fn cancelled_error(shared: &Shared, deadline_hit: bool) -> ApiError {
-    if shared.shutting_down.load(Ordering::SeqCst) {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "server_error",
-            "shutting_down",
-            "the server shut down before the search finished; retry against another instance",
-        )
-    } else if deadline_hit {
-        ApiError::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            "server_error",
-            "solve_timeout",
-            format!(
-                "the search ran past this server's limit of {} s (--max-solve-seconds) and was cancelled; ask for a smaller budget",
-                shared.options.max_solve_seconds
-            ),
-        )
-    } else {
-        ApiError::new(
-            StatusCode::from_u16(499).expect("499 is a valid code"),
-            "server_error",
-            "client_closed_request",
-            "the client went away; the search was cancelled",
-        )
-    }
-}
-
-/// Plain generation's errors: a bad token id names `prompt`, logprobs the backend cannot give
-/// name `logprobs`.
-fn plain_error(e: crate::Error) -> ApiError {
-    match &e {
-        crate::Error::Config(c) => ApiError::invalid("prompt", "invalid_value", c.to_string()),
-        crate::Error::Decode(crate::DecodeError::Unsupported { .. }) => {
-            ApiError::invalid("logprobs", "unsupported_parameter", e.to_string())
-        }
-        _ => ApiError::from(e),
-    }
-}
-
-/// Starts `plan`'s solve on a blocking thread; `events` sees a search's progress. The returned
-/// guard cancels the solve when dropped; the receiver gets the result.
-fn start_solve(
-    shared: &Arc<Shared>,
-    ticket: Ticket,
-    plan: Plan,
-    mut events: impl FnMut(&Event) -> Flow + Send + 'static,
-) -> (CancelOnDrop, tokio::sync::oneshot::Receiver<Solved>) {
-    let token = ticket.token.clone();
-    let deadline_hit = Arc::new(AtomicBool::new(false));
-    let deadline = {
-        let token = token.clone();
-        let hit = deadline_hit.clone();
-        let after = Duration::from_secs(shared.options.max_solve_seconds);
-        tokio::spawn(async move {
-            tokio::time::sleep(after).await;
-            hit.store(true, Ordering::SeqCst);
-            token.cancel();
-        })
-        .abort_handle()
-    };
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let shared = shared.clone();
-    let label = plan.label();
-    tokio::task::spawn_blocking(move || {
-        let ticket = ticket;
-        shared.running.fetch_add(1, Ordering::SeqCst);
-        let started = Instant::now();
-        let result = match &plan {
-            Plan::Search { strategy, problem } => shared
-                .engine
-                .solve_with_token(problem, strategy, &mut events, &ticket.token)
-                .map(|o| Solution::Search(Box::new(o))),
-            Plan::Plain(job) => plain::run(&shared.engine, job, &ticket.token)
-                .map(Solution::Plain)
-                .map_err(crate::Error::from),
-        };
-        shared.running.fetch_sub(1, Ordering::SeqCst);
-        let cancelled = ticket.token.is_cancelled();
-        let hit = deadline_hit.load(Ordering::SeqCst);
-        if cancelled {
-            shared.metrics.cancelled();
-        }
-        let solved: Solved = match result {
-            Ok(solution) => {
-                let partial = matches!(&solution, Solution::Search(o)
-                    if o.tree.as_ref().is_some_and(|t| t.stop == StopReason::Cancelled));
-                shared
-                    .metrics
-                    .solved(solution.usage(), started.elapsed().as_secs_f64());
-                if partial && cancelled && !hit && !shared.shutting_down.load(Ordering::SeqCst) {
-                    Err(cancelled_error(&shared, false))
-                } else {
-                    Ok(solution)
-                }
-            }
-            Err(_) if cancelled => Err(cancelled_error(&shared, hit)),
-            Err(e) if plan.is_plain() => Err(plain_error(e)),
-            Err(e) => Err(ApiError::from(e)),
-        };
-        let status = solved.as_ref().map_or_else(|e| e.status.as_u16(), |_| 200);
-        shared.metrics.request(label, status);
-        let _ = tx.send(solved);
-    });
-    (CancelOnDrop { token, deadline }, rx)
-}
-
-/// Runs `plan` and waits for it, collecting a search's progress for `reasoning_content`.
-async fn solve_collecting(
-    shared: &Arc<Shared>,
-    ticket: Ticket,
-    plan: Plan,
-) -> Result<(Solution, Option<String>), ApiError> {
-    let plain = plan.is_plain();
-    let reasoning = Arc::new(Mutex::new(String::new()));
-    let log = reasoning.clone();
-    let events = move |e: &Event| {
-        let mut log = log.lock();
-        if log.len() < 64 * 1024 {
-            log.push_str(&describe(e));
-        }
-        Flow::Continue
-    };
-    let (_guard, rx) = start_solve(shared, ticket, plan, events);
-    // The status is counted where the solve ends (also when this future is dropped because the
-    // client went away).
-    let solution = rx.await.unwrap_or_else(|_| Err(panicked()))?;
-    let reasoning = std::mem::take(&mut *reasoning.lock());
-    Ok((
-        solution,
-        (!plain && !reasoning.is_empty()).then_some(reasoning),
-    ))
-}
-
-fn panicked() -> ApiError {
-    ApiError::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "server_error",
-        "solve_panicked",
-        "the solve stopped unexpectedly (a bug: please report it with the request)",
-    )
-}
-
-/// One line of the search's progress, for `reasoning_content`.
-pub fn describe(event: &Event) -> String {
-    match event {
-        Event::Step {
-            node,
-            parent,
-            depth,
-            text,
-            ..
-        } => format!("[step {node} <- {parent}, depth {depth}] {}\n", text.trim()),
-        Event::Scored { node, judge, value } => {
-            format!("[judged {node}] judge {judge:.2}, value {value:.2}\n")
-        }
-        Event::Sample {
-            index,
-            tokens,
-            answer,
-            finish,
-        } => format!(
-            "[sample {index}] {tokens} tokens, {finish}, answer {}\n",
-            answer.as_deref().unwrap_or("none")
-        ),
-        Event::Candidate {
-            index,
-            answer,
-            score,
-        } => format!(
-            "[candidate {index}] answer {}, score {score:.3}\n",
-            answer.as_deref().unwrap_or("none")
-        ),
-        Event::Done { answer, score } => format!(
-            "[chosen] answer {}, score {score:.3}\n",
-            answer.as_deref().unwrap_or("none")
-        ),
-    }
-}
-
-/// The choices of a solution: every returned completion of plain generation, the chosen
-/// candidate of a search.
-fn choices(solution: &Solution) -> Vec<ChoiceText> {
-    match solution {
-        Solution::Plain(g) => g
-            .choices
-            .iter()
-            .map(|c| ChoiceText {
-                text: c.text.clone(),
-                finish: c.finish,
-                tokens: c.tokens.clone(),
-            })
-            .collect(),
-        Solution::Search(outcome) => {
-            let finish =
-                outcome
-                    .candidates
-                    .get(outcome.chosen)
-                    .map_or("stop", |c| match c.finish {
-                        FinishReason::MaxTokens | FinishReason::ContextFull => "length",
-                        _ => "stop",
-                    });
-            vec![ChoiceText {
-                text: outcome.text.clone(),
-                finish,
-                tokens: None,
-            }]
-        }
-    }
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-fn too_large(limit: usize) -> ApiError {
-    ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "invalid_request_error",
-        "request_too_large",
-        format!("the request body is larger than this server's limit of {limit} bytes (--max-body-bytes); send less"),
-    )
-}
-
-/// The request body, within `--max-body-bytes`.
-async fn read_body(shared: &Shared, headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
-    let limit = shared.options.max_body_bytes;
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(too_large(limit));
-    }
-    // A declared length within the limit that cannot be read is a broken body, not a big one.
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
-        if declared.is_some() {
-            ApiError::bad_request(format!("could not read the request body: {e}"), None)
-        } else {
-            too_large(limit)
-        }
-    })
-}
-
-/// Streams `plan`'s solve as server-sent events: `first` (if any), `progress(line)` for each
-/// event of a search, the chunks `last` makes of the result (or the error body), then `[DONE]`.
-fn sse(
-    shared: &Arc<Shared>,
-    ticket: Ticket,
-    plan: Plan,
-    first: Option<Value>,
-    progress: impl Fn(String) -> Value + Send + 'static,
-    last: impl FnOnce(Solution) -> Vec<Value> + Send + 'static,
-) -> Response {
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
-    if let Some(first) = first {
-        let _ = tx.send(first);
-    }
-    let events = {
-        let tx = tx.clone();
-        let plain = plan.is_plain();
-        move |e: &Event| {
-            if plain {
-                return Flow::Continue;
-            }
-            if tx.send(progress(describe(e))).is_err() {
-                Flow::Stop
-            } else {
-                Flow::Continue
-            }
-        }
-    };
-    let (guard, rx_solved) = start_solve(shared, ticket, plan, events);
-    tokio::spawn(async move {
-        let Ok(solved) = rx_solved.await else { return };
-        match solved {
-            Ok(solution) => {
-                for chunk in last(solution) {
-                    let _ = tx.send(chunk);
-                }
-            }
-            Err(e) => {
-                let _ = tx.send(e.body());
-            }
-        }
-        let _ = tx.send(Value::Null);
-    });
-    let events = tokio_stream::wrappers::UnboundedReceiverStream::new(rx).map(move |v| {
-        // The guard lives as long as the stream: a client that goes away drops the stream and
-        // so cancels the solve.
-        let _ = &guard;
-        Ok::<_, std::convert::Infallible>(if v.is_null() {
-            SseEvent::default().data("[DONE]")
-        } else {
-            SseEvent::default().data(v.to_string())
-        })
-    });
-    Sse::new(events)
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(1)))
-        .into_response()
-}
-
-async fn models(State(shared): State<Arc<Shared>>) -> Json<Value> {
-    let name = &shared.options.model_name;
-    let created = now();
-    let mut data =
-        vec![json!({"id": name, "object": "model", "created": created, "owned_by": "ponder"})];
-    for (prefix, _) in ALIASES {
-        data.push(json!({
-            "id": format!("{prefix}{name}"), "object": "model", "created": created, "owned_by": "ponder",
-        }));
-    }
-    Json(json!({"object": "list", "data": data}))
-}
-
-async fn health(State(shared): State<Arc<Shared>>) -> Response {
-    if shared.shutting_down.load(Ordering::SeqCst) {
-        return Shared::unavailable().into_response();
-    }
-    Json(json!({"status": "ok", "model": shared.options.model_name})).into_response()
-}
-
-async fn metrics_text(State(shared): State<Arc<Shared>>) -> Response {
-    // The context's load takes its lock for a moment (between two forward passes): off the
-    // async threads.
-    let engine = shared.engine.clone();
-    let context = tokio::task::spawn_blocking(move || engine.context_load())
-        .await
-        .ok()
-        .flatten();
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        shared.metrics.render(shared.gauges(context)),
-    )
-        .into_response()
-}
-
-async fn not_found(request: Request) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "invalid_request_error",
-        "not_found",
-        format!(
-            "no route {} {}; ponder serves POST /v1/chat/completions, POST /v1/completions, GET /v1/models, /health and /metrics",
-            request.method(),
-            request.uri().path()
-        ),
-    )
-}
-
-async fn method_not_allowed(request: Request) -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "invalid_request_error",
-        "method_not_allowed",
-        format!(
-            "{} is not allowed on {}",
-            request.method(),
-            request.uri().path()
-        ),
-    )
-}
-
-/// Compares without an early exit, so that timing does not tell how much of a key was right.
-fn same_secret(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-async fn auth(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
-    let Some(key) = &shared.options.api_key else {
-        return next.run(request).await;
-    };
-    let given = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match given {
-        Some(g) if same_secret(g.trim().as_bytes(), key.as_bytes()) => next.run(request).await,
-        _ => {
-            let label = "-";
-            shared.metrics.request(label, 401);
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "authentication_error",
-                "invalid_api_key",
-                "missing or wrong API key: send the header Authorization: Bearer <key> with the key the server was started with (--api-key)",
-            )
-            .into_response()
-        }
-    }
-}
-
-/// The router over `engine`.
-fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
-        .route("/v1/chat/completions", post(chat::handler))
-        .route("/v1/completions", post(completions::handler))
-        .route("/v1/models", get(models))
-        .route("/metrics", get(metrics_text))
-        .route_layer(middleware::from_fn_with_state(shared.clone(), auth))
-        .route("/health", get(health))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .with_state(shared)
 }
 
 /// Serves `engine` on `listener` until `shutdown` resolves; then answers new requests 503, lets
@@ -865,9 +261,8 @@ pub fn serve(engine: Engine, options: ServeOptions) -> crate::Result<()> {
         eprintln!(
             "ponder serve: listening on http://{local} (model {}, strategies by prefix: {})",
             options.model_name,
-            ALIASES
-                .iter()
-                .map(|(p, _)| format!("{p}…"))
+            Named::prefixes()
+                .map(|p| format!("{p}…"))
                 .collect::<Vec<_>>()
                 .join(" ")
         );
@@ -910,8 +305,5 @@ mod tests {
             ..ServeOptions::default()
         };
         assert!(is_loopback(o.bind_address().unwrap().ip()));
-        assert!(same_secret(b"abc", b"abc"));
-        assert!(!same_secret(b"abc", b"abd"));
-        assert!(!same_secret(b"abc", b"ab"));
     }
 }

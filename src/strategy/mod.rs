@@ -46,15 +46,20 @@ pub mod best_of_n;
 pub mod deepconf;
 pub mod deepening;
 pub mod mcts;
+mod observe;
+mod outcome;
+mod problem;
 pub mod self_correct;
 pub mod tree;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ConfigError, Error};
-use crate::lm::{FinishReason, Lm, Message, Node, Usage};
-use crate::reward::answer;
-use crate::reward::confidence::ConfidenceConfig;
+use crate::lm::{Lm, Message, Node, Usage};
+
+pub use observe::{Event, Flow, Observer};
+pub use outcome::{Candidate, ConfidenceSignals, EntryKind, Outcome, TimelineEntry};
+pub use problem::{limits, AnswerKind, Problem, PromptConfig};
 
 pub use adaptive::AdaptiveConfig;
 pub use beam::{BeamAnswer, BeamConfig};
@@ -64,217 +69,6 @@ pub use deepening::DeepeningConfig;
 pub use mcts::{AnswerBy, Backup, MctsConfig, RolloutConfig, Selection, Widen};
 pub use self_correct::{Keep, SelfCorrectConfig};
 pub use tree::{Budget, Limit, SearchTree, StepConfig, StopReason, TreeNode, ValueSignal};
-
-/// A problem to solve.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Problem {
-    /// An identifier carried into outcomes and traces.
-    #[serde(default)]
-    pub id: Option<String>,
-    /// The question, as the user wrote it.
-    pub question: String,
-    /// The reference answer, if known. It labels candidates (`correct`); it never steers the
-    /// search.
-    #[serde(default)]
-    pub answer: Option<String>,
-    /// Let the reference answer steer the search (off by default): tree searches value a
-    /// finished solution 1 when right and 0 when wrong instead of the judge's score, and best-of-N
-    /// picks a right candidate when there is one. For data synthesis (`--oracle-guided`);
-    /// self-correction and deepening ignore it.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub oracle_guided: bool,
-    /// What kind of answer the problem has: a number (the default) or free text.
-    #[serde(default, skip_serializing_if = "AnswerKind::is_numeric")]
-    pub answer_kind: AnswerKind,
-}
-
-/// What kind of answer a problem has.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AnswerKind {
-    /// A number (or a short expression): extracted from `\boxed{}`, `####`, "The answer is" or
-    /// the last number, compared numerically.
-    #[default]
-    Numeric,
-    /// Free text (a rewritten sentence, a phrase): the text after the last answer marker
-    /// ("Answer:", "The answer is"), compared after lower-casing and trimming spaces and
-    /// punctuation. Never a number pulled out of the text; votes are not available.
-    Text,
-}
-
-impl AnswerKind {
-    /// Whether this is [`AnswerKind::Numeric`].
-    pub fn is_numeric(&self) -> bool {
-        *self == Self::Numeric
-    }
-
-    /// Parses `numeric` or `text`.
-    ///
-    /// # Errors
-    /// [`ConfigError`] naming the two kinds.
-    pub fn parse(name: &str) -> Result<Self, ConfigError> {
-        match name {
-            "numeric" => Ok(Self::Numeric),
-            "text" => Ok(Self::Text),
-            other => Err(ConfigError::new(
-                "answer_kind",
-                format!("unknown answer kind {other:?}; use numeric or text"),
-            )),
-        }
-    }
-}
-
-impl Problem {
-    /// A problem without id or reference answer.
-    pub fn new(question: impl Into<String>) -> Self {
-        Self {
-            id: None,
-            question: question.into(),
-            answer: None,
-            oracle_guided: false,
-            answer_kind: AnswerKind::Numeric,
-        }
-    }
-
-    /// This problem with a reference answer.
-    pub fn with_answer(self, answer: impl Into<String>) -> Self {
-        Self {
-            answer: Some(answer.into()),
-            ..self
-        }
-    }
-
-    /// Checks that there is a question.
-    ///
-    /// # Errors
-    /// [`ConfigError`] for an empty or blank question.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.question.trim().is_empty() {
-            return Err(ConfigError::new(
-                "question",
-                "it is empty; give the model something to solve",
-            ));
-        }
-        Ok(())
-    }
-
-    /// Whether `answer` matches the reference (`None` without a reference or without an answer).
-    /// Text answers match when equal after lower-casing and trimming spaces and punctuation.
-    pub fn check(&self, answer: Option<&str>) -> Option<bool> {
-        let reference = self.answer.as_deref()?;
-        Some(answer.is_some_and(|a| match self.answer_kind {
-            AnswerKind::Numeric => answer::equivalent(a, reference),
-            AnswerKind::Text => answer::text_equivalent(a, reference),
-        }))
-    }
-
-    /// The final answer of `solution` for this problem's kind of answer: [`answer::extract`]
-    /// for numbers, [`answer::extract_text`] for text.
-    pub fn extract(&self, solution: &str) -> Option<String> {
-        match self.answer_kind {
-            AnswerKind::Numeric => answer::extract(solution),
-            AnswerKind::Text => answer::extract_text(solution),
-        }
-    }
-
-    /// The final answer of a generated `solution` that ended with `finish`: as
-    /// [`Problem::extract`], but a cut-off solution ([`FinishReason::is_cut_off`]) has only the
-    /// answer it stated with an explicit marker ([`Problem::explicit`]), never the last number of
-    /// its unfinished working.
-    pub fn answer_of(&self, solution: &str, finish: &FinishReason) -> Option<String> {
-        if finish.is_cut_off() {
-            self.explicit(solution)
-        } else {
-            self.extract(solution)
-        }
-    }
-
-    /// The answer `solution` states with an explicit marker: [`answer::explicit`] for numbers,
-    /// [`answer::extract_text`] (which needs a marker) for text.
-    pub fn explicit(&self, solution: &str) -> Option<String> {
-        match self.answer_kind {
-            AnswerKind::Numeric => answer::explicit(solution),
-            AnswerKind::Text => answer::extract_text(solution),
-        }
-    }
-}
-
-/// How the solver is asked: an optional system message and a user-message template.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct PromptConfig {
-    /// An optional system message.
-    pub system: Option<String>,
-    /// The user message; `{question}` is replaced by the question.
-    pub template: String,
-}
-
-impl Default for PromptConfig {
-    fn default() -> Self {
-        Self {
-            system: None,
-            template: "{question}\n\nSolve the problem step by step, then finish with the sentence \"The answer is\" followed by the final number.".into(),
-        }
-    }
-}
-
-impl PromptConfig {
-    /// The messages for `question`.
-    pub fn messages(&self, question: &str) -> Vec<Message> {
-        let mut messages = Vec::new();
-        if let Some(system) = &self.system {
-            messages.push(Message::system(system.clone()));
-        }
-        messages.push(Message::user(self.template.replace("{question}", question)));
-        messages
-    }
-}
-
-/// The documented range of every count and budget of the strategies (the README's table lists
-/// them with their fields). A configuration outside them is refused with a [`ConfigError`] before
-/// any work, so that no setting can make a solve run practically forever.
-pub mod limits {
-    /// Tokens one generation may ask for (`max_tokens`, `step.max_tokens`, `l0`, …): 1..=this.
-    /// The context window bounds a generation further.
-    pub const MAX_TOKENS: u32 = 131_072;
-    /// Samples or branches started at once (`n`, deepening's `width`): 1..=this.
-    pub const MAX_SAMPLES: u32 = 256;
-    /// Children of one expansion and beam sizes (`k`, `width`, `expansions`): 1..=this.
-    pub const MAX_CHILDREN: u32 = 64;
-    /// Revision rounds of self-correction: 1..=this.
-    pub const MAX_ROUNDS: u32 = 16;
-    /// Steps of one path of a tree search (`step.max_depth`): 1..=this.
-    pub const MAX_DEPTH: u32 = 1024;
-    /// Re-samplings of a step that was too short (`step.retries`): 0..=this.
-    pub const MAX_RETRIES: u32 = 16;
-    /// `step.min_chars`: 0..=this.
-    pub const MAX_MIN_CHARS: u32 = 100_000;
-    /// Tokens a whole search may generate (`budget.tokens`, deepening's `total_budget`):
-    /// 1..=this.
-    pub const MAX_BUDGET_TOKENS: u64 = 10_000_000;
-    /// `budget.forward_passes`: 1..=this.
-    pub const MAX_FORWARD_PASSES: u64 = 100_000_000;
-    /// `budget.wall_ms`: 1..=this (one day).
-    pub const MAX_WALL_MS: u64 = 86_400_000;
-    /// `budget.iterations`: 1..=this.
-    pub const MAX_ITERATIONS: u32 = 100_000;
-    /// Deepening's `gamma`: 1..=this.
-    pub const MAX_GAMMA: f64 = 16.0;
-
-    /// Checks a per-generation token count `field` against 1..=[`MAX_TOKENS`].
-    pub(crate) fn check_max_tokens(
-        field: &'static str,
-        value: u32,
-    ) -> Result<(), crate::error::ConfigError> {
-        if value == 0 {
-            return Err(crate::error::ConfigError::new(
-                field,
-                "0 would generate nothing; ask for at least 1 token",
-            ));
-        }
-        crate::error::ConfigError::check_range(field, value, 1..=MAX_TOKENS, "tokens")
-    }
-}
 
 /// Every strategy's configuration, tagged by `"type"`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -297,6 +91,191 @@ pub enum StrategyConfig {
     /// See [`adaptive`].
     Adaptive(AdaptiveConfig),
 }
+
+/// A name the strategies answer to: a strategy (its `"type"` tag) or a preset of one, with the
+/// other spellings it is accepted under, the model-name prefixes that pick it in `ponder serve`
+/// and the configuration it stands for. [`NAMED`] is the one list of them: [`StrategyConfig::NAMES`]
+/// and [`StrategyConfig::default_for`], the CLI's `--strategy`, serve's model names and bench's
+/// rungs all read it.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct Named {
+    /// The name: a strategy's `"type"`, or a preset's own name.
+    pub name: &'static str,
+    /// The `"type"` of the strategy it configures (`name` itself, unless it is a preset).
+    pub strategy: &'static str,
+    /// Other spellings it is accepted under; in these and in `name`, `-` and `_` are the same.
+    pub aliases: &'static [&'static str],
+    /// The model-name prefixes that pick it in `ponder serve`, matched ignoring case.
+    pub prefixes: &'static [&'static str],
+    /// What it does, in one line.
+    pub about: &'static str,
+    config: fn() -> StrategyConfig,
+}
+
+impl Named {
+    /// The configuration it stands for.
+    pub fn config(&self) -> StrategyConfig {
+        (self.config)()
+    }
+
+    /// Whether it is a preset (a configuration of another strategy) rather than a strategy.
+    pub const fn is_preset(&self) -> bool {
+        !same_str(self.name, self.strategy)
+    }
+
+    /// The entry of [`NAMED`] called `name` or one of its aliases (`-` and `_` alike).
+    pub fn find(name: &str) -> Option<&'static Self> {
+        let name = name.replace('-', "_");
+        NAMED
+            .iter()
+            .find(|n| n.name == name || n.aliases.contains(&name.as_str()))
+    }
+
+    /// The entry of [`NAMED`] whose serve prefix `model` starts with, ignoring case.
+    pub fn by_prefix(model: &str) -> Option<&'static Self> {
+        let lower = model.to_ascii_lowercase();
+        NAMED
+            .iter()
+            .find(|n| n.prefixes.iter().any(|p| lower.starts_with(p)))
+    }
+
+    /// Every serve prefix of [`NAMED`], in its order.
+    pub fn prefixes() -> impl Iterator<Item = &'static str> {
+        NAMED.iter().flat_map(|n| n.prefixes.iter().copied())
+    }
+}
+
+/// Every strategy and preset, strategies in the order [`StrategyConfig::NAMES`] lists them. A new
+/// strategy adds its row here beside its variant of [`StrategyConfig`].
+pub const NAMED: &[Named] = &[
+    Named {
+        name: "bon",
+        strategy: "best_of_n",
+        aliases: &[],
+        prefixes: &["best-of-n-", "bon-"],
+        about: "Best-of-N reranked by the self-judge (optillm's bon).",
+        config: || {
+            StrategyConfig::BestOfN(BestOfNConfig {
+                rerank: Rerank::Judge,
+                ..BestOfNConfig::default()
+            })
+        },
+    },
+    Named {
+        name: "majority",
+        strategy: "best_of_n",
+        aliases: &["self_consistency"],
+        prefixes: &["majority-", "self-consistency-"],
+        about: "Best-of-N by majority vote (self-consistency).",
+        config: || {
+            StrategyConfig::BestOfN(BestOfNConfig {
+                rerank: Rerank::Vote,
+                ..BestOfNConfig::default()
+            })
+        },
+    },
+    Named {
+        name: "best_of_n",
+        strategy: "best_of_n",
+        aliases: &[],
+        prefixes: &[],
+        about: "N samples decoded together, one picked by a reranker.",
+        config: || StrategyConfig::BestOfN(BestOfNConfig::default()),
+    },
+    Named {
+        name: "self_correct",
+        strategy: "self_correct",
+        aliases: &[],
+        prefixes: &["self-correct-"],
+        about: "An attempt, then rounds of self-check and revision in one conversation.",
+        config: || StrategyConfig::SelfCorrect(SelfCorrectConfig::default()),
+    },
+    Named {
+        name: "deepening",
+        strategy: "deepening",
+        aliases: &[],
+        prefixes: &["deepening-"],
+        about: "Branches extended by reflection triggers with a growing budget, then a vote.",
+        config: || StrategyConfig::Deepening(DeepeningConfig::default()),
+    },
+    Named {
+        name: "mcts",
+        strategy: "mcts",
+        aliases: &[],
+        prefixes: &["mcts-"],
+        about: "Monte Carlo tree search over reasoning steps.",
+        config: || StrategyConfig::Mcts(MctsConfig::default()),
+    },
+    Named {
+        name: "beam",
+        strategy: "beam",
+        aliases: &[],
+        prefixes: &["beam-"],
+        about: "Beam search over reasoning steps.",
+        config: || StrategyConfig::Beam(BeamConfig::default()),
+    },
+    Named {
+        name: "deepconf",
+        strategy: "deepconf",
+        aliases: &["deep_conf"],
+        prefixes: &["deepconf-"],
+        about: "Best-of-N that stops unsure traces early, then a confidence-weighted vote.",
+        config: || StrategyConfig::DeepConf(DeepConfConfig::default()),
+    },
+    Named {
+        name: "adaptive",
+        strategy: "adaptive",
+        aliases: &[],
+        prefixes: &["adaptive-"],
+        about:
+            "Majority voting that samples in batches and stops once the leading answer is settled.",
+        config: || StrategyConfig::Adaptive(AdaptiveConfig::default()),
+    },
+];
+
+/// Whether `a` and `b` are the same string (`==` in a `const`).
+const fn same_str(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// How many entries of [`NAMED`] are strategies.
+const STRATEGY_COUNT: usize = {
+    let mut count = 0;
+    let mut i = 0;
+    while i < NAMED.len() {
+        if !NAMED[i].is_preset() {
+            count += 1;
+        }
+        i += 1;
+    }
+    count
+};
+
+/// The names of the strategies of [`NAMED`], in its order.
+const STRATEGY_NAMES: [&str; STRATEGY_COUNT] = {
+    let mut names = [""; STRATEGY_COUNT];
+    let (mut i, mut j) = (0, 0);
+    while i < NAMED.len() {
+        if !NAMED[i].is_preset() {
+            names[j] = NAMED[i].name;
+            j += 1;
+        }
+        i += 1;
+    }
+    names
+};
 
 /// A search strategy, implemented by each strategy's configuration. [`StrategyConfig`] holds one
 /// of them and delegates to it through [`StrategyConfig::strategy`], so a new strategy is its
@@ -407,35 +386,42 @@ impl StrategyConfig {
         self.strategy().seed()
     }
 
-    /// Every strategy's name, as `"type"` spells it.
-    pub const NAMES: &'static [&'static str] = &[
-        "best_of_n",
-        "self_correct",
-        "deepening",
-        "mcts",
-        "beam",
-        "deepconf",
-        "adaptive",
-    ];
+    /// Every strategy's name, as `"type"` spells it: the strategies of [`NAMED`], in its order.
+    pub const NAMES: &'static [&'static str] = &STRATEGY_NAMES;
 
-    /// The default configuration of the strategy called `name` (`best_of_n` or `best-of-n`).
+    /// The default configuration of the strategy called `name` (`best_of_n` or `best-of-n`: a
+    /// name or alias of a strategy in [`NAMED`]; presets are [`StrategyConfig::named`]'s).
     ///
     /// # Errors
     /// [`ConfigError`] naming the known strategies.
     pub fn default_for(name: &str) -> Result<Self, ConfigError> {
-        match name.replace('-', "_").as_str() {
-            "best_of_n" => Ok(Self::BestOfN(BestOfNConfig::default())),
-            "self_correct" => Ok(Self::SelfCorrect(SelfCorrectConfig::default())),
-            "deepening" => Ok(Self::Deepening(DeepeningConfig::default())),
-            "mcts" => Ok(Self::Mcts(MctsConfig::default())),
-            "beam" => Ok(Self::Beam(BeamConfig::default())),
-            "deepconf" | "deep_conf" => Ok(Self::DeepConf(DeepConfConfig::default())),
-            "adaptive" => Ok(Self::Adaptive(AdaptiveConfig::default())),
-            other => Err(ConfigError::new(
+        match Named::find(name).filter(|n| !n.is_preset()) {
+            Some(named) => Ok(named.config()),
+            None => Err(ConfigError::new(
                 "strategy",
                 format!(
-                    "unknown strategy {other:?}; known: {}",
+                    "unknown strategy {:?}; known: {}",
+                    name.replace('-', "_"),
                     Self::NAMES.join(", ")
+                ),
+            )),
+        }
+    }
+
+    /// The configuration `name` stands for: a strategy's defaults, as [`StrategyConfig::default_for`],
+    /// or a preset of [`NAMED`] (`bon`, `majority`, `self-consistency`).
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming every name [`NAMED`] knows.
+    pub fn named(name: &str) -> Result<Self, ConfigError> {
+        match Named::find(name) {
+            Some(named) => Ok(named.config()),
+            None => Err(ConfigError::new(
+                "strategy",
+                format!(
+                    "unknown strategy {:?}; known: {}",
+                    name.replace('-', "_"),
+                    NAMED.iter().map(|n| n.name).collect::<Vec<_>>().join(", ")
                 ),
             )),
         }
@@ -552,382 +538,10 @@ impl StrategyConfig {
     }
 }
 
-/// Something a search did, reported while it runs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum Event {
-    /// A tree search added a step (`node` indexes its [`SearchTree`]).
-    Step {
-        /// The new node.
-        node: usize,
-        /// Its parent.
-        parent: usize,
-        /// Steps from the root.
-        depth: u32,
-        /// Tokens of the step.
-        tokens: u32,
-        /// The step's text.
-        text: String,
-    },
-    /// A tree search valued a step.
-    Scored {
-        /// The node.
-        node: usize,
-        /// The self-judge's score (NaN when the search values steps without the judge: MCTS and
-        /// beam with `value: logprob`).
-        judge: f64,
-        /// The node's value.
-        value: f64,
-    },
-    /// A sampling strategy finished a sample, before it is scored: each of best-of-N's samples
-    /// once the batch is decoded, each self-correction attempt, each DeepConf trace, each
-    /// segment of a deepening branch (its answer is the branch's so far). A [`Flow::Stop`]
-    /// cancels the solve, as for a step.
-    Sample {
-        /// The sample's number in the order this solve drew them (0, 1, …).
-        index: usize,
-        /// Tokens it generated.
-        tokens: u32,
-        /// Its answer (none when it stated none, e.g. cut off).
-        answer: Option<String>,
-        /// Why it ended.
-        finish: FinishReason,
-    },
-    /// A candidate of the finished search, in the outcome's order.
-    Candidate {
-        /// Its index in [`Outcome::candidates`].
-        index: usize,
-        /// Its answer.
-        answer: Option<String>,
-        /// Its score.
-        score: f64,
-    },
-    /// The solve is complete.
-    Done {
-        /// The chosen answer.
-        answer: Option<String>,
-        /// Its score.
-        score: f64,
-    },
-}
-
-/// What an event callback wants next.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flow {
-    /// Go on.
-    Continue,
-    /// Cancel the search.
-    Stop,
-}
-
-/// Receives a strategy's [`Event`]s and tells it to stop. A stop request is shared through
-/// [`Observer::stop_flag`] so that the model can also be interrupted between forward passes.
-#[derive(Default)]
-pub struct Observer<'a> {
-    callback: Option<&'a mut dyn FnMut(&Event) -> Flow>,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl std::fmt::Debug for Observer<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Observer")
-            .field("callback", &self.callback.is_some())
-            .field("stop", &self.stop)
-            .finish()
-    }
-}
-
-impl<'a> Observer<'a> {
-    /// An observer calling `callback` for every event.
-    pub fn new(callback: &'a mut dyn FnMut(&Event) -> Flow) -> Self {
-        Self {
-            callback: Some(callback),
-            stop: std::sync::Arc::default(),
-        }
-    }
-
-    /// The flag set when a stop is requested (by the callback or by anyone holding it).
-    pub fn stop_flag(&self) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
-        self.stop.clone()
-    }
-
-    /// Reports `event`.
-    ///
-    /// # Errors
-    /// [`DecodeError::Cancelled`](crate::DecodeError::Cancelled) once a stop was requested.
-    pub fn emit(&mut self, event: Event) -> Result<(), crate::error::DecodeError> {
-        use std::sync::atomic::Ordering;
-        if let Some(cb) = self.callback.as_mut() {
-            if cb(&event) == Flow::Stop {
-                self.stop.store(true, Ordering::SeqCst);
-            }
-        }
-        self.check()
-    }
-
-    /// Reports `event` about work that is already done, unless a stop was requested before; a
-    /// stop requested now only ends the events.
-    pub fn notify(&mut self, event: Event) {
-        use std::sync::atomic::Ordering;
-        if self.stop.load(Ordering::SeqCst) {
-            return;
-        }
-        if let Some(cb) = self.callback.as_mut() {
-            if cb(&event) == Flow::Stop {
-                self.stop.store(true, Ordering::SeqCst);
-            }
-        }
-    }
-
-    /// Reports each of `generations` as an [`Event::Sample`], numbered from `first`, with the
-    /// answer its candidate will have (`answer` of it: the strategy's own rule, so that the
-    /// event and the candidate never disagree).
-    ///
-    /// # Errors
-    /// [`DecodeError::Cancelled`](crate::DecodeError::Cancelled) once a stop was requested.
-    pub(crate) fn samples(
-        &mut self,
-        first: usize,
-        generations: &[crate::lm::Generation],
-        answer: impl Fn(&crate::lm::Generation) -> Option<String>,
-    ) -> Result<(), crate::error::DecodeError> {
-        for (i, g) in generations.iter().enumerate() {
-            self.emit(Event::Sample {
-                index: first + i,
-                tokens: g.tokens,
-                answer: answer(g),
-                finish: g.finish.clone(),
-            })?;
-        }
-        Ok(())
-    }
-
-    /// [`DecodeError::Cancelled`](crate::DecodeError::Cancelled) once a stop was requested.
-    ///
-    /// # Errors
-    /// As said.
-    pub fn check(&self) -> Result<(), crate::error::DecodeError> {
-        if self.stop.load(std::sync::atomic::Ordering::SeqCst) {
-            Err(crate::error::DecodeError::Cancelled)
-        } else {
-            Ok(())
-        }
-    }
-}
-
-/// One candidate a strategy considered.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Candidate {
-    /// The candidate's text.
-    pub text: String,
-    /// Its extracted final answer.
-    pub answer: Option<String>,
-    /// Tokens generated.
-    pub tokens: u32,
-    /// Sum of its tokens' log-probabilities.
-    pub logprob: f64,
-    /// Mean log-probability per token.
-    pub mean_logprob: f64,
-    /// The self-judge's score, if it was judged.
-    pub judge: Option<f64>,
-    /// The score the strategy ranked it by.
-    pub score: f64,
-    /// Why its generation ended.
-    pub finish: FinishReason,
-    /// Whether its answer matches the reference, when one was given.
-    pub correct: Option<bool>,
-    /// Its token-confidence signals (sampled candidates of best-of-N and DeepConf; `None` where
-    /// the strategy builds candidates from tree paths or does not track confidences).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub confidence: Option<ConfidenceSignals>,
-}
-
-/// The token-level signals of one candidate: DeepConf's confidences
-/// ([`crate::reward::confidence`]) and the verifier-free certainty signals.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct ConfidenceSignals {
-    /// Mean confidence of the whole trace.
-    pub mean: f64,
-    /// Mean confidence of its last [`ConfidenceConfig::tail`] tokens.
-    pub tail: f64,
-    /// Lowest mean confidence over windows of [`ConfidenceConfig::window`] tokens.
-    pub lowest_group: f64,
-    /// Self-certainty of the trace (Kang et al., 2025): the mean over its tokens of
-    /// [`crate::lm::Generation::certainty`] (high = sure). `None` where the backend gives no
-    /// full distribution.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub self_certainty: Option<f64>,
-    /// Mean entropy of its last [`ConfidenceConfig::tail`] tokens
-    /// ([`crate::lm::Generation::entropy`]; low = sure). `None` as `self_certainty`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tail_entropy: Option<f64>,
-}
-
-impl ConfidenceSignals {
-    /// The signals of one generation (`None` when it carries no token confidences).
-    pub fn of(g: &crate::lm::Generation, config: &ConfidenceConfig) -> Option<Self> {
-        use crate::reward::confidence::{self as conf, ConfidenceSignal as S};
-        let confidence = &g.confidence;
-        (!confidence.is_empty()).then(|| Self {
-            mean: config.score_with(S::Mean, confidence),
-            tail: config.score_with(S::Tail, confidence),
-            lowest_group: config.score_with(S::LowestGroup, confidence),
-            self_certainty: (!g.certainty.is_empty()).then(|| conf::mean(&g.certainty)),
-            tail_entropy: (!g.entropy.is_empty())
-                .then(|| conf::tail(&g.entropy, config.tail as usize)),
-        })
-    }
-}
-
-/// What a strategy found.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Outcome {
-    /// The problem's id.
-    pub id: Option<String>,
-    /// The strategy's name.
-    pub strategy: String,
-    /// The chosen final answer.
-    pub answer: Option<String>,
-    /// The chosen candidate's text.
-    pub text: String,
-    /// The chosen candidate's score.
-    pub score: f64,
-    /// Index of the chosen candidate in `candidates`.
-    pub chosen: usize,
-    /// Whether the chosen answer matches the reference, when one was given.
-    pub correct: Option<bool>,
-    /// Every candidate, in generation order.
-    pub candidates: Vec<Candidate>,
-    /// What happened along each branch, in order: attempts, revision requests, triggers (empty
-    /// for strategies that only sample).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub timeline: Vec<TimelineEntry>,
-    /// The work this solve took.
-    pub usage: Usage,
-    /// The conversation the search was rooted on, as sent to the model (its chat template
-    /// renders it); empty in outcomes written before it was recorded.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub prompt: Vec<Message>,
-    /// Tree searches (`mcts`, `beam`): the whole search tree.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tree: Option<Box<SearchTree>>,
-    /// R3 (DRO) of every candidate against the reference, when asked for (best-of-N's `r3`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub r3: Option<crate::reward::r3::R3Scores>,
-}
-
-impl Outcome {
-    /// The outcome that picks `candidates[chosen]`.
-    pub(crate) fn pick(
-        strategy: &str,
-        problem: &Problem,
-        candidates: Vec<Candidate>,
-        chosen: usize,
-        timeline: Vec<TimelineEntry>,
-        frame: Frame,
-    ) -> Self {
-        let pick = &candidates[chosen];
-        Self {
-            id: problem.id.clone(),
-            strategy: strategy.into(),
-            answer: pick.answer.clone(),
-            text: pick.text.clone(),
-            score: pick.score,
-            chosen,
-            correct: problem.check(pick.answer.as_deref()),
-            usage: frame.usage,
-            prompt: frame.prompt,
-            candidates,
-            timeline,
-            tree: None,
-            r3: None,
-        }
-    }
-}
-
-impl Candidate {
-    /// A sampled candidate with its extracted answer, labelled against `problem`'s reference.
-    pub(crate) fn from_generation(
-        g: &crate::lm::Generation,
-        answer: Option<String>,
-        problem: &Problem,
-        judge: Option<f64>,
-        score: f64,
-    ) -> Self {
-        Self {
-            correct: problem.check(answer.as_deref()),
-            answer,
-            text: g.text.clone(),
-            tokens: g.tokens,
-            logprob: g.logprob,
-            mean_logprob: g.mean_logprob(),
-            judge,
-            score,
-            finish: g.finish.clone(),
-            confidence: ConfidenceSignals::of(g, &ConfidenceConfig::default()),
-        }
-    }
-}
-
-/// What a timeline entry records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EntryKind {
-    /// Text the model generated.
-    Generated,
-    /// A revision request appended as a new user turn (self-correction).
-    Revision,
-    /// A reflection trigger injected into the model's own turn (iterative deepening).
-    Trigger,
-}
-
-/// One span of a branch: generated text or injected text, with its token offset.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TimelineEntry {
-    /// Which branch (candidate index for `self_correct`'s attempts: always 0).
-    pub branch: usize,
-    /// What the span is.
-    pub kind: EntryKind,
-    /// Tokens of this branch after the prompt before this span starts.
-    pub offset: usize,
-    /// The span's length in tokens.
-    pub tokens: usize,
-    /// The span's text.
-    pub text: String,
-    /// For generated spans: the sum of its tokens' log-probabilities (0 for injected spans and in
-    /// outcomes written before it was recorded).
-    #[serde(default)]
-    pub logprob: f64,
-    /// For generated spans: the answer extracted from the branch's text so far.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub answer: Option<String>,
-    /// For generated spans with a reference: whether that answer is right.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub correct: Option<bool>,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::lm::scripted::{ScriptedLm, ScriptedStep};
-
-    #[test]
-    fn a_cut_off_solution_has_only_the_answer_it_stated() {
-        let p = Problem::new("What is 6 * 7?");
-        let unfinished = "6 * 7 means 6 added 7 times: 6 + 6 = 12, 12 + 6 = 18";
-        assert_eq!(
-            p.answer_of(unfinished, &FinishReason::Eos).as_deref(),
-            Some("18")
-        );
-        assert_eq!(p.answer_of(unfinished, &FinishReason::MaxTokens), None);
-        assert_eq!(p.answer_of(unfinished, &FinishReason::ContextFull), None);
-        let stated = "6 * 7 = 42. The answer is 42. Let me check: 6 + 6 = 12";
-        assert_eq!(
-            p.answer_of(stated, &FinishReason::MaxTokens).as_deref(),
-            Some("42")
-        );
-    }
 
     fn field_of(json: &str) -> &'static str {
         StrategyConfig::from_json("", json).expect_err(json).field
@@ -1013,6 +627,59 @@ mod tests {
         }
         let e = StrategyConfig::default_for("magic").unwrap_err();
         assert!(e.reason.contains("best_of_n, self_correct"), "{e}");
+    }
+
+    #[test]
+    fn the_table_names_every_strategy_as_its_type_tag() {
+        assert_eq!(
+            StrategyConfig::NAMES,
+            [
+                "best_of_n",
+                "self_correct",
+                "deepening",
+                "mcts",
+                "beam",
+                "deepconf",
+                "adaptive"
+            ]
+        );
+        for named in NAMED {
+            let config = named.config();
+            // The strategy's own name and its serde tag are the table's.
+            assert_eq!(config.name(), named.strategy, "{}", named.name);
+            let value = serde_json::to_value(&config).unwrap();
+            assert_eq!(value["type"], named.strategy, "{}", named.name);
+            assert!(StrategyConfig::NAMES.contains(&named.strategy));
+            for spelling in std::iter::once(&named.name).chain(named.aliases) {
+                assert!(
+                    !spelling.contains('-'),
+                    "{spelling}: aliases are in snake case"
+                );
+                let kebab = spelling.replace('_', "-");
+                assert_eq!(Named::find(&kebab).unwrap().name, named.name);
+                assert_eq!(StrategyConfig::named(&kebab).unwrap(), config);
+            }
+            for prefix in named.prefixes {
+                assert!(prefix.ends_with('-') && *prefix == prefix.to_ascii_lowercase());
+                let model = format!("{}SmolLM", prefix.to_ascii_uppercase());
+                assert_eq!(Named::by_prefix(&model).unwrap().name, named.name);
+            }
+        }
+        // No prefix hides another.
+        let prefixes: Vec<_> = Named::prefixes().collect();
+        for a in &prefixes {
+            for b in &prefixes {
+                assert!(a == b || !b.starts_with(a), "{a} hides {b}");
+            }
+        }
+        // Presets are names of their own, not strategies.
+        assert!(StrategyConfig::default_for("majority").is_err());
+        let bon = StrategyConfig::named("bon").unwrap();
+        assert!(matches!(bon, StrategyConfig::BestOfN(c) if c.rerank == Rerank::Judge));
+        let vote = StrategyConfig::named("self-consistency").unwrap();
+        assert!(matches!(vote, StrategyConfig::BestOfN(c) if c.rerank == Rerank::Vote));
+        assert!(Named::by_prefix("smol").is_none());
+        assert_eq!(Named::by_prefix("Bon-smol").unwrap().name, "bon");
     }
 
     fn lm() -> ScriptedLm {

@@ -139,6 +139,11 @@ typedef struct {
   const char *text;
   // Its length in bytes, without the NUL.
   size_t text_len;
+  // The event in one line of UTF-8, NUL-terminated, as the CLI prints it and `ponder serve`
+  // streams it ("sample 0 · 96 tokens · eos · answer 42").
+  const char *line;
+  // Its length in bytes, without the NUL.
+  size_t line_len;
 } ponder_event;
 
 // Called on the solving thread for every event, with the `userdata` given to

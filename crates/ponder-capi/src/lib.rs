@@ -100,6 +100,99 @@ pub struct ponder_event {
     pub text: *const c_char,
     /// Its length in bytes, without the NUL.
     pub text_len: usize,
+    /// The event in one line of UTF-8, NUL-terminated, as the CLI prints it and `ponder serve`
+    /// streams it ("sample 0 · 96 tokens · eos · answer 42").
+    pub line: *const c_char,
+    /// Its length in bytes, without the NUL.
+    pub line_len: usize,
+}
+
+impl ponder_event {
+    /// An event of `kind` with nothing else set: zero counts, NaN scores, no text.
+    fn of(kind: ponder_event_kind) -> Self {
+        Self {
+            kind,
+            node: 0,
+            parent: 0,
+            depth: 0,
+            tokens: 0,
+            judge: f64::NAN,
+            value: f64::NAN,
+            text: std::ptr::null(),
+            text_len: 0,
+            line: std::ptr::null(),
+            line_len: 0,
+        }
+    }
+
+    /// `event` as this ABI passes it (the pointers not yet set), with the text `text` is to hold;
+    /// `None` for a kind this ABI has no number for (`Event` is non-exhaustive).
+    fn fields(event: &Event) -> Option<(Self, &str)> {
+        use ponder_event_kind as Kind;
+        fn answer(a: &Option<String>) -> &str {
+            a.as_deref().unwrap_or("")
+        }
+        Some(match event {
+            Event::Step {
+                node,
+                parent,
+                depth,
+                tokens,
+                text,
+            } => (
+                Self {
+                    node: *node as u64,
+                    parent: *parent as u64,
+                    depth: *depth,
+                    tokens: *tokens,
+                    ..Self::of(Kind::Step)
+                },
+                text.as_str(),
+            ),
+            Event::Scored { node, judge, value } => (
+                Self {
+                    node: *node as u64,
+                    judge: *judge,
+                    value: *value,
+                    ..Self::of(Kind::Scored)
+                },
+                "",
+            ),
+            Event::Candidate {
+                index,
+                answer: a,
+                score,
+            } => (
+                Self {
+                    node: *index as u64,
+                    value: *score,
+                    ..Self::of(Kind::Candidate)
+                },
+                answer(a),
+            ),
+            Event::Done { answer: a, score } => (
+                Self {
+                    value: *score,
+                    ..Self::of(Kind::Done)
+                },
+                answer(a),
+            ),
+            Event::Sample {
+                index,
+                tokens,
+                answer: a,
+                ..
+            } => (
+                Self {
+                    node: *index as u64,
+                    tokens: *tokens,
+                    ..Self::of(Kind::Sample)
+                },
+                answer(a),
+            ),
+            _ => return None,
+        })
+    }
 }
 
 /// Called on the solving thread for every event, with the `userdata` given to
@@ -450,89 +543,20 @@ unsafe fn solve(
         let Some(cb) = callback else {
             return Flow::Continue;
         };
-        let (kind, node, parent, depth, tokens, judge, value, text) = match event {
-            Event::Step {
-                node,
-                parent,
-                depth,
-                tokens,
-                text,
-            } => (
-                ponder_event_kind::Step,
-                *node as u64,
-                *parent as u64,
-                *depth,
-                *tokens,
-                f64::NAN,
-                f64::NAN,
-                text.as_str(),
-            ),
-            Event::Scored { node, judge, value } => (
-                ponder_event_kind::Scored,
-                *node as u64,
-                0,
-                0,
-                0,
-                *judge,
-                *value,
-                "",
-            ),
-            Event::Candidate {
-                index,
-                answer,
-                score,
-            } => (
-                ponder_event_kind::Candidate,
-                *index as u64,
-                0,
-                0,
-                0,
-                f64::NAN,
-                *score,
-                answer.as_deref().unwrap_or(""),
-            ),
-            Event::Done { answer, score } => (
-                ponder_event_kind::Done,
-                0,
-                0,
-                0,
-                0,
-                f64::NAN,
-                *score,
-                answer.as_deref().unwrap_or(""),
-            ),
-            Event::Sample {
-                index,
-                tokens,
-                answer,
-                ..
-            } => (
-                ponder_event_kind::Sample,
-                *index as u64,
-                0,
-                0,
-                *tokens,
-                f64::NAN,
-                f64::NAN,
-                answer.as_deref().unwrap_or(""),
-            ),
-            // `Event` is non-exhaustive: a kind this ABI has no number for is not forwarded.
-            _ => return Flow::Continue,
+        let Some((mut ev, text)) = ponder_event::fields(event) else {
+            return Flow::Continue;
         };
+        // Both strings in one buffer, each NUL-terminated: the text, then the line.
+        let line = event.to_string();
         texts.clear();
         texts.extend_from_slice(text.as_bytes());
         texts.push(0);
-        let ev = ponder_event {
-            kind,
-            node,
-            parent,
-            depth,
-            tokens,
-            judge,
-            value,
-            text: texts.as_ptr().cast(),
-            text_len: text.len(),
-        };
+        texts.extend_from_slice(line.as_bytes());
+        texts.push(0);
+        ev.text = texts.as_ptr().cast();
+        ev.text_len = text.len();
+        ev.line = texts[text.len() + 1..].as_ptr().cast();
+        ev.line_len = line.len();
         if unsafe { cb(userdata, &ev) } == 0 {
             Flow::Continue
         } else {

@@ -8,8 +8,6 @@ use indicatif::{ProgressBar, ProgressStyle};
 use ponder::strategy::{Event, StrategyConfig};
 use ponder::BackendConfig;
 
-use crate::render;
-
 /// Prints the opening line of `command`: the model, the context size, the threads and the
 /// strategy, with a hint when every core is asked for (a second job on the same CPU slows both
 /// down many-fold).
@@ -121,53 +119,21 @@ impl SolveProgress {
 
     /// Reports `event`.
     pub fn event(&mut self, event: &Event) {
+        // The library's line for the event, the step's text cut to 60 characters, and the time
+        // the solve took once it is done.
         let line = match event {
-            Event::Step {
-                node,
-                parent,
-                depth,
-                tokens,
-                text,
-            } => {
+            Event::Step { .. } => {
                 self.steps += 1;
-                format!(
-                    "step #{node} after #{parent} · depth {depth} · {tokens} tokens · {}",
-                    render::one_line(text, 60)
-                )
+                format!("{event:.60}")
             }
-            Event::Scored { node, judge, value } => {
+            Event::Scored { value, .. } => {
                 self.best_value = Some(self.best_value.map_or(*value, |b| b.max(*value)));
-                let judge = if judge.is_nan() {
-                    String::new()
-                } else {
-                    format!(" · judge {judge:.2}")
-                };
-                format!("step #{node} valued {value:.2}{judge}")
+                event.to_string()
             }
-            Event::Sample {
-                index,
-                tokens,
-                answer,
-                finish,
-            } => format!(
-                "sample {index} · {tokens} tokens · {finish} · answer {}",
-                answer.as_deref().unwrap_or("(none)")
-            ),
-            Event::Candidate {
-                index,
-                answer,
-                score,
-            } => format!(
-                "candidate #{index} · score {score:.3} · answer {}",
-                answer.as_deref().unwrap_or("(none)")
-            ),
-            Event::Done { answer, score } => format!(
-                "done in {:.1} s · answer {} (score {score:.3})",
-                self.start.elapsed().as_secs_f64(),
-                answer.as_deref().unwrap_or("(none)")
-            ),
-            // An event this CLI does not know yet: nothing to say.
-            _ => return,
+            Event::Done { .. } => {
+                format!("{event} · {:.1} s", self.start.elapsed().as_secs_f64())
+            }
+            _ => event.to_string(),
         };
         match &self.bar {
             None => eprintln!("{line}"),

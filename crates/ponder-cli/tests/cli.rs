@@ -441,7 +441,10 @@ fn solve_mcts_and_beam_write_their_trees() {
         err.lines().any(|l| l.starts_with("step #1 after #0")),
         "{err}"
     );
-    assert!(err.lines().any(|l| l.starts_with("done in ")), "{err}");
+    assert!(
+        err.lines().any(|l| l.starts_with("done · answer ")),
+        "{err}"
+    );
     let nodes = v["tree"]["nodes"]
         .as_array()
         .expect("the tree is in the JSON");

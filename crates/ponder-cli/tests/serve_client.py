@@ -73,7 +73,7 @@ for prefix, (strategy, tiny) in aliases.items():
     assert u["strategy"] == strategy, (prefix, u)
     assert len(r.choices) == 1 and r.model == prefix + model, r
     reasoning = r.choices[0].message.model_extra.get("reasoning_content") or ""
-    assert "[chosen]" in reasoning, (prefix, reasoning)
+    assert "done · answer" in reasoning, (prefix, reasoning)
     report["aliases"][prefix] = {"generated": u["generated_tokens"], "candidates": u["candidates"]}
 
 # A whole config through extra_body on a plain model name.
@@ -98,7 +98,7 @@ for chunk in ask("bon-" + model, stream=True, extra_body={"ponder": tiny_bon}):
     if chunk.choices[0].finish_reason:
         finish = chunk.choices[0].finish_reason
 assert "r" in kinds and "c" in kinds and kinds.index("c") > max(i for i, k in enumerate(kinds) if k == "r"), kinds
-assert "[candidate 1]" in reasoning and "[chosen]" in reasoning and content.strip(), (reasoning, content)
+assert "candidate #1 · " in reasoning and "done · answer" in reasoning and content.strip(), (reasoning, content)
 assert finish in ("stop", "length"), finish
 report["stream"] = {"reasoning_deltas": kinds.count("r"), "content_deltas": kinds.count("c")}
 
@@ -168,7 +168,7 @@ for chunk in client.completions.create(model="bon-" + model, prompt="What is 2+3
     for c in chunk.choices:
         reasoning += (c.model_extra or {}).get("reasoning_content") or ""
         text += c.text
-assert "[chosen]" in reasoning and text.strip(), (reasoning, text)
+assert "done · answer" in reasoning and text.strip(), (reasoning, text)
 r = client.completions.create(model="mcts-" + model, prompt="What is 2+3?",
                               extra_body={"ponder": aliases["mcts-"][1]})
 assert ponder_usage(r)["strategy"] == "mcts" and len(r.choices) == 1, r

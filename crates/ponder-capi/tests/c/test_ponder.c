@@ -40,6 +40,8 @@ struct counts {
 
 static int count_events(void *userdata, const ponder_event *ev) {
   struct counts *c = userdata;
+  /* Every event's one line, as the CLI prints it. */
+  CHECK(ev->line != NULL && strlen(ev->line) == ev->line_len);
   switch (ev->kind) {
   case PONDER_EVENT_KIND_STEP:
     c->step++;
@@ -64,6 +66,7 @@ static int count_events(void *userdata, const ponder_event *ev) {
   case PONDER_EVENT_KIND_DONE:
     c->done++;
     CHECK(!isnan(ev->value));
+    CHECK(strncmp(ev->line, "done · answer ", strlen("done · answer ")) == 0);
     break;
   default:
     CHECK(!"unknown event kind");

@@ -7,10 +7,7 @@ use std::marker::PhantomData;
 
 use clap::builder::{PossibleValue, TypedValueParser};
 use clap::ValueEnum;
-use ponder::strategy::{
-    AdaptiveConfig, AnswerKind, BeamConfig, BestOfNConfig, DeepConfConfig, DeepeningConfig,
-    MctsConfig, Rerank, SelfCorrectConfig, StrategyConfig,
-};
+use ponder::strategy::{AnswerKind, Named, Rerank, StrategyConfig};
 use ponder::trace::export::{Format, LabelKind};
 
 /// A value that is none of a choice's names: "unknown reranker "oracle"; use judge, … or …".
@@ -100,45 +97,42 @@ pub enum BackendKind {
     Remote,
 }
 
-/// `--strategy`: the search strategy.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+/// `--strategy`: the search strategy. Its spellings and help come from the library's table
+/// ([`ponder::strategy::NAMED`]): the name in kebab case, the `"type"` in snake case and every
+/// alias in both; a variant here names which flags apply to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StrategyName {
-    /// N samples decoded together, one picked by a reranker.
-    #[value(name = "best-of-n", alias = "best_of_n")]
     BestOfN,
-    /// An attempt, then rounds of self-check and revision in one conversation.
-    #[value(name = "self-correct", alias = "self_correct")]
     SelfCorrect,
-    /// Branches extended by reflection triggers with a growing budget, then a vote.
     Deepening,
-    /// Monte Carlo tree search over reasoning steps.
     Mcts,
-    /// Beam search over reasoning steps.
     Beam,
-    /// Best-of-N that stops unsure traces early, then a confidence-weighted vote.
-    #[value(aliases = ["deep-conf", "deep_conf"])]
     Deepconf,
-    /// Majority voting that samples in batches and stops once the leading answer is settled.
     Adaptive,
 }
 
 impl StrategyName {
     /// The strategy as [`StrategyConfig::name`] spells it.
     pub fn config_name(self) -> &'static str {
-        self.default_config().name()
+        match self {
+            Self::BestOfN => "best_of_n",
+            Self::SelfCorrect => "self_correct",
+            Self::Deepening => "deepening",
+            Self::Mcts => "mcts",
+            Self::Beam => "beam",
+            Self::Deepconf => "deepconf",
+            Self::Adaptive => "adaptive",
+        }
+    }
+
+    /// The library's entry for the strategy.
+    fn named(self) -> &'static Named {
+        Named::find(self.config_name()).expect("a strategy of the library's table")
     }
 
     /// The strategy with its defaults.
     pub fn default_config(self) -> StrategyConfig {
-        match self {
-            Self::BestOfN => StrategyConfig::BestOfN(BestOfNConfig::default()),
-            Self::SelfCorrect => StrategyConfig::SelfCorrect(SelfCorrectConfig::default()),
-            Self::Deepening => StrategyConfig::Deepening(DeepeningConfig::default()),
-            Self::Mcts => StrategyConfig::Mcts(MctsConfig::default()),
-            Self::Beam => StrategyConfig::Beam(BeamConfig::default()),
-            Self::Deepconf => StrategyConfig::DeepConf(DeepConfConfig::default()),
-            Self::Adaptive => StrategyConfig::Adaptive(AdaptiveConfig::default()),
-        }
+        self.named().config()
     }
 
     /// The strategy of `config`, where this CLI knows it.
@@ -147,6 +141,51 @@ impl StrategyName {
             .iter()
             .copied()
             .find(|s| s.config_name() == config.name())
+    }
+}
+
+impl ValueEnum for StrategyName {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[
+            Self::BestOfN,
+            Self::SelfCorrect,
+            Self::Deepening,
+            Self::Mcts,
+            Self::Beam,
+            Self::Deepconf,
+            Self::Adaptive,
+        ]
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        // Built once from the table: the kebab-case spellings are made here, and clap keeps
+        // its names as `&'static str`.
+        static VALUES: std::sync::OnceLock<Vec<PossibleValue>> = std::sync::OnceLock::new();
+        let values = VALUES.get_or_init(|| {
+            let kebab =
+                |s: &str| -> &'static str { Box::leak(s.replace('_', "-").into_boxed_str()) };
+            StrategyName::value_variants()
+                .iter()
+                .map(|s| {
+                    let named = s.named();
+                    let name = kebab(named.name);
+                    let mut aliases: Vec<&'static str> = Vec::new();
+                    for spelling in std::iter::once(named.name).chain(named.aliases.iter().copied())
+                    {
+                        for form in [kebab(spelling), spelling] {
+                            if form != name && !aliases.contains(&form) {
+                                aliases.push(form);
+                            }
+                        }
+                    }
+                    PossibleValue::new(name)
+                        .aliases(aliases)
+                        .help(named.about.trim_end_matches('.'))
+                })
+                .collect()
+        });
+        let index = Self::value_variants().iter().position(|s| s == self)?;
+        values.get(index).cloned()
     }
 }
 
@@ -262,5 +301,53 @@ impl From<AnswerKindName> for AnswerKind {
             AnswerKindName::Numeric => AnswerKind::Numeric,
             AnswerKindName::Text => AnswerKind::Text,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--strategy` takes exactly the library's strategies, under every spelling the table
+    /// gives them (and the ones it took before the table).
+    #[test]
+    fn strategy_choices_are_the_librarys_table() {
+        let names: Vec<&str> = StrategyName::value_variants()
+            .iter()
+            .map(|s| s.config_name())
+            .collect();
+        assert_eq!(names, StrategyConfig::NAMES);
+        for s in StrategyName::value_variants() {
+            let named = Named::find(s.config_name()).unwrap();
+            assert!(!named.is_preset());
+            assert_eq!(s.default_config().name(), named.name);
+            let value = s.to_possible_value().unwrap();
+            for spelling in std::iter::once(named.name).chain(named.aliases.iter().copied()) {
+                for form in [spelling.to_string(), spelling.replace('_', "-")] {
+                    assert!(value.matches(&form, false), "{form}");
+                    assert_eq!(StrategyName::from_str(&form, false).unwrap(), *s);
+                }
+            }
+        }
+        let shown: Vec<String> = StrategyName::value_variants()
+            .iter()
+            .map(|s| s.to_possible_value().unwrap().get_name().to_string())
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                "best-of-n",
+                "self-correct",
+                "deepening",
+                "mcts",
+                "beam",
+                "deepconf",
+                "adaptive"
+            ]
+        );
+        for old in ["best_of_n", "self_correct", "deep-conf", "deep_conf"] {
+            assert!(StrategyName::from_str(old, false).is_ok(), "{old}");
+        }
+        assert!(StrategyName::from_str("majority", false).is_err());
     }
 }
