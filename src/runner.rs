@@ -155,17 +155,19 @@ pub fn resume_settings<T: Serialize + DeserializeOwned + PartialEq>(
     }
 }
 
+/// A fresh, empty directory for one unit test: `ponder-{name}-{pid}` in the temp dir.
+#[cfg(test)]
+pub(crate) fn scratch_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("ponder-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::Barrier;
-
-    fn scratch(name: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("ponder-runner-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
 
     #[test]
     fn results_are_taken_in_input_order_while_workers_run_ahead() {
@@ -304,7 +306,7 @@ mod tests {
 
     #[test]
     fn settings_are_written_once_and_checked_after() {
-        let dir = scratch("settings");
+        let dir = scratch_dir("runner-settings");
         let path = dir.join("run.json");
         assert_eq!(read_settings::<Vec<u32>>(&path).unwrap(), None);
         resume_settings(&path, &vec![1u32, 2], || unreachable!()).unwrap();

@@ -195,8 +195,7 @@ mod tests {
 
     #[test]
     fn plots_are_drawn_without_system_fonts() {
-        let dir = std::env::temp_dir().join(format!("ponder-bench-plot-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::runner::scratch_dir("bench-plot");
         let points = vec![
             PlotPoint {
                 name: "greedy".into(),

@@ -448,8 +448,7 @@ mod tests {
 
     #[test]
     fn dataset_lines_are_checked_one_by_one() {
-        let dir = std::env::temp_dir().join(format!("ponder-eval-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = runner::scratch_dir("eval");
         let path = dir.join("d.jsonl");
         std::fs::write(
             &path,

@@ -151,8 +151,7 @@ mod tests {
 
     #[test]
     fn torn_lines_and_unfinished_problems_are_removed_on_recovery() {
-        let dir = std::env::temp_dir().join(format!("ponder-synth-recover-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = runner::scratch_dir("synth-recover");
         std::fs::write(
             dir.join("done.jsonl"),
             "{\"id\":\"a\",\"records\":{\"sft\":1}}\n{\"id\":\"b\",\"rec",
