@@ -18,7 +18,8 @@
 //!   [`Engine::solve`] runs a strategy on a [`Problem`] and returns an [`Outcome`] with every
 //!   candidate and its scores.
 //! - [`eval`]: the dataset runner behind `ponder eval`; `bench` (feature `bench`): the strategy
-//!   ladder behind `ponder bench` (report and test-time-scaling plot).
+//!   ladder behind `ponder bench` (report and test-time-scaling plot); [`runner`]: the ordered
+//!   worker pool, durable writes and resume checks they and `synth` share.
 //! - [`trace`]: every solve as a [`Trace`](trace::Trace) and its exports to training records;
 //!   [`synth`]: the resumable dataset runner behind `ponder synth`.
 //! - `serve` (feature `serve`): `ponder serve`, an OpenAI-compatible server whose model names
@@ -77,8 +78,8 @@ pub mod engine;
 pub mod error;
 pub mod eval;
 pub mod lm;
-pub mod metrics;
 pub mod reward;
+pub mod runner;
 #[cfg(feature = "serve")]
 pub mod serve;
 pub mod strategy;

@@ -217,8 +217,8 @@ fn more_than_fits(layout: KvLayout) {
     }
     let usage = e.usage();
     eprintln!(
-        "{layout:?}: 6 solves on 4 sequences: {} parked, {} recomputed tokens, {} stream copies",
-        usage.parked, usage.recomputed_tokens, usage.kv_copies
+        "{layout:?}: 6 solves on 4 sequences: {} parked, {} reactivated, {} recomputed tokens, {} stream copies",
+        usage.parked, usage.reactivated, usage.recomputed_tokens, usage.kv_copies
     );
     assert!(
         usage.parked > 0,

@@ -188,3 +188,70 @@ fn draw_hollow<DB: DrawingBackend, X: Ranged<ValueType = f64>, Y: Ranged<ValueTy
     }))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plots_are_drawn_without_system_fonts() {
+        let dir = crate::runner::scratch_dir("bench-plot");
+        let points = vec![
+            PlotPoint {
+                name: "greedy".into(),
+                curve: "greedy".into(),
+                tokens: 150.0,
+                accuracy: 0.5,
+                hollow: false,
+            },
+            PlotPoint {
+                name: "vote@4".into(),
+                curve: "vote".into(),
+                tokens: 600.0,
+                accuracy: 0.6,
+                hollow: false,
+            },
+            PlotPoint {
+                name: "vote@8".into(),
+                curve: "vote".into(),
+                tokens: 1200.0,
+                accuracy: 0.7,
+                hollow: false,
+            },
+            // Two rerankers on vote@8's samples land on one point, a third elsewhere.
+            PlotPoint {
+                name: "cisc".into(),
+                curve: "vote".into(),
+                tokens: 1200.0,
+                accuracy: 0.75,
+                hollow: true,
+            },
+            PlotPoint {
+                name: "borda_vote".into(),
+                curve: "vote".into(),
+                tokens: 1200.0,
+                accuracy: 0.75,
+                hollow: true,
+            },
+            PlotPoint {
+                name: "self_certainty".into(),
+                curve: "vote".into(),
+                tokens: 1200.0,
+                accuracy: 0.4,
+                hollow: true,
+            },
+        ];
+        draw_svg(&dir.join("p.svg"), "test", &points).unwrap();
+        draw_png(&dir.join("p.png"), "test", &points).unwrap();
+        let svg = std::fs::read_to_string(dir.join("p.svg")).unwrap();
+        assert!(svg.starts_with("<svg") && svg.contains("vote@8"), "{svg}");
+        assert!(svg.contains("cisc, borda_vote 0.75"), "{svg}");
+        assert!(svg.contains("self_certainty 0.40"), "{svg}");
+        let png = std::fs::read(dir.join("p.png")).unwrap();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+        // One point alone, and none, still draw.
+        draw_png(&dir.join("one.png"), "one", &points[..1]).unwrap();
+        draw_svg(&dir.join("none.svg"), "none", &[]).unwrap();
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

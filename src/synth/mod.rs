@@ -21,25 +21,27 @@
 //! branches into the same forward passes; on the remote backend each worker has an engine of its
 //! own, so that more problems in flight keep more servers busy.
 
+mod journal;
+
 use std::collections::{BTreeMap, HashSet};
-use std::fs::{File, OpenOptions};
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
 use crate::engine::Engine;
 use crate::error::{ConfigError, Error};
+use crate::eval::stats::{auc, balance_score, distinct_answers};
 use crate::eval::LineError;
 use crate::lm::Usage;
-use crate::metrics::{auc, balance_score, distinct_answers};
 use crate::reward::r3::R3Config;
+use crate::runner;
 use crate::strategy::{Outcome, Problem, StrategyConfig};
-use crate::trace::export::{self, ExportOptions, Format};
+use crate::trace::export::{ExportOptions, Format};
 use crate::trace::{ModelId, Provenance, Trace};
+
+use journal::{complete_lines, recover, Done, Files};
 
 /// What a synth run does.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -59,13 +61,6 @@ pub struct SynthConfig {
 struct RunSettings {
     config: SynthConfig,
     model_sha256: String,
-}
-
-/// One line of `done.jsonl`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Done {
-    id: String,
-    records: BTreeMap<String, usize>,
 }
 
 /// What [`run`] reports after each problem.
@@ -191,11 +186,6 @@ fn r3_drop(trace: &Trace, config: &SynthConfig) -> Option<&'static str> {
     }
 }
 
-/// The id synth uses for the `index`-th problem: its own, else its index.
-pub fn problem_id(problem: &Problem, index: usize) -> String {
-    problem.id.clone().unwrap_or_else(|| index.to_string())
-}
-
 /// Runs `config` over `problems` on `engines` (all running `model`), writing into `dir`:
 /// `workers` threads, the k-th solving one problem at a time on `engines[k % engines.len()]`
 /// (one engine serves many workers concurrently on the llama.cpp backend); records are written in
@@ -235,32 +225,12 @@ pub fn run(
         config: config.clone(),
         model_sha256: provenance.model_sha256.clone(),
     };
-    let run_json = dir.join("run.json");
-    if run_json.exists() {
-        let text = std::fs::read_to_string(&run_json).map_err(|e| io("read", &run_json, e))?;
-        let earlier: RunSettings = serde_json::from_str(&text).map_err(|e| {
-            ConfigError::new(
-                "output",
-                format!("{} is not valid: {e}", run_json.display()),
-            )
-        })?;
-        if earlier != settings {
-            return Err(ConfigError::new(
-                "output",
-                format!(
-                    "{} was written with other settings (strategy, formats, export options, oracle guidance or model); resume with the same ones or use a new --output",
-                    dir.display()
-                ),
-            )
-            .into());
-        }
-    } else {
-        write_atomic(
-            &run_json,
-            &serde_json::to_string_pretty(&settings).expect("plain data"),
+    runner::resume_settings(&dir.join("run.json"), &settings, || {
+        format!(
+            "{} was written with other settings (strategy, formats, export options, oracle guidance or model); resume with the same ones or use a new --output",
+            dir.display()
         )
-        .map_err(|e| io("write", &run_json, e))?;
-    }
+    })?;
 
     let done = recover(dir, &config.formats).map_err(|e| io("recover", dir, e))?;
     let done_ids: HashSet<String> = done.iter().map(|d| d.id.clone()).collect();
@@ -276,14 +246,14 @@ pub fn run(
     let resumed = problems
         .iter()
         .enumerate()
-        .filter(|(i, p)| done_ids.contains(&problem_id(p, *i)))
+        .filter(|(i, p)| done_ids.contains(&runner::problem_id(p, *i)))
         .count();
     let mut finished = resumed;
     let mut files = Files::open(dir, &config.formats).map_err(|e| io("open", dir, e))?;
     // The problems to solve, in input order.
     let mut work = Vec::new();
     for (i, problem) in problems.iter().enumerate() {
-        let id = problem_id(problem, i);
+        let id = runner::problem_id(problem, i);
         if !seen.insert(id.clone()) {
             failures.push(Failure {
                 id: id.clone(),
@@ -300,99 +270,75 @@ pub fn run(
         };
         work.push((id, problem));
     }
-    let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
     let mut written: Result<(), Error> = Ok(());
-    std::thread::scope(|scope| {
-        let (tx, rx) = mpsc::channel();
-        for worker in 0..workers {
-            let engine = &engines[worker % engines.len()];
-            let (tx, next, stop, work) = (tx.clone(), &next, &stop, &work);
-            scope.spawn(move || loop {
-                if stop.load(Ordering::SeqCst) {
-                    break;
-                }
-                let k = next.fetch_add(1, Ordering::SeqCst);
-                let Some((_, problem)) = work.get(k) else {
-                    break;
+    // Writes one problem's records (or notes its failure) and reports progress.
+    let mut commit = |k: usize, (result, generated): (Result<Outcome, Error>, u64)| {
+        let (id, problem) = &work[k];
+        tokens += generated;
+        if written.is_err() {
+            return;
+        }
+        let error = match result {
+            Ok(outcome) => {
+                let trace = Trace::from_outcome(id, problem, &outcome, provenance.clone());
+                // DRO's filter: a dropped problem keeps its trace, without training records.
+                let formats: &[Format] = if r3_drop(&trace, config).is_some() {
+                    &[]
+                } else {
+                    &config.formats
                 };
-                let result = engine.solve(problem, &config.strategy);
-                let generated = result.as_ref().map_or(0, |o| o.usage.generated_tokens);
-                if result.as_ref().is_err_and(stops_the_run) {
+                if let Err(e) = files.write_problem(&trace, formats, &config.export) {
+                    written = Err(io("write records into", dir, e));
                     stop.store(true, Ordering::SeqCst);
+                    return;
                 }
-                if tx.send((k, result, generated)).is_err() {
-                    break;
+                finished += 1;
+                if let Some(c) = trace.correct {
+                    labelled += 1;
+                    correct += usize::from(c);
                 }
-            });
-        }
-        drop(tx);
-        // Writes one problem's records (or notes its failure) and reports progress.
-        let mut commit = |k: usize, (result, generated): (Result<Outcome, Error>, u64)| {
-            let (id, problem) = &work[k];
-            tokens += generated;
-            if written.is_err() {
-                return;
+                None
             }
-            let error = match result {
-                Ok(outcome) => {
-                    let trace = Trace::from_outcome(id, problem, &outcome, provenance.clone());
-                    // DRO's filter: a dropped problem keeps its trace, without training records.
-                    let formats: &[Format] = if r3_drop(&trace, config).is_some() {
-                        &[]
-                    } else {
-                        &config.formats
-                    };
-                    if let Err(e) = files.write_problem(&trace, formats, &config.export) {
-                        written = Err(io("write records into", dir, e));
-                        stop.store(true, Ordering::SeqCst);
-                        return;
-                    }
-                    finished += 1;
-                    if let Some(c) = trace.correct {
-                        labelled += 1;
-                        correct += usize::from(c);
-                    }
-                    None
+            Err(e) => {
+                if stops_the_run(&e) && stopped.is_none() {
+                    stopped = Some(e.to_string());
                 }
-                Err(e) => {
-                    if stops_the_run(&e) && stopped.is_none() {
-                        stopped = Some(e.to_string());
-                    }
-                    failures.push(Failure {
-                        id: id.clone(),
-                        error: e.to_string(),
-                    });
-                    Some(e.to_string())
-                }
-            };
-            progress(&Progress {
-                done: finished,
-                total: problems.len(),
-                resumed,
-                tokens,
-                elapsed: start.elapsed().as_secs_f64(),
-                correct,
-                labelled,
-                last: (id.clone(), error),
-            });
+                failures.push(Failure {
+                    id: id.clone(),
+                    error: e.to_string(),
+                });
+                Some(e.to_string())
+            }
         };
-        // Results arrive in any order; they are written in input order.
-        let mut pending = BTreeMap::new();
-        let mut cursor = 0;
-        for (k, result, generated) in rx {
-            pending.insert(k, (result, generated));
-            while let Some(result) = pending.remove(&cursor) {
-                commit(cursor, result);
-                cursor += 1;
+        progress(&Progress {
+            done: finished,
+            total: problems.len(),
+            resumed,
+            tokens,
+            elapsed: start.elapsed().as_secs_f64(),
+            correct,
+            labelled,
+            last: (id.clone(), error),
+        });
+    };
+    // The k-th worker solves on engine k (modulo); results are written in input order. After a
+    // stop, the problems in flight are still written; the next run solves the rest.
+    runner::in_order(
+        work.len(),
+        workers,
+        &stop,
+        |worker, k| {
+            let engine = &engines[worker % engines.len()];
+            let result = engine.solve(&work[k].1, &config.strategy);
+            let generated = result.as_ref().map_or(0, |o| o.usage.generated_tokens);
+            if result.as_ref().is_err_and(stops_the_run) {
+                stop.store(true, Ordering::SeqCst);
             }
-        }
-        // After a stop, problems that finished beyond a gap are still written, in order; the
-        // next run solves the gaps.
-        for (k, result) in pending {
-            commit(k, result);
-        }
-    });
+            (result, generated)
+        },
+        &mut commit,
+    );
     written?;
     drop(files);
 
@@ -406,7 +352,7 @@ pub fn run(
             run.prefill_tokens + run.decoded_tokens + run.recomputed_tokens;
     }
     let path = dir.join("summary.json");
-    write_atomic(
+    runner::write_atomic(
         &path,
         &serde_json::to_string_pretty(&summary).expect("plain data"),
     )
@@ -420,148 +366,6 @@ pub fn run(
 /// answered wrongly fails only its problem.
 fn stops_the_run(e: &Error) -> bool {
     matches!(e, Error::Decode(d) if d.is_unavailable())
-}
-
-/// The append-only output files of a run.
-struct Files {
-    traces: File,
-    formats: Vec<(Format, File)>,
-    done: File,
-}
-
-impl Files {
-    fn open(dir: &Path, formats: &[Format]) -> std::io::Result<Self> {
-        let append = |name: &str| {
-            OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(dir.join(name))
-        };
-        Ok(Self {
-            traces: append("traces.jsonl")?,
-            formats: formats
-                .iter()
-                .map(|&f| Ok((f, append(&format!("{}.jsonl", f.name()))?)))
-                .collect::<std::io::Result<_>>()?,
-            done: append("done.jsonl")?,
-        })
-    }
-
-    /// Writes one problem's records, its trace, then (once those are synced) its journal line.
-    fn write_problem(
-        &mut self,
-        trace: &Trace,
-        formats: &[Format],
-        options: &ExportOptions,
-    ) -> std::io::Result<()> {
-        let mut counts = BTreeMap::new();
-        for (format, file) in &mut self.formats {
-            let records = if formats.contains(format) {
-                export::records(trace, *format, options)
-            } else {
-                Vec::new()
-            };
-            counts.insert(format.name().to_string(), records.len());
-            let mut text = String::new();
-            for r in records {
-                text.push_str(&serde_json::to_string(&r).expect("plain data"));
-                text.push('\n');
-            }
-            file.write_all(text.as_bytes())?;
-            file.sync_data()?;
-        }
-        let mut line = serde_json::to_string(trace).expect("plain data");
-        line.push('\n');
-        self.traces.write_all(line.as_bytes())?;
-        self.traces.sync_data()?;
-        let mut line = serde_json::to_string(&Done {
-            id: trace.id.clone(),
-            records: counts,
-        })
-        .expect("plain data");
-        line.push('\n');
-        self.done.write_all(line.as_bytes())?;
-        self.done.sync_data()
-    }
-}
-
-/// The complete JSON lines of a file (a last line without its newline is torn and left out).
-fn complete_lines(path: &Path) -> std::io::Result<Vec<String>> {
-    let text = match std::fs::read(path) {
-        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    };
-    let mut lines: Vec<String> = text.split_inclusive('\n').map(str::to_string).collect();
-    if lines.last().is_some_and(|l| !l.ends_with('\n')) {
-        lines.pop();
-    }
-    Ok(lines)
-}
-
-/// Brings `dir` back to its finished problems: the journal's complete lines name them; every
-/// other record, trace and torn line is removed. Returns the journal.
-fn recover(dir: &Path, formats: &[Format]) -> std::io::Result<Vec<Done>> {
-    let journal_path = dir.join("done.jsonl");
-    let mut done = Vec::new();
-    let mut keep = Vec::new();
-    for line in complete_lines(&journal_path)? {
-        if let Ok(d) = serde_json::from_str::<Done>(&line) {
-            done.push(d);
-            keep.push(line);
-        }
-    }
-    rewrite_if_changed(&journal_path, &keep)?;
-    let ids: HashSet<&str> = done.iter().map(|d| d.id.as_str()).collect();
-    let names = formats
-        .iter()
-        .map(|f| format!("{}.jsonl", f.name()))
-        .chain(["traces.jsonl".to_string()]);
-    for name in names {
-        let path = dir.join(name);
-        let lines: Vec<String> = complete_lines(&path)?
-            .into_iter()
-            .filter(|l| {
-                serde_json::from_str::<serde_json::Value>(l)
-                    .ok()
-                    .and_then(|v| v["id"].as_str().map(|id| ids.contains(id)))
-                    .unwrap_or(false)
-            })
-            .collect();
-        rewrite_if_changed(&path, &lines)?;
-    }
-    Ok(done)
-}
-
-/// Replaces `path` by `lines` (atomically) unless it already holds exactly them.
-fn rewrite_if_changed(path: &Path, lines: &[String]) -> std::io::Result<()> {
-    let wanted: String = lines.concat();
-    let current = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    if current == wanted.as_bytes() {
-        return Ok(());
-    }
-    write_atomic(path, &wanted)
-}
-
-/// Writes `text` to a temporary file next to `path`, syncs it, and renames it over `path`.
-fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
-    let tmp: PathBuf = path.with_extension("tmp");
-    {
-        let mut f = File::create(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    if let Some(parent) = path.parent() {
-        if let Ok(d) = File::open(parent) {
-            let _ = d.sync_all();
-        }
-    }
-    Ok(())
 }
 
 fn summarise(
@@ -702,37 +506,5 @@ mod tests {
         assert!(!stops_the_run(&remote(Some(400))));
         assert!(!stops_the_run(&remote(Some(200))));
         assert!(!stops_the_run(&Error::Cancelled));
-    }
-
-    #[test]
-    fn torn_lines_and_unfinished_problems_are_removed_on_recovery() {
-        let dir = std::env::temp_dir().join(format!("ponder-synth-recover-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(
-            dir.join("done.jsonl"),
-            "{\"id\":\"a\",\"records\":{\"sft\":1}}\n{\"id\":\"b\",\"rec",
-        )
-        .unwrap();
-        std::fs::write(
-            dir.join("sft.jsonl"),
-            "{\"id\":\"a\",\"x\":1}\n{\"id\":\"b\",\"x\":2}\n{\"id\":\"c\",\"x\"",
-        )
-        .unwrap();
-        std::fs::write(dir.join("traces.jsonl"), "{\"id\":\"a\"}\n").unwrap();
-        let done = recover(&dir, &[Format::Sft]).unwrap();
-        assert_eq!(done.len(), 1);
-        assert_eq!(
-            std::fs::read_to_string(dir.join("done.jsonl")).unwrap(),
-            "{\"id\":\"a\",\"records\":{\"sft\":1}}\n"
-        );
-        assert_eq!(
-            std::fs::read_to_string(dir.join("sft.jsonl")).unwrap(),
-            "{\"id\":\"a\",\"x\":1}\n"
-        );
-        assert_eq!(
-            std::fs::read_to_string(dir.join("traces.jsonl")).unwrap(),
-            "{\"id\":\"a\"}\n"
-        );
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

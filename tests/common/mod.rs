@@ -30,6 +30,19 @@ pub fn ponder_command() -> std::process::Command {
     cmd
 }
 
+/// `ponder synth --input INPUT --output OUTPUT ARGS…` on the default model (`PONDER_MODEL`
+/// points at it, so a run needs no `--model`).
+pub fn synth_command(input: &Path, output: &Path, args: &[&str]) -> std::process::Command {
+    let mut cmd = ponder_command();
+    cmd.args(["synth", "--input"])
+        .arg(input)
+        .arg("--output")
+        .arg(output)
+        .args(args)
+        .env("PONDER_MODEL", model_path());
+    cmd
+}
+
 /// The default model, as `make model` fetches it. A missing file fails the test with the fix.
 pub fn model_path() -> PathBuf {
     std::env::var_os("PONDER_MODEL")

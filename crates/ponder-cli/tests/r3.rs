@@ -101,12 +101,10 @@ fn open_dev(dir: &Path, n: usize) -> PathBuf {
 }
 
 fn synth_r3(input: &Path, output: &Path, min_spread: &str) -> serde_json::Value {
-    let out = common::ponder_command()
-        .args(["synth", "--input"])
-        .arg(input)
-        .arg("--output")
-        .arg(output)
-        .args([
+    let out = common::synth_command(
+        input,
+        output,
+        &[
             "--strategy",
             "best-of-n",
             "--n",
@@ -124,10 +122,10 @@ fn synth_r3(input: &Path, output: &Path, min_spread: &str) -> serde_json::Value 
             "--threads",
             "1",
             "--json",
-        ])
-        .env("PONDER_MODEL", common::model_path())
-        .output()
-        .unwrap();
+        ],
+    )
+    .output()
+    .unwrap();
     common::json_output(&out)
 }
 
@@ -200,14 +198,8 @@ fn r3_with_a_tree_search_and_votes_on_text_answers_are_clear_errors() {
     let dir = scratch("errors");
     let input = open_dev(&dir, 1);
     let run = |extra: &[&str]| {
-        common::ponder_command()
-            .args(["synth", "--input"])
-            .arg(&input)
-            .arg("--output")
-            .arg(dir.join("out"))
-            .args(extra)
+        common::synth_command(&input, &dir.join("out"), extra)
             .args(["--threads", "1", "--json"])
-            .env("PONDER_MODEL", common::model_path())
             .output()
             .unwrap()
     };

@@ -78,29 +78,24 @@ fn synth(input: &Path, output: &Path, url: &str) -> Command {
 }
 
 fn synth_over(input: &Path, output: &Path, urls: &[&str]) -> Command {
-    let mut cmd = common::ponder_command();
-    cmd.args(["synth", "--backend", "remote"]);
+    let mut cmd = common::synth_command(input, output, &["--backend", "remote"]);
     for url in urls {
         cmd.args(["--url", url]);
     }
-    cmd.arg("--input")
-        .arg(input)
-        .arg("--output")
-        .arg(output)
-        .args([
-            "--strategy",
-            "best-of-n",
-            "--n",
-            "2",
-            "--max-tokens",
-            "48",
-            "--attempts",
-            "2",
-            "--formats",
-            "sft,preference,prm",
-            "--oracle",
-            "--json",
-        ]);
+    cmd.args([
+        "--strategy",
+        "best-of-n",
+        "--n",
+        "2",
+        "--max-tokens",
+        "48",
+        "--attempts",
+        "2",
+        "--formats",
+        "sft,preference,prm",
+        "--oracle",
+        "--json",
+    ]);
     cmd
 }
 

@@ -29,12 +29,10 @@ fn input(dir: &Path) -> PathBuf {
 }
 
 fn synth(input: &Path, output: &Path) -> Command {
-    let mut cmd = common::ponder_command();
-    cmd.args(["synth", "--input"])
-        .arg(input)
-        .arg("--output")
-        .arg(output)
-        .args([
+    common::synth_command(
+        input,
+        output,
+        &[
             "--strategy",
             "mcts",
             "--budget",
@@ -43,9 +41,8 @@ fn synth(input: &Path, output: &Path) -> Command {
             "40",
             "--oracle",
             "--json",
-        ])
-        .env("PONDER_MODEL", common::model_path());
-    cmd
+        ],
+    )
 }
 
 #[test]

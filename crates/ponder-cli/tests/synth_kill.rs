@@ -15,12 +15,10 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 fn synth(input: &Path, output: &Path) -> Command {
-    let mut cmd = common::ponder_command();
-    cmd.args(["synth", "--input"])
-        .arg(input)
-        .arg("--output")
-        .arg(output)
-        .args([
+    common::synth_command(
+        input,
+        output,
+        &[
             "--strategy",
             "best-of-n",
             "--n",
@@ -33,9 +31,8 @@ fn synth(input: &Path, output: &Path) -> Command {
             "sft,preference,prm",
             "--oracle",
             "--json",
-        ])
-        .env("PONDER_MODEL", common::model_path());
-    cmd
+        ],
+    )
 }
 
 #[test]

@@ -25,12 +25,10 @@ fn trl_trains_one_step_on_every_export_format() {
     let input = dir.join("input.jsonl");
     std::fs::write(&input, common::dataset_lines(4).join("\n") + "\n").unwrap();
     let out = dir.join("out");
-    let run = common::ponder_command()
-        .args(["synth", "--input"])
-        .arg(&input)
-        .arg("--output")
-        .arg(&out)
-        .args([
+    let run = common::synth_command(
+        &input,
+        &out,
+        &[
             "--strategy",
             "best-of-n",
             "--n",
@@ -39,10 +37,10 @@ fn trl_trains_one_step_on_every_export_format() {
             "48",
             "--oracle",
             "--json",
-        ])
-        .env("PONDER_MODEL", common::model_path())
-        .output()
-        .unwrap();
+        ],
+    )
+    .output()
+    .unwrap();
     let summary = common::json_output(&run);
     let formats = ["sft", "correction", "preference", "prm"];
     for name in formats {

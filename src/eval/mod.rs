@@ -3,6 +3,11 @@
 //! Each line is `{"id": …, "question": "…", "answer": …}` (`id` optional; `answer` a string or a
 //! number). A line that is not JSON, or lacks `question`, is reported with its line number and
 //! skipped; the rest of the dataset still runs.
+//!
+//! What the reports count (AUCs, every reranker's accuracy on the same samples, …) is in
+//! [`stats`], shared with `synth` and `bench`; the worker pool is the [`runner`]'s.
+
+pub mod stats;
 
 use std::io::BufRead;
 use std::path::Path;
@@ -13,10 +18,11 @@ use serde::{Deserialize, Serialize};
 use crate::engine::Engine;
 use crate::lm::Usage;
 use crate::reward::{answer, vote};
+use crate::runner;
 use crate::strategy::{AnswerKind, Outcome, Problem, StrategyConfig};
 
-use crate::metrics::RerankerTally;
-pub use crate::metrics::{auc, CandidateSignals, RerankerAccuracy, SignalAuc};
+use stats::RerankerTally;
+pub use stats::{auc, CandidateSignals, RerankerAccuracy, SignalAuc};
 
 /// A dataset line that could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -303,42 +309,14 @@ pub fn solve_all(
     workers: usize,
     mut each: impl FnMut(usize, Solved),
 ) {
-    let workers = workers.clamp(1, problems.len().max(1));
-    if workers == 1 {
-        for (i, problem) in problems.iter().enumerate() {
-            each(i, solve_one(engine, i, problem, strategy));
-        }
-        return;
-    }
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    std::thread::scope(|scope| {
-        let (tx, rx) = std::sync::mpsc::channel();
-        for _ in 0..workers {
-            let (tx, next) = (tx.clone(), &next);
-            scope.spawn(move || loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let Some(problem) = problems.get(i) else {
-                    break;
-                };
-                if tx
-                    .send((i, solve_one(engine, i, problem, strategy)))
-                    .is_err()
-                {
-                    break;
-                }
-            });
-        }
-        drop(tx);
-        let mut waiting = std::collections::BTreeMap::new();
-        let mut due = 0;
-        for (i, solved) in rx {
-            waiting.insert(i, solved);
-            while let Some(solved) = waiting.remove(&due) {
-                each(due, solved);
-                due += 1;
-            }
-        }
-    });
+    let never = std::sync::atomic::AtomicBool::new(false);
+    runner::in_order(
+        problems.len(),
+        workers,
+        &never,
+        |_, i| solve_one(engine, i, &problems[i], strategy),
+        &mut each,
+    );
 }
 
 /// Solves every problem and summarises, `workers` problems in flight at once. `progress` is
@@ -420,7 +398,7 @@ pub fn solve_one(
     strategy: &StrategyConfig,
 ) -> Solved {
     let t = Instant::now();
-    let id = problem.id.clone().unwrap_or_else(|| index.to_string());
+    let id = runner::problem_id(problem, index);
     match engine.solve(problem, strategy) {
         Ok(outcome) => Solved {
             result: ProblemResult {
@@ -470,8 +448,7 @@ mod tests {
 
     #[test]
     fn dataset_lines_are_checked_one_by_one() {
-        let dir = std::env::temp_dir().join(format!("ponder-eval-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = runner::scratch_dir("eval");
         let path = dir.join("d.jsonl");
         std::fs::write(
             &path,

@@ -1,4 +1,4 @@
-//! Metrics over solved problems, shared by `eval`, `bench` and `synth`: the AUC of a signal
+//! Statistics over solved problems, shared by `eval`, `bench` and `synth`: the AUC of a signal
 //! against correctness, every candidate's signals as one record, the accuracy each best-of-N
 //! reranker would have had on the same samples, the distinct answers among candidates and
 //! B-STaR's balance score of a problem's training samples.
