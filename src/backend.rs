@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::engine::Engine;
 use crate::error::{ConfigError, Error};
 use crate::lm::{ContextOptions, KvLayout, LlamaLm, Lm, Model, ModelOptions};
+#[cfg(feature = "remote")]
 use crate::lm::{RemoteLm, RemoteOptions};
 
 pub use crate::lm::ModelId;
@@ -89,7 +90,8 @@ impl LlamaConfig {
 pub enum BackendConfig {
     /// A GGUF file run in this process by llama.cpp.
     Llama(LlamaConfig),
-    /// A model served by llama-server or another OpenAI-compatible server.
+    /// A model served by llama-server or another OpenAI-compatible server (feature `remote`).
+    #[cfg(feature = "remote")]
     Remote {
         /// How to reach the servers.
         remote: RemoteOptions,
@@ -129,6 +131,13 @@ impl BackendConfig {
                 ))
             }
         };
+        #[cfg(not(feature = "remote"))]
+        if backend == "remote" {
+            return Err(ConfigError::new(
+                "backend",
+                "this build of ponder has no remote backend; build the ponder crate with its \"remote\" feature (the ponder CLI and libponder have it), or use \"backend\": \"llama\"",
+            ));
+        }
         match backend.as_str() {
             "llama" if map.contains_key("remote") => {
                 return Err(ConfigError::new(
@@ -170,6 +179,7 @@ impl BackendConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         match self {
             Self::Llama(c) => c.options().1.validate(),
+            #[cfg(feature = "remote")]
             Self::Remote { remote } => remote.validate(),
         }
     }
@@ -182,6 +192,7 @@ impl BackendConfig {
         self.validate()?;
         match self {
             Self::Llama(c) => open_llama(c),
+            #[cfg(feature = "remote")]
             Self::Remote { remote } => open_remote(remote),
         }
     }
@@ -198,6 +209,7 @@ fn open_llama(c: &LlamaConfig) -> Result<Backend, Error> {
 }
 
 /// The remote arm of [`BackendConfig::open`]: connects to the servers.
+#[cfg(feature = "remote")]
 fn open_remote(remote: &RemoteOptions) -> Result<Backend, Error> {
     let lm = RemoteLm::connect(remote)?;
     let id = lm.model_id();
@@ -216,6 +228,7 @@ pub struct Backend {
 /// The model of an opened backend, by kind: each kind gets its own [`Engine`] constructor.
 enum Opened {
     Llama(Box<LlamaLm>),
+    #[cfg(feature = "remote")]
     Remote(RemoteLm),
 }
 
@@ -229,6 +242,7 @@ impl Backend {
     pub fn into_engine(self) -> Engine {
         match self.lm {
             Opened::Llama(lm) => Engine::llama(*lm),
+            #[cfg(feature = "remote")]
             Opened::Remote(lm) => Engine::remote(lm),
         }
     }
@@ -237,6 +251,7 @@ impl Backend {
     pub fn into_lm(self) -> Box<dyn Lm> {
         match self.lm {
             Opened::Llama(lm) => lm,
+            #[cfg(feature = "remote")]
             Opened::Remote(lm) => Box::new(lm),
         }
     }
@@ -320,11 +335,6 @@ mod tests {
             panic!("{c:?}")
         };
         assert_eq!((l.model.to_str(), l.n_ctx), (Some("m.gguf"), 512));
-        let c = BackendConfig::from_json(serde_json::json!({
-            "backend": "remote", "remote": {"urls": ["http://127.0.0.1:1"]}
-        }))
-        .unwrap();
-        assert!(matches!(c, BackendConfig::Remote { .. }));
         // The JSON written is the JSON read.
         let again = BackendConfig::from_json(serde_json::to_value(&c).unwrap()).unwrap();
         assert_eq!(again, c);
@@ -345,17 +355,44 @@ mod tests {
                 "remote",
                 "\"remote\" only",
             ),
-            (
-                serde_json::json!({"backend": "remote", "model": "x"}),
-                "backend",
-                "put the remote settings in",
-            ),
-            (serde_json::json!({"backend": "remote"}), "remote", "needs"),
             (serde_json::json!({"n_ctxx": 5}), "backend", "n_ctxx"),
         ] {
-            let e = BackendConfig::from_json(bad.clone()).unwrap_err();
-            assert_eq!(e.field, field, "{bad}: {e}");
-            assert!(e.to_string().contains(says), "{bad}: {e}");
+            refused(bad, field, says);
+        }
+    }
+
+    fn refused(bad: serde_json::Value, field: &str, says: &str) {
+        let e = BackendConfig::from_json(bad.clone()).unwrap_err();
+        assert_eq!(e.field, field, "{bad}: {e}");
+        assert!(e.to_string().contains(says), "{bad}: {e}");
+    }
+
+    #[cfg(feature = "remote")]
+    #[test]
+    fn remote_configs_round_trip_and_keep_their_fields_apart() {
+        let c = BackendConfig::from_json(serde_json::json!({
+            "backend": "remote", "remote": {"urls": ["http://127.0.0.1:1"]}
+        }))
+        .unwrap();
+        assert!(matches!(c, BackendConfig::Remote { .. }));
+        let again = BackendConfig::from_json(serde_json::to_value(&c).unwrap()).unwrap();
+        assert_eq!(again, c);
+        refused(
+            serde_json::json!({"backend": "remote", "model": "x"}),
+            "backend",
+            "put the remote settings in",
+        );
+        refused(serde_json::json!({"backend": "remote"}), "remote", "needs");
+    }
+
+    #[cfg(not(feature = "remote"))]
+    #[test]
+    fn without_the_remote_feature_a_remote_config_says_which_feature() {
+        for bad in [
+            serde_json::json!({"backend": "remote", "remote": {"urls": ["http://a"]}}),
+            serde_json::json!({"backend": "remote", "model": "x"}),
+        ] {
+            refused(bad, "backend", "\"remote\" feature");
         }
     }
 }

@@ -11,6 +11,7 @@ use crate::error::Error;
 use crate::lm::{
     ContextLoad, ContextOptions, LlamaLm, Lm, Model, ModelOptions, SharedLlama, Usage,
 };
+#[cfg(feature = "remote")]
 use crate::lm::{RemoteLm, RemoteOptions, SharedRemote};
 use crate::strategy::{Event, Flow, Observer, Outcome, Problem, StrategyConfig};
 
@@ -63,6 +64,7 @@ enum SharedLm {
     /// The llama.cpp context, shared by concurrent solves.
     Llama(Arc<SharedLlama>),
     /// One connection to remote servers, shared by concurrent solves.
+    #[cfg(feature = "remote")]
     Remote(Arc<SharedRemote>),
     /// Any other [`Lm`], one solve at a time.
     Locked(Mutex<Box<dyn Lm + Send>>),
@@ -74,6 +76,7 @@ impl SharedLm {
     fn with<T>(&self, f: impl FnOnce(&mut dyn Lm) -> T) -> T {
         match self {
             Self::Llama(shared) => f(&mut shared.solve_lm()),
+            #[cfg(feature = "remote")]
             Self::Remote(shared) => f(&mut shared.solve_lm()),
             Self::Locked(lm) => f(lm.lock().as_mut()),
         }
@@ -145,6 +148,7 @@ impl Engine {
     ///
     /// # Errors
     /// As [`RemoteLm::connect`].
+    #[cfg(feature = "remote")]
     pub fn connect(remote: &RemoteOptions) -> Result<Self, Error> {
         Ok(Self::remote(RemoteLm::connect(remote)?))
     }
@@ -152,6 +156,7 @@ impl Engine {
     /// An engine over a connection to servers: concurrent solves share it, its cap on requests
     /// in flight and its choice of server ([`SharedRemote`]); `lm`'s own nodes are not carried
     /// over.
+    #[cfg(feature = "remote")]
     pub fn remote(lm: RemoteLm) -> Self {
         Self::new(SharedLm::Remote(SharedRemote::new(lm)), None)
     }
@@ -261,6 +266,7 @@ impl Engine {
     pub fn usage(&self) -> Usage {
         match &self.lm {
             SharedLm::Llama(shared) => shared.usage(),
+            #[cfg(feature = "remote")]
             SharedLm::Remote(shared) => shared.usage(),
             SharedLm::Locked(lm) => {
                 self.check_not_reentrant("usage");

@@ -95,6 +95,7 @@ pub use error::{
 pub use lm::llama::{
     devices, ContextOptions, Device, KvLayout, LlamaLm, Model, ModelOptions, Sizing,
 };
+#[cfg(feature = "remote")]
 pub use lm::remote::{RemoteLm, RemoteOptions};
 pub use lm::{
     ConfidenceStop, FinishReason, GenRequest, Generation, Lm, Message, Node, SamplingParams,

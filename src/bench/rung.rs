@@ -99,7 +99,7 @@ fn shorthand(spec: &str) -> Result<serde_json::Value, ConfigError> {
     let bad = |why: String| {
         ConfigError::new(
             "rung",
-            format!("{spec:?}: {why}; a rung is NAME=JSON, or greedy, RERANK@N (vote@8, judge@8, …), beam@TOKENS, mcts@TOKENS, self_correct@ROUNDS, deepening@WIDTH, or a strategy's name"),
+            format!("{spec:?}: {why}; a rung is NAME=JSON, or greedy, RERANK@N (vote@8, judge@8, …), beam@TOKENS, mcts@TOKENS, self_correct@ROUNDS, deepening@WIDTH, or a strategy's or preset's name (bon, majority, …)"),
         )
     };
     let to_value = |c: &StrategyConfig| serde_json::to_value(c).expect("configs serialise");
@@ -133,7 +133,7 @@ fn shorthand(spec: &str) -> Result<serde_json::Value, ConfigError> {
             ..BestOfNConfig::default()
         })));
     }
-    let config = StrategyConfig::default_for(head).map_err(|e| bad(e.to_string()))?;
+    let config = StrategyConfig::named(head).map_err(|e| bad(e.to_string()))?;
     let mut value = to_value(&config);
     let Some(size) = size else {
         return Ok(value);
@@ -250,6 +250,12 @@ mod tests {
             panic!("deepening")
         };
         assert_eq!(c.width, 4);
+        // A preset of the strategy table is a rung too.
+        let bon = Rung::parse("bon@4", None).unwrap();
+        let StrategyConfig::BestOfN(c) = &bon.strategy else {
+            panic!("bon is best-of-n")
+        };
+        assert_eq!((c.n, c.rerank), (4, Rerank::Judge));
     }
 
     #[test]

@@ -13,11 +13,14 @@ pub use llama::{
 mod model_id;
 pub use model_id::{sha256_file, ModelId};
 pub(crate) mod nodes;
+#[cfg(feature = "remote")]
 pub mod remote;
+#[cfg(feature = "remote")]
 pub use remote::{RemoteLm, RemoteOptions, ServerStats, SharedRemote};
 pub(crate) mod sampler;
 #[cfg(any(test, feature = "test-util"))]
 pub mod scripted;
+#[cfg(feature = "remote")]
 pub(crate) mod tokenizer;
 
 use serde::{Deserialize, Serialize};

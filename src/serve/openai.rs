@@ -211,22 +211,25 @@ impl ChatMessage {
     }
 }
 
-/// A chat-completion response.
+/// A response of either endpoint, whose choices `C` are the endpoint's own.
 #[derive(Debug, Clone, Serialize)]
-pub struct ChatResponse {
-    /// `chatcmpl-…`.
+pub struct Reply<C> {
+    /// `chatcmpl-…` or `cmpl-…`.
     pub id: String,
-    /// `chat.completion`.
+    /// `chat.completion` or `text_completion`.
     pub object: &'static str,
     /// Unix seconds.
     pub created: u64,
     /// The model name as the client sent it.
     pub model: String,
-    /// The choices.
-    pub choices: Vec<Choice>,
+    /// The choices: `n` per prompt, prompt by prompt.
+    pub choices: Vec<C>,
     /// Work done.
     pub usage: ApiUsage,
 }
+
+/// A chat-completion response.
+pub type ChatResponse = Reply<Choice>;
 
 /// One choice.
 #[derive(Debug, Clone, Serialize)]
@@ -273,21 +276,7 @@ pub struct ChatTopLogprob {
 }
 
 /// A text-completion response.
-#[derive(Debug, Clone, Serialize)]
-pub struct CompletionResponse {
-    /// `cmpl-…`.
-    pub id: String,
-    /// `text_completion`.
-    pub object: &'static str,
-    /// Unix seconds.
-    pub created: u64,
-    /// The model name as the client sent it.
-    pub model: String,
-    /// The choices: `n` per prompt, prompt by prompt.
-    pub choices: Vec<CompletionChoice>,
-    /// Work done.
-    pub usage: ApiUsage,
-}
+pub type CompletionResponse = Reply<CompletionChoice>;
 
 /// One text completion.
 #[derive(Debug, Clone, Serialize)]

@@ -114,15 +114,7 @@ impl AdaptiveConfig {
     }
 }
 
-impl Strategy for AdaptiveConfig {
-    strategy_fields!("adaptive", seed: sampling.seed);
-
-    fn votes(&self) -> bool {
-        true
-    }
-
-    search_by!(run);
-}
+sampling_strategy!(AdaptiveConfig, "adaptive", seed: sampling.seed, votes: true);
 
 /// P(X > ½) for X ~ Beta(a + 1, b + 1): under a uniform prior, the probability that an answer
 /// seen `a` times has a larger true share than one seen `b` times. For integers this is

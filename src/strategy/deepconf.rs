@@ -127,15 +127,7 @@ impl DeepConfConfig {
     }
 }
 
-impl Strategy for DeepConfConfig {
-    strategy_fields!("deepconf", seed: sampling.seed);
-
-    fn votes(&self) -> bool {
-        true
-    }
-
-    search_by!(run);
-}
+sampling_strategy!(DeepConfConfig, "deepconf", seed: sampling.seed, votes: true);
 
 /// Runs DeepConf online.
 fn run(

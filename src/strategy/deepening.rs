@@ -136,15 +136,7 @@ struct Branch {
     done: bool,
 }
 
-impl Strategy for DeepeningConfig {
-    strategy_fields!("deepening", seed: sampling.seed);
-
-    fn votes(&self) -> bool {
-        true
-    }
-
-    search_by!(run);
-}
+sampling_strategy!(DeepeningConfig, "deepening", seed: sampling.seed, votes: true);
 
 /// Runs iterative deepening over `width` branches.
 fn run(

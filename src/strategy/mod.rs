@@ -40,6 +40,22 @@ macro_rules! search_by {
     };
 }
 
+/// The whole [`Strategy`] impl of a sampling strategy that always votes (or never does):
+/// [`strategy_fields!`] and [`search_by!`] with its `run`.
+macro_rules! sampling_strategy {
+    ($config:ty, $name:literal, seed: $($seed:ident).+, votes: $votes:literal) => {
+        impl $crate::strategy::Strategy for $config {
+            strategy_fields!($name, seed: $($seed).+);
+
+            fn votes(&self) -> bool {
+                $votes
+            }
+
+            search_by!(run);
+        }
+    };
+}
+
 pub mod adaptive;
 pub mod beam;
 pub mod best_of_n;

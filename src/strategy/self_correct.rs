@@ -100,15 +100,7 @@ impl SelfCorrectConfig {
     }
 }
 
-impl Strategy for SelfCorrectConfig {
-    strategy_fields!("self_correct", seed: sampling.seed);
-
-    fn votes(&self) -> bool {
-        false
-    }
-
-    search_by!(run);
-}
+sampling_strategy!(SelfCorrectConfig, "self_correct", seed: sampling.seed, votes: false);
 
 /// Runs attempt → check → revise.
 fn run(

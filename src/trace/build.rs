@@ -256,10 +256,7 @@ mod tests {
         // wrong first one's steps reach no right answer (the one below the request is another
         // message's), so its PRM labels fall to 0; the two attempts answer different
         // conversations and make no preference pair.
-        let oracle = ExportOptions {
-            oracle: true,
-            ..ExportOptions::default()
-        };
+        let oracle = ExportOptions::by_oracle();
         let sft = export::sft::records(&trace, &oracle);
         assert_eq!(sft.len(), 1);
         assert_eq!(sft[0].messages[..3], context[..]);

@@ -43,7 +43,7 @@
 //! std::fs::write("tree.dot", tree.to_dot())?;
 //! let provenance = Provenance::for_model(&ModelOptions::default().path, &mcts, false)?;
 //! let trace = Trace::from_outcome("q1", &problem, &outcome, provenance);
-//! let oracle = ExportOptions { oracle: true, ..Default::default() };
+//! let oracle = ExportOptions::by_oracle();
 //! for record in export::records(&trace, Format::Prm, &oracle) {
 //!     println!("{record}");
 //! }
@@ -287,14 +287,7 @@ impl Trace {
 
     /// Ids from the root to `id`.
     pub fn path(&self, id: usize) -> Vec<usize> {
-        let mut path = vec![id];
-        let mut at = id;
-        while let Some(p) = self.nodes[at].parent {
-            path.push(p);
-            at = p;
-        }
-        path.reverse();
-        path
+        crate::strategy::tree::root_path(id, |at| self.nodes[at].parent)
     }
 
     /// The assistant message that ends at `id`: the node it starts below (the root, or the last

@@ -12,6 +12,7 @@ mod record;
 mod search;
 
 pub use config::{Budget, Limit, StepConfig, StopReason, ValueSignal};
+pub(crate) use record::root_path;
 pub use record::{RolloutRecord, SearchTree, TreeNode};
 pub(crate) use search::Search;
 

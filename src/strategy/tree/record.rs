@@ -124,17 +124,22 @@ pub struct SearchTree {
     pub iterations: u32,
 }
 
+/// The ids from the root to `id`, given each node's parent.
+pub(crate) fn root_path(id: usize, parent: impl Fn(usize) -> Option<usize>) -> Vec<usize> {
+    let mut path = vec![id];
+    let mut at = id;
+    while let Some(p) = parent(at) {
+        path.push(p);
+        at = p;
+    }
+    path.reverse();
+    path
+}
+
 impl SearchTree {
     /// Ids from the root to `id`.
     pub fn path(&self, id: usize) -> Vec<usize> {
-        let mut path = vec![id];
-        let mut at = id;
-        while let Some(p) = self.nodes[at].parent {
-            path.push(p);
-            at = p;
-        }
-        path.reverse();
-        path
+        root_path(id, |at| self.nodes[at].parent)
     }
 
     /// The steps' text from the root to `id`.

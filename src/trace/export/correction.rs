@@ -170,13 +170,7 @@ mod tests {
     #[test]
     fn wrong_paths_are_cut_at_the_first_bad_step_and_continued_rightly() {
         let t = tree();
-        let oracle = records(
-            &t,
-            &ExportOptions {
-                oracle: true,
-                ..ExportOptions::default()
-            },
-        );
+        let oracle = records(&t, &ExportOptions::by_oracle());
         // a2's first bad step is a2 itself (after the good a): a, a2, reflection, a1.
         // b1's first bad step is b (nothing right below it): b, reflection, a, a1.
         assert_eq!(oracle.len(), 2);

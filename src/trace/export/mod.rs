@@ -126,6 +126,14 @@ impl Default for ExportOptions {
 }
 
 impl ExportOptions {
+    /// The defaults, labelling with the reference answer ([`ExportOptions::oracle`]).
+    pub fn by_oracle() -> Self {
+        Self {
+            oracle: true,
+            ..Self::default()
+        }
+    }
+
     /// Checks every field's range.
     ///
     /// # Errors

@@ -186,13 +186,7 @@ mod tests {
     #[test]
     fn pairs_by_oracle_and_by_value() {
         let t = tree();
-        let oracle = records(
-            &t,
-            &ExportOptions {
-                oracle: true,
-                ..ExportOptions::default()
-            },
-        );
+        let oracle = records(&t, &ExportOptions::by_oracle());
         // Paths: a1 (right) over a2 and over b1; steps: a (reaches 4) over b, a1 over a2.
         let kinds: Vec<(PairKind, &str, &str)> = oracle
             .iter()

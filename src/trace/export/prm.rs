@@ -118,10 +118,7 @@ mod tests {
                 },
             )
         };
-        let oracle = float(ExportOptions {
-            oracle: true,
-            ..ExportOptions::default()
-        });
+        let oracle = float(ExportOptions::by_oracle());
         let labels: Vec<Labels> = oracle.iter().map(|r| r.labels.clone()).collect();
         assert_eq!(
             labels,
@@ -145,13 +142,7 @@ mod tests {
     #[test]
     fn by_default_labels_are_booleans_beside_the_values_and_steps_lose_their_blank_line() {
         let t = tree();
-        let oracle = records(
-            &t,
-            &ExportOptions {
-                oracle: true,
-                ..ExportOptions::default()
-            },
-        );
+        let oracle = records(&t, &ExportOptions::by_oracle());
         assert_eq!(oracle[0].completions, ["a", "a1 The answer is 4."]);
         assert_eq!(oracle[1].labels, Labels::Bool(vec![true, false]));
         assert_eq!(oracle[1].values, [0.5, 0.0]);

@@ -67,13 +67,7 @@ mod tests {
         assert_eq!(plain.len(), 1);
         assert!(!plain[0].head.oracle);
         assert_eq!(plain[0].messages[1].content, "a\n\na1 The answer is 4.");
-        let oracle = records(
-            &t,
-            &ExportOptions {
-                oracle: true,
-                ..ExportOptions::default()
-            },
-        );
+        let oracle = records(&t, &ExportOptions::by_oracle());
         assert_eq!(oracle.len(), 1);
         assert!(oracle[0].head.oracle);
         assert_eq!(oracle[0].messages[0].role, "user");
