@@ -16,9 +16,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::tree::{Budget, Search, StepConfig, StopReason, TreeNode, ValueSignal};
-use super::{limits, Observer, Outcome, Problem, PromptConfig, Strategy};
+use super::{limits, Outcome, PromptConfig, Strategy};
 use crate::error::{ConfigError, Error};
-use crate::lm::Lm;
 use crate::reward::judge::{JudgeConfig, StepAggregate};
 use crate::reward::vote;
 
@@ -90,106 +89,84 @@ impl BeamConfig {
     }
 }
 
-impl Strategy for BeamConfig {
-    strategy_fields!("beam", seed: step.sampling.seed);
+tree_strategy!(BeamConfig, "beam", votes: BeamAnswer::Vote);
 
-    fn votes(&self) -> bool {
-        matches!(self.answer_by, BeamAnswer::Vote)
-    }
-
-    /// Runs the search, reporting every step and verdict to `observer`.
-    fn search(
-        &self,
-        lm: &mut dyn Lm,
-        problem: &Problem,
-        observer: &mut Observer<'_>,
-    ) -> Result<Outcome, Error> {
-        let config = self;
-        config.validate()?;
-        let mut search = Search::new(
-            lm,
-            observer,
-            problem,
-            &config.prompt,
-            &config.judge,
-            &config.step,
-            &config.budget,
-        )?;
-        let width = config.width as usize;
-        let mut beams: Vec<usize> = vec![0];
-        let mut finished: Vec<usize> = Vec::new();
-        let stop = loop {
-            if finished.len() >= width || beams.is_empty() {
-                break StopReason::Complete;
-            }
-            if let Some(limit) = search.exceeded() {
-                break StopReason::Budget { limit };
-            }
-            search.tree.iterations += 1;
-            let requests: Vec<(usize, u32)> = if beams == [0] {
-                vec![(0, config.width * config.expansions)]
-            } else {
-                beams.iter().map(|&b| (b, config.expansions)).collect()
-            };
-            let children = match search.expand(&requests) {
-                Ok(c) => c,
-                Err(e) => break search.stop_for(e)?,
-            };
-            if children.is_empty() {
-                beams.clear();
-                continue;
-            }
-            if let Err(e) = search.evaluate(&children, config.value) {
-                break search.stop_for(e)?;
-            }
-            let nodes = &mut search.tree.nodes;
-            if config.value == ValueSignal::Judge {
-                for &c in &children {
-                    let steps: Vec<f64> = search_path(nodes, c)
-                        .into_iter()
-                        .filter_map(|i| nodes[i].judge)
-                        .collect();
-                    nodes[c].value = config.path_score.apply(&steps);
-                }
-            }
-            let mut live: Vec<usize> = Vec::new();
+/// Runs the search, reporting every step and verdict through `search`'s observer.
+fn run(config: &BeamConfig, mut search: Search<'_, '_>) -> Result<Outcome, Error> {
+    let width = config.width as usize;
+    let mut beams: Vec<usize> = vec![0];
+    let mut finished: Vec<usize> = Vec::new();
+    let stop = loop {
+        if finished.len() >= width || beams.is_empty() {
+            break StopReason::Complete;
+        }
+        if let Some(limit) = search.exceeded() {
+            break StopReason::Budget { limit };
+        }
+        search.tree.iterations += 1;
+        let requests: Vec<(usize, u32)> = if beams == [0] {
+            vec![(0, config.width * config.expansions)]
+        } else {
+            beams.iter().map(|&b| (b, config.expansions)).collect()
+        };
+        let children = match search.expand(&requests) {
+            Ok(c) => c,
+            Err(e) => break search.stop_for(e)?,
+        };
+        if children.is_empty() {
+            beams.clear();
+            continue;
+        }
+        if let Err(e) = search.evaluate(&children, config.value) {
+            break search.stop_for(e)?;
+        }
+        let nodes = &mut search.tree.nodes;
+        if config.value == ValueSignal::Judge {
             for &c in &children {
-                if nodes[c].terminal {
-                    finished.push(c);
-                } else if !nodes[c].dead_end {
-                    live.push(c);
-                }
+                let steps: Vec<f64> = search_path(nodes, c)
+                    .into_iter()
+                    .filter_map(|i| nodes[i].judge)
+                    .collect();
+                nodes[c].value = config.path_score.apply(&steps);
             }
-            live.sort_by(|&a, &b| nodes[b].value.total_cmp(&nodes[a].value).then(a.cmp(&b)));
-            live.truncate(width);
-            beams = live;
-        };
-        count_visits(&mut search.tree.nodes);
-        let nodes = &search.tree.nodes;
-        let best = |ids: &[usize]| {
-            ids.iter()
-                .copied()
-                .max_by(|&a, &b| nodes[a].value.total_cmp(&nodes[b].value).then(b.cmp(&a)))
-        };
-        let chosen = match config.answer_by {
-            BeamAnswer::Vote => {
-                let answers: Vec<Option<String>> =
-                    finished.iter().map(|&i| nodes[i].answer.clone()).collect();
-                let weights: Vec<f64> = finished.iter().map(|&i| nodes[i].value).collect();
-                vote::weighted(&answers, &weights)
-                    .and_then(|w| best(&w.members.iter().map(|&m| finished[m]).collect::<Vec<_>>()))
+        }
+        let mut live: Vec<usize> = Vec::new();
+        for &c in &children {
+            if nodes[c].terminal {
+                finished.push(c);
+            } else if !nodes[c].dead_end {
+                live.push(c);
             }
-            BeamAnswer::Score => best(&finished),
-        };
-        let chosen = chosen
-            .or_else(|| best(&beams))
-            .or_else(|| {
-                let all: Vec<usize> = (1..nodes.len()).collect();
-                best(&all)
-            })
-            .unwrap_or(0);
-        Ok(search.finish(config.name(), chosen, stop))
-    }
+        }
+        live.sort_by(|&a, &b| nodes[b].value.total_cmp(&nodes[a].value).then(a.cmp(&b)));
+        live.truncate(width);
+        beams = live;
+    };
+    count_visits(&mut search.tree.nodes);
+    let nodes = &search.tree.nodes;
+    let best = |ids: &[usize]| {
+        ids.iter()
+            .copied()
+            .max_by(|&a, &b| nodes[a].value.total_cmp(&nodes[b].value).then(b.cmp(&a)))
+    };
+    let chosen = match config.answer_by {
+        BeamAnswer::Vote => {
+            let answers: Vec<Option<String>> =
+                finished.iter().map(|&i| nodes[i].answer.clone()).collect();
+            let weights: Vec<f64> = finished.iter().map(|&i| nodes[i].value).collect();
+            vote::weighted(&answers, &weights)
+                .and_then(|w| best(&w.members.iter().map(|&m| finished[m]).collect::<Vec<_>>()))
+        }
+        BeamAnswer::Score => best(&finished),
+    };
+    let chosen = chosen
+        .or_else(|| best(&beams))
+        .or_else(|| {
+            let all: Vec<usize> = (1..nodes.len()).collect();
+            best(&all)
+        })
+        .unwrap_or(0);
+    Ok(search.finish(config.name(), chosen, stop))
 }
 
 fn search_path(nodes: &[TreeNode], id: usize) -> Vec<usize> {
@@ -217,6 +194,7 @@ mod tests {
     use super::*;
     use crate::lm::scripted::{ScriptedLm, ScriptedStep};
     use crate::strategy::search_alone as run;
+    use crate::strategy::Problem;
 
     fn label(text: &str) -> String {
         text.rfind('[')

@@ -45,9 +45,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::tree::{Budget, Search, StepConfig, StopReason, TreeNode, ValueSignal};
-use super::{limits, Observer, Outcome, Problem, PromptConfig, Strategy};
+use super::{limits, Outcome, PromptConfig, Strategy};
 use crate::error::{ConfigError, Error};
-use crate::lm::Lm;
 use crate::reward::judge::JudgeConfig;
 use crate::reward::vote;
 
@@ -234,136 +233,109 @@ impl MctsConfig {
     }
 }
 
-impl Strategy for MctsConfig {
-    strategy_fields!("mcts", seed: step.sampling.seed);
+tree_strategy!(MctsConfig, "mcts", votes: AnswerBy::Vote);
 
-    fn votes(&self) -> bool {
-        matches!(self.answer_by, AnswerBy::Vote)
-    }
-
-    /// Runs the search, reporting every step and verdict to `observer`.
-    fn search(
-        &self,
-        lm: &mut dyn Lm,
-        problem: &Problem,
-        observer: &mut Observer<'_>,
-    ) -> Result<Outcome, Error> {
-        let config = self;
-        config.validate()?;
-        let mut search = Search::new(
-            lm,
-            observer,
-            problem,
-            &config.prompt,
-            &config.judge,
-            &config.step,
-            &config.budget,
-        )?;
-        let stop = loop {
-            if let Some(limit) = search.exceeded() {
-                break StopReason::Budget { limit };
+/// Runs the search, reporting every step and verdict through `search`'s observer.
+fn run(config: &MctsConfig, mut search: Search<'_, '_>) -> Result<Outcome, Error> {
+    let stop = loop {
+        if let Some(limit) = search.exceeded() {
+            break StopReason::Budget { limit };
+        }
+        let Some((leaf, path)) = select(config, &search.tree.nodes) else {
+            break StopReason::Exhausted;
+        };
+        search.tree.iterations += 1;
+        let have = search.tree.nodes[leaf].children.len() as u32;
+        let count = match (&config.widen, have) {
+            _ if config.dive && have < config.k => config.k - have,
+            (Some(w), h) if h > 0 => config.k.min(w.max_children - h),
+            _ => config.k,
+        };
+        let children = match search.expand(&[(leaf, count)]) {
+            Ok(c) => c,
+            Err(e) => break search.stop_for(e)?,
+        };
+        if !children.is_empty() {
+            if let Err(e) = search.evaluate(&children, config.value) {
+                break search.stop_for(e)?;
             }
-            let Some((leaf, path)) = select(config, &search.tree.nodes) else {
-                break StopReason::Exhausted;
-            };
-            search.tree.iterations += 1;
-            let have = search.tree.nodes[leaf].children.len() as u32;
-            let count = match (&config.widen, have) {
-                _ if config.dive && have < config.k => config.k - have,
-                (Some(w), h) if h > 0 => config.k.min(w.max_children - h),
-                _ => config.k,
-            };
-            let children = match search.expand(&[(leaf, count)]) {
-                Ok(c) => c,
-                Err(e) => break search.stop_for(e)?,
-            };
-            if !children.is_empty() {
-                if let Err(e) = search.evaluate(&children, config.value) {
-                    break search.stop_for(e)?;
-                }
-                if let Some(r) = &config.rollout {
-                    if search.resources_exceeded().is_none() {
-                        let outcomes = match search.rollouts(&children, r.max_tokens, config.value)
-                        {
-                            Ok(o) => o,
-                            Err(e) => break search.stop_for(e)?,
-                        };
-                        for (&c, o) in children.iter().zip(outcomes) {
-                            if let Some(o) = o {
-                                let node = &mut search.tree.nodes[c];
-                                node.value = (1.0 - r.alpha) * node.value + r.alpha * o;
-                            }
+            if let Some(r) = &config.rollout {
+                if search.resources_exceeded().is_none() {
+                    let outcomes = match search.rollouts(&children, r.max_tokens, config.value) {
+                        Ok(o) => o,
+                        Err(e) => break search.stop_for(e)?,
+                    };
+                    for (&c, o) in children.iter().zip(outcomes) {
+                        if let Some(o) = o {
+                            let node = &mut search.tree.nodes[c];
+                            node.value = (1.0 - r.alpha) * node.value + r.alpha * o;
                         }
                     }
                 }
-                set_priors(config, &mut search.tree.nodes, leaf);
             }
-            // With `dive`, the best new child goes on one sampled step at a time to a finished
-            // solution (each step a node, valued like the others), and the values back up from there.
-            let (mut path, mut new) = (path, children.clone());
-            let mut dived = Vec::new();
-            if config.dive {
-                let nodes = &search.tree.nodes;
-                let best = children
-                    .iter()
-                    .copied()
-                    .filter(|&c| nodes[c].expandable())
-                    .max_by(|&a, &b| nodes[a].value.total_cmp(&nodes[b].value).then(b.cmp(&a)));
-                if let Some(mut at) = best {
-                    let mut cancelled = None;
-                    while search.tree.nodes[at].expandable()
-                        && search.resources_exceeded().is_none()
-                    {
-                        let next = match search.expand(&[(at, 1)]) {
-                            Ok(c) => c,
-                            Err(e) => {
-                                cancelled = Some(e);
-                                break;
-                            }
-                        };
-                        let Some(&next) = next.first() else {
-                            break;
-                        };
-                        if let Err(e) = search.evaluate(&[next], config.value) {
+            set_priors(config, &mut search.tree.nodes, leaf);
+        }
+        // With `dive`, the best new child goes on one sampled step at a time to a finished
+        // solution (each step a node, valued like the others), and the values back up from there.
+        let (mut path, mut new) = (path, children.clone());
+        let mut dived = Vec::new();
+        if config.dive {
+            let nodes = &search.tree.nodes;
+            let best = children
+                .iter()
+                .copied()
+                .filter(|&c| nodes[c].expandable())
+                .max_by(|&a, &b| nodes[a].value.total_cmp(&nodes[b].value).then(b.cmp(&a)));
+            if let Some(mut at) = best {
+                let mut cancelled = None;
+                while search.tree.nodes[at].expandable() && search.resources_exceeded().is_none() {
+                    let next = match search.expand(&[(at, 1)]) {
+                        Ok(c) => c,
+                        Err(e) => {
                             cancelled = Some(e);
                             break;
                         }
-                        set_priors(config, &mut search.tree.nodes, at);
-                        dived.push(next);
-                        path.push(at);
-                        new = vec![next];
-                        at = next;
+                    };
+                    let Some(&next) = next.first() else {
+                        break;
+                    };
+                    if let Err(e) = search.evaluate(&[next], config.value) {
+                        cancelled = Some(e);
+                        break;
                     }
-                    if let Some(e) = cancelled {
-                        backup(config.backup, &mut search.tree.nodes, &path, &new);
-                        break search.stop_for(e)?;
-                    }
+                    set_priors(config, &mut search.tree.nodes, at);
+                    dived.push(next);
+                    path.push(at);
+                    new = vec![next];
+                    at = next;
+                }
+                if let Some(e) = cancelled {
+                    backup(config.backup, &mut search.tree.nodes, &path, &new);
+                    break search.stop_for(e)?;
                 }
             }
-            backup(config.backup, &mut search.tree.nodes, &path, &new);
-            if let Some(gate) = config.end_gate {
-                let passed = children
-                    .iter()
-                    .chain(&dived)
-                    .copied()
-                    .filter(|&c| {
-                        search.tree.nodes[c].terminal && search.tree.nodes[c].value >= gate
-                    })
-                    .max_by(|&a, &b| {
-                        let (va, vb) = (search.tree.nodes[a].value, search.tree.nodes[b].value);
-                        va.total_cmp(&vb).then(b.cmp(&a))
-                    });
-                if let Some(node) = passed {
-                    break StopReason::EndGate { node };
-                }
+        }
+        backup(config.backup, &mut search.tree.nodes, &path, &new);
+        if let Some(gate) = config.end_gate {
+            let passed = children
+                .iter()
+                .chain(&dived)
+                .copied()
+                .filter(|&c| search.tree.nodes[c].terminal && search.tree.nodes[c].value >= gate)
+                .max_by(|&a, &b| {
+                    let (va, vb) = (search.tree.nodes[a].value, search.tree.nodes[b].value);
+                    va.total_cmp(&vb).then(b.cmp(&a))
+                });
+            if let Some(node) = passed {
+                break StopReason::EndGate { node };
             }
-        };
-        let chosen = match stop {
-            StopReason::EndGate { node } => node,
-            _ => choose(config.answer_by, &search.tree.nodes),
-        };
-        Ok(search.finish(config.name(), chosen, stop))
-    }
+        }
+    };
+    let chosen = match stop {
+        StopReason::EndGate { node } => node,
+        _ => choose(config.answer_by, &search.tree.nodes),
+    };
+    Ok(search.finish(config.name(), chosen, stop))
 }
 
 /// Whether the subtree under `id` can still grow (an expandable leaf, or a node that may widen).
@@ -576,7 +548,9 @@ mod tests {
 
     use super::*;
     use crate::lm::scripted::{ScriptedLm, ScriptedStep};
+    use crate::lm::Lm;
     use crate::strategy::search_alone as run;
+    use crate::strategy::Problem;
 
     /// The label of the last step in `text`: what is inside its last `[…]`.
     fn label(text: &str) -> String {

@@ -56,6 +56,41 @@ macro_rules! sampling_strategy {
     };
 }
 
+/// The whole [`Strategy`] impl of a tree search over `$config` (its fields
+/// `prompt`, `judge`, `step`, `budget` and `answer_by`, which votes when it matches `$votes`):
+/// validates, opens the `Search` and hands it to the module's `run(config, search)`.
+macro_rules! tree_strategy {
+    ($config:ty, $name:literal, votes: $votes:pat) => {
+        impl $crate::strategy::Strategy for $config {
+            strategy_fields!($name, seed: step.sampling.seed);
+
+            fn votes(&self) -> bool {
+                matches!(self.answer_by, $votes)
+            }
+
+            /// Runs the search, reporting every step and verdict to `observer`.
+            fn search(
+                &self,
+                lm: &mut dyn $crate::lm::Lm,
+                problem: &$crate::strategy::Problem,
+                observer: &mut $crate::strategy::Observer<'_>,
+            ) -> Result<$crate::strategy::Outcome, $crate::error::Error> {
+                self.validate()?;
+                let search = $crate::strategy::tree::Search::new(
+                    lm,
+                    observer,
+                    problem,
+                    &self.prompt,
+                    &self.judge,
+                    &self.step,
+                    &self.budget,
+                )?;
+                run(self, search)
+            }
+        }
+    };
+}
+
 pub mod adaptive;
 pub mod beam;
 pub mod best_of_n;
