@@ -174,11 +174,11 @@ impl LlamaLm {
             branch.finish = Some(FinishReason::ContextFull);
             return;
         }
-        let (token, lp, lse, max) =
-            sampler::sample_with_lse(logits, &request.sampling, &mut branch.rng, scratch);
-        let (certainty, entropy) = sampler::certainty_and_entropy(logits, max, lse);
-        branch.certainty.push(certainty);
-        branch.entropy.push(entropy);
+        let (token, lp, summary) =
+            sampler::sample_summarized(logits, &request.sampling, &mut branch.rng, scratch);
+        let lse = summary.lse;
+        branch.certainty.push(summary.certainty);
+        branch.entropy.push(summary.entropy);
         if let Some(k) = branch.top {
             branch.token_logprobs.push(TokenLogprob {
                 token: token as TokenId,
