@@ -12,7 +12,7 @@ REASONER ?= models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf
 DEMO_N ?= 4
 DEMO_PROMPT ?= A farmer has 15 sheep. He buys 8 more and then sells 6. How many sheep does he have now?
 
-.PHONY: docs all setup model reasoner reasoner-large test-models server pyenv trlenv self-train build cuda demo test features check lint doc bench bench-remote bench-concurrent bench-layouts bench-serve fuzz clean install install-files
+.PHONY: docs all setup model reasoner reasoner-large test-models server pyenv trlenv self-train build cuda gpu-kit demo test features check lint doc bench bench-remote bench-concurrent bench-layouts bench-serve fuzz clean install install-files
 
 all: build
 
@@ -35,6 +35,12 @@ CUDA_TARGET_DIR ?= target/cuda
 cuda: setup
 	eval "$$(bash scripts/cuda-toolkit.sh)" && \
 	  CARGO_TARGET_DIR=$(CUDA_TARGET_DIR) $(CARGO) build --release --features cuda
+
+# What scripts/gpu-check.sh needs on a GPU machine without Rust: the cuda builds of the CLI, the
+# decode bench and the llama backend's tests, stripped and compressed, and the model in parts
+# (target/gpu-kit; docs/src/gpu.md says how to use it).
+gpu-kit: setup
+	CUDA_TARGET_DIR=$(CUDA_TARGET_DIR) bash scripts/gpu-kit.sh
 
 # Best-of-N on the reasoner: DEMO_N samples decoded together, every candidate with its answer and
 # scores, and the one the search chose with its reasoning (about a minute on 2 cores).

@@ -10,7 +10,8 @@
 #   3. `ponder eval --workers 1/4/8` over LIMIT problems, best-of-4 with majority vote;
 #   4. MCTS and beam, which fork often, over LIMIT problems: wall time, stream copies and bytes.
 # Prints Markdown tables; raw outputs stay in $OUT (default /tmp/ponder-bench-layouts).
-# MODEL (default SmolLM2-135M) picks the model; SECTIONS (default "1 2 3 4") which parts run.
+# MODEL (default SmolLM2-135M) picks the model; SECTIONS (default "1 2 3 4") which parts run;
+# PONDER the binary (default target/release/ponder; scripts/gpu-check.sh passes a `cuda` build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,7 +21,7 @@ PROBLEMS=${PROBLEMS:-4}
 SECTIONS=${SECTIONS:-"1 2 3 4"}
 OUT=${OUT:-/tmp/ponder-bench-layouts}
 BIN=target/llama-server/bin
-PONDER=target/release/ponder
+PONDER=${PONDER:-target/release/ponder}
 PORT=${PORT:-18192}
 THREADS=${THREADS:-$(nproc)}
 LAYOUTS=${LAYOUTS:-"unified streams"}
@@ -41,7 +42,7 @@ print(f"{u['generated_tokens'] / (u['wall_ms'] / 1000):.1f} {u['generated_tokens
 PY
 }
 
-echo "# ponder bench-layouts · $(date -u +%Y-%m-%dT%H:%MZ) · $(git rev-parse --short HEAD) · $(nproc) cores · model $MODEL · $THREADS threads"
+echo "# ponder bench-layouts · $(date -u +%Y-%m-%dT%H:%MZ) · $(git rev-parse --short HEAD 2>/dev/null || echo "${PONDER_COMMIT:-?}") · $(nproc) cores · model $MODEL · $THREADS threads"
 echo
 
 if want 1; then
