@@ -149,6 +149,8 @@ pub mod guide {
     pub struct Bench;
     #[doc = include_str!("../docs/src/serve.md")]
     pub struct Serve;
+    // Its example connects to a server: it compiles only with the remote feature.
+    #[cfg(feature = "remote")]
     #[doc = include_str!("../docs/src/remote.md")]
     pub struct Remote;
     #[doc = include_str!("../docs/src/gpu.md")]
