@@ -42,16 +42,16 @@ impl Rng {
 
 /// Runs `$portable(args…)` compiled with AVX2 where the processor has it, else as built.
 macro_rules! with_avx2 {
-    ($avx2:ident, $portable:ident ( $($arg:expr),* ) -> $ret:ty) => {{
+    ($portable:ident ( $($arg:ident: $ty:ty),* ) -> $ret:ty) => {{
         #[cfg(target_arch = "x86_64")]
         {
             #[target_feature(enable = "avx2")]
-            unsafe fn $avx2(logits: &[f32], x: f32) -> $ret {
-                $portable(logits, x)
+            unsafe fn avx2($($arg: $ty),*) -> $ret {
+                $portable($($arg),*)
             }
             if std::arch::is_x86_feature_detected!("avx2") {
                 // SAFETY: the processor supports AVX2, the only feature the function enables.
-                return unsafe { $avx2($($arg),*) };
+                return unsafe { avx2($($arg),*) };
             }
         }
         $portable($($arg),*)
@@ -60,13 +60,13 @@ macro_rules! with_avx2 {
 
 /// The largest logit (NaN-free input assumed; llama.cpp's logits are finite or -inf).
 pub(crate) fn max_logit(logits: &[f32]) -> f32 {
-    with_avx2!(max_logit_avx2, max_logit_lanes(logits, f32::NEG_INFINITY) -> f32)
+    with_avx2!(max_logit_lanes(logits: &[f32]) -> f32)
 }
 
 #[inline(always)]
-fn max_logit_lanes(logits: &[f32], init: f32) -> f32 {
+fn max_logit_lanes(logits: &[f32]) -> f32 {
     // Eight independent lanes so that the loop vectorises.
-    let mut lanes = [init; 8];
+    let mut lanes = [f32::NEG_INFINITY; 8];
     let chunks = logits.chunks_exact(8);
     let rest = chunks.remainder();
     for c in chunks {
@@ -109,7 +109,7 @@ struct Sums {
 }
 
 fn sums(logits: &[f32], max: f32) -> Sums {
-    with_avx2!(sums_avx2, sums_lanes(logits, max) -> Sums)
+    with_avx2!(sums_lanes(logits: &[f32], max: f32) -> Sums)
 }
 
 #[inline(always)]
@@ -383,7 +383,7 @@ fn top_k_into(logits: &[f32], k: usize, heap: &mut Vec<(f32, u32)>) {
         if heap.len() == k
             && heap
                 .first()
-                .is_some_and(|least| max_logit_lanes(block, f32::NEG_INFINITY) <= least.0)
+                .is_some_and(|least| max_logit_lanes(block) <= least.0)
         {
             continue;
         }
@@ -588,10 +588,7 @@ mod tests {
                 logits[2] = f32::NEG_INFINITY;
             }
             let max = max_logit(&logits);
-            assert_eq!(
-                max.to_bits(),
-                max_logit_lanes(&logits, f32::NEG_INFINITY).to_bits()
-            );
+            assert_eq!(max.to_bits(), max_logit_lanes(&logits).to_bits());
             if max.is_finite() {
                 let (a, b) = (sums(&logits, max), sums_lanes(&logits, max));
                 assert_eq!(
