@@ -429,10 +429,13 @@ pub struct Ballots<'a> {
 /// Per-candidate scores and the chosen index (ties: the lowest index) under `rerank`, with
 /// `config`'s `keep_percent`, `cisc_temperature` and `borda_power`. A reranker whose signal is
 /// missing (`judge`, `weighted_vote` and `cisc_judge` without verdicts, the certainty rerankers
-/// without distributions) falls back to the plain vote. `ponder eval` and `ponder bench` use it
-/// to score every reranker on the same samples.
+/// without distributions) falls back to the plain vote. The rerankers that pick the best score
+/// pick it among the candidates that reached an answer, when one did: a trace cut at
+/// `max_tokens` before its answer (often a loop, which reads as confident) answers nothing.
+/// `ponder eval` and `ponder bench` use it to score every reranker on the same samples.
 pub fn choose(rerank: Rerank, config: &BestOfNConfig, b: &Ballots<'_>) -> (Vec<f64>, usize) {
     let weighted = |weights: Vec<f64>| vote::shares_and_pick(b.answers, &weights);
+    let argmax = |scores: &[f64]| argmax_answered(scores, b.answers);
     match (rerank, b.judged, b.certainty, b.tail_entropy) {
         (Rerank::Judge, Some(j), ..) => (j.to_vec(), argmax(j)),
         (Rerank::Confidence, ..) => (b.confidence.to_vec(), argmax(b.confidence)),
@@ -501,15 +504,18 @@ pub(crate) fn filter_most_confident(confidence: &[f64], keep_percent: f64) -> Ve
     w
 }
 
-/// Index of the largest value; ties go to the lowest index.
-fn argmax(xs: &[f64]) -> usize {
-    let mut best = 0;
+/// Index of the largest value among the candidates with an answer (all of them when none has
+/// one); ties go to the lowest index.
+fn argmax_answered(xs: &[f64], answers: &[Option<String>]) -> usize {
+    let any = answers.iter().any(Option::is_some);
+    let eligible = |i: usize| !any || answers.get(i).is_some_and(Option::is_some);
+    let mut best: Option<usize> = None;
     for (i, &x) in xs.iter().enumerate() {
-        if x > xs[best] {
-            best = i;
+        if eligible(i) && best.is_none_or(|b| x > xs[b]) {
+            best = Some(i);
         }
     }
-    best
+    best.unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -518,8 +524,38 @@ mod tests {
 
     #[test]
     fn argmax_prefers_the_first_of_equals() {
-        assert_eq!(argmax(&[0.1, 0.5, 0.5, 0.2]), 1);
-        assert_eq!(argmax(&[1.0]), 0);
+        let all = vec![Some("1".to_string()); 4];
+        assert_eq!(argmax_answered(&[0.1, 0.5, 0.5, 0.2], &all), 1);
+        assert_eq!(argmax_answered(&[1.0], &all[..1]), 0);
+    }
+
+    #[test]
+    fn score_rerankers_pick_among_the_answered() {
+        // The best score belongs to a trace cut before its answer: the best answered one wins.
+        let answers = [None, Some("4".to_string()), Some("5".to_string()), None];
+        let scores = [0.9, 0.2, 0.6, 0.95];
+        assert_eq!(argmax_answered(&scores, &answers), 2);
+        // No candidate answered: the best score, as before.
+        assert_eq!(argmax_answered(&scores, &[None, None, None, None]), 3);
+        let config = BestOfNConfig::default();
+        let ballots = Ballots {
+            answers: &answers,
+            judged: Some(&scores),
+            confidence: &scores,
+            logprobs: &scores,
+            certainty: Some(&scores),
+            tail_entropy: Some(&[0.1, 0.9, 0.3, 0.0]),
+        };
+        for rerank in [
+            Rerank::Judge,
+            Rerank::Confidence,
+            Rerank::Logprob,
+            Rerank::SelfCertainty,
+            Rerank::TailEntropy,
+        ] {
+            let (kept, pick) = choose(rerank, &config, &ballots);
+            assert_eq!((pick, kept.len()), (2, 4), "{rerank:?}");
+        }
     }
 
     #[test]
