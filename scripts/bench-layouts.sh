@@ -5,8 +5,12 @@
 #      `llama-batched-bench` with a stream per sequence and with -kvu (one unified cache);
 #   2. best-of-8 on one problem, a short prompt and an ~800-token 8-shot prompt:
 #      `ponder generate -n 8` in each layout against `llama-server -np 8` answering one request
-#      with `n: 8`, same prompt, same sampling settings (PROBLEMS problems of
-#      data/dev-wordproblems.jsonl, run in turn);
+#      with `n: 8`, same prompt, same sampling (PROBLEMS problems of data/dev-wordproblems.jsonl,
+#      run in turn): each sample to its end-of-sequence, and each exactly 256 tokens (end of
+#      sequence ignored, the same work on both sides). The server is asked for ponder's order of
+#      filters (top-k, temperature, top-p, min-p; its own default applies temperature last, which
+#      keeps more tokens and so draws other, often shorter, samples) and caches no prompt across
+#      requests (each request prefills its prompt, as each ponder run does);
 #   3. `ponder eval --workers 1/4/8` over LIMIT problems, best-of-4 with majority vote;
 #   4. MCTS and beam, which fork often, over LIMIT problems: wall time, stream copies and bytes.
 # Prints Markdown tables; raw outputs stay in $OUT (default /tmp/ponder-bench-layouts).
@@ -97,8 +101,11 @@ with open(f"{out}/prompts.jsonl", "w") as f:
         f.write(json.dumps({"kind": "short", "prompt": p["question"] + tail}) + "\n")
         f.write(json.dumps({"kind": "8-shot", "prompt": exemplars + "Question: " + p["question"] + tail}) + "\n")
 PY
+  # No prompt caching across requests (--no-cache-prompt, --cache-ram 0): each request
+  # prefills its prompt once, as each `ponder generate` run does; with its defaults the server
+  # would restore the 8-shot exemplars from the previous problem's request.
   "$BIN/llama-server" -m "$MODEL" --host 127.0.0.1 --port "$PORT" -c $((2048 * 8)) -np 8 \
-    -t "$THREADS" --no-webui >"$OUT/server.log" 2>&1 &
+    -t "$THREADS" --no-webui --no-cache-prompt --cache-ram 0 >"$OUT/server.log" 2>&1 &
   pids+=($!)
   for _ in $(seq 1 600); do
     curl -fs "http://127.0.0.1:$PORT/health" >/dev/null 2>&1 && break
@@ -108,17 +115,22 @@ PY
   while IFS= read -r line; do
     kind=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["kind"])' "$line")
     prompt=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["prompt"])' "$line")
-    for layout in $LAYOUTS; do
-      $PONDER generate --model "$MODEL" --threads "$THREADS" --kv-layout $layout -n 8 \
-        --max-tokens 256 --temperature 0.8 --top-k 40 --top-p 0.95 --min-p 0.05 --json \
-        --prompt "$prompt" >"$OUT/bon-$layout-$i.json" 2>"$OUT/bon-$layout-$i.log"
-      echo "$kind $layout $(rate "$OUT/bon-$layout-$i.json")" >>"$OUT/bon.txt"
-    done
-    python3 - "$PORT" "$prompt" "$kind" >>"$OUT/bon.txt" <<'PY'
+    for mode in eos fixed; do
+      flag=() label=$kind
+      [[ $mode == fixed ]] && flag=(--ignore-eos) label=$kind-256
+      for layout in $LAYOUTS; do
+        $PONDER generate --model "$MODEL" --threads "$THREADS" --kv-layout $layout -n 8 \
+          --max-tokens 256 --temperature 0.8 --top-k 40 --top-p 0.95 --min-p 0.05 --json \
+          "${flag[@]}" --prompt "$prompt" >"$OUT/bon-$layout-$i-$mode.json" 2>"$OUT/bon-$layout-$i-$mode.log"
+        echo "$label $layout $(rate "$OUT/bon-$layout-$i-$mode.json")" >>"$OUT/bon.txt"
+      done
+      python3 - "$PORT" "$prompt" "$label" "$mode" >>"$OUT/bon.txt" <<'PY'
 import json, sys, time, urllib.request
-port, prompt, kind = sys.argv[1:4]
+port, prompt, label, mode = sys.argv[1:5]
 body = {"messages": [{"role": "user", "content": prompt}], "n": 8, "max_tokens": 256,
-        "temperature": 0.8, "top_k": 40, "top_p": 0.95, "min_p": 0.05}
+        "temperature": 0.8, "top_k": 40, "top_p": 0.95, "min_p": 0.05,
+        "samplers": ["top_k", "temperature", "top_p", "min_p"], "ignore_eos": mode == "fixed",
+        "cache_prompt": False}
 req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/chat/completions",
                              json.dumps(body).encode(), {"Content-Type": "application/json"})
 start = time.time()
@@ -132,9 +144,13 @@ def count(text):
                                  {"Content-Type": "application/json"})
     with urllib.request.urlopen(req) as r:
         return len(json.load(r)["tokens"])
-tokens = sum(count(c["message"]["content"]) + (c["finish_reason"] == "stop") for c in choices)
-print(f"{kind} server {tokens / wall:.1f} {tokens} {wall * 1000:.0f} 0")
+if mode == "fixed":
+    tokens = 256 * len(choices)
+else:
+    tokens = sum(count(c["message"]["content"]) + (c["finish_reason"] == "stop") for c in choices)
+print(f"{label} server {tokens / wall:.1f} {tokens} {wall * 1000:.0f} 0")
 PY
+    done
     i=$((i + 1))
   done <"$OUT/prompts.jsonl"
   cleanup
@@ -150,8 +166,11 @@ for line in open(sys.argv[1]):
 whos = [w for w in ["unified", "streams", "server"] if any(k[1] == w for k in tok)]
 print("| prompt | " + " | ".join(f"{'llama-server -np 8, n: 8' if w == 'server' else 'ponder ' + w} tok/s" for w in whos) + " |")
 print("|---|" + "---|" * len(whos))
-for kind in ["short", "8-shot"]:
-    print(f"| {kind} | " + " | ".join(f"{tok[kind, w] / (ms[kind, w] / 1000):.1f}" for w in whos) + " |")
+names = {"short": "short, to end of sequence", "8-shot": "8-shot, to end of sequence",
+         "short-256": "short, 256 tokens each", "8-shot-256": "8-shot, 256 tokens each"}
+for kind, name in names.items():
+    if any(k[0] == kind for k in tok):
+        print(f"| {name} | " + " | ".join(f"{tok[kind, w] / (ms[kind, w] / 1000):.1f}" for w in whos) + " |")
 PY
   echo
 fi
