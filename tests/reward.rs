@@ -220,15 +220,25 @@ fn best_of_n_returns_n_candidates_and_picks_the_rerankers_argmax() {
         let out = engine.solve(&problem, &best_of_n(5, rerank)).unwrap();
         assert_eq!(out.candidates.len(), 5);
         assert_eq!(out.strategy, "best_of_n");
+        // The top score among the candidates that reached an answer (all, when none did): a
+        // trace cut off before its answer is not chosen while another has one.
+        let answered = out.candidates.iter().any(|c| c.answer.is_some());
         let best = out
             .candidates
             .iter()
+            .filter(|c| !answered || c.answer.is_some())
             .map(|c| c.score)
             .fold(f64::NEG_INFINITY, f64::max);
         assert_eq!(
             out.score, best,
-            "{rerank:?}: the chosen one has the top score"
+            "{rerank:?}: the chosen one has the top score among the answered"
         );
+        if answered {
+            assert!(
+                out.answer.is_some(),
+                "{rerank:?}: an answered candidate is chosen"
+            );
+        }
         assert_eq!(out.candidates[out.chosen].score, best);
         assert_eq!(out.text, out.candidates[out.chosen].text);
         assert_eq!(out.answer, out.candidates[out.chosen].answer);

@@ -222,8 +222,16 @@ fn the_certainty_rerankers_rank_the_reasoners_own_samples() {
         let certainty: Vec<f64> = signals.iter().map(|s| s.self_certainty.unwrap()).collect();
         let entropy: Vec<f64> = signals.iter().map(|s| s.tail_entropy.unwrap()).collect();
         assert!(certainty.iter().chain(&entropy).all(|x| x.is_finite()));
+        // The first by the signal among the candidates that reached an answer (all, when none
+        // did): a trace cut off before its answer is not picked while another has one.
+        let answered = out.candidates.iter().any(|c| c.answer.is_some());
+        let eligible: Vec<usize> = (0..out.candidates.len())
+            .filter(|&i| !answered || out.candidates[i].answer.is_some())
+            .collect();
         let first = |xs: &[f64]| {
-            (0..xs.len())
+            eligible
+                .iter()
+                .copied()
                 .max_by(|&a, &b| xs[a].total_cmp(&xs[b]).then(b.cmp(&a)))
                 .unwrap()
         };
