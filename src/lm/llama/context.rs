@@ -7,7 +7,7 @@
 //! move out or swap.
 
 use std::num::NonZeroU32;
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::context::LlamaContext;
@@ -32,6 +32,9 @@ pub(crate) struct ModelContext {
     _model: Arc<LlamaModel>,
     /// `unified` or `streams`: decides how [`ModelContext::fork`] copies.
     layout: KvLayout,
+    /// The one thread that runs `llama_decode` when the context is shared by many threads (see
+    /// [`ModelContext::decode_on_one_thread`]); `None`: the caller's thread runs it.
+    decoder: Option<DecodeThread>,
 }
 
 impl ModelContext {
@@ -98,6 +101,7 @@ impl ModelContext {
             ctx,
             _model: model,
             layout,
+            decoder: None,
         })
     }
 
@@ -106,12 +110,25 @@ impl ModelContext {
         &self.ctx
     }
 
-    /// `llama_decode` of `batch`.
+    /// `llama_decode` of `batch`, on the decoding thread when there is one.
     pub(crate) fn decode(
         &mut self,
         batch: &mut LlamaBatch<'_>,
     ) -> Result<(), llama_cpp_2::DecodeError> {
-        self.ctx.decode(batch)
+        match &self.decoder {
+            Some(thread) => thread.decode(&mut self.ctx, batch),
+            None => self.ctx.decode(batch),
+        }
+    }
+
+    /// From now on every `llama_decode` runs on one thread of the context's own, whichever thread
+    /// asks for it (see [`DecodeThread`]). For a context whose callers take turns from many
+    /// threads ([`super::SharedLlama`]). Should the thread not start (the system is out of
+    /// threads), decoding stays on the callers' threads: slower, never wrong.
+    pub(crate) fn decode_on_one_thread(&mut self) {
+        if self.decoder.is_none() {
+            self.decoder = DecodeThread::start();
+        }
     }
 
     /// Removes positions `p0..p1` (all when `None`) of sequence `seq` (every sequence when `None`).
@@ -150,5 +167,90 @@ impl ModelContext {
     /// Empties the whole KV cache.
     pub(crate) fn clear(&mut self) {
         self.ctx.clear_kv_cache();
+    }
+}
+
+/// The one thread that runs `llama_decode` for a context shared by many threads.
+///
+/// With OpenMP (how ponder builds llama.cpp for the CPU) each thread that starts a parallel region
+/// gets a team of worker threads of its own, and a team keeps spinning for a while after its
+/// region ends, so that the next one starts at once. When the solves' threads take turns at
+/// decoding, the idle teams of the last few spin on the cores the current one needs: on 2 cores
+/// `eval --workers 4` spent about 7 ms more per forward pass than the batch-size curve allows.
+/// One decoding thread keeps one team, as `llama-server`'s one loop does. A call costs two thread
+/// wake-ups; no other work runs on the thread, so a caller waiting for it never runs anything
+/// else either (unlike a work-stealing pool, whose waiting caller could pick up another solve's
+/// call and try to lock the context it already holds).
+struct DecodeThread {
+    calls: Option<mpsc::Sender<DecodeCall>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// One `llama_decode` for the decoding thread: the context and batch of the caller, who blocks
+/// until the answer comes back.
+struct DecodeCall {
+    ctx: *mut LlamaContext<'static>,
+    batch: *mut LlamaBatch<'static>,
+    answer: mpsc::SyncSender<Result<(), llama_cpp_2::DecodeError>>,
+}
+
+// SAFETY: the pointers come from `&mut` borrows held by the caller of `DecodeThread::decode`,
+// which does not return (so the borrows do not end) until the decoding thread has answered or
+// dropped the call; `LlamaContext` and `LlamaBatch` are themselves `Send`.
+unsafe impl Send for DecodeCall {}
+
+impl DecodeThread {
+    /// Starts the thread; `None` when the system cannot start one.
+    fn start() -> Option<Self> {
+        let (calls, inbox) = mpsc::channel::<DecodeCall>();
+        let thread = std::thread::Builder::new()
+            .name("ponder-decode".into())
+            .spawn(move || {
+                for call in inbox {
+                    // SAFETY: see `DecodeCall`: the caller holds both borrows until it has the
+                    // answer, and nothing else uses them meanwhile.
+                    let result = unsafe { (*call.ctx).decode(&mut *call.batch) };
+                    call.answer.send(result).ok();
+                }
+            })
+            .ok()?;
+        Some(Self {
+            calls: Some(calls),
+            thread: Some(thread),
+        })
+    }
+
+    /// `ctx.decode(batch)` on the decoding thread; returns when it is done.
+    fn decode(
+        &self,
+        ctx: &mut LlamaContext<'static>,
+        batch: &mut LlamaBatch<'_>,
+    ) -> Result<(), llama_cpp_2::DecodeError> {
+        let (answer, reply) = mpsc::sync_channel(1);
+        let call = DecodeCall {
+            ctx,
+            batch: (batch as *mut LlamaBatch<'_>).cast(),
+            answer,
+        };
+        let sent = self.calls.as_ref().map(|calls| calls.send(call));
+        match sent {
+            Some(Ok(())) => {}
+            // The thread is gone (it only ends by panicking): nothing was decoded yet.
+            _ => panic!("ponder's decoding thread has stopped"),
+        }
+        // `recv` fails only once the call was dropped, i.e. after the thread is done with it.
+        reply
+            .recv()
+            .unwrap_or_else(|_| panic!("ponder's decoding thread stopped in llama_decode"))
+    }
+}
+
+impl Drop for DecodeThread {
+    fn drop(&mut self) {
+        // Closing the channel ends the thread's loop.
+        self.calls.take();
+        if let Some(thread) = self.thread.take() {
+            thread.join().ok();
+        }
     }
 }

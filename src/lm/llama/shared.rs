@@ -55,7 +55,9 @@ pub struct ContextLoad {
 impl SharedLlama {
     /// Shares `lm` (it should have no live nodes: its own caller's nodes are invisible to the
     /// handles).
-    pub fn new(lm: LlamaLm) -> Arc<Self> {
+    pub fn new(mut lm: LlamaLm) -> Arc<Self> {
+        // The handles' threads take turns at stepping: one thread decodes for all of them.
+        lm.ctx.decode_on_one_thread();
         Arc::new(Self {
             core: Mutex::new(lm),
             next_owner: AtomicU32::new(1),
