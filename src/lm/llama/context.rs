@@ -35,6 +35,8 @@ pub(crate) struct ModelContext {
     /// The one thread that runs `llama_decode` when the context is shared by many threads (see
     /// [`ModelContext::decode_on_one_thread`]); `None`: the caller's thread runs it.
     decoder: Option<DecodeThread>,
+    /// Whether `decoder` runs the decoding calls now.
+    decoder_on: bool,
 }
 
 impl ModelContext {
@@ -102,6 +104,7 @@ impl ModelContext {
             _model: model,
             layout,
             decoder: None,
+            decoder_on: false,
         })
     }
 
@@ -110,25 +113,28 @@ impl ModelContext {
         &self.ctx
     }
 
-    /// `llama_decode` of `batch`, on the decoding thread when there is one.
+    /// `llama_decode` of `batch`, on the decoding thread when it is in use.
     pub(crate) fn decode(
         &mut self,
         batch: &mut LlamaBatch<'_>,
     ) -> Result<(), llama_cpp_2::DecodeError> {
-        match &self.decoder {
+        match self.decoder.as_ref().filter(|_| self.decoder_on) {
             Some(thread) => thread.decode(&mut self.ctx, batch),
             None => self.ctx.decode(batch),
         }
     }
 
-    /// From now on every `llama_decode` runs on one thread of the context's own, whichever thread
-    /// asks for it (see [`DecodeThread`]). For a context whose callers take turns from many
-    /// threads ([`super::SharedLlama`]). Should the thread not start (the system is out of
-    /// threads), decoding stays on the callers' threads: slower, never wrong.
-    pub(crate) fn decode_on_one_thread(&mut self) {
-        if self.decoder.is_none() {
+    /// Whether `llama_decode` runs on one thread of the context's own (see [`DecodeThread`]),
+    /// started the first time `on` is true; otherwise on the caller's thread. On while many
+    /// threads take turns at the context ([`super::SharedLlama`] with several solves); off for
+    /// one caller, which saves the two thread wake-ups a call on the decoding thread costs.
+    /// Should the thread not start (the system is out of threads), decoding stays on the
+    /// callers' threads: slower, never wrong.
+    pub(crate) fn decode_on_one_thread(&mut self, on: bool) {
+        if on && self.decoder.is_none() {
             self.decoder = DecodeThread::start();
         }
+        self.decoder_on = on;
     }
 
     /// Removes positions `p0..p1` (all when `None`) of sequence `seq` (every sequence when `None`).
@@ -178,7 +184,8 @@ impl ModelContext {
 /// decoding, the idle teams of the last few spin on the cores the current one needs: on 2 cores
 /// `eval --workers 4` spent about 7 ms more per forward pass than the batch-size curve allows.
 /// One decoding thread keeps one team, as `llama-server`'s one loop does. A call costs two thread
-/// wake-ups; no other work runs on the thread, so a caller waiting for it never runs anything
+/// wake-ups (on 2 cores MCTS alone, about 11 ms a pass, ran up to 5% slower through it, hence
+/// only while several solves share the context); no other work runs on the thread, so a caller waiting for it never runs anything
 /// else either (unlike a work-stealing pool, whose waiting caller could pick up another solve's
 /// call and try to lock the context it already holds).
 struct DecodeThread {

@@ -8,7 +8,7 @@
 //! A call returns when its own job is done. No thread of its own: the callers drive the loop.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -27,6 +27,9 @@ use crate::lm::{
 pub struct SharedLlama {
     core: Mutex<LlamaLm>,
     next_owner: AtomicU32,
+    /// Handles alive: with more than one, their threads take turns at stepping, and one thread
+    /// of the context's own decodes for all of them (see `ModelContext::decode_on_one_thread`).
+    handles: AtomicUsize,
 }
 
 impl fmt::Debug for SharedLlama {
@@ -55,17 +58,17 @@ pub struct ContextLoad {
 impl SharedLlama {
     /// Shares `lm` (it should have no live nodes: its own caller's nodes are invisible to the
     /// handles).
-    pub fn new(mut lm: LlamaLm) -> Arc<Self> {
-        // The handles' threads take turns at stepping: one thread decodes for all of them.
-        lm.ctx.decode_on_one_thread();
+    pub fn new(lm: LlamaLm) -> Arc<Self> {
         Arc::new(Self {
             core: Mutex::new(lm),
             next_owner: AtomicU32::new(1),
+            handles: AtomicUsize::new(0),
         })
     }
 
     /// A new handle: an [`Lm`] for one solve. Its nodes are released when it is dropped.
     pub fn solve_lm(self: &Arc<Self>) -> SolveLm {
+        self.handles.fetch_add(1, Ordering::Relaxed);
         SolveLm {
             shared: self.clone(),
             owner: self.next_owner.fetch_add(1, Ordering::Relaxed).max(1),
@@ -132,6 +135,8 @@ impl SolveLm {
         let start = Instant::now();
         let result = (|| {
             let mut core = self.core();
+            let many = self.shared.handles.load(Ordering::Relaxed) > 1;
+            core.ctx.decode_on_one_thread(many);
             let work = make(&mut core)?;
             let id = core.submit(self.owner, self.interrupt.clone(), work);
             loop {
@@ -155,6 +160,7 @@ impl SolveLm {
 
 impl Drop for SolveLm {
     fn drop(&mut self) {
+        self.shared.handles.fetch_sub(1, Ordering::Relaxed);
         let mut core = self.shared.core.lock();
         let mine: Vec<u32> = core
             .nodes
