@@ -631,6 +631,37 @@ fn long_commands_open_with_model_context_threads_and_strategy() {
 }
 
 #[test]
+fn auto_layout_is_unified_for_tree_searches_and_streams_for_sampling_with_any_workers() {
+    // `eval --workers 4` keeps 4 solves in flight: tree searches still get the shared pool
+    // (forks without stream copies), sampling strategies a stream per branch.
+    for (strategy, workers, says) in [
+        ("mcts", "1", "kv unified: ctx 4096 · 64 sequences"),
+        ("mcts", "4", "kv unified: ctx 4096 · 64 sequences"),
+        ("beam", "4", "kv unified: ctx 4096 · 64 sequences"),
+        ("best-of-n", "1", "kv streams: 16 branches x 2048 tokens"),
+        ("best-of-n", "4", "kv streams: 16 branches x 2048 tokens"),
+    ] {
+        let out = ponder(&[
+            "eval",
+            "--model",
+            "/nonexistent/model.gguf",
+            "--dataset",
+            "data/arith40.jsonl",
+            "--strategy",
+            strategy,
+            "--workers",
+            workers,
+        ]);
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.lines().next().unwrap_or_default().contains(says),
+            "{strategy} --workers {workers}: {err}"
+        );
+    }
+}
+
+#[test]
 fn every_choice_is_listed_and_an_unknown_one_is_a_clear_error() {
     for (args, needle) in [
         (

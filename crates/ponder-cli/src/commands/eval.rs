@@ -46,7 +46,7 @@ pub fn exec(args: &Args) -> ponder::Result<()> {
     if args.workers == 0 {
         return Err(ConfigError::new("workers", "--workers must be at least 1").into());
     }
-    let model = args.model.for_workload(&strategy, args.workers);
+    let model = args.model.for_workload(&strategy);
     model.check()?;
     progress::opening("eval", &model.config(), Some(&strategy));
     let engine = model.engine()?;

@@ -55,7 +55,7 @@ pub fn exec(args: &Args) -> ponder::Result<()> {
         probe_writable(&json)?;
         probe_writable(&dot)?;
     }
-    let model = args.model.for_workload(&strategy, 1);
+    let model = args.model.for_workload(&strategy);
     model.check()?;
     progress::opening("solve", &model.config(), Some(&strategy));
     let engine = model.engine()?;

@@ -156,7 +156,7 @@ fn run(args: &Args) -> ponder::Result<Option<String>> {
     if args.workers == 0 {
         return Err(ConfigError::new("workers", "--workers must be at least 1").into());
     }
-    let model_args = args.model.for_workload(&config.strategy, args.workers);
+    let model_args = args.model.for_workload(&config.strategy);
     model_args.check()?;
     progress::opening("synth", &model_args.config(), Some(&config.strategy));
     let (engine, model) = model_args.engine_and_id()?;

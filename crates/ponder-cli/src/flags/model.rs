@@ -34,7 +34,7 @@ pub struct ModelArgs {
     /// Where the KV cache keeps each branch (backend llama): streams (a stream of ctx /
     /// n-seq-max cells per branch, attention over its own cells only; forks copy a stream),
     /// unified (one pool shared by all branches; forks free, every branch attends over every
-    /// live cell) or auto (unified for mcts or beam run one solve at a time; otherwise
+    /// live cell) or auto (unified for mcts and beam, one solve or many at once; otherwise
     /// streams, unless --ctx alone asks for a shared pool or leaves a stream under 512 cells).
     #[arg(long, default_value = "auto", value_parser = parse_kv_layout)]
     pub kv_layout: KvLayout,
@@ -139,18 +139,19 @@ impl ModelArgs {
     }
 
     /// These flags with `--kv-layout auto` resolved for the work at hand when no size was
-    /// given: `unified` for a tree search (MCTS, beam) run one solve at a time, the library's
-    /// `auto` (`streams`) for everything else. Measured (`make bench-layouts`): a lone tree
-    /// search decodes as fast in both layouts, but in `streams` it forks by copying whole
-    /// streams (5 GB over six MCTS solves of SmolLM2) and parks more (16 sequences instead of
-    /// 64); sampling strategies and concurrent solves are as fast or faster in `streams`.
-    pub fn for_workload(&self, strategy: &StrategyConfig, workers: usize) -> ModelArgs {
+    /// given: `unified` for a tree search (MCTS, beam), alone or several at once, the library's
+    /// `auto` (`streams`) for everything else. Measured (`make bench-layouts`, and `eval
+    /// --workers 4` over 16 problems): in `streams` a tree search forks by copying whole streams
+    /// (5 GB over six MCTS solves of SmolLM2 one at a time, 30 GB over 16 with 4 workers) and
+    /// parks more (16 sequences instead of 64): as fast as `unified` alone, 3–15% slower (MCTS)
+    /// and 30% slower (beam) with 4 workers; sampling strategies, alone or many at once, are as
+    /// fast or faster in `streams`.
+    pub fn for_workload(&self, strategy: &StrategyConfig) -> ModelArgs {
         let mut a = self.clone();
         if a.backend == BackendKind::Llama
             && a.kv_layout == KvLayout::Auto
             && a.n_ctx.is_none()
             && a.n_seq_max == 0
-            && workers <= 1
             && matches!(strategy.name(), "mcts" | "beam")
         {
             a.kv_layout = KvLayout::Unified;
