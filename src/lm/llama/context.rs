@@ -184,10 +184,10 @@ impl ModelContext {
 /// decoding, the idle teams of the last few spin on the cores the current one needs: on 2 cores
 /// `eval --workers 4` spent about 7 ms more per forward pass than the batch-size curve allows.
 /// One decoding thread keeps one team, as `llama-server`'s one loop does. A call costs two thread
-/// wake-ups (on 2 cores MCTS alone, about 11 ms a pass, ran up to 5% slower through it, hence
-/// only while several solves share the context); no other work runs on the thread, so a caller waiting for it never runs anything
-/// else either (unlike a work-stealing pool, whose waiting caller could pick up another solve's
-/// call and try to lock the context it already holds).
+/// wake-ups (on 2 cores MCTS alone, about 11 ms a pass, ran up to 8% slower through it, hence
+/// only while several solves share the context). No other work runs on the thread, and a caller
+/// waiting for it runs nothing else either (unlike a work-stealing pool, whose waiting caller
+/// could pick up another solve's call and try to lock the context it already holds).
 struct DecodeThread {
     calls: Option<mpsc::Sender<DecodeCall>>,
     thread: Option<std::thread::JoinHandle<()>>,

@@ -5,7 +5,9 @@
 //! its own interrupt and its own usage counters. Its decoding calls become jobs in the context's
 //! job table (see [`super::sched`]); whichever waiting caller holds the context runs the next
 //! step, which serves the jobs of every solve with one `llama_decode`, then lets the others in.
-//! A call returns when its own job is done. No thread of its own: the callers drive the loop.
+//! A call returns when its own job is done. No scheduler thread: the callers drive the loop (while
+//! several handles are alive, the `llama_decode` of each step runs on the context's one decoding
+//! thread, see `ModelContext::decode_on_one_thread`).
 
 use std::fmt;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
