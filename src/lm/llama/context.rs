@@ -190,6 +190,8 @@ impl ModelContext {
 /// could pick up another solve's call and try to lock the context it already holds).
 struct DecodeThread {
     calls: Option<mpsc::Sender<DecodeCall>>,
+    /// The answers, one per call, in order (calls come one at a time: `&mut` context).
+    answers: mpsc::Receiver<Result<(), llama_cpp_2::DecodeError>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -198,18 +200,18 @@ struct DecodeThread {
 struct DecodeCall {
     ctx: *mut LlamaContext<'static>,
     batch: *mut LlamaBatch<'static>,
-    answer: mpsc::SyncSender<Result<(), llama_cpp_2::DecodeError>>,
 }
 
 // SAFETY: the pointers come from `&mut` borrows held by the caller of `DecodeThread::decode`,
 // which does not return (so the borrows do not end) until the decoding thread has answered or
-// dropped the call; `LlamaContext` and `LlamaBatch` are themselves `Send`.
+// is gone; `LlamaContext` and `LlamaBatch` are themselves `Send`.
 unsafe impl Send for DecodeCall {}
 
 impl DecodeThread {
     /// Starts the thread; `None` when the system cannot start one.
     fn start() -> Option<Self> {
         let (calls, inbox) = mpsc::channel::<DecodeCall>();
+        let (answer, answers) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("ponder-decode".into())
             .spawn(move || {
@@ -217,12 +219,15 @@ impl DecodeThread {
                     // SAFETY: see `DecodeCall`: the caller holds both borrows until it has the
                     // answer, and nothing else uses them meanwhile.
                     let result = unsafe { (*call.ctx).decode(&mut *call.batch) };
-                    call.answer.send(result).ok();
+                    if answer.send(result).is_err() {
+                        break;
+                    }
                 }
             })
             .ok()?;
         Some(Self {
             calls: Some(calls),
+            answers,
             thread: Some(thread),
         })
     }
@@ -233,20 +238,20 @@ impl DecodeThread {
         ctx: &mut LlamaContext<'static>,
         batch: &mut LlamaBatch<'_>,
     ) -> Result<(), llama_cpp_2::DecodeError> {
-        let (answer, reply) = mpsc::sync_channel(1);
         let call = DecodeCall {
             ctx,
             batch: (batch as *mut LlamaBatch<'_>).cast(),
-            answer,
         };
-        let sent = self.calls.as_ref().map(|calls| calls.send(call));
-        match sent {
-            Some(Ok(())) => {}
-            // The thread is gone (it only ends by panicking): nothing was decoded yet.
-            _ => panic!("ponder's decoding thread has stopped"),
+        if self
+            .calls
+            .as_ref()
+            .is_none_or(|calls| calls.send(call).is_err())
+        {
+            // The thread is gone (it only ends by panicking): nothing was decoded.
+            panic!("ponder's decoding thread has stopped");
         }
-        // `recv` fails only once the call was dropped, i.e. after the thread is done with it.
-        reply
+        // `recv` fails only once the thread is gone, i.e. after it is done with the call.
+        self.answers
             .recv()
             .unwrap_or_else(|_| panic!("ponder's decoding thread stopped in llama_decode"))
     }
